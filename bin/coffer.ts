@@ -1,0 +1,73 @@
+#!/usr/bin/env node
+// The one `coffer` executable: server and client subcommands.
+import { parseArgs, UsageError } from '../server/cli/args.js';
+import { ClientError } from '../server/cli/client.js';
+import {
+  CLUSTER_HELP, ROLE_HELP, SECRET_HELP, SERVER_HELP, TOKEN_HELP, TOP_HELP,
+  clusterCommand, roleCommand, secretCommand, tokenCommand,
+} from '../server/cli/commands.js';
+import { runServer } from '../server/cli/server-command.js';
+
+const HELP: Record<string, string> = {
+  server: SERVER_HELP,
+  secret: SECRET_HELP,
+  token: TOKEN_HELP,
+  role: ROLE_HELP,
+  cluster: CLUSTER_HELP,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv);
+  const command = args.positionals[0];
+  if (command === undefined || command === 'help') {
+    const topic = args.positionals[1];
+    process.stdout.write((topic && HELP[topic]) || TOP_HELP);
+    process.stdout.write('\n');
+    return command === undefined && !args.flags.has('help') ? 2 : 0;
+  }
+  const help = HELP[command];
+  if (help === undefined) {
+    process.stderr.write(`coffer: unknown command '${command}'\n\n${TOP_HELP}\n`);
+    return 2;
+  }
+  if (args.flags.has('help')) {
+    process.stdout.write(help + '\n');
+    return 0;
+  }
+  if (command === 'server') return runServer(args);
+  const client = {
+    addr: (args.flags.get('addr') as string | undefined) ?? process.env.COFFER_ADDR ?? 'http://127.0.0.1:8200',
+    token: (args.flags.get('token') as string | undefined) ?? process.env.COFFER_TOKEN,
+  };
+  const run = { secret: secretCommand, token: tokenCommand, role: roleCommand, cluster: clusterCommand }[command];
+  try {
+    await run!(args, client);
+    return 0;
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`coffer ${command}: ${err.message}\n\n${help}\n`);
+      return 2;
+    }
+    if (err instanceof ClientError) {
+      process.stderr.write(`coffer ${command}: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+// A closed pipe (coffer … | head) is not an error worth a stack trace.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`coffer: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  },
+);

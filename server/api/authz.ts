@@ -1,0 +1,61 @@
+// Authentication and authorization for management routes, and the allowlist
+// check for value reads. Each records what it learns in the request context
+// so the audit record names the actor even when the answer is no.
+import type { FastifyRequest } from 'fastify';
+import { authenticate, type Principal } from '../auth/tokens.js';
+import type { Allowlist } from '../config/ipv4.js';
+import { rulesAllow, type Action } from '../rbac/rules.js';
+import type { StateReader } from '../store/queries.js';
+import { ApiError } from './errors.js';
+
+const REASONS = {
+  missing: 'missing bearer token',
+  malformed: 'malformed Authorization header',
+  unknown: 'unknown token',
+  expired: 'token expired',
+  revoked: 'token revoked',
+} as const;
+
+export class Authorizer {
+  constructor(
+    private readonly reader: StateReader,
+    private readonly allowlist: Allowlist,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  /** 401 unless the request carries a live token. */
+  principal(req: FastifyRequest): Principal {
+    if (req.ctx.principal) return req.ctx.principal;
+    const outcome = authenticate(this.reader, req.headers.authorization, this.now());
+    if (!outcome.ok) throw new ApiError('unauthorized', REASONS[outcome.reason]);
+    req.ctx.principal = outcome.principal;
+    return outcome.principal;
+  }
+
+  /** 401 without a live token, 403 when its role lacks `action` (on `name` for path actions). */
+  require(req: FastifyRequest, action: Action, name?: string): Principal {
+    const p = this.principal(req);
+    if (!rulesAllow(p.rules, action, name)) {
+      throw new ApiError('forbidden', `role ${p.role} does not allow ${action}${name === undefined ? '' : ' on this path'}`);
+    }
+    return p;
+  }
+
+  /** Names the caller in the audit record if a valid token came along, without requiring one. */
+  identifyIfPresent(req: FastifyRequest): void {
+    if (req.ctx.principal || req.headers.authorization === undefined) return;
+    const outcome = authenticate(this.reader, req.headers.authorization, this.now());
+    if (outcome.ok) req.ctx.principal = outcome.principal;
+  }
+
+  /** Value reads and metrics: by source address only, fail-closed. */
+  requireAllowlisted(req: FastifyRequest): void {
+    if (!this.allowlist.allows(req.ctx.clientIp)) {
+      throw new ApiError('ip_not_allowed', 'client address is not on the read allowlist');
+    }
+  }
+
+  isAllowlisted(req: FastifyRequest): boolean {
+    return this.allowlist.allows(req.ctx.clientIp);
+  }
+}

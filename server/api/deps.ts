@@ -1,0 +1,24 @@
+// Everything the API needs, injected so tests can build it over real parts.
+import type { FastifyBaseLogger } from 'fastify';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { ServerConfig } from '../config/config.js';
+import type { CofferMetrics } from '../metrics/coffer-metrics.js';
+import type { Replicator } from '../raft/replicator.js';
+import type { SecretService } from '../secrets/service.js';
+import type { StateReader } from '../store/queries.js';
+import type { Authorizer } from './authz.js';
+
+export interface ApiDeps {
+  config: ServerConfig;
+  reader: StateReader;
+  replicator: Replicator;
+  secrets: SecretService;
+  authz: Authorizer;
+  audit: Pick<AuditLog, 'record' | 'query'>;
+  metrics: CofferMetrics;
+  logger: FastifyBaseLogger;
+  /** Release string reported by /v1/health. */
+  release: string;
+  capabilities: string[];
+  now: () => Date;
+}

@@ -1,0 +1,54 @@
+// Maps every failure to the fixed error vocabulary. Unknown errors become
+// 500 internal with a generic message; their detail goes to the log only.
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { AuditUnavailableError } from '../audit/audit-log.js';
+import { IntegrityError } from '../crypto/errors.js';
+import { KmsIntegrityError, KmsUnavailableError } from '../kms/provider.js';
+import { FatalStorageError, NoLeaderError } from '../raft/replicator.js';
+import { ApiError, errorBody } from './errors.js';
+
+function toApiError(err: FastifyError): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err.validation) {
+    const where = err.validationContext ?? 'request';
+    if (where === 'params' && err.message.includes('/*')) return new ApiError('invalid_name', 'invalid secret name');
+    return new ApiError('bad_request', err.message);
+  }
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new ApiError('payload_too_large', 'request body too large');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new ApiError('bad_request', 'body must be application/json', 415);
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new ApiError('bad_request', 'empty JSON body');
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new ApiError('bad_request', 'malformed JSON body');
+  }
+  if (err instanceof SyntaxError || (err.statusCode === 400 && /JSON/i.test(err.message))) {
+    return new ApiError('bad_request', 'malformed JSON body');
+  }
+  if (err instanceof KmsUnavailableError) return new ApiError('kms_unavailable', 'KMS is unavailable');
+  if (err instanceof IntegrityError || err instanceof KmsIntegrityError) {
+    return new ApiError('integrity_error', 'stored record failed authentication');
+  }
+  if (err instanceof NoLeaderError || err instanceof FatalStorageError) return new ApiError('no_leader', 'no leader can commit writes');
+  if (err instanceof AuditUnavailableError) return new ApiError('audit_unavailable', 'audit log unavailable');
+  if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+    return new ApiError('bad_request', 'bad request', err.statusCode);
+  }
+  return new ApiError('internal', 'internal error');
+}
+
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    const apiErr = toApiError(err);
+    if (apiErr.code === 'internal' || apiErr.code === 'integrity_error') {
+      // Messages of our own errors never carry key material or values; log name and message only.
+      req.log.error({ err: { name: err.name, message: err.message, code: err.code } }, 'request failed');
+    }
+    void reply.code(apiErr.status).send(errorBody(apiErr.code, apiErr.message));
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send(errorBody('not_found', 'no such route'));
+  });
+}

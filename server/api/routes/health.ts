@@ -1,0 +1,62 @@
+// Liveness, readiness and Prometheus metrics.
+import type { FastifyPluginAsync } from 'fastify';
+import { PROMETHEUS_CONTENT_TYPE } from '../../metrics/registry.js';
+import type { ApiDeps } from '../deps.js';
+import { ApiError } from '../errors.js';
+import { errorResponses } from '../schemas.js';
+
+const healthSchema = {
+  type: 'object',
+  properties: {
+    status: { type: 'string' },
+    node_id: { type: 'string' },
+    role: { type: 'string' },
+    leader_id: { type: ['string', 'null'] },
+    version: { type: 'string' },
+    capabilities: { type: 'array', items: { type: 'string' } },
+  },
+} as const;
+
+const readySchema = {
+  type: 'object',
+  properties: {
+    ready: { type: 'boolean' },
+    leader_id: { type: ['string', 'null'] },
+    commit_index: { type: 'integer' },
+    applied_index: { type: 'integer' },
+    problem: { type: ['string', 'null'] },
+  },
+} as const;
+
+export const healthRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { deps }) => {
+  app.get('/v1/health', { config: { action: 'health' }, schema: { response: { 200: healthSchema } } }, async () => {
+    const s = deps.replicator.status();
+    return {
+      status: s.problem ? 'degraded' : 'ok',
+      node_id: s.node_id,
+      role: s.role,
+      leader_id: s.leader_id,
+      version: deps.release,
+      capabilities: deps.capabilities,
+    };
+  });
+
+  app.get('/v1/ready', { config: { action: 'ready' }, schema: { response: { 200: readySchema, 503: readySchema } } }, async (req, reply) => {
+    const s = deps.replicator.status();
+    const ready = s.ready && s.leader_id !== null && s.applied_index >= s.commit_index;
+    void reply.code(ready ? 200 : 503);
+    return { ready, leader_id: s.leader_id, commit_index: s.commit_index, applied_index: s.applied_index, problem: s.problem };
+  });
+
+  app.get('/metrics', { config: { action: 'metrics.read' }, schema: { response: errorResponses } }, async (req, reply) => {
+    if (!deps.authz.isAllowlisted(req)) {
+      if (req.headers.authorization === undefined) throw new ApiError('ip_not_allowed', 'client address is not on the read allowlist');
+      deps.authz.require(req, 'admin');
+    }
+    const s = deps.replicator.status();
+    deps.metrics.raftCommitIndex.set(s.commit_index);
+    deps.metrics.raftAppliedIndex.set(s.applied_index);
+    void reply.header('content-type', PROMETHEUS_CONTENT_TYPE);
+    return deps.metrics.render();
+  });
+};

@@ -1,0 +1,104 @@
+// Secret metadata (never values) and listing by prefix.
+import type { FastifyPluginAsync } from 'fastify';
+import { rulesAllow, rulesGrantAnywhere } from '../../rbac/rules.js';
+import type { ApiDeps } from '../deps.js';
+import { ApiError } from '../errors.js';
+import { errorResponses, positiveIntText, secretNameParams } from '../schemas.js';
+
+const MAX_LIST = 1000;
+const DEFAULT_LIST = 100;
+
+const metadataResponse = {
+  type: 'object',
+  properties: {
+    name: { type: 'string' },
+    current_version: { type: 'integer' },
+    versions: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          version: { type: 'integer' },
+          created_at: { type: 'string' },
+          created_by: { type: 'string' },
+          kms_key_id: { type: 'string' },
+          wrapped_rotation_at: { type: ['string', 'null'] },
+        },
+      },
+    },
+  },
+} as const;
+
+function encodeCursor(name: string): string {
+  return Buffer.from(name, 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): string {
+  return Buffer.from(cursor, 'base64url').toString('utf8');
+}
+
+export const metadataRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { deps }) => {
+  app.get<{ Params: { '*': string } }>(
+    '/v1/metadata/*',
+    {
+      config: { action: 'secret.read_metadata' },
+      schema: { params: secretNameParams, response: { 200: metadataResponse, ...errorResponses } },
+    },
+    async (req) => {
+      const name = req.params['*'];
+      req.ctx.target = name;
+      deps.authz.require(req, 'read_metadata', name);
+      const versions = deps.reader.listVersions(name);
+      if (versions.length === 0) throw new ApiError('not_found', 'no such secret');
+      return { name, current_version: deps.reader.currentVersion(name), versions };
+    },
+  );
+
+  app.get<{ Querystring: { prefix?: string; limit?: string; cursor?: string } }>(
+    '/v1/metadata',
+    {
+      config: { action: 'secret.list' },
+      schema: {
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            prefix: { type: 'string', maxLength: 256, pattern: '^[A-Za-z0-9._/-]*$' },
+            limit: positiveIntText,
+            cursor: { type: 'string', maxLength: 400, pattern: '^[A-Za-z0-9_-]*$' },
+          },
+        },
+        response: {
+          200: {
+            type: 'object',
+            properties: { names: { type: 'array', items: { type: 'string' } }, next_cursor: { type: ['string', 'null'] } },
+          },
+          ...errorResponses,
+        },
+      },
+    },
+    async (req) => {
+      const prefix = req.query.prefix ?? '';
+      req.ctx.target = prefix || null;
+      const p = deps.authz.principal(req);
+      if (!rulesGrantAnywhere(p.rules, 'list')) throw new ApiError('forbidden', `role ${p.role} does not allow list`);
+      const limit = Math.min(Number(req.query.limit ?? DEFAULT_LIST), MAX_LIST);
+      let after = req.query.cursor ? decodeCursor(req.query.cursor) : '';
+      // Names the role may not list are skipped, not reported: a page may scan further to fill up.
+      const names: string[] = [];
+      let more = true;
+      while (names.length < limit && more) {
+        const batch = deps.reader.listNames(prefix, after, limit + 1);
+        more = batch.length > 0;
+        for (const n of batch) {
+          after = n;
+          if (rulesAllow(p.rules, 'list', n)) names.push(n);
+          if (names.length === limit) break;
+        }
+        if (batch.length <= limit && names.length < limit) more = false;
+      }
+      const hasMore = deps.reader.listNames(prefix, after, 1).length > 0;
+      return { names, next_cursor: hasMore ? encodeCursor(after) : null };
+    },
+  );
+};

@@ -1,0 +1,86 @@
+// Role management. `admin` is built in: readable, never changed or deleted.
+import type { FastifyPluginAsync } from 'fastify';
+import { ALL_ACTIONS, PATH_PATTERN, type RoleRule } from '../../rbac/rules.js';
+import { applyError } from '../../secrets/service.js';
+import type { ApiDeps } from '../deps.js';
+import { ApiError } from '../errors.js';
+import { errorResponses, identParams } from '../schemas.js';
+
+const ruleSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['paths', 'actions'],
+  properties: {
+    paths: { type: 'array', maxItems: 100, items: { type: 'string', minLength: 1, maxLength: 256, pattern: PATH_PATTERN } },
+    actions: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', enum: [...ALL_ACTIONS] } },
+  },
+} as const;
+
+const roleResponse = {
+  type: 'object',
+  properties: { name: { type: 'string' }, builtin: { type: 'boolean' }, rules: { type: 'array', items: ruleSchema } },
+} as const;
+
+export const roleRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { deps }) => {
+  app.put<{ Params: { name: string }; Body: { rules: RoleRule[] } }>(
+    '/v1/roles/:name',
+    {
+      config: { action: 'role.put' },
+      schema: {
+        params: identParams,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['rules'],
+          properties: { rules: { type: 'array', maxItems: 100, items: ruleSchema } },
+        },
+        response: { 200: roleResponse, 201: roleResponse, ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const { name } = req.params;
+      req.ctx.target = name;
+      deps.authz.require(req, 'manage_roles');
+      const result = await deps.replicator.propose({ t: 'role.put', v: 1, name, rules: req.body.rules });
+      if (!result.ok) throw applyError(result);
+      void reply.code(result.created ? 201 : 200);
+      return { name, builtin: false, rules: req.body.rules };
+    },
+  );
+
+  app.get<{ Params: { name: string } }>(
+    '/v1/roles/:name',
+    { config: { action: 'role.read' }, schema: { params: identParams, response: { 200: roleResponse, ...errorResponses } } },
+    async (req) => {
+      req.ctx.target = req.params.name;
+      deps.authz.require(req, 'manage_roles');
+      const role = deps.reader.role(req.params.name);
+      if (!role) throw new ApiError('not_found', 'no such role');
+      return role;
+    },
+  );
+
+  app.get(
+    '/v1/roles',
+    {
+      config: { action: 'role.list' },
+      schema: { response: { 200: { type: 'object', properties: { roles: { type: 'array', items: roleResponse } } }, ...errorResponses } },
+    },
+    async (req) => {
+      deps.authz.require(req, 'manage_roles');
+      return { roles: deps.reader.listRoles() };
+    },
+  );
+
+  app.delete<{ Params: { name: string } }>(
+    '/v1/roles/:name',
+    { config: { action: 'role.delete' }, schema: { params: identParams, response: errorResponses } },
+    async (req, reply) => {
+      req.ctx.target = req.params.name;
+      deps.authz.require(req, 'manage_roles');
+      const result = await deps.replicator.propose({ t: 'role.delete', v: 1, name: req.params.name });
+      if (!result.ok) throw applyError(result);
+      void reply.code(204);
+    },
+  );
+};

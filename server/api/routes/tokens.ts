@@ -1,0 +1,113 @@
+// Token management. The raw token is returned once, at creation, and never stored.
+import type { FastifyPluginAsync } from 'fastify';
+import { generateToken, tokenSha256 } from '../../auth/tokens.js';
+import { rulesAllow, rulesArePrivileged } from '../../rbac/rules.js';
+import { applyError } from '../../secrets/service.js';
+import { IDENT_PATTERN } from '../../store/names.js';
+import type { ApiDeps } from '../deps.js';
+import { ApiError } from '../errors.js';
+import { errorResponses, identParams } from '../schemas.js';
+
+const MAX_TTL_SECS = 10 * 365 * 24 * 3600;
+
+const tokenMeta = {
+  type: 'object',
+  properties: {
+    name: { type: 'string' },
+    role: { type: 'string' },
+    created_at: { type: 'string' },
+    expires_at: { type: ['string', 'null'] },
+    revoked_at: { type: ['string', 'null'] },
+  },
+} as const;
+
+export const tokenRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { deps }) => {
+  app.post<{ Body: { name: string; role: string; ttl_secs?: number } }>(
+    '/v1/tokens',
+    {
+      config: { action: 'token.create' },
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['name', 'role'],
+          properties: {
+            name: { type: 'string', pattern: IDENT_PATTERN },
+            role: { type: 'string', pattern: IDENT_PATTERN },
+            ttl_secs: { type: 'integer', minimum: 1, maximum: MAX_TTL_SECS },
+          },
+        },
+        response: {
+          201: {
+            type: 'object',
+            properties: {
+              name: { type: 'string' },
+              role: { type: 'string' },
+              token: { type: 'string' },
+              expires_at: { type: ['string', 'null'] },
+            },
+          },
+          ...errorResponses,
+        },
+      },
+    },
+    async (req, reply) => {
+      const { name, role, ttl_secs } = req.body;
+      req.ctx.target = name;
+      const caller = deps.authz.require(req, 'manage_tokens');
+      const target = deps.reader.role(role);
+      if (!target) throw new ApiError('bad_request', `no role named ${role}`);
+      // manage_tokens alone must not mint a way to more power than data access.
+      if (rulesArePrivileged(target.rules) && !rulesAllow(caller.rules, 'admin')) {
+        throw new ApiError('forbidden', 'only admin may create tokens for roles with global actions');
+      }
+      const now = deps.now();
+      const expires_at = ttl_secs === undefined ? null : new Date(now.getTime() + ttl_secs * 1000).toISOString();
+      const token = generateToken();
+      const result = await deps.replicator.propose({
+        t: 'token.create',
+        v: 1,
+        name,
+        token_sha256: tokenSha256(token),
+        role,
+        created_at: now.toISOString(),
+        expires_at,
+      });
+      if (!result.ok) throw applyError(result);
+      void reply.code(201);
+      return { name, role, token, expires_at };
+    },
+  );
+
+  app.get(
+    '/v1/tokens',
+    {
+      config: { action: 'token.list' },
+      schema: {
+        response: { 200: { type: 'object', properties: { tokens: { type: 'array', items: tokenMeta } } }, ...errorResponses },
+      },
+    },
+    async (req) => {
+      deps.authz.require(req, 'manage_tokens');
+      // The response schema serializes only the metadata fields; the digest never leaves.
+      return { tokens: deps.reader.listTokens() };
+    },
+  );
+
+  app.delete<{ Params: { name: string } }>(
+    '/v1/tokens/:name',
+    { config: { action: 'token.revoke' }, schema: { params: identParams, response: errorResponses } },
+    async (req, reply) => {
+      req.ctx.target = req.params.name;
+      deps.authz.require(req, 'manage_tokens');
+      const result = await deps.replicator.propose({
+        t: 'token.revoke',
+        v: 1,
+        name: req.params.name,
+        revoked_at: deps.now().toISOString(),
+      });
+      if (!result.ok) throw applyError(result);
+      void reply.code(204);
+    },
+  );
+};

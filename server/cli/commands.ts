@@ -1,0 +1,186 @@
+// The `coffer` command tree: help text and dispatch for every subcommand.
+import fs from 'node:fs';
+import { call, encodeName, type ClientOptions } from './client.js';
+import { UsageError, type ParsedArgs } from './args.js';
+
+export const TOP_HELP = `coffer — a small secrets vault for Kubernetes
+
+Usage: coffer <command> [options]
+
+Commands:
+  server                 run a vault node (configured by VAULT_* environment variables)
+  secret get|put|rotate|delete|meta|list
+                         read and manage secrets
+  token create|list|revoke
+                         manage bearer tokens
+  role put|get|list|delete
+                         manage roles
+  cluster status         show this node's view of the cluster
+  help [command]         show help for a command
+
+Client commands talk to COFFER_ADDR (default http://127.0.0.1:8200) with the
+bearer token in COFFER_TOKEN; --addr and --token override them.
+Run 'coffer <command> --help' for details.`;
+
+export const SERVER_HELP = `Usage: coffer server [--dev]
+
+Runs one vault node. Configuration comes from the environment (see README):
+  VAULT_DATA_DIR, VAULT_API_ADDR, VAULT_RAFT_ADDR, VAULT_RAFT_ADVERTISE, VAULT_NODE_ID,
+  VAULT_PEERS, VAULT_KMS_MODE, VAULT_KMS_KEY_ID, VAULT_LOCAL_MASTER_KEY,
+  VAULT_DEK_CACHE_TTL_SECS, VAULT_KMS_REWRAP_*, VAULT_BOOTSTRAP_TOKEN,
+  VAULT_READ_ALLOWLIST, VAULT_TRUST_PROXY, VAULT_TLS_CERT_FILE, VAULT_TLS_KEY_FILE,
+  VAULT_MAX_VALUE_BYTES. A malformed variable stops the node with a message naming it.
+
+Options:
+  --dev    development mode: 127.0.0.1:8200, allowlist 127.0.0.1, local KMS with a
+           master key generated once into the data folder (DEV-ONLY file), and a
+           bootstrap token generated once and printed. Not for real secrets.
+  --help   show this help`;
+
+export const SECRET_HELP = `Usage:
+  coffer secret get NAME [--version N] [--stale] [--json]   print a value (needs an allowlisted address)
+  coffer secret put NAME [--cas N]                          store stdin as the next version
+  coffer secret put NAME --value V [--cas N]                (a value on the command line lands in shell history)
+  coffer secret rotate NAME [--length N] [--charset alphanumeric|hex|base64url|printable]
+  coffer secret delete NAME                                 delete every version
+  coffer secret meta NAME                                   versions and key ids, never values
+  coffer secret list [--prefix P] [--limit N]`;
+
+export const TOKEN_HELP = `Usage:
+  coffer token create NAME --role ROLE [--ttl SECONDS]   prints the token once; store it now
+  coffer token list
+  coffer token revoke NAME`;
+
+export const ROLE_HELP = `Usage:
+  coffer role put NAME --file rules.json   rules.json: {"rules":[{"paths":["app/*"],"actions":["create","update"]}]}
+  coffer role get NAME
+  coffer role list
+  coffer role delete NAME`;
+
+export const CLUSTER_HELP = `Usage:
+  coffer cluster status    node id, leader, term, commit/applied index and peers (admin token)`;
+
+function out(v: unknown): void {
+  process.stdout.write(typeof v === 'string' ? v + '\n' : JSON.stringify(v, null, 2) + '\n');
+}
+
+function need(args: ParsedArgs, i: number, what: string): string {
+  const v = args.positionals[i];
+  if (!v) throw new UsageError(`missing ${what}`);
+  return v;
+}
+
+function flag(args: ParsedArgs, name: string): string | undefined {
+  const v = args.flags.get(name);
+  if (v === true) throw new UsageError(`--${name} needs a value`);
+  return v;
+}
+
+function intFlag(args: ParsedArgs, name: string): number | undefined {
+  const v = flag(args, name);
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new UsageError(`--${name} must be a whole number`);
+  return Number(v);
+}
+
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) throw new UsageError('pipe the value on stdin, or pass --value');
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8').replace(/\n$/, '');
+}
+
+export async function secretCommand(args: ParsedArgs, client: ClientOptions): Promise<void> {
+  const verb = need(args, 1, 'subcommand (get, put, rotate, delete, meta, list)');
+  if (verb === 'list') {
+    const q = new URLSearchParams();
+    const prefix = flag(args, 'prefix');
+    const limit = intFlag(args, 'limit');
+    if (prefix) q.set('prefix', prefix);
+    if (limit) q.set('limit', String(limit));
+    return out(await call(client, 'GET', `/v1/metadata?${q}`));
+  }
+  const name = encodeName(need(args, 2, 'secret NAME'));
+  switch (verb) {
+    case 'get': {
+      const q = new URLSearchParams();
+      const version = intFlag(args, 'version');
+      if (version) q.set('version', String(version));
+      if (args.flags.has('stale')) q.set('consistency', 'stale');
+      const res = (await call(client, 'GET', `/v1/secrets/${name}?${q}`)) as { value: string };
+      return out(args.flags.has('json') ? res : res.value);
+    }
+    case 'put': {
+      const value = flag(args, 'value') ?? (await readStdin());
+      const cas = intFlag(args, 'cas');
+      return out(await call(client, 'PUT', `/v1/secrets/${name}`, cas === undefined ? { value } : { value, cas }));
+    }
+    case 'rotate': {
+      const body: Record<string, unknown> = {};
+      const length = intFlag(args, 'length');
+      const charset = flag(args, 'charset');
+      if (length !== undefined) body.length = length;
+      if (charset !== undefined) body.charset = charset;
+      return out(await call(client, 'POST', `/v1/secrets/${name}:rotate`, body));
+    }
+    case 'delete':
+      await call(client, 'DELETE', `/v1/secrets/${name}`);
+      return out('deleted');
+    case 'meta':
+      return out(await call(client, 'GET', `/v1/metadata/${name}`));
+    default:
+      throw new UsageError(`unknown secret subcommand ${verb}`);
+  }
+}
+
+export async function tokenCommand(args: ParsedArgs, client: ClientOptions): Promise<void> {
+  const verb = need(args, 1, 'subcommand (create, list, revoke)');
+  switch (verb) {
+    case 'create': {
+      const name = need(args, 2, 'token NAME');
+      const role = flag(args, 'role');
+      if (!role) throw new UsageError('--role is required');
+      const ttl = intFlag(args, 'ttl');
+      return out(await call(client, 'POST', '/v1/tokens', ttl === undefined ? { name, role } : { name, role, ttl_secs: ttl }));
+    }
+    case 'list':
+      return out(await call(client, 'GET', '/v1/tokens'));
+    case 'revoke':
+      await call(client, 'DELETE', `/v1/tokens/${encodeURIComponent(need(args, 2, 'token NAME'))}`);
+      return out('revoked');
+    default:
+      throw new UsageError(`unknown token subcommand ${verb}`);
+  }
+}
+
+export async function roleCommand(args: ParsedArgs, client: ClientOptions): Promise<void> {
+  const verb = need(args, 1, 'subcommand (put, get, list, delete)');
+  if (verb === 'list') return out(await call(client, 'GET', '/v1/roles'));
+  const name = encodeURIComponent(need(args, 2, 'role NAME'));
+  switch (verb) {
+    case 'put': {
+      const file = flag(args, 'file');
+      if (!file) throw new UsageError('--file rules.json is required');
+      let body: unknown;
+      try {
+        body = JSON.parse(fs.readFileSync(file, 'utf8'));
+      } catch (err) {
+        throw new UsageError(`cannot read ${file}: ${(err as Error).message}`);
+      }
+      return out(await call(client, 'PUT', `/v1/roles/${name}`, body));
+    }
+    case 'get':
+      return out(await call(client, 'GET', `/v1/roles/${name}`));
+    case 'delete':
+      await call(client, 'DELETE', `/v1/roles/${name}`);
+      return out('deleted');
+    default:
+      throw new UsageError(`unknown role subcommand ${verb}`);
+  }
+}
+
+export async function clusterCommand(args: ParsedArgs, client: ClientOptions): Promise<void> {
+  const verb = need(args, 1, 'subcommand (status)');
+  if (verb !== 'status') throw new UsageError(`unknown cluster subcommand ${verb}`);
+  out(await call(client, 'GET', '/v1/admin/cluster'));
+}

@@ -1,0 +1,172 @@
+// Server configuration from the environment (DESIGN §3). Every variable is
+// parsed here, once; a malformed one stops the process with a message naming it.
+import os from 'node:os';
+import { Allowlist, parseIPv4 } from './ipv4.js';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface Peer {
+  id: string;
+  addr: HostPort;
+}
+
+export interface ServerConfig {
+  dataDir: string;
+  apiAddr: HostPort;
+  raftAddr: HostPort;
+  raftAdvertise: HostPort;
+  nodeId: string;
+  peers: Peer[];
+  kmsMode: 'local' | 'aws';
+  kmsKeyId: string | null;
+  /** base64 text as given; decoded and checked by the KMS layer so the bytes live in one Uint8Array. */
+  localMasterKeyB64: string | null;
+  dekCacheTtlSecs: number;
+  rewrapEnabled: boolean;
+  rewrapPollSecs: number;
+  rewrapMaxPerSec: number;
+  bootstrapToken: string | null;
+  readAllowlist: Allowlist;
+  trustProxy: boolean;
+  tlsCertFile: string | null;
+  tlsKeyFile: string | null;
+  maxValueBytes: number;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(readonly variable: string, problem: string) {
+    super(`${variable}: ${problem}`);
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+function get(env: Env, name: string): string | undefined {
+  const v = env[name];
+  return v === undefined || v.trim() === '' ? undefined : v.trim();
+}
+
+export function parseHostPort(name: string, text: string): HostPort {
+  const i = text.lastIndexOf(':');
+  if (i <= 0) throw new ConfigError(name, `expected host:port, got ${JSON.stringify(text)}`);
+  const host = text.slice(0, i);
+  const portText = text.slice(i + 1);
+  if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) {
+    throw new ConfigError(name, `bad port in ${JSON.stringify(text)}`);
+  }
+  if (!/^[A-Za-z0-9.-]+$/.test(host)) throw new ConfigError(name, `bad host in ${JSON.stringify(text)}`);
+  return { host, port: Number(portText) };
+}
+
+function parseIntVar(env: Env, name: string, dflt: number, min: number, max: number): number {
+  const v = get(env, name);
+  if (v === undefined) return dflt;
+  if (!/^\d+$/.test(v)) throw new ConfigError(name, `expected a whole number, got ${JSON.stringify(v)}`);
+  const n = Number(v);
+  if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+function parseBool(env: Env, name: string, dflt: boolean): boolean {
+  const v = get(env, name);
+  if (v === undefined) return dflt;
+  if (/^(true|1|yes)$/i.test(v)) return true;
+  if (/^(false|0|no)$/i.test(v)) return false;
+  throw new ConfigError(name, `expected true or false, got ${JSON.stringify(v)}`);
+}
+
+const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+function parsePeers(text: string): Peer[] {
+  const peers: Peer[] = [];
+  for (const item of text.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const eq = item.indexOf('=');
+    if (eq <= 0) throw new ConfigError('VAULT_PEERS', `expected id=host:port, got ${JSON.stringify(item)}`);
+    const id = item.slice(0, eq);
+    if (!NODE_ID.test(id)) throw new ConfigError('VAULT_PEERS', `bad node id ${JSON.stringify(id)}`);
+    if (peers.some((p) => p.id === id)) throw new ConfigError('VAULT_PEERS', `node id ${id} listed twice`);
+    peers.push({ id, addr: parseHostPort('VAULT_PEERS', item.slice(eq + 1)) });
+  }
+  if (peers.length === 0) throw new ConfigError('VAULT_PEERS', 'no peers listed');
+  return peers;
+}
+
+export function loadConfig(env: Env = process.env): ServerConfig {
+  const dataDir = get(env, 'VAULT_DATA_DIR') ?? './data';
+  const apiAddr = parseHostPort('VAULT_API_ADDR', get(env, 'VAULT_API_ADDR') ?? '0.0.0.0:8200');
+  const raftAddr = parseHostPort('VAULT_RAFT_ADDR', get(env, 'VAULT_RAFT_ADDR') ?? '0.0.0.0:8201');
+  const nodeId = get(env, 'VAULT_NODE_ID') ?? os.hostname();
+  if (!NODE_ID.test(nodeId)) throw new ConfigError('VAULT_NODE_ID', `bad node id ${JSON.stringify(nodeId)}`);
+
+  const advText = get(env, 'VAULT_RAFT_ADVERTISE');
+  // An unspecified listen address cannot be dialled; fall back to the hostname, as a StatefulSet pod's name resolves.
+  const raftAdvertise = advText
+    ? parseHostPort('VAULT_RAFT_ADVERTISE', advText)
+    : { host: raftAddr.host === '0.0.0.0' ? os.hostname() : raftAddr.host, port: raftAddr.port };
+
+  const peersText = get(env, 'VAULT_PEERS');
+  const peers = peersText ? parsePeers(peersText) : [{ id: nodeId, addr: raftAdvertise }];
+  if (!peers.some((p) => p.id === nodeId)) {
+    throw new ConfigError('VAULT_PEERS', `does not list this node (${nodeId})`);
+  }
+
+  const modeText = get(env, 'VAULT_KMS_MODE') ?? 'local';
+  if (modeText !== 'local' && modeText !== 'aws') {
+    throw new ConfigError('VAULT_KMS_MODE', `expected aws or local, got ${JSON.stringify(modeText)}`);
+  }
+  const kmsKeyId = get(env, 'VAULT_KMS_KEY_ID') ?? null;
+  if (modeText === 'aws' && !kmsKeyId) throw new ConfigError('VAULT_KMS_KEY_ID', 'required when VAULT_KMS_MODE=aws');
+  const localMasterKeyB64 = get(env, 'VAULT_LOCAL_MASTER_KEY') ?? null;
+  if (modeText === 'aws' && localMasterKeyB64) {
+    throw new ConfigError('VAULT_LOCAL_MASTER_KEY', 'only used when VAULT_KMS_MODE=local');
+  }
+
+  const bootstrapToken = get(env, 'VAULT_BOOTSTRAP_TOKEN') ?? null;
+  if (bootstrapToken !== null && !/^[\x21-\x7e]{24,512}$/.test(bootstrapToken)) {
+    throw new ConfigError('VAULT_BOOTSTRAP_TOKEN', 'must be 24 to 512 printable characters without spaces');
+  }
+
+  let readAllowlist: Allowlist;
+  try {
+    readAllowlist = Allowlist.parse(get(env, 'VAULT_READ_ALLOWLIST') ?? '');
+  } catch (err) {
+    throw new ConfigError('VAULT_READ_ALLOWLIST', (err as Error).message);
+  }
+
+  const tlsCertFile = get(env, 'VAULT_TLS_CERT_FILE') ?? null;
+  const tlsKeyFile = get(env, 'VAULT_TLS_KEY_FILE') ?? null;
+  if ((tlsCertFile === null) !== (tlsKeyFile === null)) {
+    throw new ConfigError(tlsCertFile ? 'VAULT_TLS_KEY_FILE' : 'VAULT_TLS_CERT_FILE', 'TLS needs both the cert and the key file');
+  }
+
+  return {
+    dataDir,
+    apiAddr,
+    raftAddr,
+    raftAdvertise,
+    nodeId,
+    peers,
+    kmsMode: modeText,
+    kmsKeyId,
+    localMasterKeyB64,
+    dekCacheTtlSecs: parseIntVar(env, 'VAULT_DEK_CACHE_TTL_SECS', 300, 0, 86_400),
+    rewrapEnabled: parseBool(env, 'VAULT_KMS_REWRAP_ENABLED', false),
+    rewrapPollSecs: parseIntVar(env, 'VAULT_KMS_REWRAP_POLL_SECS', 86_400, 1, 31_536_000),
+    rewrapMaxPerSec: parseIntVar(env, 'VAULT_KMS_REWRAP_MAX_PER_SEC', 20, 1, 10_000),
+    bootstrapToken,
+    readAllowlist,
+    trustProxy: parseBool(env, 'VAULT_TRUST_PROXY', false),
+    tlsCertFile,
+    tlsKeyFile,
+    maxValueBytes: parseIntVar(env, 'VAULT_MAX_VALUE_BYTES', 65_536, 1, 1_048_576),
+  };
+}
+
+/** True when the host is a literal IPv4 address (used to validate advertise addresses elsewhere). */
+export function isIPv4Literal(host: string): boolean {
+  return parseIPv4(host) !== null;
+}

@@ -1,0 +1,138 @@
+// Assembles one vault node from its configuration: state machine, commit
+// seam, KMS, audit, metrics and the API listener. Returned handle stops it.
+import fs from 'node:fs';
+import path from 'node:path';
+import { buildApi } from './api/app.js';
+import { Authorizer } from './api/authz.js';
+import { AuditLog } from './audit/audit-log.js';
+import { tokenSha256 } from './auth/tokens.js';
+import type { ServerConfig } from './config/config.js';
+import { openVersion, sealVersion } from './crypto/envelope.js';
+import { createKms, DekCache, EPHEMERAL_MASTER_KEY_WARNING, parseLocalMasterKey } from './kms/index.js';
+import { createLogger, type Logger } from './log/logger.js';
+import { auditMetricsHooks, createCofferMetrics } from './metrics/coffer-metrics.js';
+import { meteredKms } from './metrics/metered-kms.js';
+import { SingleNodeReplicator } from './raft/single-node.js';
+import { SecretService, type VersionSealer } from './secrets/service.js';
+import { capabilities } from './store/commands.js';
+import { StateReader } from './store/queries.js';
+import { BOOTSTRAP_TOKEN_NAME, StateMachine } from './store/state-machine.js';
+import { RELEASE } from './release.js';
+import type { FastifyInstance } from 'fastify';
+
+export interface RunningNode {
+  config: ServerConfig;
+  api: FastifyInstance;
+  /** Bound API address (useful when the configured port was 0). */
+  apiUrl: string;
+  logger: Logger;
+  close(): Promise<void>;
+}
+
+export async function startNode(config: ServerConfig, logger: Logger = createLogger(config.nodeId)): Promise<RunningNode> {
+  fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const metrics = createCofferMetrics();
+
+  const masterKey = config.kmsMode === 'local' && config.localMasterKeyB64 ? parseLocalMasterKey(config.localMasterKeyB64) : undefined;
+  const kms = createKms({
+    mode: config.kmsMode,
+    ...(config.kmsKeyId ? { keyId: config.kmsKeyId } : {}),
+    ...(masterKey ? { localMasterKey: masterKey } : {}),
+    dekCacheTtlSecs: config.dekCacheTtlSecs,
+  });
+  masterKey?.fill(0);
+  if (kms.ephemeralMasterKey) logger.warn(`!!! ${EPHEMERAL_MASTER_KEY_WARNING} !!!`);
+  const provider = meteredKms(kms.provider, metrics);
+  const cache = new DekCache(provider, { ttlSecs: config.dekCacheTtlSecs });
+  const sealer: VersionSealer = {
+    seal: (name, version, value) => sealVersion(provider, name, version, value),
+    open: (row) =>
+      openVersion(cache, row.name, row.version, {
+        ciphertext: row.ciphertext,
+        nonce: row.nonce,
+        wrappedDek: row.wrapped_dek,
+        kmsKeyId: row.kms_key_id,
+      }),
+  };
+
+  const sm = new StateMachine(config.dataDir);
+  const reader = new StateReader(sm.db);
+  const advertise = `${config.raftAdvertise.host}:${config.raftAdvertise.port}`;
+  const replicator = new SingleNodeReplicator({
+    nodeId: config.nodeId,
+    address: advertise,
+    dataDir: config.dataDir,
+    sm,
+    onFatal: (err) => logger.fatal({ err: { name: err.name, message: err.message } }, 'node stopped applying; reporting not ready'),
+  });
+  const audit = new AuditLog(config.dataDir, auditMetricsHooks(metrics));
+  const now = () => new Date();
+  const authz = new Authorizer(reader, config.readAllowlist, now);
+  const secrets = new SecretService(reader, replicator, sealer, now);
+
+  // Cache counters live in the cache; fold their growth into the metric counters at scrape time.
+  let seen = { hits: 0, misses: 0 };
+  metrics.registry.gauge({
+    name: 'coffer_dek_cache_entries',
+    help: 'Unwrapped DEKs held in memory.',
+    collect: () => {
+      const s = cache.stats();
+      metrics.dekCacheHits.inc(s.hits - seen.hits);
+      metrics.dekCacheMisses.inc(s.misses - seen.misses);
+      seen = { hits: s.hits, misses: s.misses };
+      return s.size;
+    },
+  });
+
+  const https =
+    config.tlsCertFile && config.tlsKeyFile
+      ? { cert: fs.readFileSync(config.tlsCertFile), key: fs.readFileSync(config.tlsKeyFile) }
+      : undefined;
+  const api = await buildApi(
+    { config, reader, replicator, secrets, authz, audit, metrics, logger, release: RELEASE, capabilities: capabilities(), now },
+    https,
+  );
+
+  if (config.bootstrapToken) await bootstrap(config.bootstrapToken, replicator, reader, logger, now);
+
+  await api.listen({ host: config.apiAddr.host, port: config.apiAddr.port });
+  const addr = api.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : config.apiAddr.port;
+  const apiUrl = `${https ? 'https' : 'http'}://${config.apiAddr.host === '0.0.0.0' ? '127.0.0.1' : config.apiAddr.host}:${port}`;
+  logger.info({ api: apiUrl, data_dir: path.resolve(config.dataDir), kms_mode: config.kmsMode, release: RELEASE }, 'coffer node ready');
+
+  return {
+    config,
+    api,
+    apiUrl,
+    logger,
+    async close() {
+      await api.close();
+      await replicator.close();
+      audit.close();
+      sm.close();
+      cache.close();
+      kms.close();
+    },
+  };
+}
+
+async function bootstrap(
+  token: string,
+  replicator: SingleNodeReplicator,
+  reader: StateReader,
+  logger: Logger,
+  now: () => Date,
+): Promise<void> {
+  const digest = tokenSha256(token);
+  const result = await replicator.propose({ t: 'token.bootstrap', v: 1, token_sha256: digest, created_at: now().toISOString() });
+  if (!result.ok) {
+    logger.error({ reason: result.message }, `could not create ${BOOTSTRAP_TOKEN_NAME}`);
+  } else if (result.note === 'revoked') {
+    logger.warn(`${BOOTSTRAP_TOKEN_NAME} was revoked and stays revoked; VAULT_BOOTSTRAP_TOKEN is ignored`);
+  } else if (result.note === 'exists' && !reader.tokenByHash(digest)) {
+    logger.warn(`${BOOTSTRAP_TOKEN_NAME} exists with a different value; VAULT_BOOTSTRAP_TOKEN is ignored`);
+  } else if (result.created) {
+    logger.info(`created token ${BOOTSTRAP_TOKEN_NAME} (role admin); mint per-service tokens with it, then revoke it`);
+  }
+}

@@ -1,0 +1,47 @@
+// The seam between the API and consensus. The API proposes commands and waits
+// for their result; it never writes tables. The single-node implementation
+// commits by a durable local append; the Raft implementation by quorum.
+import type { Command } from '../store/commands.js';
+import type { ApplyResult } from '../store/results.js';
+
+export type NodeRole = 'leader' | 'follower' | 'candidate' | 'learner';
+
+export interface ClusterPeer {
+  id: string;
+  address: string;
+  voter: boolean;
+}
+
+export interface ReplicationStatus {
+  node_id: string;
+  role: NodeRole;
+  leader_id: string | null;
+  term: number;
+  commit_index: number;
+  applied_index: number;
+  peers: ClusterPeer[];
+  /** False when the node knows no leader, lags what it committed, or stopped applying. */
+  ready: boolean;
+  /** Why the node is not ready, when it is not. */
+  problem: string | null;
+}
+
+export interface Replicator {
+  /** Resolves once the command is committed and applied locally, with its deterministic result. */
+  propose(cmd: Command): Promise<ApplyResult>;
+  /** Resolves when local state reflects every write acknowledged before the call (ReadIndex). */
+  readBarrier(): Promise<void>;
+  status(): ReplicationStatus;
+  isLeader(): boolean;
+  close(): Promise<void>;
+}
+
+/** No leader is known or this node cannot commit (maps to 503 no_leader). */
+export class NoLeaderError extends Error {
+  override readonly name = 'NoLeaderError';
+}
+
+/** The node hit an unrecoverable storage fault and stopped (a failed fsync is never retried). */
+export class FatalStorageError extends Error {
+  override readonly name = 'FatalStorageError';
+}

@@ -1,0 +1,62 @@
+// Role rules: which actions a role may take on which secret paths (DESIGN §4).
+//
+// Path patterns: an exact name (`app/db`), a prefix `app/*` (everything below
+// `app/`, not `app` itself), `+` standing for exactly one segment anywhere
+// (`teams/+/db`), or `*` alone for every name. Global actions ignore paths.
+
+export const PATH_ACTIONS = ['create', 'update', 'delete', 'rotate', 'list', 'read_metadata'] as const;
+export const GLOBAL_ACTIONS = ['manage_tokens', 'manage_roles', 'admin'] as const;
+export const ALL_ACTIONS = [...PATH_ACTIONS, ...GLOBAL_ACTIONS] as const;
+
+export type PathAction = (typeof PATH_ACTIONS)[number];
+export type GlobalAction = (typeof GLOBAL_ACTIONS)[number];
+export type Action = PathAction | GlobalAction;
+
+export interface RoleRule {
+  paths: string[];
+  actions: Action[];
+}
+
+export const ADMIN_ROLE_RULES: RoleRule[] = [{ paths: ['*'], actions: [...ALL_ACTIONS] }];
+
+/** JSON-schema pattern for one path rule. */
+export const PATH_PATTERN = '^(\\*|(?:(?:[A-Za-z0-9._-]+|\\+)/)*(?:[A-Za-z0-9._-]+|\\+|\\*))$';
+
+export function pathMatches(pattern: string, name: string): boolean {
+  if (pattern === '*') return true;
+  const pat = pattern.split('/');
+  const seg = name.split('/');
+  for (let i = 0; i < pat.length; i++) {
+    const p = pat[i] as string;
+    if (p === '*' && i === pat.length - 1) return seg.length > i; // at least one segment below the prefix
+    const s = seg[i];
+    if (s === undefined) return false;
+    if (p !== '+' && p !== s) return false;
+  }
+  return seg.length === pat.length;
+}
+
+export function isGlobalAction(a: Action): a is GlobalAction {
+  return (GLOBAL_ACTIONS as readonly string[]).includes(a);
+}
+
+/** Does a role with these rules allow `action` (on `name`, for path actions)? */
+export function rulesAllow(rules: readonly RoleRule[], action: Action, name?: string): boolean {
+  for (const rule of rules) {
+    if (!rule.actions.includes(action)) continue;
+    if (isGlobalAction(action)) return true;
+    if (name === undefined) continue;
+    if (rule.paths.some((p) => pathMatches(p, name))) return true;
+  }
+  return false;
+}
+
+/** For listing: does the role grant `action` on any path at all? */
+export function rulesGrantAnywhere(rules: readonly RoleRule[], action: Action): boolean {
+  return rules.some((r) => r.actions.includes(action) && (isGlobalAction(action) || r.paths.length > 0));
+}
+
+/** Roles holding a global right other than data access can escalate; only admins may mint such tokens. */
+export function rulesArePrivileged(rules: readonly RoleRule[]): boolean {
+  return rules.some((r) => r.actions.some((a) => isGlobalAction(a)));
+}

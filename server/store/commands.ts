@@ -1,0 +1,137 @@
+// Replicated commands: the only way state.db changes. Each carries a type and
+// a version; every field the apply step needs (timestamps included) is decided
+// by the proposer, so applying the same log yields the same state on every node.
+//
+// Wire form: UTF-8 JSON with binary fields as base64. A node that meets a type
+// or version it does not know must stop applying (UnknownCommandError), never skip.
+import type { RoleRule } from '../rbac/rules.js';
+
+export interface SecretPutV1 {
+  t: 'secret.put';
+  v: 1;
+  name: string;
+  version: number;
+  /** current_version the proposer sealed against (0 = new); apply refuses if it moved. */
+  expected_current: number;
+  /** Caller's check-and-set, if any; a mismatch is reported as cas_mismatch rather than a retryable race. */
+  cas: number | null;
+  ciphertext: Uint8Array;
+  nonce: Uint8Array;
+  wrapped_dek: Uint8Array;
+  kms_key_id: string;
+  created_at: string;
+  created_by: string;
+}
+
+export interface SecretDeleteV1 {
+  t: 'secret.delete';
+  v: 1;
+  name: string;
+  at: string;
+}
+
+export interface TokenCreateV1 {
+  t: 'token.create';
+  v: 1;
+  name: string;
+  token_sha256: Uint8Array;
+  role: string;
+  created_at: string;
+  expires_at: string | null;
+}
+
+/** Creates bootstrap-admin only when no token of that name exists (revoked stays revoked). */
+export interface TokenBootstrapV1 {
+  t: 'token.bootstrap';
+  v: 1;
+  token_sha256: Uint8Array;
+  created_at: string;
+}
+
+export interface TokenRevokeV1 {
+  t: 'token.revoke';
+  v: 1;
+  name: string;
+  revoked_at: string;
+}
+
+export interface RolePutV1 {
+  t: 'role.put';
+  v: 1;
+  name: string;
+  rules: RoleRule[];
+}
+
+export interface RoleDeleteV1 {
+  t: 'role.delete';
+  v: 1;
+  name: string;
+}
+
+export type Command =
+  | SecretPutV1
+  | SecretDeleteV1
+  | TokenCreateV1
+  | TokenBootstrapV1
+  | TokenRevokeV1
+  | RolePutV1
+  | RoleDeleteV1;
+
+export type CommandType = Command['t'];
+
+/** Binary fields per type, for the base64 wire form. */
+const BINARY_FIELDS: Record<string, readonly string[]> = {
+  'secret.put': ['ciphertext', 'nonce', 'wrapped_dek'],
+  'token.create': ['token_sha256'],
+  'token.bootstrap': ['token_sha256'],
+};
+
+/** Highest version this build decodes, per type. Advertised as capabilities (`type@version`). */
+export const SUPPORTED_COMMANDS: Record<CommandType, number> = {
+  'secret.put': 1,
+  'secret.delete': 1,
+  'token.create': 1,
+  'token.bootstrap': 1,
+  'token.revoke': 1,
+  'role.put': 1,
+  'role.delete': 1,
+};
+
+export function capabilities(): string[] {
+  return Object.entries(SUPPORTED_COMMANDS).map(([t, v]) => `${t}@${v}`);
+}
+
+export class UnknownCommandError extends Error {
+  override readonly name = 'UnknownCommandError';
+}
+
+export function encodeCommand(cmd: Command): Uint8Array {
+  const bin = BINARY_FIELDS[cmd.t] ?? [];
+  const out: Record<string, unknown> = {};
+  for (const [k, val] of Object.entries(cmd)) {
+    out[k] = bin.includes(k) ? Buffer.from(val as Uint8Array).toString('base64') : val;
+  }
+  return Buffer.from(JSON.stringify(out), 'utf8');
+}
+
+export function decodeCommand(data: Uint8Array): Command {
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8')) as Record<string, unknown>;
+  } catch {
+    throw new UnknownCommandError('command is not valid JSON');
+  }
+  const t = raw.t;
+  const v = raw.v;
+  if (typeof t !== 'string' || !(t in SUPPORTED_COMMANDS)) {
+    throw new UnknownCommandError(`unknown command type ${JSON.stringify(t)}`);
+  }
+  if (typeof v !== 'number' || v < 1 || v > SUPPORTED_COMMANDS[t as CommandType]) {
+    throw new UnknownCommandError(`unsupported version ${JSON.stringify(v)} of command ${t}`);
+  }
+  for (const k of BINARY_FIELDS[t] ?? []) {
+    if (typeof raw[k] !== 'string') throw new UnknownCommandError(`command ${t} lacks ${k}`);
+    raw[k] = new Uint8Array(Buffer.from(raw[k] as string, 'base64'));
+  }
+  return raw as unknown as Command;
+}

@@ -1,0 +1,101 @@
+// Read side of state.db. Reads never go through the log; linearizable value
+// reads first wait for the replicator's read barrier.
+import type Database from 'better-sqlite3';
+import type { RoleRule } from '../rbac/rules.js';
+
+export interface StoredVersion {
+  name: string;
+  version: number;
+  ciphertext: Uint8Array;
+  nonce: Uint8Array;
+  wrapped_dek: Uint8Array;
+  kms_key_id: string;
+  wrapped_rotation_at: string | null;
+  created_at: string;
+  created_by: string;
+}
+
+export interface VersionMeta {
+  version: number;
+  created_at: string;
+  created_by: string;
+  kms_key_id: string;
+  wrapped_rotation_at: string | null;
+}
+
+export interface TokenRow {
+  name: string;
+  token_sha256: Uint8Array;
+  role: string;
+  created_at: string;
+  expires_at: string | null;
+  revoked_at: string | null;
+}
+
+export interface RoleRow {
+  name: string;
+  rules: RoleRule[];
+  builtin: boolean;
+}
+
+export class StateReader {
+  private readonly stmts;
+
+  constructor(db: Database.Database) {
+    this.stmts = {
+      current: db.prepare('SELECT current_version FROM secrets WHERE name = ?').pluck(),
+      version: db.prepare('SELECT * FROM secret_versions WHERE name = ? AND version = ?'),
+      latest: db.prepare(
+        'SELECT v.* FROM secrets s JOIN secret_versions v ON v.name = s.name AND v.version = s.current_version WHERE s.name = ?',
+      ),
+      versions: db.prepare(
+        'SELECT version, created_at, created_by, kms_key_id, wrapped_rotation_at FROM secret_versions WHERE name = ? ORDER BY version',
+      ),
+      list: db.prepare('SELECT name FROM secrets WHERE name > ? AND substr(name, 1, ?) = ? ORDER BY name LIMIT ?').pluck(),
+      tokenByHash: db.prepare('SELECT * FROM tokens WHERE token_sha256 = ?'),
+      tokens: db.prepare('SELECT * FROM tokens ORDER BY name'),
+      role: db.prepare('SELECT * FROM roles WHERE name = ?'),
+      roles: db.prepare('SELECT * FROM roles ORDER BY name'),
+    };
+  }
+
+  currentVersion(name: string): number {
+    return (this.stmts.current.get(name) as number | undefined) ?? 0;
+  }
+
+  /** The current version when `version` is undefined. */
+  getVersion(name: string, version?: number): StoredVersion | undefined {
+    const row = version === undefined ? this.stmts.latest.get(name) : this.stmts.version.get(name, version);
+    return row as StoredVersion | undefined;
+  }
+
+  listVersions(name: string): VersionMeta[] {
+    return this.stmts.versions.all(name) as VersionMeta[];
+  }
+
+  /** Names after `after` starting with `prefix`, in order; at most `limit`. */
+  listNames(prefix: string, after: string, limit: number): string[] {
+    return this.stmts.list.all(after, prefix.length, prefix, limit) as string[];
+  }
+
+  tokenByHash(sha256: Uint8Array): TokenRow | undefined {
+    return this.stmts.tokenByHash.get(sha256) as TokenRow | undefined;
+  }
+
+  listTokens(): TokenRow[] {
+    return this.stmts.tokens.all() as TokenRow[];
+  }
+
+  role(name: string): RoleRow | undefined {
+    const row = this.stmts.role.get(name) as { name: string; rules: string; builtin: number } | undefined;
+    return row && { name: row.name, rules: JSON.parse(row.rules) as RoleRule[], builtin: row.builtin === 1 };
+  }
+
+  listRoles(): RoleRow[] {
+    return (this.stmts.roles.all() as { name: string; rules: string; builtin: number }[]).map((r) => ({
+      name: r.name,
+      rules: JSON.parse(r.rules) as RoleRule[],
+      builtin: r.builtin === 1,
+    }));
+  }
+}

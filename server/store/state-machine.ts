@@ -1,0 +1,140 @@
+// The replicated state machine over state.db. `apply` is the only writer; it
+// runs one command and advances the applied index in a single transaction.
+import Database from 'better-sqlite3';
+import path from 'node:path';
+import { decodeCommand, type Command } from './commands.js';
+import { applied, refused, type ApplyResult } from './results.js';
+import { initStateSchema } from './schema.js';
+
+export const BOOTSTRAP_TOKEN_NAME = 'bootstrap-admin';
+
+export class StateMachine {
+  readonly db: Database.Database;
+  private readonly stmts;
+
+  constructor(dataDir: string) {
+    this.db = new Database(path.join(dataDir, 'state.db'));
+    this.db.pragma('journal_mode = WAL');
+    // The replicated log is the durable record; state.db is synced at checkpoints, before the log is compacted.
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('foreign_keys = OFF');
+    initStateSchema(this.db);
+    const db = this.db;
+    this.stmts = {
+      appliedGet: db.prepare('SELECT log_index, log_term FROM applied WHERE id = 1'),
+      appliedSet: db.prepare('UPDATE applied SET log_index = ?, log_term = ? WHERE id = 1'),
+      secretGet: db.prepare('SELECT current_version FROM secrets WHERE name = ?'),
+      secretInsert: db.prepare('INSERT INTO secrets (name, current_version, created_at, updated_at) VALUES (?, ?, ?, ?)'),
+      secretBump: db.prepare('UPDATE secrets SET current_version = ?, updated_at = ? WHERE name = ?'),
+      versionInsert: db.prepare(
+        `INSERT INTO secret_versions (name, version, ciphertext, nonce, wrapped_dek, kms_key_id, wrapped_rotation_at, created_at, created_by)
+         VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?)`,
+      ),
+      secretDelete: db.prepare('DELETE FROM secrets WHERE name = ?'),
+      versionsDelete: db.prepare('DELETE FROM secret_versions WHERE name = ?'),
+      tokenByName: db.prepare('SELECT name, revoked_at FROM tokens WHERE name = ?'),
+      tokenByHash: db.prepare('SELECT name FROM tokens WHERE token_sha256 = ?'),
+      tokenInsert: db.prepare(
+        'INSERT INTO tokens (name, token_sha256, role, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, NULL)',
+      ),
+      tokenRevoke: db.prepare('UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL'),
+      roleGet: db.prepare('SELECT name, builtin FROM roles WHERE name = ?'),
+      roleUpsert: db.prepare(
+        'INSERT INTO roles (name, rules, builtin) VALUES (?, ?, 0) ON CONFLICT(name) DO UPDATE SET rules = excluded.rules',
+      ),
+      roleDelete: db.prepare('DELETE FROM roles WHERE name = ? AND builtin = 0'),
+    };
+  }
+
+  appliedIndex(): { index: number; term: number } {
+    const row = this.stmts.appliedGet.get() as { log_index: number; log_term: number };
+    return { index: row.log_index, term: row.log_term };
+  }
+
+  /** Decodes and applies one committed entry. Throws UnknownCommandError without changing anything. */
+  applyEntry(index: number, term: number, data: Uint8Array): ApplyResult {
+    const cmd = decodeCommand(data);
+    return this.applyCommand(index, term, cmd);
+  }
+
+  /** Applies a log entry that carries no command (a Raft no-op), only advancing the index. */
+  applyNoop(index: number, term: number): void {
+    this.stmts.appliedSet.run(index, term);
+  }
+
+  applyCommand(index: number, term: number, cmd: Command): ApplyResult {
+    return this.db.transaction((): ApplyResult => {
+      const result = this.execute(cmd);
+      this.stmts.appliedSet.run(index, term);
+      return result;
+    })();
+  }
+
+  private execute(cmd: Command): ApplyResult {
+    const s = this.stmts;
+    switch (cmd.t) {
+      case 'secret.put': {
+        const row = s.secretGet.get(cmd.name) as { current_version: number } | undefined;
+        const current = row?.current_version ?? 0;
+        if (cmd.cas !== null && cmd.cas !== current) {
+          return refused('cas_mismatch', `current version is ${current}, not ${cmd.cas}`);
+        }
+        if (current !== cmd.expected_current || cmd.version !== current + 1) {
+          return refused('stale', 'secret changed while the write was prepared');
+        }
+        if (row) s.secretBump.run(cmd.version, cmd.created_at, cmd.name);
+        else s.secretInsert.run(cmd.name, cmd.version, cmd.created_at, cmd.created_at);
+        s.versionInsert.run(
+          cmd.name, cmd.version, cmd.ciphertext, cmd.nonce, cmd.wrapped_dek, cmd.kms_key_id, cmd.created_at, cmd.created_by,
+        );
+        return applied({ version: cmd.version, created: !row });
+      }
+      case 'secret.delete': {
+        const gone = s.secretDelete.run(cmd.name).changes;
+        s.versionsDelete.run(cmd.name);
+        return gone ? applied() : refused('not_found', 'no such secret');
+      }
+      case 'token.create': {
+        if (s.tokenByName.get(cmd.name)) return refused('conflict', 'a token with that name exists');
+        if (s.tokenByHash.get(cmd.token_sha256)) return refused('conflict', 'token collision');
+        if (!s.roleGet.get(cmd.role)) return refused('bad_request', `no role named ${cmd.role}`);
+        s.tokenInsert.run(cmd.name, cmd.token_sha256, cmd.role, cmd.created_at, cmd.expires_at);
+        return applied({ created: true });
+      }
+      case 'token.bootstrap': {
+        const row = s.tokenByName.get(BOOTSTRAP_TOKEN_NAME) as { revoked_at: string | null } | undefined;
+        if (row) return applied({ created: false, note: row.revoked_at ? 'revoked' : 'exists' });
+        if (s.tokenByHash.get(cmd.token_sha256)) return refused('conflict', 'token collision');
+        s.tokenInsert.run(BOOTSTRAP_TOKEN_NAME, cmd.token_sha256, 'admin', cmd.created_at, null);
+        return applied({ created: true });
+      }
+      case 'token.revoke': {
+        if (!s.tokenByName.get(cmd.name)) return refused('not_found', 'no such token');
+        s.tokenRevoke.run(cmd.revoked_at, cmd.name); // already revoked: keeps the first revocation time
+        return applied();
+      }
+      case 'role.put': {
+        const row = s.roleGet.get(cmd.name) as { builtin: number } | undefined;
+        if (row?.builtin) return refused('conflict', `role ${cmd.name} is built in and cannot be changed`);
+        s.roleUpsert.run(cmd.name, JSON.stringify(cmd.rules));
+        return applied({ created: !row });
+      }
+      case 'role.delete': {
+        const row = s.roleGet.get(cmd.name) as { builtin: number } | undefined;
+        if (!row) return refused('not_found', 'no such role');
+        if (row.builtin) return refused('conflict', `role ${cmd.name} is built in and cannot be deleted`);
+        s.roleDelete.run(cmd.name);
+        return applied();
+      }
+    }
+  }
+
+  /** Makes everything applied so far durable in state.db itself (before the log is compacted). */
+  checkpoint(): void {
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

@@ -1,0 +1,62 @@
+// Minimal HTTP client for tests, able to pick the source address (127.0.0.x)
+// so allowlist tests really come from another address.
+import http from 'node:http';
+
+export interface HttpResponse {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: any;
+  text: string;
+}
+
+export interface RequestOptions {
+  token?: string;
+  body?: unknown;
+  rawBody?: string;
+  headers?: Record<string, string>;
+  localAddress?: string;
+}
+
+export function request(base: string, method: string, path: string, opts: RequestOptions = {}): Promise<HttpResponse> {
+  const url = new URL(path, base);
+  const headers: Record<string, string> = { ...opts.headers };
+  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+  let payload: string | undefined = opts.rawBody;
+  if (opts.body !== undefined) payload = JSON.stringify(opts.body);
+  if (payload !== undefined && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) {
+    headers['content-type'] = 'application/json';
+  }
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: url.hostname, port: url.port, path: url.pathname + url.search, method, headers, localAddress: opts.localAddress, agent: false },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => {
+          let body: unknown = null;
+          try {
+            body = text ? JSON.parse(text) : null;
+          } catch {
+            body = text;
+          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body, text });
+        });
+      },
+    );
+    req.on('error', reject);
+    if (payload !== undefined) req.write(payload);
+    req.end();
+  });
+}
+
+/** Bound helpers for one node. */
+export function client(base: string, token?: string) {
+  const t = token ? { token } : {};
+  return {
+    get: (p: string, o: RequestOptions = {}) => request(base, 'GET', p, { ...t, ...o }),
+    put: (p: string, body: unknown, o: RequestOptions = {}) => request(base, 'PUT', p, { ...t, body, ...o }),
+    post: (p: string, body?: unknown, o: RequestOptions = {}) => request(base, 'POST', p, { ...t, ...(body === undefined ? {} : { body }), ...o }),
+    del: (p: string, o: RequestOptions = {}) => request(base, 'DELETE', p, { ...t, ...o }),
+  };
+}

@@ -1,0 +1,179 @@
+import Database from 'better-sqlite3';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, rmdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AuditLog, AuditUnavailableError, type AuditRecord } from '../../../server/audit/audit-log.js';
+
+let dir: string;
+const open: AuditLog[] = [];
+
+function make(opts: ConstructorParameters<typeof AuditLog>[1] = {}): AuditLog {
+  const log = new AuditLog(dir, opts);
+  open.push(log);
+  return log;
+}
+
+function rec(i: number, over: Partial<AuditRecord> = {}): AuditRecord {
+  return {
+    ts: new Date(1_700_000_000_000 + i).toISOString(),
+    node_id: 'node-0',
+    request_id: `req-${i}`,
+    actor: 'anonymous',
+    client_ip: '10.0.0.1',
+    action: 'secret.read',
+    target: `app/s${i}`,
+    version: i,
+    outcome: 'allowed',
+    status: 200,
+    ...over,
+  };
+}
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'coffer-audit-'));
+});
+
+afterEach(() => {
+  for (const l of open.splice(0)) l.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('AuditLog', () => {
+  it('writes N concurrent records as N ordered rows in fewer transactions', async () => {
+    const batches: number[] = [];
+    const log = make({ onFlush: (secs, count) => {
+      expect(secs).toBeGreaterThanOrEqual(0);
+      batches.push(count);
+    } });
+    const n = 50;
+    await Promise.all(Array.from({ length: n }, (_, i) => log.record(rec(i))));
+    // A second wave issued from resolution callbacks forms its own batch.
+    await Promise.all(Array.from({ length: 10 }, (_, i) => log.record(rec(n + i))));
+
+    const { records, next_since } = log.query({ limit: 1000 });
+    expect(records.map((r) => r.request_id)).toEqual(Array.from({ length: n + 10 }, (_, i) => `req-${i}`));
+    expect(records.map((r) => r.id)).toEqual(Array.from({ length: n + 10 }, (_, i) => i + 1));
+    expect(next_since).toBeNull();
+    expect(batches.reduce((a, b) => a + b, 0)).toBe(n + 10);
+    expect(batches).toEqual([n, 10]);
+  });
+
+  it('stores all fields, nulls included', async () => {
+    const log = make();
+    await log.record(rec(1, { actor: 'ci-deployer', target: null, version: null, outcome: 'denied', status: 403 }));
+    const [r] = log.query().records;
+    expect(r).toEqual({ id: 1, ...rec(1, { actor: 'ci-deployer', target: null, version: null, outcome: 'denied', status: 403 }) });
+  });
+
+  it('a resolved record is committed (visible to another connection) and survives reopen', async () => {
+    const log = make();
+    await log.record(rec(1));
+    const other = new Database(join(dir, 'audit.db'), { readonly: true });
+    try {
+      expect(other.pragma('journal_mode', { simple: true })).toBe('wal');
+      expect(other.prepare('SELECT count(*) AS n FROM audit_log').get()).toEqual({ n: 1 });
+    } finally {
+      other.close();
+    }
+    await log.record(rec(2));
+    log.close();
+
+    const again = make();
+    await again.record(rec(3));
+    expect(again.query().records.map((r) => [r.id, r.request_id])).toEqual([
+      [1, 'req-1'],
+      [2, 'req-2'],
+      [3, 'req-3'],
+    ]);
+  });
+
+  it('pages with since/limit/next_since', async () => {
+    const log = make();
+    await Promise.all(Array.from({ length: 25 }, (_, i) => log.record(rec(i))));
+    const p1 = log.query({ limit: 10 });
+    expect(p1.records.map((r) => r.id)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(p1.next_since).toBe(10);
+    const p2 = log.query({ since: 10, limit: 10 });
+    expect(p2.records[0]?.id).toBe(11);
+    expect(p2.next_since).toBe(20);
+    const p3 = log.query({ since: 20, limit: 10 });
+    expect(p3.records.map((r) => r.id)).toEqual([21, 22, 23, 24, 25]);
+    expect(p3.next_since).toBeNull();
+    // Exactly `limit` left: no phantom next page.
+    expect(log.query({ since: 15, limit: 10 }).next_since).toBeNull();
+    expect(log.query({ since: 25 })).toEqual({ records: [], next_since: null });
+    expect(log.query().records).toHaveLength(25); // default limit 100
+  });
+
+  it('clamps limit to 1..1000 and rejects non-integers', async () => {
+    const log = make();
+    await Promise.all(Array.from({ length: 1005 }, (_, i) => log.record(rec(i))));
+    expect(log.query({ limit: 5000 }).records).toHaveLength(1000);
+    expect(log.query({ limit: 5000 }).next_since).toBe(1000);
+    expect(log.query({ limit: 0 }).records).toHaveLength(1);
+    expect(log.query({ since: -5, limit: 1 }).records[0]?.id).toBe(1);
+    expect(() => log.query({ limit: 1.5 })).toThrow(RangeError);
+    expect(() => log.query({ since: Number.NaN })).toThrow(RangeError);
+  });
+
+  it('rejects a malformed record without failing its batch', async () => {
+    const log = make();
+    const bad = log.record(rec(1, { outcome: 'maybe' as AuditRecord['outcome'] }));
+    const good = log.record(rec(2));
+    await expect(bad).rejects.toBeInstanceOf(TypeError);
+    await expect(good).resolves.toBeUndefined();
+    expect(log.query().records.map((r) => r.request_id)).toEqual(['req-2']);
+  });
+
+  it('fails closed while the db cannot be written, then recovers', async () => {
+    const failures: number[] = [];
+    const log = make({ busyTimeoutMs: 20, onFailure: (_e, n) => failures.push(n) });
+    await log.record(rec(1));
+
+    // Fault 1: another connection holds the write lock (SQLITE_BUSY).
+    const locker = new Database(join(dir, 'audit.db'));
+    locker.exec('BEGIN IMMEDIATE');
+    const batch = [log.record(rec(2)), log.record(rec(3))];
+    for (const p of batch) await expect(p).rejects.toBeInstanceOf(AuditUnavailableError);
+    await expect(batch[0]).rejects.toThrow(/audit log unavailable/);
+    expect(failures).toEqual([2]);
+    locker.exec('ROLLBACK');
+    locker.close();
+
+    // Fault 2: the file is gone and a directory stands in its place (open fails).
+    renameSync(join(dir, 'audit.db'), join(dir, 'moved.db'));
+    mkdirSync(join(dir, 'audit.db'));
+    await expect(log.record(rec(4))).rejects.toBeInstanceOf(AuditUnavailableError);
+    expect(() => log.query()).toThrow(AuditUnavailableError);
+    rmdirSync(join(dir, 'audit.db'));
+    renameSync(join(dir, 'moved.db'), join(dir, 'audit.db'));
+
+    // Fault removed: the next batch reopens and writes.
+    await log.record(rec(5));
+    expect(log.query().records.map((r) => r.request_id)).toEqual(['req-1', 'req-5']);
+    expect(failures).toEqual([2, 1]);
+  });
+
+  it('rejects after close and flushes what was queued before close', async () => {
+    const log = make();
+    const queued = log.record(rec(1));
+    log.close();
+    await expect(queued).resolves.toBeUndefined();
+    await expect(log.record(rec(2))).rejects.toBeInstanceOf(AuditUnavailableError);
+    expect(() => log.query()).toThrow(AuditUnavailableError);
+    const again = make();
+    expect(again.query().records).toHaveLength(1);
+  });
+
+  it('has no column that could hold a secret value or token', () => {
+    make();
+    const db = new Database(join(dir, 'audit.db'), { readonly: true });
+    try {
+      const cols = (db.prepare('PRAGMA table_info(audit_log)').all() as { name: string }[]).map((c) => c.name);
+      expect(cols).toEqual(['id', 'ts', 'node_id', 'request_id', 'actor', 'client_ip', 'action', 'target', 'version', 'outcome', 'status']);
+    } finally {
+      db.close();
+    }
+  });
+});

@@ -1,0 +1,140 @@
+import { describe, expect, it, vi } from 'vitest';
+import { openVersion, sealVersion, versionAad, type SealedVersion } from '../../../server/crypto/envelope.js';
+import { IntegrityError } from '../../../server/crypto/errors.js';
+import { openXChaCha } from '../../../server/crypto/xchacha.js';
+import { DekCache } from '../../../server/kms/dek-cache.js';
+import { LocalKms } from '../../../server/kms/local.js';
+import { KmsUnavailableError, type KmsProvider } from '../../../server/kms/provider.js';
+
+const value = new TextEncoder().encode('s3cr3t-password');
+const newKms = () => new LocalKms(new Uint8Array(32).fill(5));
+
+/** Wraps a provider so the DEK buffers it hands out can be inspected afterwards. */
+function spying(kms: KmsProvider) {
+  const deks: Uint8Array[] = [];
+  const spy: KmsProvider = Object.assign(Object.create(kms) as KmsProvider, {
+    generateDataKey: vi.fn(async (c: Parameters<KmsProvider['generateDataKey']>[0]) => {
+      const dk = await kms.generateDataKey(c);
+      deks.push(dk.plaintext);
+      return { ...dk, plaintext: dk.plaintext };
+    }),
+  });
+  return { spy, deks };
+}
+
+function flip(rec: SealedVersion, field: 'ciphertext' | 'nonce' | 'wrappedDek', i: number): SealedVersion {
+  const b = rec[field].slice();
+  b[i]! ^= 0x04;
+  return { ...rec, [field]: b };
+}
+
+describe('envelope', () => {
+  it('AAD is the UTF-8 of name:version', () => {
+    expect(Buffer.from(versionAad('app/db/pass', 12)).toString('utf8')).toBe('app/db/pass:12');
+    expect(versionAad('ä', 1)).toEqual(Uint8Array.of(0xc3, 0xa4, 0x3a, 0x31));
+  });
+
+  it('seals with a fresh 24-byte nonce and DEK, asks KMS with the right context, and zeroes the DEK', async () => {
+    const kms = newKms();
+    const { spy, deks } = spying(kms);
+    const a = await sealVersion(spy, 'app/db', 3, value);
+    const b = await sealVersion(spy, 'app/db', 3, value);
+    expect(spy.generateDataKey).toHaveBeenCalledWith({ secret: 'app/db', version: 3 });
+    expect(a.nonce.length).toBe(24);
+    expect(a.nonce).not.toEqual(b.nonce);
+    expect(a.wrappedDek).not.toEqual(b.wrappedDek);
+    expect(a.kmsKeyId).toBe(kms.currentKeyId);
+    expect(a.ciphertext.length).toBe(value.length + 16);
+    expect(deks.every((d) => d.length === 32 && d.every((x) => x === 0))).toBe(true);
+    // the ciphertext is XChaCha20-Poly1305 under the DEK with AAD name:version
+    const dek = await kms.decrypt(a.wrappedDek, a.kmsKeyId, { secret: 'app/db', version: 3 });
+    expect(openXChaCha(dek, a.nonce, a.ciphertext, versionAad('app/db', 3))).toEqual(value);
+  });
+
+  it('zeroes the DEK even when sealing throws', async () => {
+    const { spy, deks } = spying(newKms());
+    await expect(sealVersion(spy, 'x', 1, null as unknown as Uint8Array)).rejects.toThrow();
+    expect(deks[0]).toEqual(new Uint8Array(32));
+  });
+
+  it('opens through a provider and through the DEK cache', async () => {
+    const kms = newKms();
+    const rec = await sealVersion(kms, 'app/db', 1, value);
+    expect(await openVersion(kms, 'app/db', 1, rec)).toEqual(value);
+    const cache = new DekCache(kms, { ttlSecs: 60, sweepIntervalMs: 0 });
+    expect(await openVersion(cache, 'app/db', 1, rec)).toEqual(value);
+    expect(await openVersion(cache, 'app/db', 1, rec)).toEqual(value);
+    expect(cache.stats()).toMatchObject({ hits: 1, misses: 1 });
+  });
+
+  it('seals and opens the empty value', async () => {
+    const kms = newKms();
+    const rec = await sealVersion(kms, 'e', 1, new Uint8Array(0));
+    expect((await openVersion(kms, 'e', 1, rec)).length).toBe(0);
+  });
+
+  it('a record moved to another version or name fails with IntegrityError', async () => {
+    const kms = newKms();
+    const rec = await sealVersion(kms, 'app/db', 1, value);
+    await expect(openVersion(kms, 'app/db', 2, rec)).rejects.toThrow(IntegrityError);
+    await expect(openVersion(kms, 'app/dc', 1, rec)).rejects.toThrow(IntegrityError);
+  });
+
+  it('only the ciphertext moved onto another row (same DEK row kept) fails, even with a warm cache', async () => {
+    const kms = newKms();
+    const cache = new DekCache(kms, { ttlSecs: 60, sweepIntervalMs: 0 });
+    const v1 = await sealVersion(kms, 'app/db', 1, value);
+    const v2 = await sealVersion(kms, 'app/db', 2, new TextEncoder().encode('other'));
+    await openVersion(cache, 'app/db', 1, v1);
+    await openVersion(cache, 'app/db', 2, v2);
+    await expect(openVersion(cache, 'app/db', 2, { ...v2, ciphertext: v1.ciphertext, nonce: v1.nonce })).rejects.toThrow(IntegrityError);
+    await expect(openVersion(cache, 'app/db', 2, { ...v1 })).rejects.toThrow(IntegrityError);
+  });
+
+  it('any flipped byte of ciphertext, nonce or wrapped DEK fails with IntegrityError', async () => {
+    const kms = newKms();
+    const rec = await sealVersion(kms, 'app/db', 1, value);
+    for (const field of ['ciphertext', 'nonce', 'wrappedDek'] as const) {
+      for (let i = 0; i < rec[field].length; i++) {
+        await expect(openVersion(kms, 'app/db', 1, flip(rec, field, i)), `${field}[${i}]`).rejects.toThrow(IntegrityError);
+      }
+    }
+  });
+
+  it('a record wrapped under another master key fails with IntegrityError', async () => {
+    const rec = await sealVersion(newKms(), 'app/db', 1, value);
+    const other = new LocalKms(new Uint8Array(32).fill(6));
+    await expect(openVersion(other, 'app/db', 1, rec)).rejects.toThrow(IntegrityError);
+  });
+
+  it('KmsUnavailableError passes through unchanged', async () => {
+    const kms = newKms();
+    const rec = await sealVersion(kms, 'app/db', 1, value);
+    const down: KmsProvider = Object.assign(Object.create(kms) as KmsProvider, {
+      decrypt: async () => { throw new KmsUnavailableError('KMS Decrypt failed (ThrottlingException)'); },
+    });
+    await expect(openVersion(down, 'app/db', 1, rec)).rejects.toThrow(KmsUnavailableError);
+    await expect(openVersion(new DekCache(down, { ttlSecs: 60, sweepIntervalMs: 0 }), 'app/db', 1, rec)).rejects.toThrow(KmsUnavailableError);
+  });
+
+  it('a warm cache serves reads while KMS is down (outage resilience)', async () => {
+    const kms = newKms();
+    let up = true;
+    const flaky: KmsProvider = Object.assign(Object.create(kms) as KmsProvider, {
+      decrypt: async (...a: Parameters<KmsProvider['decrypt']>) => {
+        if (!up) throw new KmsUnavailableError('down');
+        return kms.decrypt(...a);
+      },
+    });
+    const cache = new DekCache(flaky, { ttlSecs: 60, sweepIntervalMs: 0 });
+    const rec = await sealVersion(kms, 'app/db', 1, value);
+    await openVersion(cache, 'app/db', 1, rec);
+    up = false;
+    expect(await openVersion(cache, 'app/db', 1, rec)).toEqual(value);
+  });
+
+  it('rejects non-positive or fractional versions', async () => {
+    await expect(sealVersion(newKms(), 'a', 0, value)).rejects.toThrow(RangeError);
+    await expect(sealVersion(newKms(), 'a', 1.5, value)).rejects.toThrow(RangeError);
+  });
+});

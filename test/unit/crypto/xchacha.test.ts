@@ -1,0 +1,144 @@
+import { randomBytes, randomInt } from 'node:crypto';
+import { hchacha as nobleHChaCha } from '@noble/ciphers/chacha.js';
+import { describe, expect, it } from 'vitest';
+import { IntegrityError } from '../../../server/crypto/errors.js';
+import {
+  XCHACHA_IMPL, hchacha20, nativeXChaCha, nobleXChaCha, openXChaCha, sealXChaCha,
+} from '../../../server/crypto/xchacha.js';
+
+const hex = (s: string) => Uint8Array.from(Buffer.from(s.replace(/\s+/g, ''), 'hex'));
+const toHex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const rand = (n: number) => new Uint8Array(randomBytes(n));
+
+// draft-irtf-cfrg-xchacha-03 §2.2.1
+const H_KEY = hex('000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f');
+const H_NONCE = hex('000000090000004a0000000031415927');
+const H_SUBKEY = '82413b4227b27bfed30e42508a877d73a0f9e4d58a74a853c12ec41326d3ecdc';
+
+// draft-irtf-cfrg-xchacha-03 §A.3.1
+const KEY = hex('808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f');
+const NONCE = hex('404142434445464748494a4b4c4d4e4f5051525354555657');
+const AAD = hex('50515253c0c1c2c3c4c5c6c7');
+const PLAINTEXT = new TextEncoder().encode(
+  "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.",
+);
+const CIPHERTEXT = `bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb
+  731c7f1b0b4aa6440bf3a82f4eda7e39ae64c6708c54c216cb96b72e1213b452
+  2f8c9ba40db5d945b11b69b982c1bb9e3f3fac2bc369488f76b2383565d3fff9
+  21f9664c97637da9768812f615c68b13b52e`.replace(/\s+/g, '');
+const TAG = 'c0875924c1c7987947deafd8780acf49';
+
+const impls = { native: nativeXChaCha, noble: nobleXChaCha, exported: { seal: sealXChaCha, open: openXChaCha } };
+
+describe('HChaCha20', () => {
+  it('matches the draft §2.2.1 vector', () => {
+    expect(PLAINTEXT.length).toBe(114); // the vector's plaintext length, guards the transcription
+    expect(toHex(hchacha20(H_KEY, H_NONCE))).toBe(H_SUBKEY);
+  });
+});
+
+describe.each(Object.entries(impls))('XChaCha20-Poly1305 (%s)', (_name, impl) => {
+  it('reproduces the draft §A.3.1 vector (ciphertext || tag)', () => {
+    const sealed = impl.seal(KEY, NONCE, PLAINTEXT, AAD);
+    expect(toHex(sealed)).toBe(CIPHERTEXT + TAG);
+    expect(impl.open(KEY, NONCE, sealed, AAD)).toEqual(PLAINTEXT);
+  });
+
+  it('returns plain Uint8Arrays', () => {
+    const sealed = impl.seal(KEY, NONCE, PLAINTEXT, AAD);
+    expect(Object.getPrototypeOf(sealed)).toBe(Uint8Array.prototype);
+  });
+
+  it('seals and opens the empty plaintext', () => {
+    const sealed = impl.seal(KEY, NONCE, new Uint8Array(0), new Uint8Array(0));
+    expect(sealed.length).toBe(16);
+    expect(impl.open(KEY, NONCE, sealed, new Uint8Array(0)).length).toBe(0);
+  });
+
+  it('fails with IntegrityError on any flipped byte of ciphertext, tag, nonce or AAD', () => {
+    const sealed = impl.seal(KEY, NONCE, PLAINTEXT, AAD);
+    const cases: Array<[string, Uint8Array]> = [['sealed', sealed], ['nonce', NONCE], ['aad', AAD]];
+    for (const [which, buf] of cases) {
+      for (let i = 0; i < buf.length; i++) {
+        const bad = buf.slice();
+        bad[i]! ^= 1 << (i % 8);
+        const args = {
+          sealed: which === 'sealed' ? bad : sealed,
+          nonce: which === 'nonce' ? bad : NONCE,
+          aad: which === 'aad' ? bad : AAD,
+        };
+        expect(() => impl.open(KEY, args.nonce, args.sealed, args.aad), `${which}[${i}]`).toThrow(IntegrityError);
+      }
+    }
+  });
+
+  it('fails with IntegrityError on a wrong key, a truncated record or a short nonce', () => {
+    const sealed = impl.seal(KEY, NONCE, PLAINTEXT, AAD);
+    const otherKey = KEY.slice();
+    otherKey[31]! ^= 0x80;
+    expect(() => impl.open(otherKey, NONCE, sealed, AAD)).toThrow(IntegrityError);
+    expect(() => impl.open(KEY, NONCE, sealed.subarray(0, sealed.length - 1), AAD)).toThrow(IntegrityError);
+    expect(() => impl.open(KEY, NONCE, sealed.subarray(0, 15), AAD)).toThrow(IntegrityError);
+    expect(() => impl.open(KEY, NONCE.subarray(0, 23), sealed, AAD)).toThrow(IntegrityError);
+  });
+
+  it('never puts key bytes in error messages', () => {
+    const key = new Uint8Array(32).fill(0xab);
+    try {
+      impl.open(key, NONCE, new Uint8Array(40), AAD);
+      expect.unreachable();
+    } catch (err) {
+      expect(String((err as Error).message)).not.toMatch(/abab|171/i);
+      expect((err as Error).message).toBe('ciphertext failed authentication');
+    }
+  });
+
+  it('rejects wrong key and nonce lengths when sealing', () => {
+    expect(() => impl.seal(new Uint8Array(31), NONCE, PLAINTEXT, AAD)).toThrow(RangeError);
+    expect(() => impl.seal(KEY, new Uint8Array(12), PLAINTEXT, AAD)).toThrow(RangeError);
+  });
+});
+
+describe('native vs noble', () => {
+  it('agree on 300 random inputs of random lengths (including 0), both directions', () => {
+    const lengths = [0, 1, 15, 16, 17, 63, 64, 65, 4096];
+    for (let i = 0; i < 300; i++) {
+      const key = rand(32);
+      const nonce = rand(24);
+      const pt = rand(i < lengths.length ? lengths[i]! : randomInt(0, 2048));
+      const aad = rand(randomInt(0, 64));
+      const a = nativeXChaCha.seal(key, nonce, pt, aad);
+      const b = nobleXChaCha.seal(key, nonce, pt, aad);
+      expect(toHex(a)).toBe(toHex(b));
+      expect(nobleXChaCha.open(key, nonce, a, aad)).toEqual(pt);
+      expect(nativeXChaCha.open(key, nonce, b, aad)).toEqual(pt);
+    }
+  });
+
+  it('our HChaCha20 agrees with noble hchacha on random keys and nonces', () => {
+    const u32 = (b: Uint8Array) => new Uint32Array(b.slice().buffer); // little-endian hosts only
+    const sigma = u32(new TextEncoder().encode('expand 32-byte k'));
+    for (let i = 0; i < 50; i++) {
+      const key = rand(32);
+      const nonce = rand(16);
+      const out = new Uint32Array(8);
+      nobleHChaCha(sigma, u32(key), u32(nonce), out);
+      expect(toHex(hchacha20(key, nonce))).toBe(toHex(new Uint8Array(out.buffer)));
+    }
+  });
+
+  it('production uses the native construction on this Node build (self-test passed)', () => {
+    expect(XCHACHA_IMPL).toBe('native');
+  });
+
+  it('handles inputs that are subarrays of larger buffers', () => {
+    const big = rand(200);
+    const key = big.subarray(3, 35);
+    const nonce = big.subarray(40, 64);
+    const pt = big.subarray(70, 170);
+    const aad = big.subarray(171, 180);
+    const a = nativeXChaCha.seal(key, nonce, pt, aad);
+    expect(toHex(a)).toBe(toHex(nobleXChaCha.seal(key, nonce, pt, aad)));
+    expect(nativeXChaCha.open(key, nonce, a, aad)).toEqual(pt);
+  });
+});
