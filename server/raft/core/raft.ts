@@ -630,7 +630,7 @@ export class Raft {
   }
 
   private handleHeartbeat(m: Message): void {
-    this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
+    this.log.commitTo(m.commit);
     this.send({ to: m.from, type: 'heartbeatResp', context: m.context });
   }
 
