@@ -1,9 +1,11 @@
 // Append-only, checksummed log file of committed entries.
 //
-// Record: u32 payload length | u32 crc32 | u64 index | u64 term | u8 kind | payload
-// The crc covers index, term, kind and payload. A torn record at the tail (a
-// crash mid-write) is cut off on open; a bad record before the tail is
-// corruption and refuses to open.
+// Record: u32 payload length | u32 crc32(length) | u32 crc32(body) | body
+// body = u64 index | u64 term | u8 kind | payload
+// The length has its own checksum so a flipped length cannot pass for a torn
+// tail. A record cut short at the end of the file (a crash mid-write), or a
+// zero-filled tail, is cut off on open; any other bad record is corruption and
+// refuses to open.
 import fs from 'node:fs';
 import { crc32 } from 'node:zlib';
 
@@ -17,7 +19,14 @@ export interface WalEntry {
   data: Uint8Array;
 }
 
-const HEADER = 4 + 4 + 8 + 8 + 1;
+const PREFIX = 4 + 4 + 4;
+const HEADER = PREFIX + 8 + 8 + 1;
+
+const lengthCrc = (len: number) => {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32LE(len, 0);
+  return crc32(b);
+};
 
 export class WalCorruptError extends Error {
   override readonly name = 'WalCorruptError';
@@ -26,11 +35,12 @@ export class WalCorruptError extends Error {
 export function encodeRecord(e: WalEntry): Buffer {
   const buf = Buffer.allocUnsafe(HEADER + e.data.byteLength);
   buf.writeUInt32LE(e.data.byteLength, 0);
-  buf.writeBigUInt64LE(BigInt(e.index), 8);
-  buf.writeBigUInt64LE(BigInt(e.term), 16);
-  buf.writeUInt8(e.kind, 24);
+  buf.writeUInt32LE(lengthCrc(e.data.byteLength), 4);
+  buf.writeBigUInt64LE(BigInt(e.index), PREFIX);
+  buf.writeBigUInt64LE(BigInt(e.term), PREFIX + 8);
+  buf.writeUInt8(e.kind, PREFIX + 16);
   buf.set(e.data, HEADER);
-  buf.writeUInt32LE(crc32(buf.subarray(8)), 4);
+  buf.writeUInt32LE(crc32(buf.subarray(PREFIX)), 8);
   return buf;
 }
 
@@ -38,20 +48,24 @@ export function encodeRecord(e: WalEntry): Buffer {
 export function readRecords(buf: Buffer): { entries: WalEntry[]; goodLength: number } {
   const entries: WalEntry[] = [];
   let off = 0;
+  const zeroTail = (from: number) => buf.subarray(from).every((b) => b === 0);
   while (off < buf.length) {
     if (buf.length - off < HEADER) break; // torn header
     const len = buf.readUInt32LE(off);
+    if (lengthCrc(len) !== buf.readUInt32LE(off + 4)) {
+      if (zeroTail(off)) break;
+      throw new WalCorruptError(`log record at byte ${off} has a corrupt length`);
+    }
     const end = off + HEADER + len;
     if (end > buf.length) break; // torn payload
-    const body = buf.subarray(off + 8, end);
-    if (crc32(body) !== buf.readUInt32LE(off + 4)) {
+    if (crc32(buf.subarray(off + PREFIX, end)) !== buf.readUInt32LE(off + 8)) {
       if (end === buf.length) break; // last record half-written
       throw new WalCorruptError(`log record at byte ${off} fails its checksum`);
     }
     entries.push({
-      index: Number(buf.readBigUInt64LE(off + 8)),
-      term: Number(buf.readBigUInt64LE(off + 16)),
-      kind: buf.readUInt8(off + 24),
+      index: Number(buf.readBigUInt64LE(off + PREFIX)),
+      term: Number(buf.readBigUInt64LE(off + PREFIX + 8)),
+      kind: buf.readUInt8(off + PREFIX + 16),
       data: new Uint8Array(buf.subarray(off + HEADER, end)),
     });
     off = end;

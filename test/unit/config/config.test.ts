@@ -1,0 +1,96 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../../server/config/config.js';
+import { Allowlist, parseCidr } from '../../../server/config/ipv4.js';
+
+describe('loadConfig', () => {
+  it('applies the documented defaults', () => {
+    const c = loadConfig({ VAULT_NODE_ID: 'n1' });
+    expect(c).toMatchObject({
+      dataDir: './data',
+      apiAddr: { host: '0.0.0.0', port: 8200 },
+      raftAddr: { host: '0.0.0.0', port: 8201 },
+      nodeId: 'n1',
+      kmsMode: 'local',
+      dekCacheTtlSecs: 300,
+      rewrapEnabled: false,
+      rewrapPollSecs: 86400,
+      rewrapMaxPerSec: 20,
+      trustProxy: false,
+      maxValueBytes: 65536,
+      bootstrapToken: null,
+    });
+    expect(c.peers).toEqual([{ id: 'n1', addr: c.raftAdvertise }]);
+    expect(c.readAllowlist.entries).toEqual([]);
+  });
+
+  it.each([
+    ['VAULT_API_ADDR', 'localhost'],
+    ['VAULT_API_ADDR', '127.0.0.1:99999'],
+    ['VAULT_KMS_MODE', 'gcp'],
+    ['VAULT_DEK_CACHE_TTL_SECS', '-1'],
+    ['VAULT_DEK_CACHE_TTL_SECS', '5m'],
+    ['VAULT_TRUST_PROXY', 'maybe'],
+    ['VAULT_READ_ALLOWLIST', '10.0.0.0/33'],
+    ['VAULT_READ_ALLOWLIST', '127.0.0.1,bogus'],
+    ['VAULT_READ_ALLOWLIST', '256.1.1.1'],
+    ['VAULT_MAX_VALUE_BYTES', '0'],
+    ['VAULT_PEERS', 'n1=127.0.0.1'],
+    ['VAULT_PEERS', 'n2=127.0.0.1:8201'],
+    ['VAULT_BOOTSTRAP_TOKEN', 'short'],
+    ['VAULT_NODE_ID', 'bad id'],
+  ])('names %s when it is malformed (%s)', (name, value) => {
+    const env: Record<string, string> = { VAULT_NODE_ID: 'n1', [name]: value };
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    try {
+      loadConfig(env);
+    } catch (err) {
+      expect((err as ConfigError).variable).toBe(name);
+      expect((err as Error).message.startsWith(name)).toBe(true);
+    }
+  });
+
+  it('requires a key id in aws mode', () => {
+    expect(() => loadConfig({ VAULT_NODE_ID: 'n1', VAULT_KMS_MODE: 'aws' })).toThrow(/VAULT_KMS_KEY_ID/);
+    expect(loadConfig({ VAULT_NODE_ID: 'n1', VAULT_KMS_MODE: 'aws', VAULT_KMS_KEY_ID: 'alias/coffer' }).kmsKeyId).toBe('alias/coffer');
+  });
+
+  it('needs both TLS files or neither', () => {
+    expect(() => loadConfig({ VAULT_NODE_ID: 'n1', VAULT_TLS_CERT_FILE: 'c.pem' })).toThrow(/VAULT_TLS_KEY_FILE/);
+  });
+
+  it('parses peers and checks this node is among them', () => {
+    const c = loadConfig({ VAULT_NODE_ID: 'b', VAULT_PEERS: 'a=127.0.0.1:1, b=127.0.0.2:2' });
+    expect(c.peers.map((p) => p.id)).toEqual(['a', 'b']);
+    expect(c.peers[1]!.addr).toEqual({ host: '127.0.0.2', port: 2 });
+  });
+});
+
+describe('Allowlist', () => {
+  it('is fail-closed when empty', () => {
+    expect(Allowlist.parse('').allows('127.0.0.1')).toBe(false);
+  });
+
+  it('matches addresses and CIDRs', () => {
+    const a = Allowlist.parse('127.0.0.1, 10.0.0.0/8,192.168.1.0/30');
+    expect(a.allows('127.0.0.1')).toBe(true);
+    expect(a.allows('127.0.0.2')).toBe(false);
+    expect(a.allows('10.255.1.2')).toBe(true);
+    expect(a.allows('11.0.0.1')).toBe(false);
+    expect(a.allows('192.168.1.3')).toBe(true);
+    expect(a.allows('192.168.1.4')).toBe(false);
+    expect(a.allows(null)).toBe(false);
+    expect(a.allows('::1')).toBe(false);
+  });
+
+  it('normalizes a CIDR base and accepts /0', () => {
+    expect(parseCidr('10.1.2.3/8').base).toBe(parseCidr('10.0.0.0/8').base);
+    expect(Allowlist.parse('0.0.0.0/0').allows('8.8.8.8')).toBe(true);
+  });
+
+  it('rejects octal-looking and malformed addresses', () => {
+    expect(() => parseCidr('010.0.0.1')).toThrow();
+    expect(() => parseCidr('1.2.3')).toThrow();
+    expect(() => parseCidr('1.2.3.4/')).toThrow();
+    expect(() => parseCidr('1.2.3.4/8/8')).toThrow();
+  });
+});

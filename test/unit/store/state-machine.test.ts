@@ -1,0 +1,105 @@
+// The state machine applied over real SQLite files: determinism, refusals, and
+// that an undecodable command changes nothing.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { capabilities, decodeCommand, encodeCommand, UnknownCommandError, type Command } from '../../../server/store/commands.js';
+import { StateReader } from '../../../server/store/queries.js';
+import { StateMachine } from '../../../server/store/state-machine.js';
+
+const dirs: string[] = [];
+const machines: StateMachine[] = [];
+function fresh(): StateMachine {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'coffer-sm-'));
+  dirs.push(dir);
+  const sm = new StateMachine(dir);
+  machines.push(sm);
+  return sm;
+}
+afterEach(() => {
+  machines.splice(0).forEach((m) => m.close());
+  dirs.splice(0).forEach((d) => fs.rmSync(d, { recursive: true, force: true }));
+});
+
+const bytes = (s: string) => new Uint8Array(Buffer.from(s));
+function put(name: string, version: number, expected: number, cas: number | null = null): Command {
+  return {
+    t: 'secret.put', v: 1, name, version, expected_current: expected, cas,
+    ciphertext: bytes(`ct-${name}-${version}`), nonce: bytes('n'.repeat(24)), wrapped_dek: bytes('wd'),
+    kms_key_id: 'local:test', created_at: '2026-01-01T00:00:00.000Z', created_by: 'tester',
+  };
+}
+
+const script: Command[] = [
+  put('a', 1, 0),
+  put('a', 2, 1),
+  put('a', 2, 1), // stale: loses the race
+  put('b', 1, 0, 0),
+  put('b', 2, 1, 5), // cas mismatch
+  { t: 'role.put', v: 1, name: 'reader', rules: [{ paths: ['a'], actions: ['read_metadata'] }] },
+  { t: 'token.create', v: 1, name: 't1', token_sha256: bytes('h'.repeat(32)), role: 'reader', created_at: 'x', expires_at: null },
+  { t: 'token.create', v: 1, name: 't1', token_sha256: bytes('i'.repeat(32)), role: 'reader', created_at: 'x', expires_at: null },
+  { t: 'token.create', v: 1, name: 't2', token_sha256: bytes('j'.repeat(32)), role: 'nope', created_at: 'x', expires_at: null },
+  { t: 'token.revoke', v: 1, name: 't1', revoked_at: 'r1' },
+  { t: 'token.revoke', v: 1, name: 't1', revoked_at: 'r2' },
+  { t: 'secret.delete', v: 1, name: 'b', at: 'x' },
+  { t: 'secret.delete', v: 1, name: 'b', at: 'x' },
+  { t: 'role.put', v: 1, name: 'admin', rules: [] },
+  { t: 'role.delete', v: 1, name: 'admin' },
+  { t: 'token.bootstrap', v: 1, token_sha256: bytes('k'.repeat(32)), created_at: 'x' },
+  { t: 'token.bootstrap', v: 1, token_sha256: bytes('l'.repeat(32)), created_at: 'x' },
+];
+
+function dump(sm: StateMachine): unknown {
+  return ['secrets', 'secret_versions', 'roles', 'tokens', 'applied'].map((t) => sm.db.prepare(`SELECT * FROM ${t} ORDER BY 1, 2`).all());
+}
+
+describe('StateMachine', () => {
+  it('applies the same log to the same state on every node, with deterministic results', () => {
+    const a = fresh();
+    const b = fresh();
+    const ra = script.map((c, i) => a.applyEntry(i + 1, 1, encodeCommand(c)));
+    const rb = script.map((c, i) => b.applyEntry(i + 1, 1, encodeCommand(c)));
+    expect(ra).toEqual(rb);
+    expect(dump(a)).toEqual(dump(b));
+    expect(ra.map((r) => (r.ok ? 'ok' : r.code))).toEqual([
+      'ok', 'ok', 'stale', 'ok', 'cas_mismatch', 'ok', 'ok', 'conflict', 'bad_request', 'ok', 'ok', 'ok', 'not_found',
+      'conflict', 'conflict', 'ok', 'ok',
+    ]);
+    expect(ra.at(-1)).toEqual({ ok: true, created: false, note: 'exists' });
+    expect(a.appliedIndex()).toEqual({ index: script.length, term: 1 });
+    const reader = new StateReader(a.db);
+    expect(reader.currentVersion('a')).toBe(2);
+    expect(reader.currentVersion('b')).toBe(0);
+    expect(reader.listTokens().find((t) => t.name === 't1')?.revoked_at).toBe('r1');
+    expect(reader.role('admin')?.builtin).toBe(true);
+  });
+
+  it('keeps a revoked bootstrap token revoked', () => {
+    const sm = fresh();
+    sm.applyEntry(1, 1, encodeCommand({ t: 'token.bootstrap', v: 1, token_sha256: bytes('k'.repeat(32)), created_at: 'x' }));
+    sm.applyEntry(2, 1, encodeCommand({ t: 'token.revoke', v: 1, name: 'bootstrap-admin', revoked_at: 'r' }));
+    const r = sm.applyEntry(3, 1, encodeCommand({ t: 'token.bootstrap', v: 1, token_sha256: bytes('k'.repeat(32)), created_at: 'y' }));
+    expect(r).toEqual({ ok: true, created: false, note: 'revoked' });
+    expect(new StateReader(sm.db).listTokens()[0]?.revoked_at).toBe('r');
+  });
+
+  it('refuses an unknown command type or a newer version without changing anything', () => {
+    const sm = fresh();
+    sm.applyEntry(1, 1, encodeCommand(put('a', 1, 0)));
+    const before = dump(sm);
+    const future = Buffer.from(JSON.stringify({ t: 'secret.put', v: 2, name: 'a' }));
+    const alien = Buffer.from(JSON.stringify({ t: 'secret.teleport', v: 1 }));
+    expect(() => sm.applyEntry(2, 1, future)).toThrow(UnknownCommandError);
+    expect(() => sm.applyEntry(2, 1, alien)).toThrow(UnknownCommandError);
+    expect(() => sm.applyEntry(2, 1, Buffer.from('{not json'))).toThrow(UnknownCommandError);
+    expect(dump(sm)).toEqual(before);
+  });
+
+  it('round-trips binary fields and advertises every command type', () => {
+    const cmd = put('x/y', 3, 2);
+    expect(decodeCommand(encodeCommand(cmd))).toEqual(cmd);
+    expect(capabilities()).toEqual(expect.arrayContaining(['secret.put@1', 'token.bootstrap@1', 'role.delete@1']));
+  });
+});
