@@ -12,7 +12,9 @@ import { createKms, DekCache, EPHEMERAL_MASTER_KEY_WARNING, parseLocalMasterKey 
 import { createLogger, type Logger } from './log/logger.js';
 import { auditMetricsHooks, createCofferMetrics } from './metrics/coffer-metrics.js';
 import { meteredKms } from './metrics/metered-kms.js';
-import { SingleNodeReplicator } from './raft/single-node.js';
+import { buildRaftListener } from './raft/listener.js';
+import { RaftReplicator } from './raft/raft-replicator.js';
+import type { Replicator } from './raft/replicator.js';
 import { SecretService, type VersionSealer } from './secrets/service.js';
 import { capabilities } from './store/commands.js';
 import { StateReader } from './store/queries.js';
@@ -56,15 +58,25 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
   };
 
   const sm = new StateMachine(config.dataDir);
-  const reader = new StateReader(sm.db);
-  const advertise = `${config.raftAdvertise.host}:${config.raftAdvertise.port}`;
-  const replicator = new SingleNodeReplicator({
+  const reader = new StateReader(sm);
+  const raftListenAddr = { ...config.raftAddr };
+  let bootstrapping: Promise<void> = Promise.resolve();
+  const replicator = new RaftReplicator({
     nodeId: config.nodeId,
-    address: advertise,
     dataDir: config.dataDir,
+    advertise: `${config.raftAdvertise.host}:${config.raftAdvertise.port}`,
+    initialPeers: config.peers.map((p) => ({ id: p.id, address: `${p.addr.host}:${p.addr.port}` })),
     sm,
-    onFatal: (err) => logger.fatal({ err: { name: err.name, message: err.message } }, 'node stopped applying; reporting not ready'),
+    reader,
+    capabilities: capabilities(),
+    logger,
+    ...tuning(),
+    onLeader: () => {
+      if (config.bootstrapToken) bootstrapping = bootstrap(config.bootstrapToken, replicator, reader, logger, now);
+    },
   });
+  const raftListener = await buildRaftListener(replicator, capabilities(), logger);
+  await raftListener.listen({ host: raftListenAddr.host, port: raftListenAddr.port });
   const audit = new AuditLog(config.dataDir, auditMetricsHooks(metrics));
   const now = () => new Date();
   const authz = new Authorizer(reader, config.readAllowlist, now);
@@ -93,7 +105,11 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
     https,
   );
 
-  if (config.bootstrapToken) await bootstrap(config.bootstrapToken, replicator, reader, logger, now);
+  // A single voter elects itself at once; wait for that so the bootstrap token works as soon as we answer.
+  if (config.peers.length === 1) {
+    await waitUntil(() => replicator.status().ready, 5_000);
+    await bootstrapping;
+  }
 
   await api.listen({ host: config.apiAddr.host, port: config.apiAddr.port });
   const addr = api.server.address();
@@ -107,7 +123,10 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
     apiUrl,
     logger,
     async close() {
+      // Hand leadership over first so the cluster does not wait out an election timeout.
+      if (replicator.isLeader() && replicator.status().peers.length > 1) await replicator.transferLeadership();
       await api.close();
+      await raftListener.close();
       await replicator.close();
       audit.close();
       sm.close();
@@ -117,15 +136,42 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
   };
 }
 
+/** Test and benchmark knobs for Raft timing; not part of the VAULT_* contract. */
+function tuning(): { tickMs?: number; electionTicks?: number; snapshotEntries?: number } {
+  const num = (name: string) => {
+    const v = process.env[name];
+    return v && /^\d+$/.test(v) ? Number(v) : undefined;
+  };
+  const out: { tickMs?: number; electionTicks?: number; snapshotEntries?: number } = {};
+  const tick = num('COFFER_RAFT_TICK_MS');
+  const election = num('COFFER_RAFT_ELECTION_TICKS');
+  const snap = num('COFFER_RAFT_SNAPSHOT_ENTRIES');
+  if (tick) out.tickMs = tick;
+  if (election) out.electionTicks = election;
+  if (snap) out.snapshotEntries = snap;
+  return out;
+}
+
+async function waitUntil(cond: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+}
+
 async function bootstrap(
   token: string,
-  replicator: SingleNodeReplicator,
+  replicator: Replicator,
   reader: StateReader,
   logger: Logger,
   now: () => Date,
 ): Promise<void> {
   const digest = tokenSha256(token);
-  const result = await replicator.propose({ t: 'token.bootstrap', v: 1, token_sha256: digest, created_at: now().toISOString() });
+  let result;
+  try {
+    result = await replicator.propose({ t: 'token.bootstrap', v: 1, token_sha256: digest, created_at: now().toISOString() });
+  } catch (err) {
+    logger.warn({ err: (err as Error).message }, `could not propose ${BOOTSTRAP_TOKEN_NAME}; the next leader will`);
+    return;
+  }
   if (!result.ok) {
     logger.error({ reason: result.message }, `could not create ${BOOTSTRAP_TOKEN_NAME}`);
   } else if (result.note === 'revoked') {

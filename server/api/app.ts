@@ -1,12 +1,12 @@
 // Builds the API listener: hooks that set up each request's context, write
 // its audit record before the response leaves, and count it; then one plugin
 // per route family.
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { ServerOptions as HttpsOptions } from 'node:https';
-import { clientIpOf, auditIp } from './context.js';
+import { clientIpOf, auditIp, type RequestContext } from './context.js';
 import type { ApiDeps } from './deps.js';
-import { errorBody, outcomeFor } from './errors.js';
+import { ApiError, errorBody, outcomeFor } from './errors.js';
 import { installErrorHandling } from './error-handler.js';
 import { adminRoutes } from './routes/admin.js';
 import { healthRoutes } from './routes/health.js';
@@ -23,40 +23,36 @@ function targetOf(params: unknown, fallback: string | null): string | null {
   return t === null || t === undefined ? null : t.slice(0, MAX_TARGET);
 }
 
+/** Where the router itself refuses a request (undecodable URL, overlong parameter) — no route, no hooks. */
+const FRAMEWORK_ERRORS: Record<string, string> = {
+  FST_ERR_BAD_URL: 'malformed URL',
+  FST_ERR_MAX_PARAM_LENGTH: 'URL parameter too long',
+};
+
 export async function buildApi(deps: ApiDeps, https?: HttpsOptions): Promise<FastifyInstance> {
-  const app = Fastify({
-    loggerInstance: deps.logger,
-    // Per-request lines would carry every secret name at info level and cost throughput; failures are logged.
-    logController: new LogController({ disableRequestLogging: true }),
-    genReqId: () => randomUUID(),
-    requestIdHeader: false,
-    // JSON escaping can grow a value up to 6x; the exact value limit is enforced on the decoded string.
-    bodyLimit: deps.config.maxValueBytes * 6 + 4096,
-    return503OnClosing: true,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
-    ...(https ? { https } : {}),
-  } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
-
-  app.decorateRequest('ctx', null as never);
-
-  app.addHook('onRequest', async (req, reply) => {
-    reply.header('x-request-id', req.id);
-    const routeAction = req.routeOptions.config.action;
-    req.ctx = {
-      ts: deps.now().toISOString(),
-      startedAt: process.hrtime.bigint(),
-      clientIp: clientIpOf(req, deps.config.trustProxy),
-      principal: null,
-      action: routeAction ?? 'unknown',
-      // Handlers refine this; set here so even a request refused by validation names its target.
-      target: targetOf(req.params, routeAction ? null : req.url.split('?')[0]!),
-      version: null,
-    };
+  const newContext = (req: FastifyRequest, routeAction: string | undefined): RequestContext => ({
+    ts: deps.now().toISOString(),
+    startedAt: process.hrtime.bigint(),
+    clientIp: clientIpOf(req, deps.config.trustProxy),
+    principal: null,
+    action: routeAction ?? 'unknown',
+    // Handlers refine this; set here so even a request refused by validation names its target.
+    // Unmatched requests name their path (the 404 route's own `*` param would drop the leading slash).
+    target: routeAction ? targetOf(req.params, null) : req.url.split('?')[0]!.slice(0, MAX_TARGET),
+    version: null,
   });
 
-  // The record is durable before the response is sent; if it cannot be written, the client gets 503 instead.
-  app.addHook('onSend', async (req, reply, payload) => {
-    const status = reply.statusCode;
+  /** Makes the request's record durable; false when it could not be written. */
+  const writeAudit = async (req: FastifyRequest, status: number): Promise<boolean> => {
+    // A request refused before its handler authenticated (bad name, malformed body, unknown
+    // route, body too large) still names a valid token's holder rather than `anonymous`.
+    if (!req.ctx.principal) {
+      try {
+        deps.authz.identifyIfPresent(req);
+      } catch {
+        // Identification is best effort; the record is written either way.
+      }
+    }
     try {
       await deps.audit.record({
         ts: req.ctx.ts,
@@ -70,11 +66,56 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions): Promise<Fas
         outcome: outcomeFor(status),
         status,
       });
-      return payload;
+      return true;
     } catch {
-      void reply.code(503).header('content-type', 'application/json; charset=utf-8');
-      return JSON.stringify(errorBody('audit_unavailable', 'audit log unavailable; request not completed'));
+      return false;
     }
+  };
+
+  const auditUnavailable = () => JSON.stringify(errorBody('audit_unavailable', 'audit log unavailable; request not completed'));
+
+  // Router-level refusals skip every hook, so they are answered and audited here, in the usual error shape.
+  const frameworkErrors = (err: FastifyError, req: FastifyRequest, reply: FastifyReply): void => {
+    void reply.header('x-request-id', req.id).header('content-type', 'application/json; charset=utf-8');
+    req.ctx = newContext(req, undefined);
+    const message = FRAMEWORK_ERRORS[err.code];
+    const onName = /^\/v1\/(secrets|metadata)\//.test(req.ctx.target ?? '');
+    const apiErr = message ? new ApiError(onName ? 'invalid_name' : 'bad_request', message) : new ApiError('internal', 'internal error');
+    void writeAudit(req, apiErr.status).then((ok) => {
+      void reply.code(ok ? apiErr.status : 503).send(ok ? JSON.stringify(errorBody(apiErr.code, apiErr.message)) : auditUnavailable());
+    });
+  };
+
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    // Per-request lines would carry every secret name at info level and cost throughput; failures are logged.
+    logController: new LogController({ disableRequestLogging: true }),
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    // JSON escaping can grow a value up to 6x; the exact value limit is enforced on the decoded string.
+    bodyLimit: deps.config.maxValueBytes * 6 + 4096,
+    // Above every name limit, so overlong token/role names reach their schema (400) instead of the router.
+    routerOptions: { maxParamLength: 1024 },
+    frameworkErrors,
+    return503OnClosing: true,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
+    ...(https ? { https } : {}),
+  } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
+
+  app.decorateRequest('ctx', null as never);
+  // Bodies are JSON only: drop Fastify's built-in text/plain parser so every other type is 415.
+  app.removeContentTypeParser('text/plain');
+
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+    req.ctx = newContext(req, req.routeOptions.config.action);
+  });
+
+  // The record is durable before the response is sent; if it cannot be written, the client gets 503 instead.
+  app.addHook('onSend', async (req, reply, payload) => {
+    if (await writeAudit(req, reply.statusCode)) return payload;
+    void reply.code(503).header('content-type', 'application/json; charset=utf-8');
+    return auditUnavailable();
   });
 
   app.addHook('onResponse', async (req, reply) => {

@@ -7,10 +7,16 @@
 // zero-filled tail, is cut off on open; any other bad record is corruption and
 // refuses to open.
 import fs from 'node:fs';
+import path from 'node:path';
 import { crc32 } from 'node:zlib';
 
 export const ENTRY_NORMAL = 0;
 export const ENTRY_NOOP = 1;
+export const ENTRY_CONF_CHANGE = 2;
+/** Raft hard state (JSON); the last one in the file wins. */
+export const RECORD_HARD_STATE = 3;
+/** Snapshot metadata (JSON); entries before it in the file are superseded. */
+export const RECORD_SNAPSHOT = 4;
 
 export interface WalEntry {
   index: number;
@@ -98,14 +104,37 @@ export class Wal {
     return this.size;
   }
 
-  /** Appends records and makes them durable with one fdatasync (group commit). */
-  async append(entries: readonly WalEntry[]): Promise<void> {
+  /** Appends records and, when `sync`, makes them durable with one fdatasync (group commit). */
+  async append(entries: readonly WalEntry[], sync = true): Promise<void> {
     const buf = Buffer.concat(entries.map(encodeRecord));
     await new Promise<void>((resolve, reject) => {
       fs.write(this.fd, buf, 0, buf.length, this.size, (err) => (err ? reject(err) : resolve()));
     });
-    await new Promise<void>((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
     this.size += buf.length;
+    if (sync) await new Promise<void>((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
+  }
+
+  /** Replaces the whole file with `entries`, atomically (write, fsync, rename, fsync the folder). */
+  rewrite(entries: readonly WalEntry[]): void {
+    const tmp = `${this.file}.tmp`;
+    const buf = Buffer.concat(entries.map(encodeRecord));
+    const fd = fs.openSync(tmp, 'w', 0o600);
+    try {
+      fs.writeSync(fd, buf);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, this.file);
+    const dir = fs.openSync(path.dirname(this.file), 'r');
+    try {
+      fs.fsyncSync(dir);
+    } finally {
+      fs.closeSync(dir);
+    }
+    fs.closeSync(this.fd);
+    this.fd = fs.openSync(this.file, fs.constants.O_RDWR);
+    this.size = buf.length;
   }
 
   /** Drops every record; the caller has made their effects durable elsewhere first. */

@@ -19,8 +19,8 @@ export interface RoleRule {
 
 export const ADMIN_ROLE_RULES: RoleRule[] = [{ paths: ['*'], actions: [...ALL_ACTIONS] }];
 
-/** JSON-schema pattern for one path rule. */
-export const PATH_PATTERN = '^(\\*|(?:(?:[A-Za-z0-9._-]+|\\+)/)*(?:[A-Za-z0-9._-]+|\\+|\\*))$';
+/** JSON-schema pattern for one path rule. Like secret names, no `.` or `..` segment (such a rule could never match). */
+export const PATH_PATTERN = '^(?!(?:.*/)?\\.{1,2}(?:/|$))(\\*|(?:(?:[A-Za-z0-9._-]+|\\+)/)*(?:[A-Za-z0-9._-]+|\\+|\\*))$';
 
 export function pathMatches(pattern: string, name: string): boolean {
   if (pattern === '*') return true;

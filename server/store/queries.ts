@@ -38,11 +38,14 @@ export interface RoleRow {
   builtin: boolean;
 }
 
-export class StateReader {
-  private readonly stmts;
+/** Where the reader finds the current database; `generation` changes when a snapshot replaces it. */
+export interface DbSource {
+  readonly db: Database.Database;
+  readonly generation: number;
+}
 
-  constructor(db: Database.Database) {
-    this.stmts = {
+function prepare(db: Database.Database) {
+  return {
       current: db.prepare('SELECT current_version FROM secrets WHERE name = ?').pluck(),
       version: db.prepare('SELECT * FROM secret_versions WHERE name = ? AND version = ?'),
       latest: db.prepare(
@@ -56,7 +59,24 @@ export class StateReader {
       tokens: db.prepare('SELECT * FROM tokens ORDER BY name'),
       role: db.prepare('SELECT * FROM roles WHERE name = ?'),
       roles: db.prepare('SELECT * FROM roles ORDER BY name'),
-    };
+      peers: db.prepare('SELECT id, address FROM raft_peers ORDER BY id'),
+  };
+}
+
+export class StateReader {
+  private cache: { generation: number; stmts: ReturnType<typeof prepare> } | null = null;
+
+  constructor(private readonly source: DbSource | Database.Database) {}
+
+  private get stmts(): ReturnType<typeof prepare> {
+    const src = 'generation' in this.source ? this.source : { db: this.source, generation: 0 };
+    if (!this.cache || this.cache.generation !== src.generation) this.cache = { generation: src.generation, stmts: prepare(src.db) };
+    return this.cache.stmts;
+  }
+
+  /** Raft addresses of members, as applied from membership changes. */
+  peerAddresses(): Map<string, string> {
+    return new Map((this.stmts.peers.all() as { id: string; address: string }[]).map((r) => [r.id, r.address]));
   }
 
   currentVersion(name: string): number {

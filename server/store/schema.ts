@@ -42,6 +42,11 @@ export function initStateSchema(db: Database.Database): void {
       key TEXT PRIMARY KEY,
       value TEXT NOT NULL
     );
+    -- Raft addresses of members, kept with the state so snapshots carry them.
+    CREATE TABLE IF NOT EXISTS raft_peers (
+      id TEXT PRIMARY KEY,
+      address TEXT NOT NULL
+    );
     -- Where the state machine stands in the replicated log; updated in the same
     -- transaction as every applied command so the two never disagree.
     CREATE TABLE IF NOT EXISTS applied (

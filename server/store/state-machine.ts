@@ -1,6 +1,7 @@
 // The replicated state machine over state.db. `apply` is the only writer; it
 // runs one command and advances the applied index in a single transaction.
 import Database from 'better-sqlite3';
+import fs from 'node:fs';
 import path from 'node:path';
 import { decodeCommand, type Command } from './commands.js';
 import { applied, refused, type ApplyResult } from './results.js';
@@ -8,19 +9,18 @@ import { initStateSchema } from './schema.js';
 
 export const BOOTSTRAP_TOKEN_NAME = 'bootstrap-admin';
 
-export class StateMachine {
-  readonly db: Database.Database;
-  private readonly stmts;
+function openDb(file: string): Database.Database {
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  // The replicated log is the durable record; state.db is synced at checkpoints, before the log is compacted.
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = OFF');
+  initStateSchema(db);
+  return db;
+}
 
-  constructor(dataDir: string) {
-    this.db = new Database(path.join(dataDir, 'state.db'));
-    this.db.pragma('journal_mode = WAL');
-    // The replicated log is the durable record; state.db is synced at checkpoints, before the log is compacted.
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('foreign_keys = OFF');
-    initStateSchema(this.db);
-    const db = this.db;
-    this.stmts = {
+function prepare(db: Database.Database) {
+  return {
       appliedGet: db.prepare('SELECT log_index, log_term FROM applied WHERE id = 1'),
       appliedSet: db.prepare('UPDATE applied SET log_index = ?, log_term = ? WHERE id = 1'),
       secretGet: db.prepare('SELECT current_version FROM secrets WHERE name = ?'),
@@ -43,7 +43,22 @@ export class StateMachine {
         'INSERT INTO roles (name, rules, builtin) VALUES (?, ?, 0) ON CONFLICT(name) DO UPDATE SET rules = excluded.rules',
       ),
       roleDelete: db.prepare('DELETE FROM roles WHERE name = ? AND builtin = 0'),
-    };
+      peerUpsert: db.prepare('INSERT INTO raft_peers (id, address) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET address = excluded.address'),
+      peerDelete: db.prepare('DELETE FROM raft_peers WHERE id = ?'),
+  };
+}
+
+export class StateMachine {
+  db: Database.Database;
+  /** Bumped when a snapshot replaces the database, so readers re-prepare. */
+  generation = 0;
+  private stmts: ReturnType<typeof prepare>;
+  private readonly file: string;
+
+  constructor(dataDir: string) {
+    this.file = path.join(dataDir, 'state.db');
+    this.db = openDb(this.file);
+    this.stmts = prepare(this.db);
   }
 
   appliedIndex(): { index: number; term: number } {
@@ -51,15 +66,54 @@ export class StateMachine {
     return { index: row.log_index, term: row.log_term };
   }
 
-  /** Decodes and applies one committed entry. Throws UnknownCommandError without changing anything. */
+  /**
+   * Decodes and applies one committed entry. Throws UnknownCommandError without
+   * changing anything. An entry at or below the applied index (replayed after a
+   * restart or a snapshot install) is skipped.
+   */
   applyEntry(index: number, term: number, data: Uint8Array): ApplyResult {
+    if (index <= this.appliedIndex().index) return applied();
     const cmd = decodeCommand(data);
     return this.applyCommand(index, term, cmd);
   }
 
   /** Applies a log entry that carries no command (a Raft no-op), only advancing the index. */
   applyNoop(index: number, term: number): void {
+    if (index <= this.appliedIndex().index) return;
     this.stmts.appliedSet.run(index, term);
+  }
+
+  /** Records a membership change's address book effect with the entry's index. */
+  applyMembership(index: number, term: number, change: { type: string; nodeId: string; address: string | null }): void {
+    if (index <= this.appliedIndex().index) return;
+    this.db.transaction(() => {
+      if (change.type === 'removeNode') this.stmts.peerDelete.run(change.nodeId);
+      else if (change.address) this.stmts.peerUpsert.run(change.nodeId, change.address);
+      this.stmts.appliedSet.run(index, term);
+    })();
+  }
+
+  /** Seeds the address book of a fresh cluster (the initial voters); not a state change of the log. */
+  seedPeers(peers: ReadonlyArray<{ id: string; address: string }>): void {
+    this.db.transaction(() => {
+      for (const p of peers) this.stmts.peerUpsert.run(p.id, p.address);
+    })();
+  }
+
+  /** Writes a consistent image of the whole state to `file` (for a snapshot sent to a follower). */
+  writeImage(file: string): void {
+    fs.rmSync(file, { force: true });
+    this.db.prepare('VACUUM INTO ?').run(file);
+  }
+
+  /** Replaces the state with an image received from the leader. */
+  restoreImage(image: string): void {
+    this.db.close();
+    for (const suffix of ['-wal', '-shm']) fs.rmSync(this.file + suffix, { force: true });
+    fs.renameSync(image, this.file);
+    this.db = openDb(this.file);
+    this.stmts = prepare(this.db);
+    this.generation++;
   }
 
   applyCommand(index: number, term: number, cmd: Command): ApplyResult {

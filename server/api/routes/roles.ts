@@ -1,6 +1,6 @@
 // Role management. `admin` is built in: readable, never changed or deleted.
 import type { FastifyPluginAsync } from 'fastify';
-import { ALL_ACTIONS, PATH_PATTERN, type RoleRule } from '../../rbac/rules.js';
+import { ALL_ACTIONS, PATH_PATTERN, rulesAllow, rulesArePrivileged, type RoleRule } from '../../rbac/rules.js';
 import { applyError } from '../../secrets/service.js';
 import type { ApiDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
@@ -40,7 +40,12 @@ export const roleRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { d
     async (req, reply) => {
       const { name } = req.params;
       req.ctx.target = name;
-      deps.authz.require(req, 'manage_roles');
+      const caller = deps.authz.require(req, 'manage_roles');
+      // Otherwise manage_roles alone could grant itself (or any role it holds a token for) admin;
+      // same rule as minting tokens for privileged roles.
+      if (rulesArePrivileged(req.body.rules) && !rulesAllow(caller.rules, 'admin')) {
+        throw new ApiError('forbidden', 'only admin may grant global actions to a role');
+      }
       const result = await deps.replicator.propose({ t: 'role.put', v: 1, name, rules: req.body.rules });
       if (!result.ok) throw applyError(result);
       void reply.code(result.created ? 201 : 200);

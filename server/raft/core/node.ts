@@ -145,12 +145,14 @@ export class RaftNode {
    * The driver has a durable state-machine image `data` as of applied index
    * `index` (whose entry has term `term`; membership `confState`). Storage
    * drops the log up to `index`; followers further behind get this snapshot.
+   * Returns undefined (and does nothing) if a newer snapshot already covers `index`.
    */
-  compact(index: number, term: number, confState: ConfState, data: Uint8Array): SnapshotMeta {
+  compact(index: number, term: number, confState: ConfState, data: Uint8Array): SnapshotMeta | undefined {
     const log = this.raft.log;
     if (index > log.applied) throw new RaftInvariantError(`compact ${index} beyond applied ${log.applied}`);
+    // Already covered by a newer snapshot (possibly one still being installed): nothing to do.
+    if (index <= log.firstIndex() - 1) return undefined;
     const t = log.term(index);
-    if (t === undefined) throw new RaftInvariantError(`compact ${index}: already compacted`);
     if (t !== term) throw new RaftInvariantError(`compact ${index}: term ${term} does not match log term ${t}`);
     const meta: SnapshotMeta = {
       index,

@@ -1,0 +1,86 @@
+// The Raft listener (VAULT_RAFT_ADDR, plain HTTP by design; the WireGuard
+// overlay protects it in Kubernetes). Three routes: message batches, streamed
+// snapshot images, and proposals forwarded by followers.
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import fs from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { decodeCommand, UnknownCommandError } from '../store/commands.js';
+import { decodeMessages, messageBatchSchema } from './codec.js';
+import type { RaftReplicator } from './raft-replicator.js';
+import { NoLeaderError } from './replicator.js';
+import { RAFT_PATHS } from './transport.js';
+
+const NODE_HEADER = { type: 'object', properties: { 'x-coffer-node': { type: 'string', minLength: 1, maxLength: 64 } }, required: ['x-coffer-node'] } as const;
+
+export async function buildRaftListener(rep: RaftReplicator, capabilities: string[], logger: Logger): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: logger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 256 * 1024 * 1024,
+  }) as unknown as FastifyInstance;
+  app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
+  const reply = () => ({ node_id: rep.status().node_id, capabilities });
+
+  app.post<{ Body: unknown; Headers: { 'x-coffer-node': string; 'x-coffer-capabilities'?: string } }>(
+    RAFT_PATHS.messages,
+    { schema: { body: messageBatchSchema, headers: NODE_HEADER } },
+    async (req) => {
+      const caps = req.headers['x-coffer-capabilities'];
+      rep.receive(decodeMessages(req.body), req.headers['x-coffer-node'], caps === undefined ? null : caps.split(',').filter(Boolean));
+      return reply();
+    },
+  );
+
+  app.post<{ Body: Readable; Headers: { 'x-coffer-node': string; 'x-coffer-message': string } }>(
+    RAFT_PATHS.snapshot,
+    {
+      schema: {
+        headers: {
+          type: 'object',
+          properties: { 'x-coffer-node': { type: 'string', minLength: 1 }, 'x-coffer-message': { type: 'string', minLength: 1 } },
+          required: ['x-coffer-node', 'x-coffer-message'],
+        },
+      },
+    },
+    async (req) => {
+      const [m] = decodeMessages(JSON.parse(Buffer.from(req.headers['x-coffer-message'], 'base64url').toString('utf8')));
+      if (!m || m.type !== 'snap' || !m.snapshot) throw Object.assign(new Error('not a snapshot message'), { statusCode: 400 });
+      const file = rep.snapshotReceivePath(m.snapshot.meta.index);
+      try {
+        await pipeline(req.body, fs.createWriteStream(file, { mode: 0o600 }));
+        const fd = fs.openSync(file, 'r');
+        fs.fsyncSync(fd);
+        fs.closeSync(fd);
+      } catch (err) {
+        fs.rmSync(file, { force: true });
+        throw err;
+      }
+      rep.receiveSnapshot(m, file);
+      return reply();
+    },
+  );
+
+  app.post<{ Body: { command: string } }>(
+    RAFT_PATHS.propose,
+    {
+      schema: {
+        headers: NODE_HEADER,
+        body: { type: 'object', additionalProperties: false, required: ['command'], properties: { command: { type: 'string', maxLength: 8 * 1024 * 1024 } } },
+      },
+    },
+    async (req, res) => {
+      const data = new Uint8Array(Buffer.from(req.body.command, 'base64'));
+      try {
+        decodeCommand(data); // refuse what this leader could not apply before it reaches the log
+        if (!rep.isLeader()) throw new NoLeaderError('not the leader');
+        return await rep.proposeEncoded(data);
+      } catch (err) {
+        const code = err instanceof UnknownCommandError ? 400 : 503;
+        return res.code(code).send({ error: { code: code === 400 ? 'bad_request' : 'no_leader', message: (err as Error).message } });
+      }
+    },
+  );
+  return app;
+}

@@ -1,0 +1,192 @@
+// Outbound side of the Raft transport: one sender per peer over keep-alive
+// HTTP, at most one request in flight per peer so messages stay in order
+// (Raft tolerates loss, not reordering within a stream it pipelines).
+// Snapshot images stream as the request body of their own request.
+import fs from 'node:fs';
+import http from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import type { Message } from './core/index.js';
+import { encodeMessages } from './codec.js';
+
+export const RAFT_PATHS = {
+  messages: '/raft/v1/messages',
+  snapshot: '/raft/v1/snapshot',
+  propose: '/raft/v1/propose',
+} as const;
+
+export interface TransportHooks {
+  /** This node's id and capabilities, sent with every batch. */
+  nodeId: string;
+  capabilities: string[];
+  /** A peer could not be reached (the core backs off to probing it). */
+  onUnreachable(peer: string): void;
+  /** The peer's advertised capabilities, from its reply. */
+  onPeerCapabilities(peer: string, caps: string[]): void;
+}
+
+const MAX_QUEUE = 4096;
+const REQUEST_TIMEOUT_MS = 5_000;
+
+class PeerSender {
+  private queue: Message[] = [];
+  private busy = false;
+
+  constructor(
+    readonly id: string,
+    public address: string,
+    private readonly agent: http.Agent,
+    private readonly hooks: TransportHooks,
+  ) {}
+
+  send(m: Message): void {
+    if (this.queue.length >= MAX_QUEUE) this.queue.shift(); // a stalled peer must not grow memory without bound
+    this.queue.push(m);
+    if (!this.busy) void this.drain();
+  }
+
+  private async drain(): Promise<void> {
+    this.busy = true;
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue;
+        this.queue = [];
+        try {
+          const res = await postJson(this.agent, this.address, RAFT_PATHS.messages, encodeMessages(batch), this.hooks);
+          const caps = (res as { capabilities?: unknown }).capabilities;
+          if (Array.isArray(caps)) this.hooks.onPeerCapabilities(this.id, caps.map(String));
+        } catch {
+          this.hooks.onUnreachable(this.id);
+          // Dropped: Raft re-sends what matters. Pause briefly so a dead peer is not hammered.
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+}
+
+function splitAddress(address: string): { host: string; port: number } {
+  const i = address.lastIndexOf(':');
+  return { host: address.slice(0, i), port: Number(address.slice(i + 1)) };
+}
+
+export function postJson(
+  agent: http.Agent,
+  address: string,
+  path: string,
+  body: string,
+  hooks: Pick<TransportHooks, 'nodeId' | 'capabilities'>,
+  timeoutMs = REQUEST_TIMEOUT_MS,
+): Promise<unknown> {
+  const { host, port } = splitAddress(address);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host,
+        port,
+        path,
+        method: 'POST',
+        agent,
+        timeout: timeoutMs,
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
+          'x-coffer-node': hooks.nodeId,
+          'x-coffer-capabilities': hooks.capabilities.join(','),
+        },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => {
+          let parsed: unknown = null;
+          try {
+            parsed = text ? JSON.parse(text) : null;
+          } catch {
+            // fall through: not JSON
+          }
+          if ((res.statusCode ?? 0) >= 300) reject(Object.assign(new Error(`raft peer answered ${res.statusCode}`), { body: parsed }));
+          else resolve(parsed);
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('raft request timed out')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+export class Transport {
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+  private readonly peers = new Map<string, PeerSender>();
+
+  constructor(private readonly hooks: TransportHooks) {}
+
+  setPeer(id: string, address: string): void {
+    if (id === this.hooks.nodeId) return;
+    const p = this.peers.get(id);
+    if (p) p.address = address;
+    else this.peers.set(id, new PeerSender(id, address, this.agent, this.hooks));
+  }
+
+  removePeer(id: string): void {
+    this.peers.delete(id);
+  }
+
+  address(id: string): string | undefined {
+    return this.peers.get(id)?.address;
+  }
+
+  send(m: Message): boolean {
+    const p = this.peers.get(m.to);
+    if (!p) return false;
+    p.send(m);
+    return true;
+  }
+
+  /** Streams a snapshot image file with its message (without data) in a header. */
+  async sendSnapshot(m: Message, imageFile: string): Promise<void> {
+    const p = this.peers.get(m.to);
+    if (!p) throw new Error(`unknown peer ${m.to}`);
+    const { host, port } = splitAddress(p.address);
+    const header = Buffer.from(encodeMessages([{ ...m, snapshot: { meta: m.snapshot!.meta, data: new Uint8Array(0) } }])).toString('base64url');
+    await new Promise<void>((resolve, reject) => {
+      const req = http.request(
+        {
+          host,
+          port,
+          path: RAFT_PATHS.snapshot,
+          method: 'POST',
+          agent: this.agent,
+          headers: {
+            'content-type': 'application/octet-stream',
+            'content-length': fs.statSync(imageFile).size,
+            'x-coffer-node': this.hooks.nodeId,
+            'x-coffer-message': header,
+          },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => ((res.statusCode ?? 0) < 300 ? resolve() : reject(new Error(`snapshot refused: ${res.statusCode}`))));
+        },
+      );
+      req.on('error', reject);
+      pipeline(fs.createReadStream(imageFile), req).catch(reject);
+    });
+  }
+
+  /** Forwards an encoded command to the leader; resolves with its apply result and log index. */
+  forwardProposal(leader: string, command: Uint8Array): Promise<unknown> {
+    const p = this.peers.get(leader);
+    if (!p) return Promise.reject(new Error(`leader ${leader} has no known address`));
+    const body = JSON.stringify({ command: Buffer.from(command).toString('base64') });
+    return postJson(this.agent, p.address, RAFT_PATHS.propose, body, this.hooks, 15_000);
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
