@@ -1,0 +1,140 @@
+// Three real `coffer server` processes replicating through Raft.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TestCluster } from '../helpers/cluster.js';
+import { client, request } from '../helpers/http.js';
+
+let cluster: TestCluster | null = null;
+afterEach(async () => {
+  await cluster?.stop();
+  cluster = null;
+});
+
+async function readEverywhere(c: TestCluster, name: string): Promise<unknown[]> {
+  return Promise.all(c.running().map(async (m) => (await request(m.url, 'GET', `/v1/secrets/${name}`)).body?.value));
+}
+
+describe('3-node cluster', () => {
+  it('elects one leader, forwards writes from followers, and serves linearizable reads on every node', async () => {
+    cluster = await TestCluster.start(3);
+    const lead = await cluster.waitForLeader();
+    const follower = cluster.members.find((m) => m.id !== lead)!;
+    const c = client(follower.url, cluster.token);
+    const put = await c.put('/v1/secrets/app/x', { value: 'via-follower' });
+    expect(put.status).toBe(201);
+    // Read-your-writes on the follower that took the write, and linearizable reads everywhere.
+    expect((await c.get('/v1/secrets/app/x')).body.value).toBe('via-follower');
+    expect(await readEverywhere(cluster, 'app/x')).toEqual(['via-follower', 'via-follower', 'via-follower']);
+
+    const status = await client(follower.url, cluster.token).get('/v1/admin/cluster');
+    expect(status.body).toMatchObject({ node_id: follower.id, leader_id: lead });
+    expect(status.body.peers.map((p: { id: string }) => p.id)).toEqual(['n1', 'n2', 'n3']);
+    expect(status.body.commit_index).toBeGreaterThan(1);
+
+    // The receiving node audits the forwarded write; the leader has no record of it.
+    const audits = await Promise.all(
+      cluster.members.map(async (m) => (await client(m.url, cluster!.token).get('/v1/admin/audit?limit=1000')).body.records),
+    );
+    const writes = audits.map((recs: { action: string; target: string }[]) => recs.filter((r) => r.action === 'secret.write' && r.target === 'app/x').length);
+    expect(writes[cluster.members.indexOf(follower)]).toBe(1);
+    expect(writes.reduce((a, b) => a + b, 0)).toBe(1);
+  });
+
+  it('keeps every acknowledged write when the leader is killed, and the old leader catches up', async () => {
+    cluster = await TestCluster.start(3);
+    const lead = await cluster.waitForLeader();
+    const acked: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const m = cluster.members[i % 3]!;
+      const r = await client(m.url, cluster.token).put(`/v1/secrets/k/${i}`, { value: `v${i}` });
+      if (r.status < 300) acked.push(`k/${i}`);
+    }
+    expect(acked).toHaveLength(20);
+    await cluster.stopMember(lead, 'SIGKILL');
+    const next = await cluster.waitForLeader(15_000, [lead]);
+    expect(next).not.toBe(lead);
+    const survivor = cluster.running()[0]!;
+    expect((await client(survivor.url, cluster.token).put('/v1/secrets/k/after', { value: 'after' })).status).toBe(201);
+    for (const name of acked) expect(await readEverywhere(cluster, name)).toEqual([`v${name.slice(2)}`, `v${name.slice(2)}`]);
+
+    await cluster.startMember(lead);
+    await cluster.waitForLeader();
+    const back = cluster.member(lead);
+    expect((await request(back.url, 'GET', '/v1/secrets/k/after')).body.value).toBe('after');
+    expect((await request(back.url, 'GET', '/v1/secrets/k/7')).body.value).toBe('v7');
+  });
+
+  it('hands leadership over on SIGTERM and exits cleanly', async () => {
+    cluster = await TestCluster.start(3);
+    const lead = await cluster.waitForLeader();
+    const termBefore = (await client(cluster.member(lead).url, cluster.token).get('/v1/admin/cluster')).body.term;
+    const code = await cluster.stopMember(lead, 'SIGTERM');
+    expect(code).toBe(0);
+    const next = await cluster.waitForLeader(15_000, [lead]);
+    const termAfter = (await client(cluster.member(next).url, cluster.token).get('/v1/admin/cluster')).body.term;
+    // A transfer needs one election at the target, with no pre-vote rounds lost to timeouts.
+    expect(termAfter).toBe(termBefore + 1);
+  });
+
+  it('keeps serving while a follower is paused, and the follower catches up on resume', async () => {
+    cluster = await TestCluster.start(3);
+    const lead = await cluster.waitForLeader();
+    const paused = cluster.members.find((m) => m.id !== lead)!;
+    cluster.signal(paused.id, 'SIGSTOP');
+    try {
+      const c = client(cluster.member(lead).url, cluster.token);
+      for (let i = 0; i < 10; i++) expect((await c.put(`/v1/secrets/p/${i}`, { value: `v${i}` })).status).toBe(201);
+    } finally {
+      cluster.signal(paused.id, 'SIGCONT');
+    }
+    const deadline = Date.now() + 10_000;
+    let value: unknown;
+    while (Date.now() < deadline) {
+      value = (await request(paused.url, 'GET', '/v1/secrets/p/9?consistency=stale')).body?.value;
+      if (value === 'v9') break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(value).toBe('v9');
+  });
+
+  it('brings a far-behind follower up to date with a streamed snapshot', async () => {
+    cluster = await TestCluster.start(3, { COFFER_RAFT_SNAPSHOT_ENTRIES: '20' });
+    const lead = await cluster.waitForLeader();
+    const lagging = cluster.members.find((m) => m.id !== lead)!;
+    await cluster.stopMember(lagging.id, 'SIGKILL');
+    const c = client(cluster.member(lead).url, cluster.token);
+    for (let i = 0; i < 60; i++) expect((await c.put(`/v1/secrets/s/${i % 7}`, { value: `v${i}` })).status).toBeLessThan(300);
+    await cluster.startMember(lagging.id);
+    const deadline = Date.now() + 15_000;
+    let value: unknown;
+    while (Date.now() < deadline) {
+      value = (await request(lagging.url, 'GET', '/v1/secrets/s/3?consistency=stale')).body?.value;
+      if (value === 'v59') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(value).toBe('v59'); // 59 % 7 === 3: the last write to s/3
+    expect(lagging.proc!.output()).toMatch(/installed snapshot from leader/);
+    // The log was compacted behind the snapshot rather than growing without bound.
+    const log = fs.statSync(path.join(cluster.member(lead).dataDir, 'raft', 'log')).size;
+    expect(log).toBeLessThan(60 * 700);
+  });
+
+  it('reports not ready when it cannot reach a quorum', async () => {
+    cluster = await TestCluster.start(3);
+    const lead = await cluster.waitForLeader();
+    const others = cluster.members.filter((m) => m.id !== lead);
+    await Promise.all(others.map((m) => cluster!.stopMember(m.id, 'SIGKILL')));
+    const alone = cluster.member(lead);
+    const deadline = Date.now() + 10_000;
+    let ready = 200;
+    while (Date.now() < deadline && ready === 200) {
+      ready = (await request(alone.url, 'GET', '/v1/ready')).status;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(ready).toBe(503);
+    const w = await client(alone.url, cluster.token).put('/v1/secrets/nope', { value: 'x' });
+    expect(w.status).toBe(503);
+    expect(w.body.error.code).toBe('no_leader');
+  });
+});
