@@ -4,7 +4,7 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 import { AuditUnavailableError } from '../audit/audit-log.js';
 import { IntegrityError } from '../crypto/errors.js';
 import { KmsIntegrityError, KmsUnavailableError } from '../kms/provider.js';
-import { FatalStorageError, NoLeaderError } from '../raft/replicator.js';
+import { ConflictError, FatalStorageError, NoLeaderError, NotFoundError } from '../raft/replicator.js';
 import { ApiError, errorBody } from './errors.js';
 
 function toApiError(err: FastifyError): ApiError {
@@ -32,6 +32,8 @@ function toApiError(err: FastifyError): ApiError {
     return new ApiError('integrity_error', 'stored record failed authentication');
   }
   if (err instanceof NoLeaderError || err instanceof FatalStorageError) return new ApiError('no_leader', 'no leader can commit writes');
+  if (err instanceof ConflictError) return new ApiError('conflict', err.message);
+  if (err instanceof NotFoundError) return new ApiError('not_found', err.message);
   if (err instanceof AuditUnavailableError) return new ApiError('audit_unavailable', 'audit log unavailable');
   if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
     return new ApiError('bad_request', 'bad request', err.statusCode);

@@ -110,9 +110,8 @@ export function loadConfig(env: Env = process.env): ServerConfig {
 
   const peersText = get(env, 'VAULT_PEERS');
   const peers = peersText ? parsePeers(peersText) : [{ id: nodeId, addr: raftAdvertise }];
-  if (!peers.some((p) => p.id === nodeId)) {
-    throw new ConfigError('VAULT_PEERS', `does not list this node (${nodeId})`);
-  }
+  // A node not among the initial voters is a joiner: it starts empty and waits
+  // for the leader, after an admin adds it (POST /v1/admin/cluster/peers).
 
   const modeText = get(env, 'VAULT_KMS_MODE') ?? 'local';
   if (modeText !== 'local' && modeText !== 'aws') {

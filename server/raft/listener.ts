@@ -9,8 +9,11 @@ import type { Logger } from 'pino';
 import { decodeCommand, UnknownCommandError } from '../store/commands.js';
 import { decodeMessages, messageBatchSchema } from './codec.js';
 import type { RaftReplicator } from './raft-replicator.js';
-import { NoLeaderError } from './replicator.js';
+import { ConflictError, NoLeaderError, NotFoundError } from './replicator.js';
 import { RAFT_PATHS } from './transport.js';
+
+export const NODE_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$';
+export const ADDRESS_PATTERN = '^[A-Za-z0-9.-]+:[0-9]{1,5}$';
 
 const NODE_HEADER = { type: 'object', properties: { 'x-coffer-node': { type: 'string', minLength: 1, maxLength: 64 } }, required: ['x-coffer-node'] } as const;
 
@@ -79,6 +82,35 @@ export async function buildRaftListener(rep: RaftReplicator, capabilities: strin
       } catch (err) {
         const code = err instanceof UnknownCommandError ? 400 : 503;
         return res.code(code).send({ error: { code: code === 400 ? 'bad_request' : 'no_leader', message: (err as Error).message } });
+      }
+    },
+  );
+  app.post<{ Body: { op: 'add' | 'remove'; id: string; address?: string } }>(
+    RAFT_PATHS.membership,
+    {
+      schema: {
+        headers: NODE_HEADER,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['op', 'id'],
+          properties: {
+            op: { type: 'string', enum: ['add', 'remove'] },
+            id: { type: 'string', pattern: NODE_ID_PATTERN },
+            address: { type: 'string', pattern: ADDRESS_PATTERN },
+          },
+        },
+      },
+    },
+    async (req, res) => {
+      try {
+        if (!rep.isLeader()) throw new NoLeaderError('not the leader');
+        if (req.body.op === 'add') await rep.addPeer(req.body.id, req.body.address ?? '');
+        else await rep.removePeer(req.body.id);
+        return { ok: true };
+      } catch (err) {
+        const [status, code] = err instanceof ConflictError ? [409, 'conflict'] : err instanceof NotFoundError ? [404, 'not_found'] : [503, 'no_leader'];
+        return res.code(status).send({ error: { code, message: (err as Error).message } });
       }
     },
   );

@@ -13,7 +13,7 @@ import type { StateMachine } from '../store/state-machine.js';
 import type { StateReader } from '../store/queries.js';
 import { decodeConfChange, RaftNode, type Entry, type Message, type Ready } from './core/index.js';
 import { DiskStorage } from './disk-storage.js';
-import { FatalStorageError, NoLeaderError, type NodeRole, type ReplicationStatus, type Replicator } from './replicator.js';
+import { ConflictError, FatalStorageError, NoLeaderError, NotFoundError, type NodeRole, type ReplicationStatus, type Replicator } from './replicator.js';
 import { Transport } from './transport.js';
 
 export interface RaftReplicatorOptions {
@@ -192,12 +192,76 @@ export class RaftReplicator implements Replicator {
     };
   }
 
+  /**
+   * Adds a member: records its address, adds it as a learner, waits for it to
+   * catch up, then promotes it to voter. On a follower the request goes to the leader.
+   */
+  async addPeer(id: string, address: string, timeoutMs = 60_000): Promise<void> {
+    if (!this.isLeader()) return this.forwardMembership({ op: 'add', id, address });
+    const st = this.node.status();
+    if (st.confState.voters.includes(id)) throw new ConflictError(`${id} is already a voter`);
+    const r = await this.propose({ t: 'cluster.peer', v: 1, id, address });
+    if (!r.ok) throw new ConflictError(r.message);
+    if (!st.confState.learners.includes(id)) await this.confChange({ type: 'addLearner', nodeId: id });
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const res = this.node.proposeConfChange({ type: 'addVoter', nodeId: id });
+      if (res.ok) {
+        this.schedule();
+        await this.waitProposal(res.index, res.term);
+        return;
+      }
+      if (res.reason === 'not_leader') throw new NoLeaderError('leadership moved during the change; retry');
+      if (Date.now() > deadline) throw new NoLeaderError(`${id} did not catch up in time (${res.reason}); it stays a learner`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  async removePeer(id: string): Promise<void> {
+    if (!this.isLeader()) return this.forwardMembership({ op: 'remove', id });
+    const st = this.node.status();
+    if (!st.confState.voters.includes(id) && !st.confState.learners.includes(id)) throw new NotFoundError(`${id} is not a member`);
+    await this.confChange({ type: 'removeNode', nodeId: id });
+  }
+
+  private async confChange(cc: { type: 'addLearner' | 'addVoter' | 'removeNode'; nodeId: string }): Promise<void> {
+    const deadline = Date.now() + LEADER_WAIT_MS;
+    for (;;) {
+      const res = this.node.proposeConfChange(cc);
+      if (res.ok) {
+        this.schedule();
+        await this.waitProposal(res.index, res.term);
+        return;
+      }
+      if (res.reason === 'invalid_conf_change') throw new ConflictError(`membership change ${cc.type} ${cc.nodeId} is not valid now`);
+      if (res.reason === 'not_leader' || Date.now() > deadline) throw new NoLeaderError(`cannot change membership now (${res.reason})`);
+      await new Promise((r) => setTimeout(r, 50)); // another change is still being applied
+    }
+  }
+
+  private waitProposal(index: number, term: number): Promise<ApplyResult> {
+    return new Promise((resolve, reject) => this.proposals.set(index, { term, resolve, reject }));
+  }
+
+  private async forwardMembership(req: { op: 'add' | 'remove'; id: string; address?: string }): Promise<void> {
+    const leader = this.node.status().lead || (await this.waitForLeader());
+    try {
+      await this.transport.forwardMembership(leader, req);
+      await this.readBarrier(); // answer with membership as the leader now has it
+    } catch (err) {
+      const body = (err as { body?: { error?: { code?: string; message?: string } } }).body?.error;
+      if (body?.code === 'conflict') throw new ConflictError(body.message ?? 'conflict');
+      if (body?.code === 'not_found') throw new NotFoundError(body.message ?? 'not found');
+      throw new NoLeaderError(body?.message ?? 'the leader could not be reached');
+    }
+  }
+
   /** Hands leadership to the most caught-up voter (used on SIGTERM and by the admin API). */
   async transferLeadership(to?: string, timeoutMs = 3_000): Promise<string | null> {
     const st = this.node.status();
-    if (st.role !== 'leader') return st.lead || null;
+    const oldLead = st.lead;
     let target = to;
-    if (!target) {
+    if (!target && st.role === 'leader') {
       let best = -1;
       for (const [id, pr] of st.progress) {
         if (id === this.opts.nodeId || pr.isLearner) continue;
@@ -206,15 +270,18 @@ export class RaftReplicator implements Replicator {
           target = id;
         }
       }
+    } else if (!target) {
+      // A follower cannot see replication progress; any voter other than the leader will do.
+      target = st.confState.voters.find((v) => v !== oldLead);
     }
-    if (!target) return this.opts.nodeId;
-    this.node.transferLeadership(target);
+    if (!target || target === oldLead) return oldLead || null;
+    this.node.transferLeadership(target); // the core forwards it to the leader when we are a follower
     this.schedule();
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
       const lead = this.node.status().lead;
-      if (lead && lead !== this.opts.nodeId) return lead;
+      if (lead && lead !== oldLead) return lead;
     }
     return this.node.status().lead || null;
   }
@@ -278,25 +345,25 @@ export class RaftReplicator implements Replicator {
     this.maybeCompact();
   }
 
+  private syncPeers(): void {
+    for (const [id, address] of this.opts.reader.peerAddresses()) this.transport.setPeer(id, address);
+  }
+
   private installSnapshot(rd: Ready): void {
     const file = Buffer.from(rd.snapshot!.data).toString('utf8');
     if (!file || !fs.existsSync(file)) throw new FatalStorageError('snapshot image missing');
     this.opts.sm.restoreImage(file);
     this.applied = this.opts.sm.appliedIndex();
-    for (const [id, address] of this.opts.reader.peerAddresses()) this.transport.setPeer(id, address);
+    this.syncPeers();
     this.opts.logger.info({ index: rd.snapshot!.meta.index }, 'installed snapshot from leader');
   }
 
   private apply(e: Entry): void {
+    let result: ApplyResult = { ok: true };
     try {
       if (e.type === 'normal') {
-        const result = this.opts.sm.applyEntry(e.index, e.term, e.data);
-        const w = this.proposals.get(e.index);
-        if (w) {
-          this.proposals.delete(e.index);
-          if (w.term === e.term) w.resolve(result);
-          else w.reject(new NoLeaderError('write lost to a leader change; retry'));
-        }
+        result = this.opts.sm.applyEntry(e.index, e.term, e.data);
+        if (result.ok && result.note === 'peers') this.syncPeers();
       } else if (e.type === 'noop') {
         this.opts.sm.applyNoop(e.index, e.term);
       } else {
@@ -304,6 +371,12 @@ export class RaftReplicator implements Replicator {
         this.node.applyConfChange(cc);
         this.opts.sm.applyMembership(e.index, e.term, { ...cc, address: null });
         if (cc.type === 'removeNode') this.transport.removePeer(cc.nodeId);
+      }
+      const w = this.proposals.get(e.index);
+      if (w) {
+        this.proposals.delete(e.index);
+        if (w.term === e.term) w.resolve(result);
+        else w.reject(new NoLeaderError('write lost to a leader change; retry'));
       }
     } catch (err) {
       if (err instanceof UnknownCommandError) {

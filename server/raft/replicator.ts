@@ -33,7 +33,22 @@ export interface Replicator {
   readBarrier(): Promise<void>;
   status(): ReplicationStatus;
   isLeader(): boolean;
+  /** Adds a member (learner first, promoted once caught up). */
+  addPeer(id: string, address: string): Promise<void>;
+  removePeer(id: string): Promise<void>;
+  /** Moves leadership to `to` (or the most caught-up voter); resolves with the leader afterwards. */
+  transferLeadership(to?: string): Promise<string | null>;
   close(): Promise<void>;
+}
+
+/** A membership change that contradicts the current membership (maps to 409 conflict). */
+export class ConflictError extends Error {
+  override readonly name = 'ConflictError';
+}
+
+/** A member that does not exist (maps to 404 not_found). */
+export class NotFoundError extends Error {
+  override readonly name = 'NotFoundError';
 }
 
 /** No leader is known or this node cannot commit (maps to 503 no_leader). */

@@ -12,6 +12,7 @@ export const RAFT_PATHS = {
   messages: '/raft/v1/messages',
   snapshot: '/raft/v1/snapshot',
   propose: '/raft/v1/propose',
+  membership: '/raft/v1/membership',
 } as const;
 
 export interface TransportHooks {
@@ -184,6 +185,13 @@ export class Transport {
     if (!p) return Promise.reject(new Error(`leader ${leader} has no known address`));
     const body = JSON.stringify({ command: Buffer.from(command).toString('base64') });
     return postJson(this.agent, p.address, RAFT_PATHS.propose, body, this.hooks, 15_000);
+  }
+
+  /** Forwards an add/remove member request to the leader. */
+  forwardMembership(leader: string, req: { op: 'add' | 'remove'; id: string; address?: string }): Promise<unknown> {
+    const p = this.peers.get(leader);
+    if (!p) return Promise.reject(new Error(`leader ${leader} has no known address`));
+    return postJson(this.agent, p.address, RAFT_PATHS.membership, JSON.stringify(req), this.hooks, 70_000);
   }
 
   close(): void {

@@ -68,6 +68,14 @@ export interface RoleDeleteV1 {
   name: string;
 }
 
+/** Records a member's Raft address so every node can dial it (precedes adding it as a learner). */
+export interface ClusterPeerV1 {
+  t: 'cluster.peer';
+  v: 1;
+  id: string;
+  address: string;
+}
+
 export type Command =
   | SecretPutV1
   | SecretDeleteV1
@@ -75,7 +83,8 @@ export type Command =
   | TokenBootstrapV1
   | TokenRevokeV1
   | RolePutV1
-  | RoleDeleteV1;
+  | RoleDeleteV1
+  | ClusterPeerV1;
 
 export type CommandType = Command['t'];
 
@@ -95,6 +104,7 @@ export const SUPPORTED_COMMANDS: Record<CommandType, number> = {
   'token.revoke': 1,
   'role.put': 1,
   'role.delete': 1,
+  'cluster.peer': 1,
 };
 
 export function capabilities(): string[] {

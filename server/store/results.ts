@@ -4,7 +4,7 @@
 export type ApplyErrorCode = 'not_found' | 'conflict' | 'cas_mismatch' | 'bad_request' | 'stale';
 
 export type ApplyResult =
-  | { ok: true; version?: number; created?: boolean; note?: 'exists' | 'revoked' }
+  | { ok: true; version?: number; created?: boolean; note?: 'exists' | 'revoked' | 'peers' }
   | { ok: false; code: ApplyErrorCode; message: string };
 
 export const applied = (extra: Omit<Extract<ApplyResult, { ok: true }>, 'ok'> = {}): ApplyResult => ({ ok: true, ...extra });

@@ -173,6 +173,10 @@ export class StateMachine {
         s.roleUpsert.run(cmd.name, JSON.stringify(cmd.rules));
         return applied({ created: !row });
       }
+      case 'cluster.peer': {
+        s.peerUpsert.run(cmd.id, cmd.address);
+        return applied({ note: 'peers' });
+      }
       case 'role.delete': {
         const row = s.roleGet.get(cmd.name) as { builtin: number } | undefined;
         if (!row) return refused('not_found', 'no such role');

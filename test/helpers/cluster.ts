@@ -30,6 +30,8 @@ export class TestCluster {
   readonly masterKey = randomMasterKey();
   readonly members: ClusterMember[] = [];
   readonly root = tempDir('coffer-cluster-');
+  /** Members in VAULT_PEERS (the initial voters); joiners are added through the admin API. */
+  private initialIds: string[] = [];
 
   private constructor(private readonly extraEnv: Record<string, string>) {}
 
@@ -41,9 +43,24 @@ export class TestCluster {
       const raftPort = await freePort(host);
       c.members.push({ id: `n${i}`, host, apiPort, raftPort, dataDir: path.join(c.root, `n${i}`), url: `http://${host}:${apiPort}`, proc: null });
     }
+    c.initialIds = c.members.map((m) => m.id);
     await Promise.all(c.members.map((m) => c.startMember(m.id)));
     await c.waitForLeader();
     return c;
+  }
+
+  /** Starts a node that is not an initial voter; it waits until an admin adds it. */
+  async startJoiner(): Promise<ClusterMember> {
+    const i = this.members.length + 1;
+    const host = `127.0.0.${i}`;
+    const m: ClusterMember = {
+      id: `n${i}`, host, apiPort: await freePort(host), raftPort: await freePort(host),
+      dataDir: path.join(this.root, `n${i}`), url: '', proc: null,
+    };
+    m.url = `http://${host}:${m.apiPort}`;
+    this.members.push(m);
+    await this.startMember(m.id);
+    return m;
   }
 
   member(id: string): ClusterMember {
@@ -58,7 +75,7 @@ export class TestCluster {
       VAULT_API_ADDR: `${m.host}:${m.apiPort}`,
       VAULT_RAFT_ADDR: `${m.host}:${m.raftPort}`,
       VAULT_NODE_ID: m.id,
-      VAULT_PEERS: this.members.map((x) => `${x.id}=${x.host}:${x.raftPort}`).join(','),
+      VAULT_PEERS: this.members.filter((x) => this.initialIds.includes(x.id)).map((x) => `${x.id}=${x.host}:${x.raftPort}`).join(','),
       VAULT_LOCAL_MASTER_KEY: this.masterKey,
       VAULT_BOOTSTRAP_TOKEN: this.token,
       VAULT_READ_ALLOWLIST: '127.0.0.0/8',

@@ -137,4 +137,34 @@ describe('3-node cluster', () => {
     expect(w.status).toBe(503);
     expect(w.body.error.code).toBe('no_leader');
   });
+
+  it('adds a member as a learner, promotes it once caught up, transfers leadership to it, and removes it', async () => {
+    cluster = await TestCluster.start(3);
+    const lead = await cluster.waitForLeader();
+    const admin = client(cluster.member(lead).url, cluster.token);
+    for (let i = 0; i < 5; i++) await admin.put(`/v1/secrets/m/${i}`, { value: `v${i}` });
+    const joiner = await cluster.startJoiner();
+    expect((await request(joiner.url, 'GET', '/v1/ready')).status).toBe(503); // knows no leader yet
+
+    // Sent to a follower: it goes to the leader.
+    const follower = cluster.members.find((m) => m.id !== lead && m.id !== joiner.id)!;
+    const added = await client(follower.url, cluster.token).post('/v1/admin/cluster/peers', { id: joiner.id, address: `${joiner.host}:${joiner.raftPort}` });
+    expect(added.status).toBe(200);
+    expect(added.body.peers).toContainEqual({ id: joiner.id, address: `${joiner.host}:${joiner.raftPort}`, voter: true });
+    expect((await request(joiner.url, 'GET', '/v1/secrets/m/4')).body.value).toBe('v4');
+    const again = await admin.post('/v1/admin/cluster/peers', { id: joiner.id, address: `${joiner.host}:${joiner.raftPort}` });
+    expect(again.body.error.code).toBe('conflict');
+
+    const moved = await admin.post('/v1/admin/cluster/transfer-leadership', { to: joiner.id });
+    expect(moved.body.leader_id).toBe(joiner.id);
+    expect(await cluster.waitForLeader()).toBe(joiner.id);
+
+    const removed = await client(joiner.url, cluster.token).del(`/v1/admin/cluster/peers/${joiner.id}`);
+    expect(removed.status).toBe(200);
+    expect(removed.body.peers.map((p: { id: string }) => p.id)).not.toContain(joiner.id);
+    await cluster.stopMember(joiner.id, 'SIGKILL');
+    const newLead = await cluster.waitForLeader(15_000, [joiner.id]);
+    expect((await client(cluster.member(newLead).url, cluster.token).put('/v1/secrets/m/after', { value: 'x' })).status).toBe(201);
+    expect((await client(cluster.member(newLead).url, cluster.token).del('/v1/admin/cluster/peers/n9')).body.error.code).toBe('not_found');
+  });
 });

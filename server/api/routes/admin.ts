@@ -3,6 +3,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { AUDIT_DEFAULT_LIMIT, AUDIT_MAX_LIMIT } from '../../audit/audit-log.js';
 import type { ApiDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
+import { ADDRESS_PATTERN, NODE_ID_PATTERN } from '../../raft/listener.js';
 import { errorResponses, nonNegativeIntText, positiveIntText } from '../schemas.js';
 
 const auditRecord = {
@@ -19,6 +20,21 @@ const auditRecord = {
     version: { type: ['integer', 'null'] },
     outcome: { type: 'string' },
     status: { type: 'integer' },
+  },
+} as const;
+
+const clusterStatus = {
+  type: 'object',
+  properties: {
+    node_id: { type: 'string' },
+    leader_id: { type: ['string', 'null'] },
+    term: { type: 'integer' },
+    commit_index: { type: 'integer' },
+    applied_index: { type: 'integer' },
+    peers: {
+      type: 'array',
+      items: { type: 'object', properties: { id: { type: 'string' }, address: { type: 'string' }, voter: { type: 'boolean' } } },
+    },
   },
 } as const;
 
@@ -52,20 +68,7 @@ export const adminRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { 
       config: { action: 'admin.cluster.read' },
       schema: {
         response: {
-          200: {
-            type: 'object',
-            properties: {
-              node_id: { type: 'string' },
-              leader_id: { type: ['string', 'null'] },
-              term: { type: 'integer' },
-              commit_index: { type: 'integer' },
-              applied_index: { type: 'integer' },
-              peers: {
-                type: 'array',
-                items: { type: 'object', properties: { id: { type: 'string' }, address: { type: 'string' }, voter: { type: 'boolean' } } },
-              },
-            },
-          },
+          200: clusterStatus,
           ...errorResponses,
         },
       },
@@ -73,6 +76,66 @@ export const adminRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { 
     async (req) => {
       deps.authz.require(req, 'admin');
       return deps.replicator.status();
+    },
+  );
+
+  app.post<{ Body: { id: string; address: string } }>(
+    '/v1/admin/cluster/peers',
+    {
+      config: { action: 'admin.cluster.add_peer' },
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['id', 'address'],
+          properties: { id: { type: 'string', pattern: NODE_ID_PATTERN }, address: { type: 'string', pattern: ADDRESS_PATTERN } },
+        },
+        response: { 200: clusterStatus, ...errorResponses },
+      },
+    },
+    async (req) => {
+      req.ctx.target = req.body.id;
+      deps.authz.require(req, 'admin');
+      await deps.replicator.addPeer(req.body.id, req.body.address);
+      return deps.replicator.status();
+    },
+  );
+
+  app.delete<{ Params: { id: string } }>(
+    '/v1/admin/cluster/peers/:id',
+    {
+      config: { action: 'admin.cluster.remove_peer' },
+      schema: {
+        params: { type: 'object', properties: { id: { type: 'string', pattern: NODE_ID_PATTERN } }, required: ['id'] },
+        response: { 200: clusterStatus, ...errorResponses },
+      },
+    },
+    async (req) => {
+      req.ctx.target = req.params.id;
+      deps.authz.require(req, 'admin');
+      await deps.replicator.removePeer(req.params.id);
+      return deps.replicator.status();
+    },
+  );
+
+  app.post<{ Body: { to?: string } }>(
+    '/v1/admin/cluster/transfer-leadership',
+    {
+      config: { action: 'admin.cluster.transfer_leadership' },
+      preValidation: async (req) => {
+        if (req.body === undefined || req.body === null) req.body = {};
+      },
+      schema: {
+        body: { type: 'object', additionalProperties: false, properties: { to: { type: 'string', pattern: NODE_ID_PATTERN } } },
+        response: { 200: { type: 'object', properties: { leader_id: { type: ['string', 'null'] } } }, ...errorResponses },
+      },
+    },
+    async (req) => {
+      req.ctx.target = req.body.to ?? null;
+      deps.authz.require(req, 'admin');
+      const voters = deps.replicator.status().peers.filter((p) => p.voter).map((p) => p.id);
+      if (req.body.to !== undefined && !voters.includes(req.body.to)) throw new ApiError('bad_request', `${req.body.to} is not a voter`);
+      return { leader_id: await deps.replicator.transferLeadership(req.body.to) };
     },
   );
 };

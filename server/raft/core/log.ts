@@ -199,7 +199,7 @@ export class RaftLog {
 
   /** Commit maxIndex if its entry is from `term` (Raft §5.4.2). */
   maybeCommit(maxIndex: number, term: number): boolean {
-    if (maxIndex > this.committed && this.term(maxIndex) !== undefined) {
+    if (maxIndex > this.committed && this.term(maxIndex) === term) {
       this.commitTo(maxIndex);
       return true;
     }

@@ -35,7 +35,7 @@ describe('loadConfig', () => {
     ['VAULT_READ_ALLOWLIST', '256.1.1.1'],
     ['VAULT_MAX_VALUE_BYTES', '0'],
     ['VAULT_PEERS', 'n1=127.0.0.1'],
-    ['VAULT_PEERS', 'n2=127.0.0.1:8201'],
+    ['VAULT_PEERS', 'n1=127.0.0.1:1,n1=127.0.0.1:2'],
     ['VAULT_BOOTSTRAP_TOKEN', 'short'],
     ['VAULT_NODE_ID', 'bad id'],
   ])('names %s when it is malformed (%s)', (name, value) => {
