@@ -6,6 +6,7 @@ import {
   CLUSTER_HELP, ROLE_HELP, SECRET_HELP, SERVER_HELP, TOKEN_HELP, TOP_HELP,
   clusterCommand, roleCommand, secretCommand, tokenCommand,
 } from '../server/cli/commands.js';
+import { DEV_CLUSTER_HELP, runDevCluster } from '../server/cli/dev-cluster.js';
 import { runServer } from '../server/cli/server-command.js';
 
 const HELP: Record<string, string> = {
@@ -14,6 +15,7 @@ const HELP: Record<string, string> = {
   token: TOKEN_HELP,
   role: ROLE_HELP,
   cluster: CLUSTER_HELP,
+  'dev-cluster': DEV_CLUSTER_HELP,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -35,6 +37,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === 'server') return runServer(args);
+  if (command === 'dev-cluster') return runDevCluster(args);
   const client = {
     addr: (args.flags.get('addr') as string | undefined) ?? process.env.COFFER_ADDR ?? 'http://127.0.0.1:8200',
     token: (args.flags.get('token') as string | undefined) ?? process.env.COFFER_TOKEN,

@@ -9,6 +9,7 @@ Usage: coffer <command> [options]
 
 Commands:
   server                 run a vault node (configured by VAULT_* environment variables)
+  dev-cluster            run a local 3-node dev cluster (npm run cluster)
   secret get|put|rotate|delete|meta|list
                          read and manage secrets
   token create|list|revoke
@@ -58,7 +59,10 @@ export const ROLE_HELP = `Usage:
   coffer role delete NAME`;
 
 export const CLUSTER_HELP = `Usage:
-  coffer cluster status    node id, leader, term, commit/applied index and peers (admin token)`;
+  coffer cluster status                       node id, leader, term, commit/applied index and peers (admin token)
+  coffer cluster add-peer ID HOST:PORT        add a member (learner first, promoted once caught up)
+  coffer cluster remove-peer ID
+  coffer cluster transfer-leadership [ID]`;
 
 function out(v: unknown): void {
   process.stdout.write(typeof v === 'string' ? v + '\n' : JSON.stringify(v, null, 2) + '\n');
@@ -180,7 +184,19 @@ export async function roleCommand(args: ParsedArgs, client: ClientOptions): Prom
 }
 
 export async function clusterCommand(args: ParsedArgs, client: ClientOptions): Promise<void> {
-  const verb = need(args, 1, 'subcommand (status)');
-  if (verb !== 'status') throw new UsageError(`unknown cluster subcommand ${verb}`);
-  out(await call(client, 'GET', '/v1/admin/cluster'));
+  const verb = need(args, 1, 'subcommand (status, add-peer, remove-peer, transfer-leadership)');
+  switch (verb) {
+    case 'status':
+      return out(await call(client, 'GET', '/v1/admin/cluster'));
+    case 'add-peer':
+      return out(await call(client, 'POST', '/v1/admin/cluster/peers', { id: need(args, 2, 'member ID'), address: need(args, 3, 'HOST:PORT') }));
+    case 'remove-peer':
+      return out(await call(client, 'DELETE', `/v1/admin/cluster/peers/${encodeURIComponent(need(args, 2, 'member ID'))}`));
+    case 'transfer-leadership': {
+      const to = args.positionals[2];
+      return out(await call(client, 'POST', '/v1/admin/cluster/transfer-leadership', to ? { to } : {}));
+    }
+    default:
+      throw new UsageError(`unknown cluster subcommand ${verb}`);
+  }
 }
