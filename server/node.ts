@@ -101,7 +101,7 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
       ? { cert: fs.readFileSync(config.tlsCertFile), key: fs.readFileSync(config.tlsKeyFile) }
       : undefined;
   const api = await buildApi(
-    { config, reader, replicator, secrets, authz, audit, metrics, logger, release: RELEASE, capabilities: capabilities(), now },
+    { config, reader, replicator, secrets, authz, audit, metrics, logger, release: RELEASE, capabilities: capabilities(), now, writeImage: (file) => sm.writeImage(file) },
     https,
   );
 

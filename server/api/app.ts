@@ -13,6 +13,7 @@ import { healthRoutes } from './routes/health.js';
 import { metadataRoutes } from './routes/metadata.js';
 import { roleRoutes } from './routes/roles.js';
 import { secretRoutes } from './routes/secrets.js';
+import { snapshotRoutes } from './routes/snapshot.js';
 import { tokenRoutes } from './routes/tokens.js';
 
 const MAX_TARGET = 300;
@@ -133,5 +134,6 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions): Promise<Fas
   await app.register(tokenRoutes, { deps });
   await app.register(roleRoutes, { deps });
   await app.register(adminRoutes, { deps });
+  await app.register(snapshotRoutes, { deps });
   return app;
 }

@@ -21,4 +21,6 @@ export interface ApiDeps {
   release: string;
   capabilities: string[];
   now: () => Date;
+  /** Writes a consistent image of state.db to a file (snapshot save). */
+  writeImage: (file: string) => void;
 }

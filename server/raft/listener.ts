@@ -70,7 +70,7 @@ export async function buildRaftListener(rep: RaftReplicator, capabilities: strin
     {
       schema: {
         headers: NODE_HEADER,
-        body: { type: 'object', additionalProperties: false, required: ['command'], properties: { command: { type: 'string', maxLength: 8 * 1024 * 1024 } } },
+        body: { type: 'object', additionalProperties: false, required: ['command'], properties: { command: { type: 'string', maxLength: 100 * 1024 * 1024 } } },
       },
     },
     async (req, res) => {

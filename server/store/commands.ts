@@ -76,6 +76,13 @@ export interface ClusterPeerV1 {
   address: string;
 }
 
+/** Replaces the secrets, versions, roles, tokens and KMS state with a saved image (membership is kept). */
+export interface StateRestoreV1 {
+  t: 'state.restore';
+  v: 1;
+  image: Uint8Array;
+}
+
 export type Command =
   | SecretPutV1
   | SecretDeleteV1
@@ -84,7 +91,8 @@ export type Command =
   | TokenRevokeV1
   | RolePutV1
   | RoleDeleteV1
-  | ClusterPeerV1;
+  | ClusterPeerV1
+  | StateRestoreV1;
 
 export type CommandType = Command['t'];
 
@@ -93,6 +101,7 @@ const BINARY_FIELDS: Record<string, readonly string[]> = {
   'secret.put': ['ciphertext', 'nonce', 'wrapped_dek'],
   'token.create': ['token_sha256'],
   'token.bootstrap': ['token_sha256'],
+  'state.restore': ['image'],
 };
 
 /** Highest version this build decodes, per type. Advertised as capabilities (`type@version`). */
@@ -105,6 +114,7 @@ export const SUPPORTED_COMMANDS: Record<CommandType, number> = {
   'role.put': 1,
   'role.delete': 1,
   'cluster.peer': 1,
+  'state.restore': 1,
 };
 
 export function capabilities(): string[] {

@@ -100,6 +100,30 @@ export class StateMachine {
     })();
   }
 
+  /** Tables a saved image restores; raft_peers and applied describe this cluster, not the saved state. */
+  static readonly RESTORED_TABLES = ['secrets', 'secret_versions', 'roles', 'tokens', 'kms_state'] as const;
+
+  private restoreTables(image: Uint8Array): void {
+    const tmp = `${this.file}.restore-${process.pid}.tmp`;
+    fs.writeFileSync(tmp, image, { mode: 0o600 });
+    try {
+      // ATTACH cannot run inside the apply transaction, so the image is read into memory first.
+      const src = new Database(tmp, { readonly: true });
+      const rows = Object.fromEntries(StateMachine.RESTORED_TABLES.map((t) => [t, src.prepare(`SELECT * FROM ${t}`).all()]));
+      src.close();
+      for (const t of StateMachine.RESTORED_TABLES) {
+        this.db.prepare(`DELETE FROM ${t}`).run();
+        const list = rows[t] as Record<string, unknown>[];
+        if (list.length === 0) continue;
+        const cols = Object.keys(list[0]!);
+        const insert = this.db.prepare(`INSERT INTO ${t} (${cols.join(', ')}) VALUES (${cols.map((c) => '@' + c).join(', ')})`);
+        for (const r of list) insert.run(r);
+      }
+    } finally {
+      fs.rmSync(tmp, { force: true });
+    }
+  }
+
   /** Writes a consistent image of the whole state to `file` (for a snapshot sent to a follower). */
   writeImage(file: string): void {
     fs.rmSync(file, { force: true });
@@ -177,6 +201,9 @@ export class StateMachine {
         s.peerUpsert.run(cmd.id, cmd.address);
         return applied({ note: 'peers' });
       }
+      case 'state.restore':
+        this.restoreTables(cmd.image);
+        return applied();
       case 'role.delete': {
         const row = s.roleGet.get(cmd.name) as { builtin: number } | undefined;
         if (!row) return refused('not_found', 'no such role');

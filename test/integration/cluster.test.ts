@@ -167,4 +167,41 @@ describe('3-node cluster', () => {
     expect((await client(cluster.member(newLead).url, cluster.token).put('/v1/secrets/m/after', { value: 'x' })).status).toBe(201);
     expect((await client(cluster.member(newLead).url, cluster.token).del('/v1/admin/cluster/peers/n9')).body.error.code).toBe('not_found');
   });
+
+  it('saves a snapshot and restores it through the log on every node, keeping audit and membership', async () => {
+    cluster = await TestCluster.start(3);
+    const lead = await cluster.waitForLeader();
+    const follower = cluster.members.find((m) => m.id !== lead)!;
+    const c = client(follower.url, cluster.token);
+    await c.put('/v1/secrets/snap/a', { value: 'a1' });
+    await c.put('/v1/secrets/snap/b', { value: 'b1' });
+    const saved = await fetch(`${follower.url}/v1/admin/snapshot`, { headers: { authorization: `Bearer ${cluster.token}` } });
+    expect(saved.status).toBe(200);
+    const image = Buffer.from(await saved.arrayBuffer());
+    expect(image.subarray(0, 15).toString()).toBe('SQLite format 3');
+    expect(image.includes(Buffer.from('a1'))).toBe(false);
+
+    await c.put('/v1/secrets/snap/a', { value: 'a2' });
+    await c.put('/v1/secrets/snap/c', { value: 'c1' });
+    const auditBefore = (await c.get('/v1/admin/audit?limit=1000')).body.records.length;
+
+    const bad = await fetch(`${follower.url}/v1/admin/snapshot`, {
+      method: 'POST', body: Buffer.from('not a database at all, not even close to one, definitely not SQLite format 3 .....................'),
+      headers: { authorization: `Bearer ${cluster.token}`, 'content-type': 'application/octet-stream' },
+    });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { code: string } }).error.code).toBe('bad_request');
+
+    const restored = await fetch(`${follower.url}/v1/admin/snapshot`, {
+      method: 'POST', body: image, headers: { authorization: `Bearer ${cluster.token}`, 'content-type': 'application/octet-stream' },
+    });
+    expect(restored.status).toBe(200);
+    expect(await restored.json()).toEqual({ restored: true, secrets: 2 });
+    for (const m of cluster.members) {
+      expect((await request(m.url, 'GET', '/v1/secrets/snap/a')).body).toMatchObject({ value: 'a1', version: 1 });
+      expect((await request(m.url, 'GET', '/v1/secrets/snap/c')).status).toBe(404);
+    }
+    expect((await c.get('/v1/admin/audit?limit=1000')).body.records.length).toBeGreaterThan(auditBefore);
+    expect((await c.get('/v1/admin/cluster')).body.peers).toHaveLength(3);
+  });
 });
