@@ -31,7 +31,9 @@ function toApiError(err: FastifyError): ApiError {
   if (err instanceof IntegrityError || err instanceof KmsIntegrityError) {
     return new ApiError('integrity_error', 'stored record failed authentication');
   }
-  if (err instanceof NoLeaderError || err instanceof FatalStorageError) return new ApiError('no_leader', 'no leader can commit writes');
+  // Our own messages (no internals): which voter holds a rollout back, why a write was lost, …
+  if (err instanceof NoLeaderError) return new ApiError('no_leader', err.message);
+  if (err instanceof FatalStorageError) return new ApiError('no_leader', 'this node stopped after a storage fault');
   if (err instanceof ConflictError) return new ApiError('conflict', err.message);
   if (err instanceof NotFoundError) return new ApiError('not_found', err.message);
   if (err instanceof AuditUnavailableError) return new ApiError('audit_unavailable', 'audit log unavailable');

@@ -105,7 +105,7 @@ const BINARY_FIELDS: Record<string, readonly string[]> = {
 };
 
 /** Highest version this build decodes, per type. Advertised as capabilities (`type@version`). */
-export const SUPPORTED_COMMANDS: Record<CommandType, number> = {
+const BUILT_IN_COMMANDS: Record<CommandType, number> = {
   'secret.put': 1,
   'secret.delete': 1,
   'token.create': 1,
@@ -116,6 +116,18 @@ export const SUPPORTED_COMMANDS: Record<CommandType, number> = {
   'cluster.peer': 1,
   'state.restore': 1,
 };
+
+/**
+ * COFFER_UNSUPPORTED_COMMANDS (comma list of types) makes this process behave
+ * like an older release that lacks them: it neither advertises nor decodes
+ * them. Tests use it to exercise rollout gating; never set it in production.
+ */
+function withoutUnsupported(all: Record<CommandType, number>): Record<CommandType, number> {
+  const off = new Set((process.env.COFFER_UNSUPPORTED_COMMANDS ?? '').split(',').map((s) => s.trim()).filter(Boolean));
+  return Object.fromEntries(Object.entries(all).filter(([t]) => !off.has(t))) as Record<CommandType, number>;
+}
+
+export const SUPPORTED_COMMANDS = withoutUnsupported(BUILT_IN_COMMANDS);
 
 export function capabilities(): string[] {
   return Object.entries(SUPPORTED_COMMANDS).map(([t, v]) => `${t}@${v}`);

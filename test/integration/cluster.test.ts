@@ -204,4 +204,58 @@ describe('3-node cluster', () => {
     expect((await c.get('/v1/admin/audit?limit=1000')).body.records.length).toBeGreaterThan(auditBefore);
     expect((await c.get('/v1/admin/cluster')).body.peers).toHaveLength(3);
   });
+
+  it('proposes a command type only when every voter advertises it', async () => {
+    cluster = await TestCluster.start(3);
+    const lead = await cluster.waitForLeader();
+    const old = cluster.members.find((m) => m.id !== lead)!;
+    // Restart one follower as an "older release" that lacks state.restore.
+    await cluster.stopMember(old.id, 'SIGTERM');
+    old.proc = null;
+    const { spawnNode } = await import('../helpers/node.js');
+    old.proc = await spawnNode({ ...cluster.env(old), COFFER_UNSUPPORTED_COMMANDS: 'state.restore' });
+    await cluster.waitForLeader();
+    const health = await request(old.url, 'GET', '/v1/health');
+    expect(health.body.capabilities).not.toContain('state.restore@1');
+    const c = client(cluster.member(lead).url, cluster.token);
+    expect((await c.put('/v1/secrets/gate/ok', { value: 'fine' })).status).toBe(201);
+    const saved = Buffer.from(await (await fetch(`${cluster.member(lead).url}/v1/admin/snapshot`, { headers: { authorization: `Bearer ${cluster.token}` } })).arrayBuffer());
+    const refused = await fetch(`${cluster.member(lead).url}/v1/admin/snapshot`, {
+      method: 'POST', body: saved, headers: { authorization: `Bearer ${cluster.token}`, 'content-type': 'application/octet-stream' },
+    });
+    expect(refused.status).toBe(503);
+    expect(((await refused.json()) as { error: { message: string } }).error.message).toContain(`voter ${old.id} does not advertise state.restore@1`);
+  });
+
+  it('stops applying and reports not ready at a committed command it cannot decode', async () => {
+    cluster = await TestCluster.start(3, { COFFER_RAFT_SNAPSHOT_ENTRIES: '100000' });
+    const lead = await cluster.waitForLeader();
+    const c = client(cluster.member(lead).url, cluster.token);
+    await c.put('/v1/secrets/dec/a', { value: 'a' });
+    const saved = Buffer.from(await (await fetch(`${cluster.member(lead).url}/v1/admin/snapshot`, { headers: { authorization: `Bearer ${cluster.token}` } })).arrayBuffer());
+    const ok = await fetch(`${cluster.member(lead).url}/v1/admin/snapshot`, {
+      method: 'POST', body: saved, headers: { authorization: `Bearer ${cluster.token}`, 'content-type': 'application/octet-stream' },
+    });
+    expect(ok.status).toBe(200);
+    await c.put('/v1/secrets/dec/b', { value: 'b' });
+    // A follower rebuilt from its log by a release without state.restore must stop there, not skip it.
+    const old = cluster.members.find((m) => m.id !== lead)!;
+    await cluster.stopMember(old.id, 'SIGKILL');
+    for (const f of fs.readdirSync(old.dataDir)) if (f.startsWith('state.db')) fs.rmSync(path.join(old.dataDir, f));
+    const { spawnNode } = await import('../helpers/node.js');
+    old.proc = await spawnNode({ ...cluster.env(old), COFFER_UNSUPPORTED_COMMANDS: 'state.restore' });
+    const deadline = Date.now() + 10_000;
+    let ready = { status: 0, body: null as null | { problem: string | null; applied_index: number } };
+    while (Date.now() < deadline) {
+      ready = await request(old.url, 'GET', '/v1/ready');
+      if (ready.status === 503 && ready.body?.problem?.includes('cannot decode')) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(ready.status).toBe(503);
+    expect(ready.body?.problem).toMatch(/cannot decode committed entry \d+/);
+    // It applied what came before the unknown entry and nothing after it.
+    expect((await request(old.url, 'GET', '/v1/secrets/dec/a?consistency=stale')).body.value).toBe('a');
+    expect((await request(old.url, 'GET', '/v1/secrets/dec/b?consistency=stale')).status).not.toBe(200);
+    expect((await request(old.url, 'GET', '/v1/health')).body.status).toBe('degraded');
+  });
 });
