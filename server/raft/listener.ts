@@ -10,7 +10,7 @@ import { decodeCommand, UnknownCommandError } from '../store/commands.js';
 import { decodeMessages, messageBatchSchema } from './codec.js';
 import type { RaftReplicator } from './raft-replicator.js';
 import { ConflictError, NoLeaderError, NotFoundError } from './replicator.js';
-import { RAFT_PATHS } from './transport.js';
+import { RAFT_PATHS, sha256File } from './transport.js';
 
 export const NODE_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$';
 export const ADDRESS_PATTERN = '^[A-Za-z0-9.-]+:[0-9]{1,5}$';
@@ -36,14 +36,18 @@ export async function buildRaftListener(rep: RaftReplicator, capabilities: strin
     },
   );
 
-  app.post<{ Body: Readable; Headers: { 'x-coffer-node': string; 'x-coffer-message': string } }>(
+  app.post<{ Body: Readable; Headers: { 'x-coffer-node': string; 'x-coffer-message': string; 'x-coffer-sha256': string } }>(
     RAFT_PATHS.snapshot,
     {
       schema: {
         headers: {
           type: 'object',
-          properties: { 'x-coffer-node': { type: 'string', minLength: 1 }, 'x-coffer-message': { type: 'string', minLength: 1 } },
-          required: ['x-coffer-node', 'x-coffer-message'],
+          properties: {
+            'x-coffer-node': { type: 'string', minLength: 1 },
+            'x-coffer-message': { type: 'string', minLength: 1 },
+            'x-coffer-sha256': { type: 'string', pattern: '^[0-9a-f]{64}$' },
+          },
+          required: ['x-coffer-node', 'x-coffer-message', 'x-coffer-sha256'],
         },
       },
     },
@@ -53,6 +57,9 @@ export async function buildRaftListener(rep: RaftReplicator, capabilities: strin
       const file = rep.snapshotReceivePath(m.snapshot.meta.index);
       try {
         await pipeline(req.body, fs.createWriteStream(file, { mode: 0o600 }));
+        if ((await sha256File(file)) !== req.headers['x-coffer-sha256']) {
+          throw Object.assign(new Error('snapshot image fails its checksum'), { statusCode: 400 });
+        }
         const fd = fs.openSync(file, 'r');
         fs.fsyncSync(fd);
         fs.closeSync(fd);

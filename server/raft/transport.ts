@@ -2,6 +2,7 @@
 // HTTP, at most one request in flight per peer so messages stay in order
 // (Raft tolerates loss, not reordering within a stream it pipelines).
 // Snapshot images stream as the request body of their own request.
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import { pipeline } from 'node:stream/promises';
@@ -65,6 +66,13 @@ class PeerSender {
       this.busy = false;
     }
   }
+}
+
+/** Snapshot images are checksummed end to end; the receiver refuses one that does not match. */
+export async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(fs.createReadStream(file), hash);
+  return hash.digest('hex');
 }
 
 function splitAddress(address: string): { host: string; port: number } {
@@ -154,6 +162,7 @@ export class Transport {
     if (!p) throw new Error(`unknown peer ${m.to}`);
     const { host, port } = splitAddress(p.address);
     const header = Buffer.from(encodeMessages([{ ...m, snapshot: { meta: m.snapshot!.meta, data: new Uint8Array(0) } }])).toString('base64url');
+    const digest = await sha256File(imageFile);
     await new Promise<void>((resolve, reject) => {
       const req = http.request(
         {
@@ -167,6 +176,7 @@ export class Transport {
             'content-length': fs.statSync(imageFile).size,
             'x-coffer-node': this.hooks.nodeId,
             'x-coffer-message': header,
+            'x-coffer-sha256': digest,
           },
         },
         (res) => {
