@@ -12,23 +12,27 @@ export interface HttpResponse {
 export interface RequestOptions {
   token?: string;
   body?: unknown;
-  rawBody?: string;
-  headers?: Record<string, string>;
+  rawBody?: string | Buffer;
+  /** Header values; an array sends the header once per item (e.g. two X-Forwarded-For lines). */
+  headers?: Record<string, string | string[]>;
   localAddress?: string;
 }
 
 export function request(base: string, method: string, path: string, opts: RequestOptions = {}): Promise<HttpResponse> {
-  const url = new URL(path, base);
-  const headers: Record<string, string> = { ...opts.headers };
+  // The path is sent exactly as given (no WHATWG URL normalization), so tests can send
+  // `..`, `.`, `//` and percent-escapes the way an attacker would.
+  if (!path.startsWith('/')) throw new Error(`path must start with /: ${path}`);
+  const url = new URL(base);
+  const headers: Record<string, string | string[]> = { ...opts.headers };
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
-  let payload: string | undefined = opts.rawBody;
+  let payload: string | Buffer | undefined = opts.rawBody;
   if (opts.body !== undefined) payload = JSON.stringify(opts.body);
   if (payload !== undefined && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) {
     headers['content-type'] = 'application/json';
   }
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: url.hostname, port: url.port, path: url.pathname + url.search, method, headers, localAddress: opts.localAddress, agent: false },
+      { host: url.hostname, port: url.port, path, method, headers, localAddress: opts.localAddress, agent: false },
       (res) => {
         let text = '';
         res.setEncoding('utf8');

@@ -124,3 +124,25 @@ export function allFiles(dir: string): string[] {
   }
   return out;
 }
+
+/** Runs `coffer server` expecting it to stop by itself (e.g. bad configuration); resolves with its exit code and output. */
+export async function runToExit(env: Record<string, string>, args: string[] = ['server'], timeoutMs = 15_000): Promise<{ code: number | null; output: string }> {
+  if (!fs.existsSync(COFFER_BIN)) throw new Error(`${path.relative(ROOT, COFFER_BIN)} is missing: run \`npx tsc -p .\` first`);
+  const proc = spawn(process.execPath, [COFFER_BIN, ...args], {
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  proc.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`coffer ${args.join(' ')} did not exit within ${timeoutMs} ms:\n${output}`));
+    }, timeoutMs);
+    proc.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
