@@ -119,6 +119,11 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions): Promise<Fas
     return auditUnavailable();
   });
 
+  // Refuse a change up front when its audit record could not be written anyway.
+  app.addHook('preHandler', async (req) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') deps.audit.probe();
+  });
+
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unmatched';
     const outcome = outcomeFor(reply.statusCode);

@@ -112,6 +112,23 @@ export class AuditLog {
     });
   }
 
+  /**
+   * Throws AuditUnavailableError unless the audit database can take a write
+   * lock right now. Writes call it before they commit anything, so a broken
+   * audit volume refuses them up front instead of after the change happened.
+   * (A fault that strikes between this check and the record still fails the
+   * response closed, after the commit.)
+   */
+  probe(): void {
+    try {
+      const db = this.handle();
+      db.prepare('BEGIN IMMEDIATE').run();
+      db.prepare('ROLLBACK').run();
+    } catch (err) {
+      throw this.fail(err);
+    }
+  }
+
   /** Records with id > since, oldest first. Synchronous: reads only committed rows. */
   query(q: AuditQuery = {}): AuditPage {
     const since = q.since ?? 0;

@@ -170,6 +170,7 @@ describe('audit unavailable', () => {
     expect((await admin.put('/v1/secrets/locked/s', { value: secret })).status).toBe(201);
     const before = await admin.get('/v1/admin/audit?limit=1000');
     const lastId = (before.body.records as AuditRow[]).at(-1)!.id;
+    let lastId2 = 0;
 
     // Another writer holds audit.db's write lock: the node's insert waits its busy timeout, then fails.
     const locker = new Database(path.join(n.dataDir, 'audit.db'));
@@ -185,6 +186,7 @@ describe('audit unavailable', () => {
       const rot = await admin.post('/v1/secrets/locked/s:rotate');
       expectError(rot, 503, 'audit_unavailable');
       expect(rot.text).not.toMatch(/"value"/);
+      expectError(await admin.put('/v1/secrets/locked/s', { value: 'unaudited-change' }), 503, 'audit_unavailable');
       expectError(await admin.get('/v1/admin/audit'), 503, 'audit_unavailable');
       // Requests the router refuses on its own are held to the same rule.
       expectError(await admin.get('/v1/secrets/a%zz'), 503, 'audit_unavailable');
@@ -193,14 +195,24 @@ describe('audit unavailable', () => {
       locker.close();
     }
 
+    // The refused writes were turned away before they committed anything.
+    const meta = await admin.get('/v1/metadata/locked/s');
+    expect(meta.body.current_version).toBe(1);
+    const baseline = (await admin.get(`/v1/admin/audit?since=${lastId}&limit=1000`)).body.records as AuditRow[];
+    lastId2 = baseline.at(-1)!.id;
+
     // The fault has cleared: the next requests succeed and are recorded again.
     const ok = await client(n.url).get('/v1/secrets/locked/s?version=1');
     expect(ok.status).toBe(200);
     expect(ok.body.value).toBe(secret);
-    const after = await admin.get(`/v1/admin/audit?since=${lastId}&limit=1000`);
+    // None of the refused requests claims a record: after the fault only our own queries and the read.
+    expect(baseline.map((r) => [r.action, r.status])).toEqual([
+      ['admin.audit.read', 200], // the query that took `before`
+      ['secret.read_metadata', 200],
+    ]);
+    const after = await admin.get(`/v1/admin/audit?since=${lastId2}&limit=1000`);
     expect(after.status).toBe(200);
     const recs = after.body.records as AuditRow[];
-    // The baseline query, then the successful read; none of the refused requests claims a record.
     expect(recs.map((r) => [r.action, r.status])).toEqual([
       ['admin.audit.read', 200],
       ['secret.read', 200],
