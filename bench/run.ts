@@ -1,0 +1,495 @@
+// `npm run bench`: single-node Coffer value reads and writes under autocannon,
+// beside a bare Fastify route returning a constant body, in the same run.
+//
+// Starts two child processes on loopback (a bare Fastify server and a real
+// `coffer server` with a temporary data dir and local KMS), seeds secrets
+// with 256-byte values, warms up, then runs bare GET / Coffer GET / Coffer PUT
+// interleaved, `repeats` times per connection count, and prints medians as a
+// markdown table. For writes it also measures the disk's fsync rate and the
+// Coffer process's CPU use, to tell fsync-bound from CPU-bound.
+//
+// Flags (or BENCH_* env): --duration=10 --warmup=3 --connections=1,64
+// --repeats=3 --only=bare,read,write --cpu-prof (profile the coffer child;
+// the .cpuprofile lands in the kept temp dir) --keep (keep the temp dir)
+// --coffer-bin=path/to/coffer.js (A/B another build; default dist/bin/coffer.js).
+import autocannon, { type Options, type Result } from 'autocannon';
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+type Scenario = 'bare' | 'read' | 'write';
+
+interface Settings {
+  duration: number;
+  warmup: number;
+  connections: number[];
+  repeats: number;
+  only: Scenario[];
+  cpuProf: boolean;
+  keep: boolean;
+  cofferBin: string;
+}
+
+interface Sample {
+  scenario: Scenario;
+  connections: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  bad: number;
+  /** CPU of the server process, % of one core. */
+  serverCpu: number;
+  /** Event-loop utilization of the server's main thread, % (busy in JS or blocked in a synchronous call). */
+  serverLoop: number;
+  /** CPU of this process (autocannon), % of one core. */
+  loadCpu: number;
+  /** CPU used by everything else on the machine (other users' jobs, kernel), % of one core. */
+  otherCpu: number;
+  /** Coffer only: audit batches (one SQLite commit + fsync each) per second. */
+  auditBatches?: number;
+  /** Coffer only: seconds spent inside audit flushes per wall second (the event loop is blocked meanwhile). */
+  auditBusy?: number;
+}
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '..', '..');
+const BARE_SERVER = path.join(HERE, 'bare-server.js');
+const ORPHAN_GUARD = pathToFileURL(path.join(HERE, 'orphan-guard.js')).href;
+const LOOP_PROBE = pathToFileURL(path.join(HERE, 'loop-probe.js')).href;
+
+const READ_NAMES = Array.from({ length: 8 }, (_, i) => `bench/r${i}`);
+const WRITE_NAMES = Array.from({ length: 256 }, (_, i) => `bench/w${i}`);
+const VALUE_BYTES = 256;
+
+const children = new Set<ChildProcess>();
+let stopping = false;
+let tempDir: string | null = null;
+
+// ---------------------------------------------------------------- settings
+
+function settings(argv: string[]): Settings {
+  const flags = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('--')) throw new Error(`unexpected argument ${a}`);
+    const eq = a.indexOf('=');
+    if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
+    else if (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--')) flags.set(a.slice(2), argv[++i]!);
+    else flags.set(a.slice(2), 'true');
+  }
+  const get = (name: string, def: string) => flags.get(name) ?? process.env[`BENCH_${name.toUpperCase().replace(/-/g, '_')}`] ?? def;
+  const num = (name: string, def: string, min: number) => {
+    const n = Number(get(name, def));
+    if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number >= ${min}`);
+    return n;
+  };
+  const connections = get('connections', '1,64')
+    .split(',')
+    .map((s) => Number(s.trim()));
+  if (connections.some((c) => !Number.isInteger(c) || c < 1)) throw new Error('--connections must be a comma list of positive integers');
+  const only = get('only', 'bare,read,write').split(',').map((s) => s.trim()) as Scenario[];
+  if (only.some((s) => !['bare', 'read', 'write'].includes(s))) throw new Error('--only takes bare, read, write');
+  const known = new Set(['duration', 'warmup', 'connections', 'repeats', 'only', 'cpu-prof', 'keep', 'coffer-bin']);
+  for (const k of flags.keys()) if (!known.has(k)) throw new Error(`unknown flag --${k}`);
+  return {
+    duration: num('duration', '10', 1),
+    warmup: num('warmup', '3', 0),
+    connections,
+    repeats: Math.floor(num('repeats', '3', 1)),
+    only,
+    cpuProf: get('cpu-prof', 'false') === 'true',
+    keep: get('keep', 'false') === 'true',
+    cofferBin: path.resolve(get('coffer-bin', path.join(ROOT, 'dist', 'bin', 'coffer.js'))),
+  };
+}
+
+// ---------------------------------------------------------------- children
+
+/** Spawns a node child and resolves with the first stdout JSON line that has `key`. */
+function startChild(args: string[], env: NodeJS.ProcessEnv, key: string, label: string): Promise<{ child: ChildProcess; value: string }> {
+  const child = spawn(process.execPath, ['--import', ORPHAN_GUARD, '--import', LOOP_PROBE, ...args], {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
+  child.channel?.unref();
+  children.add(child);
+  let stderr = '';
+  child.once('exit', (code, signal) => {
+    children.delete(child);
+    if (!stopping) process.stderr.write(`${label} exited unexpectedly (${code ?? signal})\n${stderr}\n`);
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${label} did not start within 20 s\n${stderr}`)), 20_000);
+    const lines = readline.createInterface({ input: child.stdout! });
+    let found = false;
+    lines.on('line', (line) => {
+      if (found) return; // keep draining so the child never blocks on a full pipe
+      try {
+        const obj = JSON.parse(line) as Record<string, unknown>;
+        if (typeof obj[key] === 'string') {
+          found = true;
+          clearTimeout(timer);
+          resolve({ child, value: obj[key] as string });
+        } else if (obj.level !== undefined && Number(obj.level) >= 50) {
+          stderr += `\n${line}`;
+        }
+      } catch {
+        // not JSON: ignore
+      }
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (!found) reject(new Error(`${label} exited (${code ?? signal}) before it was ready\n${stderr}`));
+    });
+  });
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+function killAllNow(): void {
+  stopping = true;
+  for (const c of children) {
+    try {
+      c.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  if (tempDir && !process.env.BENCH_KEEP) fs.rmSync(tempDir, { recursive: true, force: true });
+}
+
+// ---------------------------------------------------------------- measuring
+
+let clockTicks = 100;
+try {
+  clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+} catch {
+  // Linux default
+}
+
+/** utime + stime of a process in seconds (from /proc; 0 where there is none). */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / clockTicks;
+  } catch {
+    return 0;
+  }
+}
+
+/** Cumulative event-loop utilization of a child (via bench/loop-probe.ts); null when it does not answer. */
+function loopTimes(child: ChildProcess): Promise<{ idle: number; active: number } | null> {
+  return new Promise((resolve) => {
+    if (!child.connected) return resolve(null);
+    const timer = setTimeout(() => done(null), 2000);
+    const onMsg = (m: unknown) => {
+      const elu = (m as { elu?: { idle: number; active: number } } | null)?.elu;
+      if (elu) done(elu);
+    };
+    function done(v: { idle: number; active: number } | null) {
+      clearTimeout(timer);
+      child.off('message', onMsg);
+      resolve(v);
+    }
+    child.on('message', onMsg);
+    child.send('elu');
+  });
+}
+
+/** Busy CPU seconds of the whole machine, all cores (from /proc/stat). */
+function machineBusySeconds(): number {
+  try {
+    const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal
+    const busy = f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!;
+    return busy / clockTicks;
+  } catch {
+    return NaN;
+  }
+}
+
+/** fdatasync rate of the disk holding `dir`: append 512 B + fdatasync in a loop. */
+function fsyncRate(dir: string, seconds: number): { perSec: number; meanMs: number } {
+  const file = path.join(dir, 'fsync-probe');
+  const fd = fs.openSync(file, 'w');
+  const buf = randomBytes(512);
+  let n = 0;
+  let off = 0;
+  const start = process.hrtime.bigint();
+  const end = start + BigInt(Math.round(seconds * 1e9));
+  let now = start;
+  while (now < end) {
+    fs.writeSync(fd, buf, 0, buf.length, off);
+    off += buf.length;
+    fs.fdatasyncSync(fd);
+    n++;
+    now = process.hrtime.bigint();
+  }
+  fs.closeSync(fd);
+  fs.rmSync(file);
+  const secs = Number(now - start) / 1e9;
+  return { perSec: n / secs, meanMs: (secs * 1000) / n };
+}
+
+async function auditCounters(api: string): Promise<{ count: number; sum: number }> {
+  const text = await (await fetch(`${api}/metrics`)).text();
+  const pick = (name: string) => Number(/^(\S+) (\S+)$/m.exec(text.split('\n').filter((l) => l.startsWith(name + ' ')).join('\n'))?.[2] ?? NaN);
+  return { count: pick('coffer_audit_write_duration_seconds_count'), sum: pick('coffer_audit_write_duration_seconds_sum') };
+}
+
+/** Runs autocannon; also keeps every 2xx latency as a float (autocannon's own histogram has 1 ms resolution). */
+function cannon(opts: Options): Promise<{ result: Result; p50: number; p99: number }> {
+  let lat = new Float64Array(1 << 16);
+  let n = 0;
+  return new Promise((resolve, reject) => {
+    const inst = autocannon(opts, (err, result) => {
+      if (err) return reject(err);
+      const v = lat.subarray(0, n).sort();
+      const q = (p: number) => (n === 0 ? NaN : v[Math.min(n - 1, Math.floor(p * n))]!);
+      resolve({ result, p50: q(0.5), p99: q(0.99) });
+    });
+    inst.on('response', (_client: unknown, status: number, _bytes: number, ms: number) => {
+      if (status < 200 || status > 299) return;
+      if (n === lat.length) {
+        const bigger = new Float64Array(lat.length * 2);
+        bigger.set(lat);
+        lat = bigger;
+      }
+      lat[n++] = ms;
+    });
+  });
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  const s = settings(process.argv.slice(2));
+  tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'coffer-bench-'));
+  const dataDir = path.join(tempDir, 'data');
+  const token = randomBytes(32).toString('base64url');
+  const value = randomBytes((VALUE_BYTES * 3) / 4).toString('base64url'); // 256 ASCII characters
+  const writeBody = JSON.stringify({ value });
+
+  const bare = await startChild([BARE_SERVER], { ...process.env }, 'url', 'bare fastify server');
+  const cofferEnv: NodeJS.ProcessEnv = {
+    ...process.env,
+    // info: the "coffer node ready" line carries the bound API address; requests themselves are not logged.
+    LOG_LEVEL: 'info',
+    VAULT_DATA_DIR: dataDir,
+    VAULT_API_ADDR: '127.0.0.1:0',
+    VAULT_RAFT_ADDR: '127.0.0.1:0',
+    VAULT_NODE_ID: 'bench',
+    VAULT_KMS_MODE: 'local',
+    VAULT_LOCAL_MASTER_KEY: randomBytes(32).toString('base64'),
+    VAULT_BOOTSTRAP_TOKEN: token,
+    VAULT_READ_ALLOWLIST: '127.0.0.1',
+  };
+  const profArgs = s.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${path.join(tempDir, 'profile')}`] : [];
+  const coffer = await startChild([...profArgs, s.cofferBin, 'server'], cofferEnv, 'api', 'coffer server');
+  const api = coffer.value;
+  const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+
+  // Seed: readable secrets and every write target (so writes are steady-state updates).
+  const names = [...READ_NAMES, ...WRITE_NAMES];
+  for (let i = 0; i < names.length; i += 16) {
+    await Promise.all(
+      names.slice(i, i + 16).map(async (n) => {
+        const r = await fetch(`${api}/v1/secrets/${n}`, { method: 'PUT', headers: auth, body: writeBody });
+        if (r.status !== 201 && r.status !== 200) throw new Error(`seeding ${n}: HTTP ${r.status} ${await r.text()}`);
+      }),
+    );
+  }
+  const check = await fetch(`${api}/v1/secrets/${READ_NAMES[0]}`);
+  const checkBody = await check.text();
+  if (check.status !== 200) throw new Error(`read check: HTTP ${check.status} ${checkBody}`);
+  const bareBody = await (await fetch(`${bare.value}/bare`)).text();
+
+  let writeSeq = 0;
+  const target: Record<Scenario, { child: ChildProcess; pid: number | undefined; opts: (c: number, d: number) => Options }> = {
+    bare: { child: bare.child, pid: bare.child.pid, opts: (c, d) => ({ url: `${bare.value}/bare`, connections: c, duration: d }) },
+    read: {
+      child: coffer.child,
+      pid: coffer.child.pid,
+      opts: (c, d) => ({
+        url: api,
+        connections: c,
+        duration: d,
+        requests: READ_NAMES.map((n) => ({ method: 'GET', path: `/v1/secrets/${n}` })),
+      }),
+    },
+    write: {
+      child: coffer.child,
+      pid: coffer.child.pid,
+      opts: (c, d) => ({
+        url: api,
+        connections: c,
+        duration: d,
+        requests: [
+          {
+            method: 'PUT',
+            headers: auth,
+            body: writeBody,
+            // A global round robin: concurrent writes land on different names and never queue on one name's lock.
+            setupRequest: (req) => ({ ...req, path: `/v1/secrets/${WRITE_NAMES[writeSeq++ % WRITE_NAMES.length]}` }),
+          },
+        ],
+      }),
+    },
+  };
+
+  async function measure(scenario: Scenario, connections: number, duration: number): Promise<Sample> {
+    const t = target[scenario];
+    const audit0 = scenario === 'bare' ? null : await auditCounters(api);
+    const loop0 = await loopTimes(t.child);
+    const cpu0 = cpuSeconds(t.pid);
+    const load0 = process.cpuUsage();
+    const machine0 = machineBusySeconds();
+    const wall0 = process.hrtime.bigint();
+    const { result: r, p50, p99 } = await cannon(t.opts(connections, duration));
+    const wall = Number(process.hrtime.bigint() - wall0) / 1e9;
+    const cpu = cpuSeconds(t.pid) - cpu0;
+    const load = process.cpuUsage(load0);
+    const machine = machineBusySeconds() - machine0;
+    const loop1 = await loopTimes(t.child);
+    const serverLoop =
+      loop0 && loop1 ? ((loop1.active - loop0.active) / (loop1.active - loop0.active + loop1.idle - loop0.idle)) * 100 : NaN;
+    const audit1 = scenario === 'bare' ? null : await auditCounters(api);
+    const sample: Sample = {
+      scenario,
+      connections,
+      rps: r['2xx'] / r.duration, // only successful responses count
+      p50,
+      p99,
+      bad: r.non2xx + r.errors + r.timeouts,
+      serverCpu: (cpu / wall) * 100,
+      serverLoop,
+      loadCpu: ((load.user + load.system) / 1e6 / wall) * 100,
+      otherCpu: Math.max(0, ((machine - cpu - (load.user + load.system) / 1e6) / wall) * 100),
+    };
+    if (audit0 && audit1) {
+      sample.auditBatches = (audit1.count - audit0.count) / wall;
+      sample.auditBusy = (audit1.sum - audit0.sum) / wall;
+    }
+    return sample;
+  }
+
+  const maxConn = Math.max(...s.connections);
+  const info = (msg: string) => process.stderr.write(msg + '\n');
+  info(`coffer bench: ${s.repeats} x ${s.connections.join('/')} connections x ${s.only.join('/')}, ${s.duration} s each (warm-up ${s.warmup} s)`);
+  info(`  body sizes: coffer read ${Buffer.byteLength(checkBody)} B, bare ${Buffer.byteLength(bareBody)} B`);
+  if (s.warmup > 0) for (const sc of s.only) await measure(sc, maxConn, s.warmup);
+
+  const samples: Sample[] = [];
+  for (let rep = 1; rep <= s.repeats; rep++) {
+    for (const c of s.connections) {
+      for (const sc of s.only) {
+        const x = await measure(sc, c, s.duration);
+        samples.push(x);
+        info(`  [${rep}/${s.repeats}] ${sc.padEnd(5)} c=${String(c).padEnd(3)} ${x.rps.toFixed(0).padStart(6)} req/s  p50 ${x.p50.toFixed(2)} ms  p99 ${x.p99.toFixed(2)} ms  server cpu ${x.serverCpu.toFixed(0)}% loop ${x.serverLoop.toFixed(0)}%  other ${x.otherCpu.toFixed(0)}%${x.bad ? `  NON-2XX/ERRORS ${x.bad}` : ''}`);
+      }
+    }
+  }
+
+  const fsync = fsyncRate(tempDir, 2);
+  const cpuInfo = os.cpus();
+
+  // ------------------------------------------------------------ report
+  const median = (xs: number[]) => {
+    const v = [...xs].sort((a, b) => a - b);
+    const m = Math.floor(v.length / 2);
+    return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+  };
+  const pick = (sc: Scenario, c: number) => samples.filter((x) => x.scenario === sc && x.connections === c);
+  const fmt = (n: number | undefined, digits = 0) => (n === undefined || Number.isNaN(n) ? '–' : n.toFixed(digits));
+  const label: Record<Scenario, string> = {
+    bare: 'bare Fastify GET (constant)',
+    read: 'Coffer GET /v1/secrets/{name}',
+    write: 'Coffer PUT /v1/secrets/{name}',
+  };
+
+  const out: string[] = [];
+  out.push(`Node ${process.version}, ${cpuInfo.length} CPUs (${cpuInfo[0]?.model.trim() ?? 'unknown'}), ${os.platform()} ${os.release()}`);
+  out.push(`${s.duration} s per run, ${s.repeats} interleaved repeats, medians shown; value ${VALUE_BYTES} B; disk fdatasync: ${fsync.perSec.toFixed(0)}/s (${fsync.meanMs.toFixed(2)} ms each)`);
+  out.push('');
+  out.push('| Scenario | Conns | req/s | p50 ms | p99 ms | server CPU % | server loop busy % | load-gen CPU % | other CPU % | audit fsyncs/s | audit busy % | non-2xx/errors |');
+  out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const c of s.connections) {
+    for (const sc of s.only) {
+      const xs = pick(sc, c);
+      const isCoffer = sc !== 'bare';
+      out.push(
+        `| ${label[sc]} | ${c} | ${fmt(median(xs.map((x) => x.rps)))} | ${fmt(median(xs.map((x) => x.p50)), 2)} | ${fmt(median(xs.map((x) => x.p99)), 2)} | ` +
+          `${fmt(median(xs.map((x) => x.serverCpu)))} | ${fmt(median(xs.map((x) => x.serverLoop)))} | ${fmt(median(xs.map((x) => x.loadCpu)))} | ${fmt(median(xs.map((x) => x.otherCpu)))} | ` +
+          `${isCoffer ? fmt(median(xs.map((x) => x.auditBatches ?? NaN))) : '–'} | ${isCoffer ? fmt(median(xs.map((x) => (x.auditBusy ?? NaN) * 100))) : '–'} | ` +
+          `${xs.reduce((a, x) => a + x.bad, 0)} |`,
+      );
+    }
+  }
+  out.push('');
+  for (const c of s.connections) {
+    const bareR = median(pick('bare', c).map((x) => x.rps));
+    const readR = median(pick('read', c).map((x) => x.rps));
+    if (s.only.includes('bare') && s.only.includes('read')) {
+      out.push(`- c=${c}: read/bare = ${((readR / bareR) * 100).toFixed(0)}% (target ≥ 50%: ${readR / bareR >= 0.5 ? 'met' : 'NOT met'})`);
+    }
+    if (s.only.includes('write')) {
+      const ws = pick('write', c);
+      const wr = median(ws.map((x) => x.rps));
+      const cpu = median(ws.map((x) => x.serverCpu));
+      const loop = median(ws.map((x) => x.serverLoop));
+      const busy = median(ws.map((x) => (x.auditBusy ?? 0) * 100));
+      // The loop is "active" while running JS and while blocked in the audit log's synchronous commit+fsync.
+      const bound =
+        loop < 85
+          ? 'fsync-bound: the event loop idles while log fsyncs run'
+          : busy >= 25
+            ? 'fsync-bound: the event loop is blocked in synchronous audit fsyncs'
+            : 'CPU-bound: the event loop is saturated running code';
+      out.push(
+        `- c=${c}: writes ${wr.toFixed(0)}/s; coffer CPU ${cpu.toFixed(0)}%, loop busy ${loop.toFixed(0)}% (of which audit commit+fsync ${busy.toFixed(0)}%); disk fdatasync ${fsync.perSec.toFixed(0)}/s → ${bound}`,
+      );
+    }
+  }
+  process.stdout.write(out.join('\n') + '\n');
+
+  stopping = true;
+  for (const c of [...children]) await stopChild(c);
+  if (s.cpuProf || s.keep) {
+    info(`kept ${tempDir}${s.cpuProf ? ` (CPU profile in ${path.join(tempDir, 'profile')})` : ''}`);
+  } else {
+    fs.rmSync(tempDir, { recursive: true, force: true });
+  }
+  tempDir = null;
+}
+
+process.on('exit', killAllNow);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.once(sig, () => {
+    killAllNow();
+    process.exit(130);
+  });
+}
+
+main().catch((err: unknown) => {
+  const cause = err instanceof Error && err.cause instanceof Error ? ` (${err.cause.message})` : '';
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}${cause}\n`);
+  killAllNow();
+  process.exit(1);
+});
