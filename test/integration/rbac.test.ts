@@ -183,6 +183,9 @@ describe('listing', () => {
       if (!cursor) break;
     }
     expect(seen).toEqual(['app/a1', 'app/a2', 'app/a3', 'app/a4/deep']);
+    // The last listable name ends the listing even though hidden names sort after it.
+    const last = await client(n.url, tokens.prefix).get('/v1/metadata?prefix=ap&limit=4');
+    expect(last.body).toEqual({ names: ['app/a1', 'app/a2', 'app/a3', 'app/a4/deep'], next_cursor: null });
     const all = await client(n.url, tokens.plus).get('/v1/metadata?limit=1000');
     expect(all.body.names).toEqual(['teams/red/db']);
     const everything = await client(n.url, tokens.star).get('/v1/metadata?limit=1000');

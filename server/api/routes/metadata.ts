@@ -84,21 +84,21 @@ export const metadataRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app,
       if (!rulesGrantAnywhere(p.rules, 'list')) throw new ApiError('forbidden', `role ${p.role} does not allow list`);
       const limit = Math.min(Number(req.query.limit ?? DEFAULT_LIST), MAX_LIST);
       let after = req.query.cursor ? decodeCursor(req.query.cursor) : '';
-      // Names the role may not list are skipped, not reported: a page may scan further to fill up.
+      // Names the role may not list are skipped, not reported, and never decide whether a next page exists:
+      // scan until one listable name beyond the page is found or the prefix runs out.
       const names: string[] = [];
-      let more = true;
-      while (names.length < limit && more) {
+      for (;;) {
         const batch = deps.reader.listNames(prefix, after, limit + 1);
-        more = batch.length > 0;
         for (const n of batch) {
           after = n;
           if (rulesAllow(p.rules, 'list', n)) names.push(n);
-          if (names.length === limit) break;
+          if (names.length > limit) break;
         }
-        if (batch.length <= limit && names.length < limit) more = false;
+        if (names.length > limit || batch.length <= limit) break;
       }
-      const hasMore = deps.reader.listNames(prefix, after, 1).length > 0;
-      return { names, next_cursor: hasMore ? encodeCursor(after) : null };
+      const hasMore = names.length > limit;
+      if (hasMore) names.length = limit;
+      return { names, next_cursor: hasMore ? encodeCursor(names[limit - 1]!) : null };
     },
   );
 };
