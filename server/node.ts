@@ -8,13 +8,15 @@ import { AuditLog } from './audit/audit-log.js';
 import { tokenSha256 } from './auth/tokens.js';
 import type { ServerConfig } from './config/config.js';
 import { openVersion, sealVersion } from './crypto/envelope.js';
-import { createKms, DekCache, EPHEMERAL_MASTER_KEY_WARNING, parseLocalMasterKey } from './kms/index.js';
+import { createKms, DekCache, type KmsProvider, EPHEMERAL_MASTER_KEY_WARNING, parseLocalMasterKey } from './kms/index.js';
 import { createLogger, type Logger } from './log/logger.js';
 import { auditMetricsHooks, createCofferMetrics } from './metrics/coffer-metrics.js';
 import { meteredKms } from './metrics/metered-kms.js';
 import { buildRaftListener } from './raft/listener.js';
 import { RaftReplicator } from './raft/raft-replicator.js';
-import type { Replicator } from './raft/replicator.js';
+import { NoLeaderError, type Replicator } from './raft/replicator.js';
+import { RAFT_PATHS } from './raft/transport.js';
+import { RewrapWorker } from './rewrap/worker.js';
 import { SecretService, type VersionSealer } from './secrets/service.js';
 import { capabilities } from './store/commands.js';
 import { StateReader } from './store/queries.js';
@@ -28,6 +30,8 @@ export interface RunningNode {
   /** Bound API address (useful when the configured port was 0). */
   apiUrl: string;
   logger: Logger;
+  /** For tests: the unmetered KMS provider (LocalKms.rotate) and the re-wrap worker. */
+  internals: { kms: KmsProvider; rewrap: RewrapWorker };
   close(): Promise<void>;
 }
 
@@ -75,7 +79,33 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
       if (config.bootstrapToken) bootstrapping = bootstrap(config.bootstrapToken, replicator, reader, logger, now);
     },
   });
-  const raftListener = await buildRaftListener(replicator, capabilities(), logger);
+  const rewrap = new RewrapWorker({
+    enabled: config.rewrapEnabled,
+    pollSecs: config.rewrapPollSecs,
+    maxPerSec: config.rewrapMaxPerSec,
+    kms: provider,
+    replicator,
+    reader,
+    logger,
+  });
+  const rewrapApi = {
+    status: () => rewrap.status(),
+    async forceOnLeader(): Promise<string | null> {
+      if (replicator.isLeader()) {
+        rewrap.force();
+        return config.nodeId;
+      }
+      const leader = replicator.status().leader_id;
+      if (!leader) throw new NoLeaderError('no leader to run the pass');
+      try {
+        await replicator.transport.forward(leader, RAFT_PATHS.rewrap, {});
+      } catch {
+        throw new NoLeaderError('the leader could not be reached');
+      }
+      return leader;
+    },
+  };
+  const raftListener = await buildRaftListener(replicator, capabilities(), logger, { forceRewrap: () => rewrap.force() });
   await raftListener.listen({ host: raftListenAddr.host, port: raftListenAddr.port });
   const audit = new AuditLog(config.dataDir, auditMetricsHooks(metrics));
   const now = () => new Date();
@@ -101,7 +131,7 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
       ? { cert: fs.readFileSync(config.tlsCertFile), key: fs.readFileSync(config.tlsKeyFile) }
       : undefined;
   const api = await buildApi(
-    { config, reader, replicator, secrets, authz, audit, metrics, logger, release: RELEASE, capabilities: capabilities(), now, writeImage: (file) => sm.writeImage(file) },
+    { config, reader, replicator, secrets, authz, audit, metrics, logger, release: RELEASE, capabilities: capabilities(), now, rewrap: rewrapApi, writeImage: (file) => sm.writeImage(file) },
     https,
   );
 
@@ -115,6 +145,7 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
   const addr = api.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.apiAddr.port;
   const apiUrl = `${https ? 'https' : 'http'}://${config.apiAddr.host === '0.0.0.0' ? '127.0.0.1' : config.apiAddr.host}:${port}`;
+  rewrap.start();
   logger.info({ api: apiUrl, data_dir: path.resolve(config.dataDir), kms_mode: config.kmsMode, release: RELEASE }, 'coffer node ready');
 
   return {
@@ -122,13 +153,15 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
     api,
     apiUrl,
     logger,
+    internals: { kms: kms.provider, rewrap },
     async close() {
       // Hand leadership over first so the cluster does not wait out an election timeout.
       if (replicator.isLeader() && replicator.status().peers.length > 1) await replicator.transferLeadership();
+      await rewrap.stop();
       await api.close();
       await raftListener.close();
       await replicator.close();
-      audit.close();
+      await audit.close();
       sm.close();
       cache.close();
       kms.close();

@@ -10,6 +10,7 @@ import { ApiError, errorBody, outcomeFor } from './errors.js';
 import { installErrorHandling } from './error-handler.js';
 import { adminRoutes } from './routes/admin.js';
 import { healthRoutes } from './routes/health.js';
+import { kmsRoutes } from './routes/kms.js';
 import { metadataRoutes } from './routes/metadata.js';
 import { roleRoutes } from './routes/roles.js';
 import { secretRoutes } from './routes/secrets.js';
@@ -121,7 +122,7 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions): Promise<Fas
 
   // Refuse a change up front when its audit record could not be written anyway.
   app.addHook('preHandler', async (req) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') deps.audit.probe();
+    if (req.method !== 'GET' && req.method !== 'HEAD') await deps.audit.probe();
   });
 
   app.addHook('onResponse', async (req, reply) => {
@@ -140,5 +141,6 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions): Promise<Fas
   await app.register(roleRoutes, { deps });
   await app.register(adminRoutes, { deps });
   await app.register(snapshotRoutes, { deps });
+  await app.register(kmsRoutes, { deps });
   return app;
 }

@@ -21,6 +21,12 @@ export interface ApiDeps {
   release: string;
   capabilities: string[];
   now: () => Date;
+  /** The re-wrap worker (status everywhere; passes run on the leader). */
+  rewrap: {
+    status(): import('../rewrap/worker.js').RewrapStatus;
+    /** Starts a pass on the leader (forwarded when this node follows); resolves with the leader's id. */
+    forceOnLeader(): Promise<string | null>;
+  };
   /** Writes a consistent image of state.db to a file (snapshot save). */
   writeImage: (file: string) => void;
 }

@@ -6,9 +6,27 @@
 // What is recorded: who (actor, client_ip), what (action, target, version) and
 // how it ended (outcome, status). There is deliberately no column for secret
 // values, tokens, request bodies or headers, so none can leak into the log.
+//
+// Writes run in a worker thread (audit-worker.ts) with its own connection, so
+// the commit and its fsync never block the event loop. Group commit: records
+// that arrive while one batch is in the worker accumulate and go as the next
+// batch (one transaction, one fsync). Queries read committed rows through a
+// separate read-only connection on the main thread (WAL allows it).
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import {
+  AUDIT_COLUMNS,
+  AUDIT_SCHEMA,
+  AUDIT_WORKER_ROLE,
+  type AuditRow,
+  type AuditWorkerData,
+  type AuditWorkerReply,
+  type AuditWorkerRequest,
+} from './audit-worker.js';
 
 export type AuditOutcome = 'allowed' | 'denied' | 'error';
 
@@ -54,9 +72,9 @@ export interface AuditLogOptions {
   /** Called when a batch fails (for coffer_audit_write_failures_total). */
   onFailure?: (error: unknown, count: number) => void;
   /**
-   * How long a write waits for a lock held by another connection. Default 1000.
-   * better-sqlite3 waits synchronously (the event loop stalls), and this
-   * process should be the only writer, so keep it short.
+   * How long a write or probe waits for a lock held by another connection.
+   * Default 1000. The wait happens in the writer thread, but records queue
+   * behind it and this process should be the only writer, so keep it short.
    */
   busyTimeoutMs?: number;
 }
@@ -69,32 +87,58 @@ export class AuditUnavailableError extends Error {
 export const AUDIT_DEFAULT_LIMIT = 100;
 export const AUDIT_MAX_LIMIT = 1000;
 const OUTCOMES: ReadonlySet<string> = new Set(['allowed', 'denied', 'error']);
-const COLUMNS = 'ts, node_id, request_id, actor, client_ip, action, target, version, outcome, status';
+const COLUMNS = AUDIT_COLUMNS.join(', ');
 
 interface Pending {
-  row: AuditRecord;
+  row: AuditRow;
   resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+interface Call {
+  resolve: (seconds: number) => void;
   reject: (err: Error) => void;
 }
 
 export class AuditLog {
   readonly path: string;
-  private db: Database.Database | null = null;
+  private readonly busyTimeoutMs: number;
+  /** Read-only connection for query(); dropped on any failure so the next query reopens. */
+  private reader: { db: Database.Database; page: Database.Statement } | null = null;
+  private worker: Worker | null = null;
+  private calls = new Map<number, Call>();
+  private nextId = 1;
   private queue: Pending[] = [];
+  /** The batch currently in the worker; settles only after it was handled (never rejects). */
+  private inflight: Promise<void> | null = null;
   private scheduled = false;
+  private probeWaiters: Call[] = [];
+  private probing: Promise<void> | null = null;
   private closed = false;
+  private closing: Promise<void> | null = null;
 
   /** Opens (creating if needed) `<dataDir>/audit.db`. Throws if it cannot be opened at start. */
   constructor(dataDir: string, private readonly opts: AuditLogOptions = {}) {
     mkdirSync(dataDir, { recursive: true });
     this.path = join(dataDir, 'audit.db');
-    this.db = this.open();
+    this.busyTimeoutMs = Math.max(0, Math.floor(opts.busyTimeoutMs ?? 1000));
+    // Create the schema synchronously, so a broken volume fails the start and
+    // the table exists before the first query; the worker opens its own handle.
+    const db = new Database(this.path);
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma(`busy_timeout = ${this.busyTimeoutMs}`);
+      db.exec(AUDIT_SCHEMA);
+    } finally {
+      db.close();
+    }
+    this.spawn();
   }
 
   /** Resolves once the record is committed and fsynced; rejects with AuditUnavailableError otherwise. */
   record(rec: AuditRecord): Promise<void> {
     if (this.closed) return Promise.reject(new AuditUnavailableError('audit log is closed'));
-    let row: AuditRecord;
+    let row: AuditRow;
     try {
       row = normalize(rec);
     } catch (err) {
@@ -102,10 +146,9 @@ export class AuditLog {
     }
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ row, resolve, reject });
-      // Group commit: everything queued before the check phase runs (this
-      // turn, plus I/O that piled up while the last fsync blocked the loop)
-      // shares one transaction and one fsync.
-      if (!this.scheduled) {
+      // Group commit: everything queued before the check phase runs shares one
+      // transaction; while that batch is in the worker, the next one gathers.
+      if (!this.scheduled && this.inflight === null) {
         this.scheduled = true;
         setImmediate(() => this.flush());
       }
@@ -113,20 +156,20 @@ export class AuditLog {
   }
 
   /**
-   * Throws AuditUnavailableError unless the audit database can take a write
-   * lock right now. Writes call it before they commit anything, so a broken
-   * audit volume refuses them up front instead of after the change happened.
-   * (A fault that strikes between this check and the record still fails the
-   * response closed, after the commit.)
+   * Rejects with AuditUnavailableError unless the audit database can take a
+   * write lock right now (BEGIN IMMEDIATE + ROLLBACK in the worker, waiting at
+   * most the busy timeout). Writes call it before they commit anything, so a
+   * broken audit volume refuses them up front instead of after the change
+   * happened. (A fault that strikes between this check and the record still
+   * fails the response closed, after the commit.) Concurrent callers share
+   * one probe that starts after they called.
    */
-  probe(): void {
-    try {
-      const db = this.handle();
-      db.prepare('BEGIN IMMEDIATE').run();
-      db.prepare('ROLLBACK').run();
-    } catch (err) {
-      throw this.fail(err);
-    }
+  probe(): Promise<void> {
+    if (this.closed) return Promise.reject(new AuditUnavailableError('audit log is closed'));
+    return new Promise<void>((resolve, reject) => {
+      this.probeWaiters.push({ resolve: () => resolve(), reject });
+      if (this.probing === null) this.startProbe();
+    });
   }
 
   /** Records with id > since, oldest first. Synchronous: reads only committed rows. */
@@ -136,15 +179,14 @@ export class AuditLog {
     if (!Number.isSafeInteger(since)) throw new RangeError('since must be an integer');
     if (!Number.isSafeInteger(limit)) throw new RangeError('limit must be an integer');
     const n = Math.min(Math.max(limit, 1), AUDIT_MAX_LIMIT);
+    if (this.closed) throw new AuditUnavailableError('audit log is closed');
     let rows: StoredAuditRecord[];
     try {
-      const db = this.handle();
       // Fetch one extra row to learn whether another page exists.
-      rows = db
-        .prepare(`SELECT id, ${COLUMNS} FROM audit_log WHERE id > ? ORDER BY id LIMIT ?`)
-        .all(Math.max(since, 0), n + 1) as StoredAuditRecord[];
+      rows = this.readHandle().page.all(Math.max(since, 0), n + 1) as StoredAuditRecord[];
     } catch (err) {
-      throw this.fail(err);
+      this.dropReader();
+      throw unavailable(err);
     }
     const more = rows.length > n;
     const records = more ? rows.slice(0, n) : rows;
@@ -152,106 +194,215 @@ export class AuditLog {
     return { records, next_since: more && last ? last.id : null };
   }
 
-  /** Writes whatever is queued, then closes. Later records reject. */
-  close(): void {
-    if (this.closed) return;
-    this.flush();
+  /** Writes whatever is queued, then stops the worker. Later records reject. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
     this.closed = true;
-    this.db?.close();
-    this.db = null;
+    // Drain: the batch in flight, then whatever queued behind it.
+    while (this.inflight !== null || this.queue.length > 0) {
+      if (this.inflight === null) this.flush();
+      if (this.inflight !== null) await this.inflight;
+    }
+    if (this.probing !== null) await this.probing;
+    const w = this.worker;
+    if (w !== null) {
+      try {
+        await this.call({ id: 0, op: 'close' });
+      } catch {
+        // The worker is gone already; terminating is all that is left.
+      }
+      this.worker = null;
+      await w.terminate();
+    }
+    this.dropReader();
   }
 
   private flush(): void {
     this.scheduled = false;
+    if (this.inflight !== null || this.queue.length === 0) return;
     const batch = this.queue;
     this.queue = [];
-    if (batch.length === 0) return;
-    const started = process.hrtime.bigint();
-    try {
-      const db = this.handle();
-      const insert = db.prepare(
-        `INSERT INTO audit_log (${COLUMNS}) VALUES (@ts, @node_id, @request_id, @actor, @client_ip, @action, @target, @version, @outcome, @status)`,
-      );
-      db.transaction((rows: AuditRecord[]) => {
-        for (const r of rows) insert.run(r);
-      }).immediate(batch.map((p) => p.row));
-    } catch (err) {
-      const e = this.fail(err);
-      for (const p of batch) p.reject(e);
-      safely(() => this.opts.onFailure?.(err, batch.length));
-      return;
+    this.inflight = this.call({ id: 0, op: 'batch', rows: batch.map((p) => p.row) }).then(
+      (seconds) => {
+        this.inflight = null;
+        for (const p of batch) p.resolve();
+        safely(() => this.opts.onFlush?.(seconds, batch.length));
+        this.next();
+      },
+      (err: Error) => {
+        this.inflight = null;
+        const e = this.failed(err);
+        for (const p of batch) p.reject(e);
+        safely(() => this.opts.onFailure?.(err, batch.length));
+        this.next();
+      },
+    );
+  }
+
+  /** Sends what gathered while a batch was in the worker. */
+  private next(): void {
+    if (this.queue.length > 0 && !this.scheduled) this.flush();
+  }
+
+  private startProbe(): void {
+    const waiters = this.probeWaiters;
+    this.probeWaiters = [];
+    this.probing = this.call({ id: 0, op: 'probe' }).then(
+      () => {
+        for (const w of waiters) w.resolve(0);
+      },
+      (err: Error) => {
+        const e = this.failed(err);
+        for (const w of waiters) w.reject(e);
+      },
+    ).finally(() => {
+      this.probing = null;
+      if (this.probeWaiters.length > 0) this.startProbe();
+    });
+  }
+
+  /** Sends a request to the worker (starting one if needed); settles with its reply. */
+  private call(req: AuditWorkerRequest): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      let w: Worker;
+      try {
+        w = this.worker ?? this.spawn();
+      } catch (err) {
+        reject(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+      const id = this.nextId++;
+      if (this.calls.size === 0) w.ref();
+      this.calls.set(id, { resolve, reject });
+      w.postMessage({ ...req, id });
+    });
+  }
+
+  private spawn(): Worker {
+    const data: AuditWorkerData = {
+      role: AUDIT_WORKER_ROLE,
+      path: this.path,
+      busyTimeoutMs: this.busyTimeoutMs,
+      requireFrom: fileURLToPath(import.meta.url),
+    };
+    const w = new Worker(workerUrl(), { workerData: data });
+    // Idle, the worker must not keep the process alive; call() refs it while a request is out.
+    w.unref();
+    let crash: Error | null = null;
+    w.on('message', (reply: AuditWorkerReply) => {
+      const c = this.calls.get(reply.id);
+      if (!c) return;
+      this.calls.delete(reply.id);
+      if (this.calls.size === 0) w.unref();
+      if (reply.ok) c.resolve(reply.seconds);
+      else c.reject(Object.assign(new Error(reply.message), { code: reply.code }));
+    });
+    w.on('error', (err) => {
+      crash = err;
+    });
+    // A crashed or terminated worker fails what it held; the next request starts a new one.
+    w.on('exit', (code) => {
+      if (this.worker === w) this.worker = null;
+      const pending = [...this.calls.values()];
+      this.calls.clear();
+      const err = crash ?? new Error(`audit worker exited with code ${code}`);
+      for (const c of pending) c.reject(err);
+    });
+    this.worker = w;
+    return w;
+  }
+
+  private readHandle(): { db: Database.Database; page: Database.Statement } {
+    if (this.reader === null || !this.reader.db.open) {
+      const db = new Database(this.path, { readonly: true, fileMustExist: true });
+      try {
+        db.pragma(`busy_timeout = ${this.busyTimeoutMs}`);
+        const page = db.prepare(`SELECT id, ${COLUMNS} FROM audit_log WHERE id > ? ORDER BY id LIMIT ?`);
+        this.reader = { db, page };
+      } catch (err) {
+        db.close();
+        throw err;
+      }
     }
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    for (const p of batch) p.resolve();
-    safely(() => this.opts.onFlush?.(seconds, batch.length));
+    return this.reader;
   }
 
-  private handle(): Database.Database {
-    if (this.closed) throw new AuditUnavailableError('audit log is closed');
-    if (this.db === null || !this.db.open) this.db = this.open();
-    return this.db;
-  }
-
-  private open(): Database.Database {
-    const db = new Database(this.path);
+  private dropReader(): void {
     try {
-      db.pragma('journal_mode = WAL');
-      // FULL: in WAL mode every commit fsyncs the WAL, so a resolved record survives power loss.
-      db.pragma('synchronous = FULL');
-      db.pragma(`busy_timeout = ${Math.max(0, Math.floor(this.opts.busyTimeoutMs ?? 1000))}`);
-      db.exec(`CREATE TABLE IF NOT EXISTS audit_log (
-        id INTEGER PRIMARY KEY,
-        ts TEXT NOT NULL,
-        node_id TEXT NOT NULL,
-        request_id TEXT NOT NULL,
-        actor TEXT NOT NULL,
-        client_ip TEXT NOT NULL,
-        action TEXT NOT NULL,
-        target TEXT,
-        version INTEGER,
-        outcome TEXT NOT NULL,
-        status INTEGER NOT NULL
-      );
-      CREATE INDEX IF NOT EXISTS audit_log_ts ON audit_log (ts);`);
-      return db;
-    } catch (err) {
-      db.close();
-      throw err;
-    }
-  }
-
-  /** Drops the handle so the next batch reopens from scratch, and wraps the cause. */
-  private fail(err: unknown): AuditUnavailableError {
-    if (err instanceof AuditUnavailableError) return err;
-    try {
-      this.db?.close();
+      this.reader?.db.close();
     } catch {
-      // The handle is already unusable; reopening is what matters.
+      // unusable anyway
     }
-    this.db = null;
-    const msg = err instanceof Error ? err.message : String(err);
-    return new AuditUnavailableError(`audit log unavailable: ${msg}`, { cause: err });
+    this.reader = null;
+  }
+
+  /** A worker-side failure: the worker already dropped its handle; drop ours too so the next query reopens. */
+  private failed(err: unknown): AuditUnavailableError {
+    this.dropReader();
+    return unavailable(err);
   }
 }
 
+function unavailable(err: unknown): AuditUnavailableError {
+  if (err instanceof AuditUnavailableError) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  return new AuditUnavailableError(`audit log unavailable: ${msg}`, { cause: err });
+}
+
+/**
+ * Where the writer thread's code comes from.
+ *
+ * From the compiled build (dist/, what `coffer server` runs) this is simply
+ * the `audit-worker.js` next to this file. Under vitest this module runs from
+ * its TypeScript source, and a Worker is a plain Node thread that vitest's
+ * transform does not reach: Node 20 cannot load `audit-worker.ts` itself, and
+ * pointing at dist/ would silently run a stale build when the source changed
+ * without `npm run build`. So from a `.ts` module we transpile the current
+ * `audit-worker.ts` with the TypeScript compiler (a devDependency, always there
+ * when sources run directly) and start it from a `data:` URL. That is why the
+ * worker imports only `node:` builtins and loads better-sqlite3 via
+ * createRequire(workerData.requireFrom). Computed once per process.
+ */
+let cachedWorkerUrl: URL | null = null;
+function workerUrl(): URL {
+  if (cachedWorkerUrl) return cachedWorkerUrl;
+  const here = import.meta.url;
+  if (!here.endsWith('.ts')) {
+    cachedWorkerUrl = new URL('./audit-worker.js', here);
+  } else {
+    const source = readFileSync(new URL('./audit-worker.ts', here), 'utf8');
+    const ts = createRequire(here)('typescript') as typeof import('typescript');
+    const js = ts.transpileModule(source, {
+      compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022, verbatimModuleSyntax: false },
+    }).outputText;
+    cachedWorkerUrl = new URL(`data:text/javascript;base64,${Buffer.from(js).toString('base64')}`);
+  }
+  return cachedWorkerUrl;
+}
+
 // Validated before queueing so one malformed record cannot fail a whole batch.
-function normalize(r: AuditRecord): AuditRecord {
+function normalize(r: AuditRecord): AuditRow {
   if (!OUTCOMES.has(r.outcome)) throw new TypeError(`invalid audit outcome: ${String(r.outcome)}`);
   if (!Number.isInteger(r.status)) throw new TypeError('audit status must be an integer');
   const version = r.version ?? null;
   if (version !== null && !Number.isSafeInteger(version)) throw new TypeError('audit version must be an integer');
-  return {
-    ts: String(r.ts),
-    node_id: String(r.node_id),
-    request_id: String(r.request_id),
-    actor: String(r.actor),
-    client_ip: String(r.client_ip),
-    action: String(r.action),
-    target: r.target == null ? null : String(r.target),
+  // In AUDIT_COLUMNS order; an array is cheaper to pass to the worker than an object.
+  return [
+    String(r.ts),
+    String(r.node_id),
+    String(r.request_id),
+    String(r.actor),
+    String(r.client_ip),
+    String(r.action),
+    r.target == null ? null : String(r.target),
     version,
-    outcome: r.outcome,
-    status: r.status,
-  };
+    r.outcome,
+    r.status,
+  ];
 }
 
 // A metrics callback must never crash the process from inside setImmediate.

@@ -17,7 +17,12 @@ export const ADDRESS_PATTERN = '^[A-Za-z0-9.-]+:[0-9]{1,5}$';
 
 const NODE_HEADER = { type: 'object', properties: { 'x-coffer-node': { type: 'string', minLength: 1, maxLength: 64 } }, required: ['x-coffer-node'] } as const;
 
-export async function buildRaftListener(rep: RaftReplicator, capabilities: string[], logger: Logger): Promise<FastifyInstance> {
+export interface ListenerHooks {
+  /** A follower asks this node (the leader) to run a re-wrap pass now. */
+  forceRewrap(): void;
+}
+
+export async function buildRaftListener(rep: RaftReplicator, capabilities: string[], logger: Logger, hooks: ListenerHooks): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: logger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -121,5 +126,10 @@ export async function buildRaftListener(rep: RaftReplicator, capabilities: strin
       }
     },
   );
+  app.post(RAFT_PATHS.rewrap, { schema: { headers: NODE_HEADER, body: { type: 'object', additionalProperties: false, properties: {} } } }, async (_req, res) => {
+    if (!rep.isLeader()) return res.code(503).send({ error: { code: 'no_leader', message: 'not the leader' } });
+    hooks.forceRewrap();
+    return { ok: true };
+  });
   return app;
 }

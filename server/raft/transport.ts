@@ -14,6 +14,7 @@ export const RAFT_PATHS = {
   snapshot: '/raft/v1/snapshot',
   propose: '/raft/v1/propose',
   membership: '/raft/v1/membership',
+  rewrap: '/raft/v1/rewrap',
 } as const;
 
 export interface TransportHooks {
@@ -199,9 +200,14 @@ export class Transport {
 
   /** Forwards an add/remove member request to the leader. */
   forwardMembership(leader: string, req: { op: 'add' | 'remove'; id: string; address?: string }): Promise<unknown> {
-    const p = this.peers.get(leader);
-    if (!p) return Promise.reject(new Error(`leader ${leader} has no known address`));
-    return postJson(this.agent, p.address, RAFT_PATHS.membership, JSON.stringify(req), this.hooks, 70_000);
+    return this.forward(leader, RAFT_PATHS.membership, req, 70_000);
+  }
+
+  /** Posts a JSON request to another member's Raft listener. */
+  forward(peer: string, path: string, body: unknown, timeoutMs = REQUEST_TIMEOUT_MS): Promise<unknown> {
+    const p = this.peers.get(peer);
+    if (!p) return Promise.reject(new Error(`member ${peer} has no known address`));
+    return postJson(this.agent, p.address, path, JSON.stringify(body), this.hooks, timeoutMs);
   }
 
   close(): void {

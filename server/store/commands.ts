@@ -83,6 +83,25 @@ export interface StateRestoreV1 {
   image: Uint8Array;
 }
 
+/** Re-wrapped DEK of one version (ciphertext, nonce and AAD untouched); applies only if the stored wrap is still `expected_wrapped_dek`. */
+export interface SecretRewrapV1 {
+  t: 'secret.rewrap';
+  v: 1;
+  name: string;
+  version: number;
+  expected_wrapped_dek: Uint8Array;
+  wrapped_dek: Uint8Array;
+  kms_key_id: string;
+  wrapped_rotation_at: string;
+}
+
+/** Sets re-wrap bookkeeping in kms_state (watermark, last pass). */
+export interface KmsStateV1 {
+  t: 'kms.state';
+  v: 1;
+  values: Record<string, string>;
+}
+
 export type Command =
   | SecretPutV1
   | SecretDeleteV1
@@ -92,7 +111,9 @@ export type Command =
   | RolePutV1
   | RoleDeleteV1
   | ClusterPeerV1
-  | StateRestoreV1;
+  | StateRestoreV1
+  | SecretRewrapV1
+  | KmsStateV1;
 
 export type CommandType = Command['t'];
 
@@ -102,6 +123,7 @@ const BINARY_FIELDS: Record<string, readonly string[]> = {
   'token.create': ['token_sha256'],
   'token.bootstrap': ['token_sha256'],
   'state.restore': ['image'],
+  'secret.rewrap': ['expected_wrapped_dek', 'wrapped_dek'],
 };
 
 /** Highest version this build decodes, per type. Advertised as capabilities (`type@version`). */
@@ -115,6 +137,8 @@ const BUILT_IN_COMMANDS: Record<CommandType, number> = {
   'role.delete': 1,
   'cluster.peer': 1,
   'state.restore': 1,
+  'secret.rewrap': 1,
+  'kms.state': 1,
 };
 
 /**

@@ -23,6 +23,13 @@ export interface VersionMeta {
   wrapped_rotation_at: string | null;
 }
 
+export interface RewrapCandidate {
+  name: string;
+  version: number;
+  wrapped_dek: Uint8Array;
+  kms_key_id: string;
+}
+
 export interface TokenRow {
   name: string;
   token_sha256: Uint8Array;
@@ -60,6 +67,14 @@ function prepare(db: Database.Database) {
       role: db.prepare('SELECT * FROM roles WHERE name = ?'),
       roles: db.prepare('SELECT * FROM roles ORDER BY name'),
       peers: db.prepare('SELECT id, address FROM raft_peers ORDER BY id'),
+      kmsState: db.prepare('SELECT value FROM kms_state WHERE key = ?').pluck(),
+      // Versions whose DEK was last wrapped before `rotation`, in a stable order so a pass can page through them.
+      rewrapPending: db.prepare(
+        `SELECT name, version, wrapped_dek, kms_key_id FROM secret_versions
+         WHERE coalesce(wrapped_rotation_at, created_at) < @rotation AND (name > @name OR (name = @name AND version > @version))
+         ORDER BY name, version LIMIT @limit`,
+      ),
+      rewrapPendingCount: db.prepare('SELECT count(*) FROM secret_versions WHERE coalesce(wrapped_rotation_at, created_at) < ?').pluck(),
   };
 }
 
@@ -72,6 +87,18 @@ export class StateReader {
     const src = 'generation' in this.source ? this.source : { db: this.source, generation: 0 };
     if (!this.cache || this.cache.generation !== src.generation) this.cache = { generation: src.generation, stmts: prepare(src.db) };
     return this.cache.stmts;
+  }
+
+  kmsState(key: string): string | undefined {
+    return this.stmts.kmsState.get(key) as string | undefined;
+  }
+
+  rewrapPending(rotation: string, after: { name: string; version: number }, limit: number): RewrapCandidate[] {
+    return this.stmts.rewrapPending.all({ rotation, name: after.name, version: after.version, limit }) as RewrapCandidate[];
+  }
+
+  rewrapPendingCount(rotation: string): number {
+    return this.stmts.rewrapPendingCount.get(rotation) as number;
   }
 
   /** Raft addresses of members, as applied from membership changes. */

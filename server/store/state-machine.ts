@@ -45,6 +45,11 @@ function prepare(db: Database.Database) {
       roleDelete: db.prepare('DELETE FROM roles WHERE name = ? AND builtin = 0'),
       peerUpsert: db.prepare('INSERT INTO raft_peers (id, address) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET address = excluded.address'),
       peerDelete: db.prepare('DELETE FROM raft_peers WHERE id = ?'),
+      rewrap: db.prepare(
+        `UPDATE secret_versions SET wrapped_dek = ?, kms_key_id = ?, wrapped_rotation_at = ?
+         WHERE name = ? AND version = ? AND wrapped_dek = ?`,
+      ),
+      kmsStateSet: db.prepare('INSERT INTO kms_state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
   };
 }
 
@@ -201,6 +206,14 @@ export class StateMachine {
         s.peerUpsert.run(cmd.id, cmd.address);
         return applied({ note: 'peers' });
       }
+      case 'secret.rewrap': {
+        const changed = s.rewrap.run(cmd.wrapped_dek, cmd.kms_key_id, cmd.wrapped_rotation_at, cmd.name, cmd.version, cmd.expected_wrapped_dek).changes;
+        // Deleted meanwhile, or re-wrapped by an earlier leader: nothing to do, and not an error.
+        return changed ? applied() : refused('stale', 'version is gone or was re-wrapped already');
+      }
+      case 'kms.state':
+        for (const [k, v] of Object.entries(cmd.values)) s.kmsStateSet.run(k, v);
+        return applied();
       case 'state.restore':
         this.restoreTables(cmd.image);
         return applied();
