@@ -92,7 +92,8 @@ export class RewrapWorker {
       watermark,
       pending_versions: target ? this.o.reader.rewrapPendingCount(target) : 0,
       last_pass: this.current ?? (stored ? (JSON.parse(stored) as PassReport) : null),
-      blocked_by: this.blockedBy,
+      // The leader knows every voter's capabilities; a follower reports what it saw when it last led.
+      blocked_by: this.o.enabled && this.o.replicator.isLeader() ? this.holdout() : this.blockedBy,
       running: this.running !== null,
     };
   }

@@ -258,4 +258,39 @@ describe('3-node cluster', () => {
     expect((await request(old.url, 'GET', '/v1/secrets/dec/b?consistency=stale')).status).not.toBe(200);
     expect((await request(old.url, 'GET', '/v1/health')).body.status).toBe('degraded');
   });
+
+  it('holds the re-wrap worker back while a voter does not advertise its commands, then proceeds', async () => {
+    const rewrapEnv = { VAULT_KMS_REWRAP_ENABLED: 'true', VAULT_KMS_REWRAP_POLL_SECS: '3600' };
+    cluster = await TestCluster.start(3);
+    const lead = await cluster.waitForLeader();
+    // Roll the flag on with one voter still on an "older release" that lacks the worker's commands.
+    const old = cluster.members.find((m) => m.id !== lead)!;
+    const { spawnNode } = await import('../helpers/node.js');
+    for (const m of cluster.members) {
+      await cluster.stopMember(m.id, 'SIGTERM');
+      m.proc = await spawnNode({ ...cluster.env(m), ...rewrapEnv, ...(m === old ? { COFFER_UNSUPPORTED_COMMANDS: 'secret.rewrap,kms.state' } : {}) });
+      await cluster.waitForLeader();
+    }
+    const status = async () => {
+      const leader = await cluster!.waitForLeader();
+      return (await client(cluster!.member(leader).url, cluster!.token).get('/v1/admin/kms/rewrap/status')).body;
+    };
+    const until = async (pred: (s: { blocked_by: string | null; watermark: string | null }) => boolean) => {
+      const deadline = Date.now() + 15_000;
+      for (;;) {
+        const s = await status();
+        if (pred(s)) return s;
+        if (Date.now() > deadline) throw new Error(JSON.stringify(s));
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    expect((await until((s) => s.blocked_by !== null)).blocked_by).toBe(old.id);
+    await new Promise((r) => setTimeout(r, 1500)); // a few worker ticks: still nothing proposed
+    expect(await status()).toMatchObject({ blocked_by: old.id, watermark: null, last_pass: null });
+
+    await cluster.stopMember(old.id, 'SIGTERM');
+    old.proc = await spawnNode({ ...cluster.env(old), ...rewrapEnv });
+    const cleared = await until((s) => s.blocked_by === null && s.watermark !== null);
+    expect(cleared.watermark).toBe('none');
+  });
 });
