@@ -130,7 +130,14 @@ export function postJson(
 }
 
 export class Transport {
-  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+  // Raft messages keep their own connections: a forwarded write waits for a
+  // commit, and if it shared sockets with appends, heartbeats and votes it
+  // could hold back the very traffic that commit needs.
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+  /** Forwarded proposals and admin requests: many may wait at once. */
+  private readonly forwardAgent = new http.Agent({ keepAlive: true });
+  /** Snapshot streams can take a while; they must not hold up either of the above. */
+  private readonly snapshotAgent = new http.Agent({ keepAlive: false });
   private readonly peers = new Map<string, PeerSender>();
 
   constructor(private readonly hooks: TransportHooks) {}
@@ -171,7 +178,7 @@ export class Transport {
           port,
           path: RAFT_PATHS.snapshot,
           method: 'POST',
-          agent: this.agent,
+          agent: this.snapshotAgent,
           headers: {
             'content-type': 'application/octet-stream',
             'content-length': fs.statSync(imageFile).size,
@@ -195,7 +202,7 @@ export class Transport {
     const p = this.peers.get(leader);
     if (!p) return Promise.reject(new Error(`leader ${leader} has no known address`));
     const body = JSON.stringify({ command: Buffer.from(command).toString('base64') });
-    return postJson(this.agent, p.address, RAFT_PATHS.propose, body, this.hooks, 15_000);
+    return postJson(this.forwardAgent, p.address, RAFT_PATHS.propose, body, this.hooks, 15_000);
   }
 
   /** Forwards an add/remove member request to the leader. */
@@ -207,10 +214,12 @@ export class Transport {
   forward(peer: string, path: string, body: unknown, timeoutMs = REQUEST_TIMEOUT_MS): Promise<unknown> {
     const p = this.peers.get(peer);
     if (!p) return Promise.reject(new Error(`member ${peer} has no known address`));
-    return postJson(this.agent, p.address, path, JSON.stringify(body), this.hooks, timeoutMs);
+    return postJson(this.forwardAgent, p.address, path, JSON.stringify(body), this.hooks, timeoutMs);
   }
 
   close(): void {
     this.agent.destroy();
+    this.forwardAgent.destroy();
+    this.snapshotAgent.destroy();
   }
 }

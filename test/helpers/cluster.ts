@@ -1,6 +1,7 @@
 // A cluster of real `coffer server` processes on 127.0.0.x for tests.
 import net from 'node:net';
 import path from 'node:path';
+import { FaultProxy, type LinkMode } from './fault-proxy.js';
 import { request } from './http.js';
 import { randomMasterKey, randomToken, spawnNode, tempDir, type SpawnedNode } from './node.js';
 
@@ -25,6 +26,16 @@ export interface ClusterMember {
   proc: SpawnedNode | null;
 }
 
+export interface ClusterOptions {
+  /**
+   * Route each initial member's traffic to every other initial member through
+   * its own FaultProxy (one per directed link), so tests can cut links with
+   * partition()/heal()/link(). Each node's VAULT_PEERS names the proxies it
+   * dials instead of the peers' real Raft addresses.
+   */
+  proxies?: boolean;
+}
+
 export class TestCluster {
   readonly token = randomToken();
   readonly masterKey = randomMasterKey();
@@ -32,10 +43,12 @@ export class TestCluster {
   readonly root = tempDir('coffer-cluster-');
   /** Members in VAULT_PEERS (the initial voters); joiners are added through the admin API. */
   private initialIds: string[] = [];
+  /** Directed links `from->to` when started with `proxies`. */
+  private readonly proxies = new Map<string, FaultProxy>();
 
   private constructor(private readonly extraEnv: Record<string, string>) {}
 
-  static async start(size: number, extraEnv: Record<string, string> = {}): Promise<TestCluster> {
+  static async start(size: number, extraEnv: Record<string, string> = {}, opts: ClusterOptions = {}): Promise<TestCluster> {
     const c = new TestCluster(extraEnv);
     for (let i = 1; i <= size; i++) {
       const host = `127.0.0.${i}`;
@@ -44,8 +57,28 @@ export class TestCluster {
       c.members.push({ id: `n${i}`, host, apiPort, raftPort, dataDir: path.join(c.root, `n${i}`), url: `http://${host}:${apiPort}`, proc: null });
     }
     c.initialIds = c.members.map((m) => m.id);
-    await Promise.all(c.members.map((m) => c.startMember(m.id)));
-    await c.waitForLeader();
+    if (opts.proxies) {
+      try {
+        for (const from of c.members) {
+          for (const to of c.members) {
+            if (from === to) continue;
+            // Listens on the target's loopback address, so the dialled host stays the peer's own.
+            c.proxies.set(`${from.id}->${to.id}`, await FaultProxy.start(to.host, to.host, to.raftPort));
+          }
+        }
+      } catch (err) {
+        await c.stop();
+        throw err;
+      }
+    }
+    try {
+      const started = await Promise.allSettled(c.members.map((m) => c.startMember(m.id)));
+      for (const r of started) if (r.status === 'rejected') throw r.reason;
+      await c.waitForLeader();
+    } catch (err) {
+      await c.stop(); // the caller never gets the cluster, so nothing else would stop what did start
+      throw err;
+    }
     return c;
   }
 
@@ -69,13 +102,39 @@ export class TestCluster {
     return m;
   }
 
+  /** The proxy on the directed link from -> to (clusters started with `proxies`). */
+  link(from: string, to: string): FaultProxy {
+    const p = this.proxies.get(`${from}->${to}`);
+    if (!p) throw new Error(`no proxy on link ${from}->${to} (start the cluster with { proxies: true })`);
+    return p;
+  }
+
+  /** Cuts `id` off from every other member, both directions. */
+  partition(id: string, mode: Exclude<LinkMode, 'pass'> = 'drop'): void {
+    if (this.proxies.size === 0) throw new Error('partition() needs a cluster started with { proxies: true }');
+    for (const [name, p] of this.proxies) {
+      const [from, to] = name.split('->');
+      if (from === id || to === id) p.setMode(mode);
+    }
+  }
+
+  /** Restores every link. */
+  heal(): void {
+    for (const p of this.proxies.values()) p.setMode('pass');
+  }
+
+  /** How `m` reaches peer `x`: through the proxy on that link when there is one. */
+  private peerAddress(m: ClusterMember, x: ClusterMember): string {
+    return this.proxies.get(`${m.id}->${x.id}`)?.address ?? `${x.host}:${x.raftPort}`;
+  }
+
   env(m: ClusterMember): Record<string, string> {
     return {
       VAULT_DATA_DIR: m.dataDir,
       VAULT_API_ADDR: `${m.host}:${m.apiPort}`,
       VAULT_RAFT_ADDR: `${m.host}:${m.raftPort}`,
       VAULT_NODE_ID: m.id,
-      VAULT_PEERS: this.members.filter((x) => this.initialIds.includes(x.id)).map((x) => `${x.id}=${x.host}:${x.raftPort}`).join(','),
+      VAULT_PEERS: this.members.filter((x) => this.initialIds.includes(x.id)).map((x) => `${x.id}=${this.peerAddress(m, x)}`).join(','),
       VAULT_LOCAL_MASTER_KEY: this.masterKey,
       VAULT_BOOTSTRAP_TOKEN: this.token,
       VAULT_READ_ALLOWLIST: '127.0.0.0/8',
@@ -127,6 +186,9 @@ export class TestCluster {
   }
 
   async stop(): Promise<void> {
+    for (const m of this.members) m.proc?.proc.kill('SIGCONT'); // in case a test left one paused
     await Promise.all(this.members.map((m) => m.proc?.stop('SIGKILL')));
+    await Promise.all([...this.proxies.values()].map((p) => p.close()));
+    this.proxies.clear();
   }
 }
