@@ -8,7 +8,7 @@ import { AuditLog } from './audit/audit-log.js';
 import { tokenSha256 } from './auth/tokens.js';
 import type { ServerConfig } from './config/config.js';
 import { openVersion, sealVersion } from './crypto/envelope.js';
-import { createKms, DekCache, type KmsProvider, EPHEMERAL_MASTER_KEY_WARNING, parseLocalMasterKey } from './kms/index.js';
+import { createKms, type KmsProvider, EPHEMERAL_MASTER_KEY_WARNING, parseLocalMasterKey } from './kms/index.js';
 import { createLogger, type Logger } from './log/logger.js';
 import { auditMetricsHooks, createCofferMetrics } from './metrics/coffer-metrics.js';
 import { meteredKms } from './metrics/metered-kms.js';
@@ -45,11 +45,10 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
     ...(config.kmsKeyId ? { keyId: config.kmsKeyId } : {}),
     ...(masterKey ? { localMasterKey: masterKey } : {}),
     dekCacheTtlSecs: config.dekCacheTtlSecs,
-  });
+  }, { wrap: (inner) => meteredKms(inner, metrics) });
   masterKey?.fill(0);
   if (kms.ephemeralMasterKey) logger.warn(`!!! ${EPHEMERAL_MASTER_KEY_WARNING} !!!`);
-  const provider = meteredKms(kms.provider, metrics);
-  const cache = new DekCache(provider, { ttlSecs: config.dekCacheTtlSecs });
+  const { provider, cache } = kms;
   const sealer: VersionSealer = {
     seal: (name, version, value) => sealVersion(provider, name, version, value),
     open: (row) =>
@@ -153,7 +152,7 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
     api,
     apiUrl,
     logger,
-    internals: { kms: kms.provider, rewrap },
+    internals: { kms: kms.raw, rewrap },
     async close() {
       // Hand leadership over first so the cluster does not wait out an election timeout.
       if (replicator.isLeader() && replicator.status().peers.length > 1) await replicator.transferLeadership();
@@ -163,7 +162,6 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
       await replicator.close();
       await audit.close();
       sm.close();
-      cache.close();
       kms.close();
     },
   };

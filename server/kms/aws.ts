@@ -40,6 +40,9 @@ export interface AwsKmsOptions {
   maxDelayMs?: number; // default 5000
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
+  /** No retry starts after this long since the call began (default 10 s), so a hung KMS answers 503 in bounded time. */
+  deadlineMs?: number;
+  now?: () => number;
 }
 
 const INTEGRITY = new Set(['InvalidCiphertextException', 'IncorrectKeyException']);
@@ -94,6 +97,8 @@ export class AwsKms implements KmsProvider {
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly random: () => number;
   private readonly ownsClient: boolean;
+  private readonly deadlineMs: number;
+  private readonly now: () => number;
   private resolvedKeyArn: string | undefined;
 
   constructor(opts: AwsKmsOptions) {
@@ -102,13 +107,16 @@ export class AwsKms implements KmsProvider {
     this.ownsClient = !opts.client;
     this.client = opts.client ?? new KMSClient({
       maxAttempts: 1,
-      requestHandler: { connectionTimeout: 2_000, requestTimeout: 5_000 },
+      // throwOnRequestTimeout: without it the SDK only logs a warning and an unanswering KMS hangs the call.
+      requestHandler: { connectionTimeout: 2_000, requestTimeout: 5_000, socketTimeout: 5_000, throwOnRequestTimeout: true },
     });
     this.maxAttempts = Math.max(1, opts.maxAttempts ?? 5);
     this.baseDelayMs = opts.baseDelayMs ?? 100;
     this.maxDelayMs = opts.maxDelayMs ?? 5_000;
     this.sleep = opts.sleep ?? sleepReal;
     this.random = opts.random ?? Math.random;
+    this.deadlineMs = opts.deadlineMs ?? 10_000;
+    this.now = opts.now ?? Date.now;
   }
 
   async generateDataKey(ctx: EncryptionContext): Promise<GeneratedDataKey> {
@@ -173,6 +181,7 @@ export class AwsKms implements KmsProvider {
 
   /** Runs one KMS operation with bounded retries; maps the final error. */
   private async call<T>(op: string, send: () => Promise<T>): Promise<T> {
+    const started = this.now();
     for (let attempt = 1; ; attempt++) {
       try {
         return await send();
@@ -180,7 +189,9 @@ export class AwsKms implements KmsProvider {
         if (attempt >= this.maxAttempts || !isRetryable(err)) throw mapKmsError(op, err, attempt);
         // Full jitter: uniform in [0, min(cap, base * 2^(attempt-1))].
         const ceiling = Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** (attempt - 1));
-        await this.sleep(Math.floor(this.random() * ceiling));
+        const delay = Math.floor(this.random() * ceiling);
+        if (this.now() - started + delay >= this.deadlineMs) throw mapKmsError(op, err, attempt);
+        await this.sleep(delay);
       }
     }
   }

@@ -30,10 +30,14 @@ export interface KmsConfig {
 export interface KmsDeps {
   awsClient?: KMSClient;
   now?: () => number;
+  /** Wraps the provider (e.g. to count calls); `provider` and `cache` both use the wrapped one. */
+  wrap?: (inner: KmsProvider) => KmsProvider;
 }
 
 export interface Kms {
   provider: KmsProvider;
+  /** The provider before `wrap`, e.g. for LocalKms.rotate() in tests. */
+  raw: KmsProvider;
   cache: DekCache;
   /** True when local mode runs on a random key: every secret is lost on restart. */
   ephemeralMasterKey: boolean;
@@ -61,13 +65,15 @@ export function createKms(config: KmsConfig, deps: KmsDeps = {}): Kms {
   } else {
     throw new Error(`VAULT_KMS_MODE must be 'local' or 'aws'`);
   }
-  const cache = new DekCache(provider, {
+  const outer = deps.wrap ? deps.wrap(provider) : provider;
+  const cache = new DekCache(outer, {
     ttlSecs: config.dekCacheTtlSecs,
     maxEntries: config.dekCacheMaxEntries,
     now: deps.now,
   });
   return {
-    provider,
+    provider: outer,
+    raw: provider,
     cache,
     ephemeralMasterKey,
     close() {

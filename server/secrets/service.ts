@@ -1,6 +1,7 @@
 // Secret operations on typed, validated input. Values are sealed on the node
-// that leads before they are proposed, so the log and state.db only ever see
-// ciphertext; the version number is fixed at seal time because it is the AAD.
+// that received the request (leader or follower) before they are proposed, so
+// the log and state.db only ever see ciphertext; the version number is fixed at
+// seal time because it is the AAD.
 import { ApiError } from '../api/errors.js';
 import type { Replicator } from '../raft/replicator.js';
 import type { StateReader, StoredVersion } from '../store/queries.js';

@@ -169,3 +169,22 @@ describe('AwsKms error mapping', () => {
     expect(() => new AwsKms({ keyId: '', client })).toThrow(/VAULT_KMS_KEY_ID/);
   });
 });
+
+describe('AwsKms deadline', () => {
+  it('stops retrying once the next attempt would start past the deadline', async () => {
+    let clock = 0;
+    kmsMock.on(DecryptCommand).callsFake(async () => {
+      clock += 5_000; // every attempt times out after 5 s
+      throw sdkError('TimeoutError', 0);
+    });
+    const p = new AwsKms({
+      keyId: KEY_ARN, client, maxAttempts: 10, baseDelayMs: 100, maxDelayMs: 1000, deadlineMs: 10_000,
+      now: () => clock, sleep: async (ms) => { clock += ms; sleeps.push(ms); }, random: () => 0.5,
+    });
+    await expect(p.decrypt(Uint8Array.of(1), KEY_ARN, ctx)).rejects.toThrow(KmsUnavailableError);
+    // Two 5 s attempts reach the 10 s deadline: no third attempt, though ten were allowed.
+    expect(kmsMock.commandCalls(DecryptCommand)).toHaveLength(2);
+    expect(clock).toBeLessThan(15_000);
+  });
+});
+
