@@ -29,6 +29,8 @@ export interface RunningNode {
   api: FastifyInstance;
   /** Bound API address (useful when the configured port was 0). */
   apiUrl: string;
+  /** Management listener (VAULT_MGMT_ADDR), when separate. */
+  mgmtUrl: string | null;
   logger: Logger;
   /** For tests: the unmetered KMS provider (LocalKms.rotate) and the re-wrap worker. */
   internals: { kms: KmsProvider; rewrap: RewrapWorker };
@@ -129,10 +131,10 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
     config.tlsCertFile && config.tlsKeyFile
       ? { cert: fs.readFileSync(config.tlsCertFile), key: fs.readFileSync(config.tlsKeyFile) }
       : undefined;
-  const api = await buildApi(
-    { config, reader, replicator, secrets, authz, audit, metrics, logger, release: RELEASE, capabilities: capabilities(), now, rewrap: rewrapApi, writeImage: (file) => sm.writeImage(file) },
-    https,
-  );
+  const apiDeps = { config, reader, replicator, secrets, authz, audit, metrics, logger, release: RELEASE, capabilities: capabilities(), now, rewrap: rewrapApi, writeImage: (file: string) => sm.writeImage(file) };
+  // With VAULT_MGMT_ADDR, the API address serves value reads only and management gets its own listener.
+  const api = await buildApi(apiDeps, https, config.mgmtAddr ? 'reads' : 'all');
+  const mgmt = config.mgmtAddr ? await buildApi(apiDeps, https, 'all') : null;
 
   // A single voter elects itself at once; wait for that so the bootstrap token works as soon as we answer.
   if (config.peers.length === 1) {
@@ -141,16 +143,17 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
   }
 
   await api.listen({ host: config.apiAddr.host, port: config.apiAddr.port });
-  const addr = api.server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : config.apiAddr.port;
-  const apiUrl = `${https ? 'https' : 'http'}://${config.apiAddr.host === '0.0.0.0' ? '127.0.0.1' : config.apiAddr.host}:${port}`;
+  if (mgmt && config.mgmtAddr) await mgmt.listen({ host: config.mgmtAddr.host, port: config.mgmtAddr.port });
+  const mgmtUrl = mgmt ? listenerUrl(mgmt, config.mgmtAddr!, Boolean(https)) : null;
+  const apiUrl = listenerUrl(api, config.apiAddr, Boolean(https));
   rewrap.start();
-  logger.info({ api: apiUrl, data_dir: path.resolve(config.dataDir), kms_mode: config.kmsMode, release: RELEASE }, 'coffer node ready');
+  logger.info({ api: apiUrl, ...(mgmtUrl ? { mgmt: mgmtUrl } : {}), data_dir: path.resolve(config.dataDir), kms_mode: config.kmsMode, release: RELEASE }, 'coffer node ready');
 
   return {
     config,
     api,
     apiUrl,
+    mgmtUrl,
     logger,
     internals: { kms: kms.raw, rewrap },
     async close() {
@@ -158,6 +161,7 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
       if (replicator.isLeader() && replicator.status().peers.length > 1) await replicator.transferLeadership();
       await rewrap.stop();
       await api.close();
+      await mgmt?.close();
       await raftListener.close();
       await replicator.close();
       await audit.close();
@@ -165,6 +169,12 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
       kms.close();
     },
   };
+}
+
+function listenerUrl(app: FastifyInstance, configured: { host: string; port: number }, tls: boolean): string {
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : configured.port;
+  return `${tls ? 'https' : 'http'}://${configured.host === '0.0.0.0' ? '127.0.0.1' : configured.host}:${port}`;
 }
 
 /** Test and benchmark knobs for Raft timing; not part of the VAULT_* contract. */

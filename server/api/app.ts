@@ -31,7 +31,12 @@ const FRAMEWORK_ERRORS: Record<string, string> = {
   FST_ERR_MAX_PARAM_LENGTH: 'URL parameter too long',
 };
 
-export async function buildApi(deps: ApiDeps, https?: HttpsOptions): Promise<FastifyInstance> {
+/** Routes a reads-only listener serves when management has a listener of its own (VAULT_MGMT_ADDR). */
+const READ_SURFACE = new Set(['secret.read', 'health', 'ready', 'metrics.read']);
+
+export type ApiSurface = 'all' | 'reads';
+
+export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: ApiSurface = 'all'): Promise<FastifyInstance> {
   const newContext = (req: FastifyRequest, routeAction: string | undefined): RequestContext => ({
     ts: deps.now().toISOString(),
     startedAt: process.hrtime.bigint(),
@@ -119,6 +124,13 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions): Promise<Fas
     void reply.code(503).header('content-type', 'application/json; charset=utf-8');
     return auditUnavailable();
   });
+
+  if (surface === 'reads') {
+    // Same routes, same audit: management answers 404 here and only on the management listener.
+    app.addHook('onRequest', async (req) => {
+      if (!READ_SURFACE.has(req.ctx.action)) throw new ApiError('not_found', 'served on the management listener only');
+    });
+  }
 
   // Refuse a change up front when its audit record could not be written anyway.
   app.addHook('preHandler', async (req) => {

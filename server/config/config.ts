@@ -1,7 +1,7 @@
 // Server configuration from the environment (DESIGN §3). Every variable is
 // parsed here, once; a malformed one stops the process with a message naming it.
 import os from 'node:os';
-import { Allowlist, parseIPv4 } from './ipv4.js';
+import { Allowlist, parseCidr, parseIPv4, type Cidr } from './ipv4.js';
 
 export interface HostPort {
   host: string;
@@ -34,6 +34,14 @@ export interface ServerConfig {
   tlsCertFile: string | null;
   tlsKeyFile: string | null;
   maxValueBytes: number;
+  /**
+   * VAULT_MGMT_ADDR: when set, management routes (everything but value reads,
+   * health, readiness and metrics) are served only on this listener, e.g. the
+   * WireGuard overlay address, and the API listener serves value reads only.
+   */
+  mgmtAddr: HostPort | null;
+  /** VAULT_OVERLAY_CIDR: the WireGuard overlay; when set, Raft and management must listen inside it. */
+  overlayCidr: string | null;
 }
 
 export class ConfigError extends Error {
@@ -142,6 +150,11 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     throw new ConfigError(tlsCertFile ? 'VAULT_TLS_KEY_FILE' : 'VAULT_TLS_CERT_FILE', 'TLS needs both the cert and the key file');
   }
 
+  const mgmtText = get(env, 'VAULT_MGMT_ADDR');
+  const mgmtAddr = mgmtText ? parseHostPort('VAULT_MGMT_ADDR', mgmtText) : null;
+  const overlayCidr = get(env, 'VAULT_OVERLAY_CIDR') ?? null;
+  if (overlayCidr !== null) checkOverlay(overlayCidr, raftAddr, raftAdvertise, mgmtAddr);
+
   return {
     dataDir,
     apiAddr,
@@ -162,7 +175,33 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     tlsCertFile,
     tlsKeyFile,
     maxValueBytes: parseIntVar(env, 'VAULT_MAX_VALUE_BYTES', 65_536, 1, 1_048_576),
+    mgmtAddr,
+    overlayCidr,
   };
+}
+
+/**
+ * Raft is plain HTTP by design: with the overlay enabled it must listen and be
+ * advertised on an overlay address only, never on 0.0.0.0 or an underlay
+ * address, and so must the management listener if there is one.
+ */
+function checkOverlay(cidrText: string, raftAddr: HostPort, raftAdvertise: HostPort, mgmtAddr: HostPort | null): void {
+  let cidr: Cidr;
+  try {
+    cidr = parseCidr(cidrText);
+  } catch (err) {
+    throw new ConfigError('VAULT_OVERLAY_CIDR', (err as Error).message);
+  }
+  const inside = (host: string) => new Allowlist([cidr]).allows(host);
+  if (!inside(raftAddr.host)) {
+    throw new ConfigError('VAULT_RAFT_ADDR', `${raftAddr.host} is not inside the overlay ${cidrText}: Raft would be reachable off the overlay`);
+  }
+  if (!inside(raftAdvertise.host)) {
+    throw new ConfigError('VAULT_RAFT_ADVERTISE', `${raftAdvertise.host} is not inside the overlay ${cidrText}`);
+  }
+  if (mgmtAddr && !inside(mgmtAddr.host)) {
+    throw new ConfigError('VAULT_MGMT_ADDR', `${mgmtAddr.host} is not inside the overlay ${cidrText}: management would be reachable off the overlay`);
+  }
 }
 
 /** True when the host is a literal IPv4 address (used to validate advertise addresses elsewhere). */

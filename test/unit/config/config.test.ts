@@ -94,3 +94,31 @@ describe('Allowlist', () => {
     expect(() => parseCidr('1.2.3.4/8/8')).toThrow();
   });
 });
+
+describe('overlay', () => {
+  const base = { VAULT_NODE_ID: 'n1', VAULT_OVERLAY_CIDR: '10.77.0.0/24' };
+
+  it('accepts Raft and management on overlay addresses', () => {
+    const c = loadConfig({ ...base, VAULT_RAFT_ADDR: '10.77.0.1:8201', VAULT_MGMT_ADDR: '10.77.0.1:8202' });
+    expect(c.overlayCidr).toBe('10.77.0.0/24');
+    expect(c.mgmtAddr).toEqual({ host: '10.77.0.1', port: 8202 });
+    expect(c.raftAdvertise).toEqual({ host: '10.77.0.1', port: 8201 });
+  });
+
+  it.each([
+    [{ VAULT_RAFT_ADDR: '0.0.0.0:8201', VAULT_RAFT_ADVERTISE: '10.77.0.1:8201' }, 'VAULT_RAFT_ADDR'],
+    [{ VAULT_RAFT_ADDR: '192.168.1.5:8201' }, 'VAULT_RAFT_ADDR'],
+    [{ VAULT_RAFT_ADDR: '10.77.0.1:8201', VAULT_RAFT_ADVERTISE: 'vault-0.vault-headless:8201' }, 'VAULT_RAFT_ADVERTISE'],
+    [{ VAULT_RAFT_ADDR: '10.77.0.1:8201', VAULT_MGMT_ADDR: '0.0.0.0:8202' }, 'VAULT_MGMT_ADDR'],
+    [{ VAULT_RAFT_ADDR: '10.77.0.1:8201', VAULT_OVERLAY_CIDR: '10.77.0.0/40' }, 'VAULT_OVERLAY_CIDR'],
+  ])('refuses a Raft or management listener off the overlay (%j)', (env, variable) => {
+    try {
+      loadConfig({ ...base, ...env });
+      expect.unreachable('should have refused');
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).variable).toBe(variable);
+    }
+  });
+});
+
