@@ -8,6 +8,15 @@ import {
 } from '../server/cli/commands.js';
 import { DEV_CLUSTER_HELP, runDevCluster } from '../server/cli/dev-cluster.js';
 import { runServer } from '../server/cli/server-command.js';
+import { OPERATOR_HELP, operatorCommand } from '../operator/cli/render.js';
+
+// The operator's line in the top-level help (TOP_HELP lists the server-side commands).
+const TOP = TOP_HELP.includes('\n  operator ')
+  ? TOP_HELP
+  : TOP_HELP.replace(
+      '\n  help [command]',
+      '\n  operator render -f FILE\n                         print the manifests for a VaultCluster (no cluster needed)\n  help [command]',
+    );
 
 const HELP: Record<string, string> = {
   server: SERVER_HELP,
@@ -16,6 +25,7 @@ const HELP: Record<string, string> = {
   role: ROLE_HELP,
   cluster: CLUSTER_HELP,
   'dev-cluster': DEV_CLUSTER_HELP,
+  operator: OPERATOR_HELP,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -23,15 +33,17 @@ async function main(argv: string[]): Promise<number> {
   const command = args.positionals[0];
   if (command === undefined || command === 'help') {
     const topic = args.positionals[1];
-    process.stdout.write((topic && HELP[topic]) || TOP_HELP);
+    process.stdout.write((topic && HELP[topic]) || TOP);
     process.stdout.write('\n');
     return command === undefined && !args.flags.has('help') ? 2 : 0;
   }
   const help = HELP[command];
   if (help === undefined) {
-    process.stderr.write(`coffer: unknown command '${command}'\n\n${TOP_HELP}\n`);
+    process.stderr.write(`coffer: unknown command '${command}'\n\n${TOP}\n`);
     return 2;
   }
+  // The operator has subcommands with their own --help.
+  if (command === 'operator') return operatorCommand(args.positionals.slice(1), args.flags);
   if (args.flags.has('help')) {
     process.stdout.write(help + '\n');
     return 0;

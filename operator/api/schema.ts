@@ -1,0 +1,384 @@
+// The VaultCluster API (coffer.dev/v1alpha1) as one TypeBox schema.
+//
+// This file is the single source of truth for the resource: the CRD in crds/
+// is generated from it (operator/crd/generate.ts), the static TypeScript types
+// are derived from it (operator/api/types.ts), and the operator validates and
+// defaults every object it reads with it. Field names follow DESIGN §6.
+//
+// Dialect notes: the schema is written for TypeBox's runtime checker. The CRD
+// generator translates the few constructs Kubernetes structural schemas do not
+// accept (literal unions become `enum`, records become `additionalProperties`,
+// `additionalProperties: false` is dropped because the API server prunes
+// unknown fields instead). Rules that need more than one field are written
+// once below as a CEL rule (for the API server) paired with the same check in
+// TypeScript (for the operator and `coffer operator render`).
+import { Type, type TSchema } from '@sinclair/typebox';
+
+export const GROUP = 'coffer.dev';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const KIND = 'VaultCluster';
+export const LIST_KIND = 'VaultClusterList';
+export const PLURAL = 'vaultclusters';
+export const SINGULAR = 'vaultcluster';
+export const SHORT_NAMES: readonly string[] = ['vc'];
+export const CRD_NAME = `${PLURAL}.${GROUP}`;
+
+/** Odd cluster sizes only: an even count adds a node without adding fault tolerance. */
+export const REPLICA_COUNTS = [1, 3, 5, 7] as const;
+
+/**
+ * Longest VaultCluster name: `<name>-headless` must stay a 63-character DNS
+ * label, and StatefulSet pods get a `controller-revision-hash` label of
+ * `<name>-<10 chars>` that must also fit in 63.
+ */
+export const MAX_NAME_LENGTH = 52;
+
+// ---------------------------------------------------------------- patterns
+
+/** RFC 1035 label (what Service names require). */
+export const DNS_LABEL = '^[a-z]([-a-z0-9]*[a-z0-9])?$';
+/** RFC 1123 subdomain (what Secret names require). */
+export const DNS_SUBDOMAIN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
+/** A key in a Secret's data. */
+export const SECRET_KEY = '^[-._a-zA-Z0-9]+$';
+const OCTET = '(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])';
+const IPV4 = `(${OCTET}\\.){3}${OCTET}`;
+const PREFIX = '(3[0-2]|[12]?[0-9])';
+/** An IPv4 address or an IPv4 CIDR (no leading zeros, as the server parses them). */
+export const IPV4_OR_CIDR = `^${IPV4}(/${PREFIX})?$`;
+/** An IPv4 CIDR with its prefix length. */
+export const IPV4_CIDR = `^${IPV4}/${PREFIX}$`;
+/** A Kubernetes resource.Quantity. */
+export const QUANTITY =
+  '^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$';
+const CONDITION_TYPE =
+  '^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$';
+const CONDITION_REASON = '^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$';
+
+/**
+ * Options that only the runtime validator reads; the CRD generator strips them.
+ * `errorMessage` replaces TypeBox's generic message for a failed pattern/enum.
+ */
+interface Friendly {
+  errorMessage?: string;
+}
+const strict = { additionalProperties: false } as const;
+
+// ---------------------------------------------------------------- cross-field rules
+
+/**
+ * A validation rule that needs more than one field. `rule` is CEL for the API
+ * server (`x-kubernetes-validations`), `check` is the same rule for the
+ * operator's own validator. Keep them saying the same thing.
+ */
+export interface CrossFieldRule<T> {
+  readonly rule: string;
+  readonly message: string;
+  /** Path of the object the rule is attached to, dotted (`spec.kms`). */
+  readonly at: string;
+  readonly check: (self: T) => boolean;
+}
+
+/** Rules on `spec.kms`. */
+export const KMS_RULES: readonly CrossFieldRule<{ mode: string; keyId?: string; localMasterKeySecretRef?: unknown }>[] = [
+  {
+    at: 'spec.kms',
+    rule: "self.mode != 'aws' || (has(self.keyId) && size(self.keyId) > 0)",
+    message: 'kms.keyId is required when kms.mode is aws',
+    check: (k) => k.mode !== 'aws' || (typeof k.keyId === 'string' && k.keyId.length > 0),
+  },
+  {
+    at: 'spec.kms',
+    rule: "self.mode == 'local' || !has(self.localMasterKeySecretRef)",
+    message: 'kms.localMasterKeySecretRef is only used when kms.mode is local',
+    check: (k) => k.mode === 'local' || k.localMasterKeySecretRef === undefined,
+  },
+];
+
+/**
+ * Transition rules on `spec.storage` (API server only: they compare with the
+ * stored object). volumeClaimTemplates of a StatefulSet cannot change, so a
+ * changed size or class would leave the StatefulSet unpatchable.
+ */
+export const STORAGE_TRANSITION_RULES: readonly { rule: string; message: string }[] = [
+  {
+    rule: 'self.size == oldSelf.size',
+    message: 'storage.size cannot be changed after creation (StatefulSet volume claim templates are immutable); expand the PVCs directly',
+  },
+  {
+    rule: 'has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)',
+    message: 'storage.storageClassName cannot be changed after creation',
+  },
+];
+
+function celRules(rules: readonly { rule: string; message: string }[]): { rule: string; message: string }[] {
+  return rules.map(({ rule, message }) => ({ rule, message }));
+}
+
+// ---------------------------------------------------------------- building blocks
+
+/** Reference to one key of a Secret in the VaultCluster's namespace. */
+export function secretKeyRefSchema(description: string) {
+  return Type.Object(
+    {
+      name: Type.String({
+        minLength: 1, maxLength: 253, pattern: DNS_SUBDOMAIN,
+        description: 'Name of the Secret, in the namespace of the VaultCluster.',
+        errorMessage: 'must be a valid Secret name (lowercase RFC 1123 subdomain)',
+      } as Friendly),
+      key: Type.String({
+        minLength: 1, maxLength: 253, pattern: SECRET_KEY,
+        description: 'Key within the Secret.',
+        errorMessage: 'must be a valid Secret key (letters, digits, -, _ and .)',
+      } as Friendly),
+    },
+    { ...strict, description },
+  );
+}
+
+const Quantity = Type.Union([Type.Integer(), Type.String({ pattern: QUANTITY })], {
+  errorMessage: 'must be a Kubernetes quantity such as 500m, 1Gi or 2',
+} as Friendly);
+
+const ResourceList = Type.Record(Type.String(), Quantity);
+
+/** core/v1 ResourceRequirements (limits and requests). */
+export const ResourceRequirementsSchema = Type.Object(
+  {
+    limits: Type.Optional(ResourceList),
+    requests: Type.Optional(ResourceList),
+  },
+  { ...strict, description: 'Compute resources of the vault container (core/v1 ResourceRequirements).' },
+);
+
+// ---------------------------------------------------------------- spec
+
+export const ReplicasSchema = Type.Union(
+  REPLICA_COUNTS.map((n) => Type.Literal(n)),
+  { default: 3, description: 'Number of vault nodes (Raft voters): 1, 3, 5 or 7.', errorMessage: 'must be 1, 3, 5 or 7' } as Friendly,
+);
+
+export const KmsModeSchema = Type.Union([Type.Literal('aws'), Type.Literal('local')], {
+  default: 'local',
+  description: 'aws: wrap data keys with an AWS KMS key. local: wrap them with a master key held in a Secret (development and tests).',
+  errorMessage: 'must be aws or local',
+} as Friendly);
+
+export const RewrapSchema = Type.Object(
+  {
+    enabled: Type.Boolean({ default: false, description: 'Run the leader-gated re-wrap worker (rolled out in two steps, see status.rollout).' }),
+    pollSecs: Type.Integer({ minimum: 1, maximum: 31_536_000, default: 86_400, description: 'How often the worker polls ListKeyRotations.' }),
+    maxPerSec: Type.Integer({ minimum: 1, maximum: 10_000, default: 20, description: 'ReEncrypt calls per second at most.' }),
+  },
+  { ...strict, default: {}, description: 'Re-wrapping of stored data keys after a KMS key rotation.' },
+);
+
+export const KmsSchema = Type.Object(
+  {
+    mode: KmsModeSchema,
+    keyId: Type.Optional(Type.String({ minLength: 1, maxLength: 2048, description: 'KMS key id, ARN or alias (aws mode).' })),
+    localMasterKeySecretRef: Type.Optional(
+      secretKeyRefSchema('Secret key holding the base64 32-byte master key (local mode). When absent the operator generates <name>-master-key once.'),
+    ),
+    dekCacheTtlSecs: Type.Integer({ minimum: 0, maximum: 86_400, default: 300, description: 'Lifetime of an unwrapped data key in memory; 0 disables the cache.' }),
+    rewrap: RewrapSchema,
+  },
+  { ...strict, default: {}, 'x-kubernetes-validations': celRules(KMS_RULES), description: 'Key management.' },
+);
+
+export const BootstrapSchema = Type.Object(
+  {
+    tokenSecretRef: Type.Optional(
+      secretKeyRefSchema('Secret key holding the bootstrap token, the same for every pod. When absent the operator generates <name>-bootstrap-token once.'),
+    ),
+  },
+  { ...strict, default: {}, description: 'The bootstrap admin token (mint real tokens with it, then revoke it).' },
+);
+
+export const WireguardSchema = Type.Object(
+  {
+    enabled: Type.Boolean({ default: false, description: 'Carry Raft traffic over a WireGuard mesh between the pods.' }),
+    port: Type.Integer({ minimum: 1, maximum: 65_535, default: 51_820, description: 'WireGuard UDP port.' }),
+    cidr: Type.String({
+      pattern: IPV4_CIDR, default: '10.77.0.0/24', description: 'Tunnel address range, one address per pod.',
+      errorMessage: 'must be an IPv4 CIDR such as 10.77.0.0/24',
+    } as Friendly),
+  },
+  { ...strict, default: {}, description: 'Encrypted node-to-node transport.' },
+);
+
+export const StorageSchema = Type.Object(
+  {
+    size: Type.String({
+      pattern: QUANTITY, default: '1Gi', description: 'Size of each node\'s data volume. Immutable.',
+      errorMessage: 'must be a Kubernetes quantity such as 1Gi',
+    } as Friendly),
+    storageClassName: Type.Optional(Type.String({ maxLength: 253, description: 'StorageClass of the data volumes (cluster default when absent). Immutable.' })),
+    deleteClaimsOnScaleDown: Type.Boolean({
+      default: false,
+      description: 'Delete a node\'s PersistentVolumeClaim when the cluster is scaled down. Off by default: claims are kept.',
+    }),
+    deleteClaimsOnDelete: Type.Boolean({
+      default: false,
+      description: 'Delete the PersistentVolumeClaims (and the generated key Secrets) when the VaultCluster is deleted. Off by default: data survives.',
+    }),
+  },
+  { ...strict, default: {}, 'x-kubernetes-validations': celRules(STORAGE_TRANSITION_RULES), description: 'Per-node persistent storage.' },
+);
+
+export const TlsSchema = Type.Object(
+  {
+    secretName: Type.String({
+      minLength: 1, maxLength: 253, pattern: DNS_SUBDOMAIN,
+      description: 'kubernetes.io/tls Secret (tls.crt, tls.key) for the API listener.',
+      errorMessage: 'must be a valid Secret name (lowercase RFC 1123 subdomain)',
+    } as Friendly),
+  },
+  { ...strict, description: 'Serve the API over TLS.' },
+);
+
+export const ServiceAccountSchema = Type.Object(
+  {
+    annotations: Type.Record(Type.String(), Type.String(), {
+      default: {},
+      description: 'Annotations of the ServiceAccount, e.g. eks.amazonaws.com/role-arn for IRSA.',
+    }),
+  },
+  { ...strict, default: {}, description: 'The ServiceAccount the vault pods run as.' },
+);
+
+export const VaultClusterSpecSchema = Type.Object(
+  {
+    replicas: ReplicasSchema,
+    image: Type.String({ minLength: 1, pattern: '^\\S+$', description: 'Container image of the coffer server.', errorMessage: 'must be a container image reference without spaces' } as Friendly),
+    readAllowlist: Type.Array(
+      Type.String({ pattern: IPV4_OR_CIDR, errorMessage: 'must be an IPv4 address or CIDR such as 10.0.0.0/8' } as Friendly),
+      { default: [], maxItems: 256, description: 'IPv4 addresses and CIDRs allowed to read secret values. Empty: nobody.' },
+    ),
+    trustProxy: Type.Boolean({ default: false, description: 'Take the client IP from the right-most X-Forwarded-For entry.' }),
+    kms: KmsSchema,
+    bootstrap: BootstrapSchema,
+    wireguard: WireguardSchema,
+    storage: StorageSchema,
+    tls: Type.Optional(TlsSchema),
+    serviceAccount: ServiceAccountSchema,
+    resources: Type.Optional(ResourceRequirementsSchema),
+  },
+  { ...strict, description: 'Desired state of a coffer vault cluster.' },
+);
+
+// ---------------------------------------------------------------- status
+
+/**
+ * Phases of the rotation-flag rollout (DESIGN §6). Turning
+ * `kms.rewrap.enabled` on first rolls every pod to the current release with
+ * the flag off, waits for the gate (StatefulSet fully rolled and ready, every
+ * pod's /v1/health reporting the release), then sets the flag and rolls again.
+ */
+export const ROLLOUT_PHASES = [
+  /** Nothing in progress: the StatefulSet matches the spec. */
+  'Idle',
+  /** Rolling every pod to targetImage with VAULT_KMS_REWRAP_ENABLED=false. */
+  'RollingOutFlagOff',
+  /** Waiting until the StatefulSet is fully rolled and every pod reports the release. */
+  'WaitingForGate',
+  /** Writing VAULT_KMS_REWRAP_ENABLED=true into the pod template. */
+  'EnablingFlag',
+  /** Rolling every pod with the flag on. */
+  'RollingOutFlagOn',
+  /** The flag is on everywhere; the rollout finished. */
+  'Complete',
+] as const;
+
+export const RolloutStatusSchema = Type.Object(
+  {
+    phase: Type.Union(ROLLOUT_PHASES.map((p) => Type.Literal(p)), { default: 'Idle', description: 'Where the rollout is.' }),
+    targetImage: Type.Optional(Type.String({ description: 'Image the rollout is moving every pod to.' })),
+    targetRewrap: Type.Optional(Type.Boolean({ description: 'Value of VAULT_KMS_REWRAP_ENABLED the rollout ends with.' })),
+    currentRewrap: Type.Optional(Type.Boolean({ description: 'Value of VAULT_KMS_REWRAP_ENABLED in the StatefulSet pod template now.' })),
+    targetRevision: Type.Optional(Type.String({ description: 'StatefulSet updateRevision the current step waits for.' })),
+    startedAt: Type.Optional(Type.String({ format: 'date-time', description: 'When this rollout started.' })),
+    lastTransitionTime: Type.Optional(Type.String({ format: 'date-time', description: 'When the phase last changed.' })),
+    message: Type.Optional(Type.String({ maxLength: 32_768, description: 'Human-readable progress.' })),
+  },
+  { ...strict, description: 'Progress of a release or rotation-flag rollout; a restarted operator resumes from here.' },
+);
+
+/** metav1.Condition. */
+export const ConditionSchema = Type.Object(
+  {
+    type: Type.String({ maxLength: 316, pattern: CONDITION_TYPE }),
+    status: Type.Union([Type.Literal('True'), Type.Literal('False'), Type.Literal('Unknown')]),
+    observedGeneration: Type.Optional(Type.Integer({ minimum: 0 })),
+    lastTransitionTime: Type.String({ format: 'date-time' }),
+    reason: Type.String({ minLength: 1, maxLength: 1024, pattern: CONDITION_REASON }),
+    message: Type.String({ maxLength: 32_768 }),
+  },
+  strict,
+);
+
+export const CONDITION_TYPES = ['Ready', 'Progressing', 'Degraded', 'RewrapEnabled'] as const;
+
+export const VaultClusterStatusSchema = Type.Object(
+  {
+    observedGeneration: Type.Optional(Type.Integer({ minimum: 0, description: 'metadata.generation the status describes.' })),
+    readyReplicas: Type.Optional(Type.Integer({ minimum: 0, description: 'Pods passing /v1/ready.' })),
+    leader: Type.Optional(Type.String({ description: 'Node id (pod name) of the Raft leader, when known.' })),
+    rollout: Type.Optional(RolloutStatusSchema),
+    conditions: Type.Optional(
+      Type.Array(ConditionSchema, {
+        'x-kubernetes-list-type': 'map',
+        'x-kubernetes-list-map-keys': ['type'],
+        description: 'Ready, Progressing, Degraded and RewrapEnabled.',
+      }),
+    ),
+  },
+  { ...strict, description: 'Observed state, written by the operator.' },
+);
+
+// ---------------------------------------------------------------- object
+
+/**
+ * Object metadata as the operator needs it; other fields pass through
+ * untyped (creationTimestamp may be a string or, via client-node models, a
+ * Date). The CRD does not carry this schema (the API server owns metadata);
+ * it only restricts the name.
+ */
+export const ObjectMetaSchema = Type.Object(
+  {
+    name: Type.String({
+      minLength: 1, maxLength: MAX_NAME_LENGTH, pattern: DNS_LABEL,
+      errorMessage: `must be a lowercase RFC 1035 label of at most ${MAX_NAME_LENGTH} characters`,
+    } as Friendly),
+    namespace: Type.Optional(Type.String({ minLength: 1 })),
+    uid: Type.Optional(Type.String()),
+    generation: Type.Optional(Type.Integer()),
+    resourceVersion: Type.Optional(Type.String()),
+    labels: Type.Optional(Type.Record(Type.String(), Type.String())),
+    annotations: Type.Optional(Type.Record(Type.String(), Type.String())),
+  },
+  { additionalProperties: true },
+);
+
+export const VaultClusterSchema = Type.Object(
+  {
+    apiVersion: Type.Literal(API_VERSION, { errorMessage: `must be ${API_VERSION}` } as Friendly),
+    kind: Type.Literal(KIND, { errorMessage: `must be ${KIND}` } as Friendly),
+    metadata: ObjectMetaSchema,
+    spec: VaultClusterSpecSchema,
+    status: Type.Optional(VaultClusterStatusSchema),
+  },
+  { ...strict, description: 'A coffer vault cluster: a StatefulSet of Raft-replicated vault nodes managed by the coffer operator.' },
+);
+
+/** Columns `kubectl get vc` prints. */
+export const PRINTER_COLUMNS: readonly { name: string; type: string; jsonPath: string; description?: string }[] = [
+  { name: 'Replicas', type: 'integer', jsonPath: '.spec.replicas', description: 'Desired vault nodes' },
+  { name: 'Ready', type: 'integer', jsonPath: '.status.readyReplicas', description: 'Nodes passing /v1/ready' },
+  { name: 'Leader', type: 'string', jsonPath: '.status.leader', description: 'Raft leader' },
+  { name: 'Phase', type: 'string', jsonPath: '.status.rollout.phase', description: 'Rollout phase' },
+  { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+];
+
+export type { TSchema };

@@ -1,0 +1,160 @@
+// `coffer operator render -f vaultcluster.yaml`: prints, without a cluster,
+// every object the operator would create for a VaultCluster, for GitOps users
+// and for review. Secrets appear only as references: their values are
+// generated inside the cluster, once, and never printed.
+import { readFileSync } from 'node:fs';
+import { parseAllDocuments, stringify } from 'yaml';
+import { formatIssues, validateVaultCluster, type VaultCluster } from '../api/types.js';
+import { buildManifests } from '../manifests/build.js';
+import { namespaceOf } from '../manifests/names.js';
+import { secretTemplates } from '../manifests/secrets.js';
+
+export const OPERATOR_HELP = `Usage: coffer operator <command> [options]
+
+The VaultCluster operator.
+
+Commands:
+  render -f FILE    print the manifests the operator creates for a VaultCluster,
+                    without a cluster (FILE '-' reads stdin)
+
+Run 'coffer operator <command> --help' for details.`;
+
+export const RENDER_HELP = `Usage: coffer operator render -f FILE
+
+Validates the VaultCluster(s) in FILE (YAML or JSON; '-' reads stdin; several
+documents allowed) and prints, as multi-document YAML, every object the
+operator would create: ServiceAccount, headless and client Services,
+StatefulSet and PodDisruptionBudget. No cluster is contacted.
+
+Secrets are shown as references only (name, key and who creates them), never
+with values: the bootstrap token and the local master key are generated once
+by the operator inside the cluster. VAULT_KMS_REWRAP_ENABLED is rendered from
+status.rollout.currentRewrap (false when absent): the operator switches it on
+through the two-step rollout, not straight from spec.kms.rewrap.enabled.
+
+Exit status: 0 on success, 2 when the file is not a valid VaultCluster.`;
+
+export interface RenderIO {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  readFile: (path: string) => string;
+  readStdin: () => string;
+}
+
+const defaultIO: RenderIO = {
+  stdout: (t) => process.stdout.write(t),
+  stderr: (t) => process.stderr.write(t),
+  readFile: (p) => readFileSync(p, 'utf8'),
+  readStdin: () => readFileSync(0, 'utf8'),
+};
+
+export class RenderError extends Error {
+  override readonly name = 'RenderError';
+}
+
+/** Parses YAML text, validates every VaultCluster in it and returns them with defaults applied. */
+export function parseVaultClusters(text: string, source = 'input'): VaultCluster[] {
+  const docs = parseAllDocuments(text);
+  const out: VaultCluster[] = [];
+  const problems: string[] = [];
+  let index = 0;
+  for (const doc of docs) {
+    index++;
+    if (doc.errors.length > 0) {
+      problems.push(`${source}: document ${index}: not valid YAML: ${doc.errors[0]?.message ?? 'parse error'}`);
+      continue;
+    }
+    const value: unknown = doc.toJS();
+    if (value === null || value === undefined) continue; // empty document (e.g. a trailing ---)
+    const result = validateVaultCluster(value);
+    if (!result.ok) {
+      const name = describeDoc(value);
+      problems.push(`${source}: document ${index}${name}: invalid VaultCluster:\n${formatIssues(result.errors)}`);
+      continue;
+    }
+    out.push(result.value);
+  }
+  if (problems.length > 0) throw new RenderError(problems.join('\n'));
+  if (out.length === 0) throw new RenderError(`${source}: no VaultCluster found`);
+  return out;
+}
+
+function describeDoc(value: unknown): string {
+  const meta = (value as { metadata?: { name?: unknown; namespace?: unknown } } | null)?.metadata;
+  if (typeof meta?.name !== 'string') return '';
+  return ` (${typeof meta.namespace === 'string' ? `${meta.namespace}/` : ''}${meta.name})`;
+}
+
+/** The multi-document YAML for some validated VaultClusters. */
+export function renderManifests(clusters: readonly VaultCluster[]): string {
+  const parts: string[] = [];
+  for (const vc of clusters) {
+    const ns = namespaceOf(vc);
+    const rewrapEnabled = vc.status?.rollout?.currentRewrap ?? false;
+    const lines = [
+      `# coffer operator render: objects the operator creates for VaultCluster ${ns}/${vc.metadata.name}.`,
+      '# Secrets are never rendered with values. The pods read:',
+    ];
+    for (const t of secretTemplates(vc)) {
+      const who = t.generated
+        ? 'generated once by the operator when missing, never overwritten'
+        : 'supplied by you (the operator only reads it)';
+      lines.push(`#   Secret ${t.namespace}/${t.name}, key "${t.key}": ${t.description}; ${who}`);
+    }
+    if (vc.spec.tls) lines.push(`#   Secret ${ns}/${vc.spec.tls.secretName}, keys "tls.crt" and "tls.key": API certificate; supplied by you`);
+    lines.push(
+      `# VAULT_KMS_REWRAP_ENABLED=${rewrapEnabled} (from status.rollout.currentRewrap; spec.kms.rewrap.enabled=${vc.spec.kms.rewrap.enabled} is applied through the rollout).`,
+    );
+    if (!vc.metadata.uid) lines.push('# ownerReferences omitted: the input has no metadata.uid (the operator sets them on the live objects).');
+    const manifests = buildManifests(vc, { rewrapEnabled });
+    parts.push(lines.join('\n') + '\n' + manifests.objects.map((o) => `---\n${stringify(o, { lineWidth: 0 })}`).join(''));
+  }
+  return parts.join('');
+}
+
+/** `coffer operator …`; returns the exit status. */
+export function operatorCommand(
+  positionals: readonly string[],
+  flags: ReadonlyMap<string, string | true>,
+  io: RenderIO = defaultIO,
+): number {
+  const sub = positionals[0];
+  if (sub === undefined) {
+    if (flags.has('help')) {
+      io.stdout(OPERATOR_HELP + '\n');
+      return 0;
+    }
+    io.stderr(`coffer operator: missing command\n\n${OPERATOR_HELP}\n`);
+    return 2;
+  }
+  if (sub !== 'render') {
+    io.stderr(`coffer operator: unknown command '${sub}'\n\n${OPERATOR_HELP}\n`);
+    return 2;
+  }
+  if (flags.has('help')) {
+    io.stdout(RENDER_HELP + '\n');
+    return 0;
+  }
+  const file = flags.get('file');
+  if (typeof file !== 'string' || positionals.length > 1) {
+    io.stderr(`coffer operator render: ${typeof file !== 'string' ? '-f FILE is required' : `unexpected argument '${positionals[1]}'`}\n\n${RENDER_HELP}\n`);
+    return 2;
+  }
+  let text: string;
+  try {
+    text = file === '-' ? io.readStdin() : io.readFile(file);
+  } catch (err) {
+    io.stderr(`coffer operator render: cannot read ${file}: ${(err as Error).message}\n`);
+    return 1;
+  }
+  try {
+    io.stdout(renderManifests(parseVaultClusters(text, file === '-' ? 'stdin' : file)));
+    return 0;
+  } catch (err) {
+    if (err instanceof RenderError) {
+      io.stderr(`coffer operator render: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+}

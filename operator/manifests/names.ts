@@ -1,0 +1,136 @@
+// Names, labels and fixed numbers of everything the operator creates for a
+// VaultCluster. Names and selector labels are part of the upgrade contract:
+// a StatefulSet's selector and serviceName cannot change, and PVCs are found
+// by name, so nothing here may depend on the spec or on the release.
+import { API_VERSION, KIND } from '../api/schema.js';
+import type { VaultCluster } from '../api/types.js';
+
+export const API_PORT = 8200;
+export const RAFT_PORT = 8201;
+export const API_PORT_NAME = 'api';
+export const RAFT_PORT_NAME = 'raft';
+
+/**
+ * Arguments of the vault container. The image's entrypoint is the `coffer`
+ * executable (DESIGN §2), so the container runs `coffer server`.
+ */
+export const SERVER_ARGS: readonly string[] = ['server'];
+
+/** Name of the vault container in the pod (the WireGuard sidecar sits beside it). */
+export const CONTAINER_NAME = 'vault';
+/** Volume claim template name; PVCs are `data-<name>-<ordinal>`. */
+export const DATA_VOLUME = 'data';
+export const DATA_MOUNT_PATH = '/var/lib/coffer';
+export const TMP_VOLUME = 'tmp';
+export const TMP_MOUNT_PATH = '/tmp';
+export const TLS_VOLUME = 'tls';
+export const TLS_MOUNT_PATH = '/etc/coffer/tls';
+
+/** UID/GID the server runs as (non-root); also the fsGroup that owns the data volume. */
+export const RUN_AS_USER = 10_001;
+export const RUN_AS_GROUP = 10_001;
+
+export const LABEL_NAME = 'app.kubernetes.io/name';
+export const LABEL_INSTANCE = 'app.kubernetes.io/instance';
+export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
+export const LABEL_COMPONENT = 'app.kubernetes.io/component';
+export const APP_NAME = 'coffer';
+export const MANAGED_BY = 'coffer-operator';
+
+/**
+ * Object names for a VaultCluster called `<name>`:
+ *
+ * | object | name |
+ * |---|---|
+ * | ServiceAccount | `<name>` |
+ * | StatefulSet | `<name>` (pods `<name>-0` … `<name>-N-1`) |
+ * | headless Service (Raft, pod DNS) | `<name>-headless` |
+ * | client Service (API) | `<name>-client` |
+ * | PodDisruptionBudget | `<name>` |
+ * | PVCs | `data-<name>-<ordinal>` |
+ * | generated bootstrap-token Secret | `<name>-bootstrap-token`, key `token` |
+ * | generated local master-key Secret | `<name>-master-key`, key `master-key` |
+ */
+export interface ResourceNames {
+  serviceAccount: string;
+  statefulSet: string;
+  headlessService: string;
+  clientService: string;
+  podDisruptionBudget: string;
+  bootstrapTokenSecret: string;
+  masterKeySecret: string;
+}
+
+export function resourceNames(name: string): ResourceNames {
+  return {
+    serviceAccount: name,
+    statefulSet: name,
+    headlessService: `${name}-headless`,
+    clientService: `${name}-client`,
+    podDisruptionBudget: name,
+    bootstrapTokenSecret: `${name}-bootstrap-token`,
+    masterKeySecret: `${name}-master-key`,
+  };
+}
+
+export const BOOTSTRAP_TOKEN_KEY = 'token';
+export const MASTER_KEY_KEY = 'master-key';
+
+/** Namespace of the VaultCluster (`default` when a file for `render` names none). */
+export function namespaceOf(vc: VaultCluster): string {
+  return vc.metadata.namespace ?? 'default';
+}
+
+/** Pod name of one ordinal; also the node's VAULT_NODE_ID. */
+export function podName(name: string, ordinal: number): string {
+  return `${name}-${ordinal}`;
+}
+
+/** PVC name of one ordinal. */
+export function claimName(name: string, ordinal: number): string {
+  return `${DATA_VOLUME}-${podName(name, ordinal)}`;
+}
+
+/**
+ * The pod selector. Never add to it: a StatefulSet's selector is immutable
+ * and PodDisruptionBudgets and Services must keep matching old pods.
+ */
+export function selectorLabels(name: string): Record<string, string> {
+  return { [LABEL_NAME]: APP_NAME, [LABEL_INSTANCE]: name };
+}
+
+/** Labels on every object the operator creates. */
+export function commonLabels(name: string): Record<string, string> {
+  return { ...selectorLabels(name), [LABEL_MANAGED_BY]: MANAGED_BY };
+}
+
+export interface OwnerReference {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
+  controller: boolean;
+  blockOwnerDeletion: boolean;
+}
+
+/** The controller owner reference to the VaultCluster, or none when its uid is unknown (render). */
+export function ownerReferences(vc: VaultCluster): OwnerReference[] {
+  const uid = vc.metadata.uid;
+  if (uid === undefined || uid === '') return [];
+  return [{ apiVersion: API_VERSION, kind: KIND, name: vc.metadata.name, uid, controller: true, blockOwnerDeletion: true }];
+}
+
+/** Raft address of one ordinal, through the headless Service. */
+export function raftHost(name: string, namespace: string, ordinal: number, clusterDomain?: string): string {
+  const svc = clusterDomain ? `svc.${clusterDomain}` : 'svc';
+  return `${podName(name, ordinal)}.${resourceNames(name).headlessService}.${namespace}.${svc}`;
+}
+
+/** VAULT_PEERS: every ordinal as `id=host:port`, in ordinal order. */
+export function peersValue(name: string, namespace: string, replicas: number, clusterDomain?: string): string {
+  const peers: string[] = [];
+  for (let i = 0; i < replicas; i++) {
+    peers.push(`${podName(name, i)}=${raftHost(name, namespace, i, clusterDomain)}:${RAFT_PORT}`);
+  }
+  return peers.join(',');
+}

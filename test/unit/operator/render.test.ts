@@ -1,0 +1,97 @@
+import { describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { OPERATOR_HELP, RENDER_HELP, operatorCommand, type RenderIO } from '../../../operator/cli/render.js';
+
+const GOOD = `
+apiVersion: coffer.dev/v1alpha1
+kind: VaultCluster
+metadata:
+  name: vault
+  namespace: secrets
+spec:
+  replicas: 3
+  image: registry.example/coffer:1.0.0
+  readAllowlist: ["10.0.0.0/8"]
+  kms:
+    mode: local
+  tls:
+    secretName: vault-tls
+`;
+
+function run(argv: { positionals: string[]; flags?: Record<string, string | true> }, files: Record<string, string> = {}, stdin = '') {
+  let stdout = '';
+  let stderr = '';
+  const io: RenderIO = {
+    stdout: (t) => { stdout += t; },
+    stderr: (t) => { stderr += t; },
+    readFile: (p) => {
+      const text = files[p];
+      if (text === undefined) throw new Error(`ENOENT: no such file '${p}'`);
+      return text;
+    },
+    readStdin: () => stdin,
+  };
+  const code = operatorCommand(argv.positionals, new Map(Object.entries(argv.flags ?? {})), io);
+  return { code, stdout, stderr };
+}
+
+describe('coffer operator render', () => {
+  it('prints every object as multi-document YAML', () => {
+    const r = run({ positionals: ['render'], flags: { file: 'vc.yaml' } }, { 'vc.yaml': GOOD });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+    const docs = parseAllDocuments(r.stdout).map((d) => d.toJS() as { kind: string; metadata: { name: string; namespace: string } } | null);
+    const objects = docs.filter((d) => d !== null);
+    expect(objects.map((o) => `${o.kind}/${o.metadata.name}`)).toEqual([
+      'ServiceAccount/vault', 'Service/vault-headless', 'Service/vault-client', 'StatefulSet/vault', 'PodDisruptionBudget/vault',
+    ]);
+    for (const o of objects) expect(o.metadata.namespace).toBe('secrets');
+  });
+
+  it('shows Secrets as references only, never values', () => {
+    const r = run({ positionals: ['render'], flags: { file: 'vc.yaml' } }, { 'vc.yaml': GOOD });
+    expect(r.stdout).toContain('# Secrets are never rendered with values');
+    expect(r.stdout).toContain('Secret secrets/vault-bootstrap-token, key "token"');
+    expect(r.stdout).toContain('Secret secrets/vault-master-key, key "master-key"');
+    expect(r.stdout).toContain('Secret secrets/vault-tls');
+    expect(r.stdout).not.toMatch(/^kind: Secret$/m);
+    expect(r.stdout).not.toMatch(/^\s*(data|stringData):/m);
+  });
+
+  it('reads stdin with -f -, skips empty documents and renders several clusters', () => {
+    const second = GOOD.replace('name: vault', 'name: other');
+    const r = run({ positionals: ['render'], flags: { file: '-' } }, {}, `${GOOD}---\n---\n${second}`);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('VaultCluster secrets/vault.');
+    expect(r.stdout).toContain('VaultCluster secrets/other.');
+  });
+
+  it('refuses an invalid VaultCluster with readable errors and exit 2', () => {
+    const bad = GOOD.replace('replicas: 3', 'replicas: 2').replace('10.0.0.0/8', '10.0.0.0/40').replace('mode: local', 'mode: aws');
+    const r = run({ positionals: ['render'], flags: { file: 'bad.yaml' } }, { 'bad.yaml': bad });
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain('bad.yaml: document 1 (secrets/vault): invalid VaultCluster');
+    expect(r.stderr).toContain('spec.replicas: must be 1, 3, 5 or 7');
+    expect(r.stderr).toContain('spec.readAllowlist[0]: must be an IPv4 address or CIDR');
+    expect(r.stderr).toContain('spec.kms: kms.keyId is required when kms.mode is aws');
+  });
+
+  it('exits 2 on bad YAML, no documents or a missing -f; 1 on an unreadable file', () => {
+    expect(run({ positionals: ['render'], flags: { file: 'x' } }, { x: 'a: [' }).code).toBe(2);
+    expect(run({ positionals: ['render'], flags: { file: 'x' } }, { x: '' }).stderr).toContain('no VaultCluster found');
+    const noFile = run({ positionals: ['render'] });
+    expect(noFile.code).toBe(2);
+    expect(noFile.stderr).toContain('-f FILE is required');
+    const missing = run({ positionals: ['render'], flags: { file: 'nope.yaml' } });
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('cannot read nope.yaml');
+  });
+
+  it('has help for operator and render', () => {
+    expect(run({ positionals: [], flags: { help: true } })).toEqual({ code: 0, stdout: OPERATOR_HELP + '\n', stderr: '' });
+    expect(run({ positionals: ['render'], flags: { help: true } })).toEqual({ code: 0, stdout: RENDER_HELP + '\n', stderr: '' });
+    expect(run({ positionals: [] }).code).toBe(2);
+    expect(run({ positionals: ['deploy'] }).stderr).toContain("unknown command 'deploy'");
+  });
+});
