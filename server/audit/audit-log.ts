@@ -207,7 +207,7 @@ export class AuditLog {
       if (this.inflight === null) this.flush();
       if (this.inflight !== null) await this.inflight;
     }
-    if (this.probing !== null) await this.probing;
+    while (this.probing !== null) await this.probing;
     const w = this.worker;
     if (w !== null) {
       try {
@@ -226,7 +226,7 @@ export class AuditLog {
     if (this.inflight !== null || this.queue.length === 0) return;
     const batch = this.queue;
     this.queue = [];
-    this.inflight = this.call({ id: 0, op: 'batch', rows: batch.map((p) => p.row) }).then(
+    this.inflight = this.call({ id: 0, op: 'batch', rows: JSON.stringify(batch.map((p) => p.row)) }).then(
       (seconds) => {
         this.inflight = null;
         for (const p of batch) p.resolve();

@@ -46,13 +46,24 @@ abstract class Metric<L extends string, S> {
   protected abstract initial(): S;
   abstract render(): string[];
 
+  // Called on every observation (several per request), so it avoids Object.keys/map/includes:
+  // same key count and every label name present as an own key means exactly the expected set.
   protected values(labels: Partial<LabelValues<L>> | undefined): string[] {
-    const given = labels ?? {};
-    const keys = Object.keys(given);
-    if (keys.length !== this.labelNames.length || keys.some((k) => !this.labelNames.includes(k as L))) {
-      throw new Error(`${this.name}: expected labels {${this.labelNames.join(',')}}, got {${keys.join(',')}}`);
+    const given = (labels ?? {}) as Record<string, string | number | undefined>;
+    const names = this.labelNames;
+    let count = 0;
+    for (const k in given) if (Object.hasOwn(given, k)) count++;
+    const out = new Array<string>(names.length);
+    let ok = count === names.length;
+    for (let i = 0; ok && i < names.length; i++) {
+      const l = names[i]!;
+      if (Object.hasOwn(given, l)) out[i] = String(given[l]);
+      else ok = false;
     }
-    return this.labelNames.map((l) => String((given as LabelValues<L>)[l]));
+    if (!ok) {
+      throw new Error(`${this.name}: expected labels {${names.join(',')}}, got {${Object.keys(given).join(',')}}`);
+    }
+    return out;
   }
 
   protected get(values: string[]): S {
@@ -157,8 +168,10 @@ export class Histogram<L extends string = never> extends Metric<L, { counts: num
     const value = v ?? 0;
     const s = this.get(this.values(labels));
     // Per-bucket counts here; made cumulative at render time.
-    const i = this.buckets.findIndex((b) => value <= b);
-    if (i >= 0) s.counts[i] = (s.counts[i] ?? 0) + 1;
+    const b = this.buckets;
+    let i = 0;
+    while (i < b.length && !(value <= b[i]!)) i++;
+    if (i < b.length) s.counts[i] = (s.counts[i] ?? 0) + 1;
     s.sum += value;
     s.count += 1;
   }

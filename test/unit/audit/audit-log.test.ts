@@ -34,8 +34,8 @@ beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'coffer-audit-'));
 });
 
-afterEach(() => {
-  for (const l of open.splice(0)) l.close();
+afterEach(async () => {
+  for (const l of open.splice(0)) await l.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -77,7 +77,7 @@ describe('AuditLog', () => {
       other.close();
     }
     await log.record(rec(2));
-    log.close();
+    await log.close();
 
     const again = make();
     await again.record(rec(3));
@@ -158,12 +158,82 @@ describe('AuditLog', () => {
   it('rejects after close and flushes what was queued before close', async () => {
     const log = make();
     const queued = log.record(rec(1));
-    log.close();
+    const closing = log.close();
     await expect(queued).resolves.toBeUndefined();
     await expect(log.record(rec(2))).rejects.toBeInstanceOf(AuditUnavailableError);
+    await expect(log.probe()).rejects.toBeInstanceOf(AuditUnavailableError);
     expect(() => log.query()).toThrow(AuditUnavailableError);
+    await closing;
     const again = make();
     expect(again.query().records).toHaveLength(1);
+  });
+
+  it('probe resolves while the write lock is free and rejects while another connection holds it', async () => {
+    const log = make({ busyTimeoutMs: 20 });
+    await expect(log.probe()).resolves.toBeUndefined();
+    await Promise.all([log.probe(), log.probe(), log.probe()]);
+
+    const locker = new Database(join(dir, 'audit.db'));
+    locker.exec('BEGIN EXCLUSIVE');
+    try {
+      const probes = [log.probe(), log.probe()];
+      for (const p of probes) await expect(p).rejects.toBeInstanceOf(AuditUnavailableError);
+      await expect(probes[0]).rejects.toThrow(/audit log unavailable/);
+    } finally {
+      locker.exec('ROLLBACK');
+      locker.close();
+    }
+    await expect(log.probe()).resolves.toBeUndefined();
+    await log.record(rec(1));
+    expect(log.query().records.map((r) => r.request_id)).toEqual(['req-1']);
+  });
+
+  it('a lock wait does not block the event loop', async () => {
+    const log = make({ busyTimeoutMs: 300 });
+    await log.record(rec(1));
+    const locker = new Database(join(dir, 'audit.db'));
+    locker.exec('BEGIN IMMEDIATE');
+    try {
+      const stuck = log.record(rec(2));
+      let ticks = 0;
+      const timer = setInterval(() => ticks++, 10);
+      await expect(stuck).rejects.toBeInstanceOf(AuditUnavailableError);
+      clearInterval(timer);
+      // The worker waited out the busy timeout; the main thread kept running timers meanwhile.
+      expect(ticks).toBeGreaterThanOrEqual(5);
+      // Committed rows stay readable during the failure.
+    } finally {
+      locker.exec('ROLLBACK');
+      locker.close();
+    }
+    await log.record(rec(3));
+    expect(log.query().records.map((r) => r.request_id)).toEqual(['req-1', 'req-3']);
+  });
+
+  it('a crashed writer thread fails what it held and is restarted', async () => {
+    const failures: number[] = [];
+    const log = make({ onFailure: (_e, n) => failures.push(n) });
+    await log.record(rec(1));
+    const worker = () => (log as unknown as { worker: { terminate(): Promise<number> } | null }).worker;
+
+    // Killed while idle: the next record starts a new worker.
+    await worker()!.terminate();
+    await log.record(rec(2));
+
+    // Killed with a batch on its way: that batch either committed first or fails closed; nothing hangs.
+    const inFlight = log.record(rec(3));
+    await new Promise((r) => setImmediate(r)); // the batch is posted in the check phase
+    void worker()!.terminate();
+    const outcome = await inFlight.then(
+      () => 'committed',
+      (e: unknown) => (e instanceof AuditUnavailableError ? 'unavailable' : e),
+    );
+    expect(['committed', 'unavailable']).toContain(outcome);
+    await log.record(rec(4));
+    await expect(log.probe()).resolves.toBeUndefined();
+    const ids = log.query().records.map((r) => r.request_id);
+    expect(ids).toEqual(outcome === 'committed' ? ['req-1', 'req-2', 'req-3', 'req-4'] : ['req-1', 'req-2', 'req-4']);
+    expect(failures).toEqual(outcome === 'committed' ? [] : [1]);
   });
 
   it('has no column that could hold a secret value or token', () => {

@@ -70,7 +70,7 @@ describe('createCofferMetrics', () => {
       // A closed log rejects up front without attempting a batch, so no failure is counted.
       expect(f.get('coffer_audit_write_failures_total')?.samples[0]?.value).toBe(0);
     } finally {
-      log.close();
+      await log.close();
       rmSync(dir, { recursive: true, force: true });
     }
   });
