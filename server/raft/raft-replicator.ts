@@ -67,6 +67,9 @@ export class RaftReplicator implements Replicator {
   private closed = false;
   private applied: { index: number; term: number };
   private readonly snapshotDir: string;
+  /** Term and vote last made durable (appends in that term may leave before their own fsync). */
+  private persistedHard: { term: number; vote: string };
+  private addresses: Map<string, string> | null = null;
 
   constructor(opts: RaftReplicatorOptions) {
     this.opts = opts;
@@ -77,6 +80,8 @@ export class RaftReplicator implements Replicator {
     this.disk = DiskStorage.open(raftDir, initialVoter ? opts.initialPeers.map((p) => p.id) : null);
     if (opts.reader.peerAddresses().size === 0) opts.sm.seedPeers(opts.initialPeers);
     this.applied = opts.sm.appliedIndex();
+    const hs = this.disk.storage.hardState();
+    this.persistedHard = { term: hs.term, vote: hs.vote };
     this.node = new RaftNode({
       id: opts.nodeId,
       storage: this.disk.storage,
@@ -170,7 +175,7 @@ export class RaftReplicator implements Replicator {
     const st = this.node.status();
     const learner = st.confState.learners.includes(this.opts.nodeId);
     const role: NodeRole = learner ? 'learner' : st.role === 'leader' ? 'leader' : st.role === 'follower' ? 'follower' : 'candidate';
-    const addresses = this.opts.reader.peerAddresses();
+    const addresses = this.peerAddresses();
     const peers = [
       ...st.confState.voters.map((id) => ({ id, address: addresses.get(id) ?? '', voter: true })),
       ...st.confState.learners.map((id) => ({ id, address: addresses.get(id) ?? '', voter: false })),
@@ -326,17 +331,19 @@ export class RaftReplicator implements Replicator {
 
   private async handle(rd: Ready): Promise<void> {
     if (rd.snapshot) this.installSnapshot(rd);
+    // Leader appends go out before the leader's own fdatasync, so the
+    // followers' fsyncs overlap it (Raft thesis §10.2.1); see sendsBeforePersist.
+    const early = this.sendsBeforePersist(rd);
+    for (const m of early) this.sendOne(m);
     try {
       await this.disk.persist(rd);
     } catch (err) {
       // A failed fsync may have lost pages we cannot know about: stop rather than retry.
       throw new FatalStorageError(`raft log write failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
-    for (const m of rd.messages) {
-      if (m.type === 'snap') void this.sendSnapshot(m);
-      else if (!this.transport.send(m)) this.node.reportUnreachable(m.to);
-    }
-    for (const e of rd.committedEntries) this.apply(e);
+    if (rd.hardState) this.persistedHard = { term: rd.hardState.term, vote: rd.hardState.vote };
+    if (early.length < rd.messages.length) for (const m of rd.messages) if (!early.includes(m)) this.sendOne(m);
+    if (rd.committedEntries.length > 0) this.applyCommitted(rd.committedEntries);
     for (const rs of rd.readStates) this.releaseRead(rs.context, rs.index);
     if (rd.softState) {
       if (rd.softState.role === 'leader') this.opts.onLeader?.();
@@ -345,58 +352,144 @@ export class RaftReplicator implements Replicator {
     this.maybeCompact();
   }
 
+  private sendOne(m: Message): void {
+    if (m.type === 'snap') void this.sendSnapshot(m);
+    else if (!this.transport.send(m)) this.node.reportUnreachable(m.to);
+  }
+
+  /**
+   * The messages of `rd` that may leave before its entries and hard state are
+   * durable: this node's own appends and heartbeats, as leader, in a term
+   * (and vote) already on disk. Everything else (votes, vote responses,
+   * append responses, and anything in a Ready that changes term or vote or
+   * installs a snapshot) waits for the fdatasync as before.
+   *
+   * Why this is safe although the core counts the leader's own match at
+   * append time (raft.ts appendEntries), i.e. before it is durable:
+   * - An append only asks followers to store entries; by itself it commits
+   *   nothing and acknowledges nothing. If the leader crashes before its
+   *   fsync, the entries live on some followers only, like any uncommitted
+   *   entry, and the next leader keeps or overwrites them.
+   * - The commit index may count the leader's not-yet-durable entries, but it
+   *   only changes while this Ready's fsync is awaited (acks stepped in by
+   *   receive()), and everything that makes a commit visible — applying
+   *   entries (and so answering clients), read states, and the commit index
+   *   carried in later appends and heartbeats — comes in a LATER Ready. The
+   *   loop creates the next Ready only after this one's persist resolved, so
+   *   by then every entry counted for the leader is on its disk as well as on
+   *   the acknowledging followers': a real quorum of durable copies.
+   * - The commit index carried by the early messages themselves was computed
+   *   before this Ready, from acks of entries sent in earlier Readies, which
+   *   were durable here before this Ready existed.
+   * - A failed fsync stops the node (FatalStorageError) before any later
+   *   Ready, so nothing counted on the lost write is ever applied or announced.
+   * - The term and vote the appends carry were persisted by the Ready that
+   *   made this node a candidate (checked against persistedHard), so a crash
+   *   cannot let this node vote again in a term it has led.
+   */
+  private sendsBeforePersist(rd: Ready): readonly Message[] {
+    if (rd.messages.length === 0 || rd.snapshot) return [];
+    const term = this.persistedHard.term;
+    if (rd.hardState && (rd.hardState.term !== term || rd.hardState.vote !== this.persistedHard.vote)) return [];
+    const self = this.opts.nodeId;
+    let all = true;
+    for (const m of rd.messages) {
+      if (!((m.type === 'app' || m.type === 'heartbeat') && m.from === self && m.term === term)) {
+        all = false;
+        break;
+      }
+    }
+    if (all) return rd.messages;
+    return rd.messages.filter((m) => (m.type === 'app' || m.type === 'heartbeat') && m.from === self && m.term === term);
+  }
+
   private syncPeers(): void {
-    for (const [id, address] of this.opts.reader.peerAddresses()) this.transport.setPeer(id, address);
+    this.addresses = null;
+    for (const [id, address] of this.peerAddresses()) this.transport.setPeer(id, address);
+  }
+
+  /** The members' addresses from state.db, cached until an apply or snapshot may change them. */
+  private peerAddresses(): Map<string, string> {
+    return (this.addresses ??= this.opts.reader.peerAddresses());
   }
 
   private installSnapshot(rd: Ready): void {
     const file = Buffer.from(rd.snapshot!.data).toString('utf8');
     if (!file || !fs.existsSync(file)) throw new FatalStorageError('snapshot image missing');
     this.opts.sm.restoreImage(file);
+    this.addresses = null;
     this.applied = this.opts.sm.appliedIndex();
     this.syncPeers();
     this.opts.logger.info({ index: rd.snapshot!.meta.index }, 'installed snapshot from leader');
   }
 
-  private apply(e: Entry): void {
-    let result: ApplyResult = { ok: true };
-    try {
-      if (e.type === 'normal') {
-        result = this.opts.sm.applyEntry(e.index, e.term, e.data);
-        if (result.ok && result.note === 'peers') this.syncPeers();
-      } else if (e.type === 'noop') {
-        this.opts.sm.applyNoop(e.index, e.term);
-      } else {
-        const cc = decodeConfChange(e.data);
-        this.node.applyConfChange(cc);
-        this.opts.sm.applyMembership(e.index, e.term, { ...cc, address: null });
-        if (cc.type === 'removeNode') this.transport.removePeer(cc.nodeId);
+  /**
+   * Applies the committed entries of one Ready in ONE state.db transaction
+   * (each entry still records its own applied index). Waiters hear of results
+   * only after that transaction committed. An entry this release cannot
+   * decode stops applying right there: the entries before it commit, nothing
+   * after it is applied, and the node stops.
+   */
+  private applyCommitted(ents: readonly Entry[]): void {
+    const sm = this.opts.sm;
+    const results: ApplyResult[] = [];
+    let stopAt: Error | null = null;
+    let peersChanged = false;
+    sm.batch(() => {
+      for (const e of ents) {
+        let result: ApplyResult = { ok: true };
+        if (e.type === 'normal') {
+          try {
+            result = sm.applyEntry(e.index, e.term, e.data);
+          } catch (err) {
+            if (!(err instanceof UnknownCommandError)) throw err;
+            // Nothing of this entry was written (decoding comes first): commit the prefix.
+            stopAt = new FatalStorageError(`cannot decode committed entry ${e.index}: ${err.message}; stopped applying`);
+            return;
+          }
+          if (result.ok && result.note === 'peers') peersChanged = true;
+        } else if (e.type === 'noop') {
+          sm.applyNoop(e.index, e.term);
+        } else {
+          const cc = decodeConfChange(e.data);
+          this.node.applyConfChange(cc);
+          sm.applyMembership(e.index, e.term, { ...cc, address: null });
+          if (cc.type === 'removeNode') this.transport.removePeer(cc.nodeId);
+          this.addresses = null;
+        }
+        results.push(result);
       }
+    });
+    if (peersChanged) this.syncPeers();
+    const n = results.length;
+    for (let k = 0; k < n; k++) {
+      const e = ents[k]!;
       const w = this.proposals.get(e.index);
       if (w) {
         this.proposals.delete(e.index);
-        if (w.term === e.term) w.resolve(result);
+        if (w.term === e.term) w.resolve(results[k]!);
         else w.reject(new NoLeaderError('write lost to a leader change; retry'));
       }
-    } catch (err) {
-      if (err instanceof UnknownCommandError) {
-        throw new FatalStorageError(`cannot decode committed entry ${e.index}: ${err.message}; stopped applying`);
+    }
+    if (n > 0) {
+      const last = ents[n - 1]!;
+      this.applied = { index: Math.max(this.applied.index, last.index), term: last.term };
+      // Proposals at indexes below this one were overwritten by another leader's entries.
+      if (this.proposals.size > 0) {
+        for (const [i, w] of this.proposals) {
+          if (i < last.index) {
+            this.proposals.delete(i);
+            w.reject(new NoLeaderError('write lost to a leader change; retry'));
+          }
+        }
       }
-      throw err;
-    }
-    this.applied = { index: Math.max(this.applied.index, e.index), term: e.term };
-    // Proposals at indexes below this one were overwritten by another leader's entries.
-    for (const [i, w] of this.proposals) {
-      if (i < e.index) {
-        this.proposals.delete(i);
-        w.reject(new NoLeaderError('write lost to a leader change; retry'));
+      if (this.appliedWaiters.length > 0) {
+        const ready = this.appliedWaiters.filter((w) => w.index <= this.applied.index);
+        this.appliedWaiters = this.appliedWaiters.filter((w) => w.index > this.applied.index);
+        for (const w of ready) w.resolve();
       }
     }
-    if (this.appliedWaiters.length > 0) {
-      const ready = this.appliedWaiters.filter((w) => w.index <= this.applied.index);
-      this.appliedWaiters = this.appliedWaiters.filter((w) => w.index > this.applied.index);
-      for (const w of ready) w.resolve();
-    }
+    if (stopAt) throw stopAt;
   }
 
   private async sendSnapshot(m: Message): Promise<void> {

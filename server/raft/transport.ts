@@ -1,16 +1,21 @@
 // Outbound side of the Raft transport: one sender per peer over keep-alive
-// HTTP, at most one request in flight per peer so messages stay in order
-// (Raft tolerates loss, not reordering within a stream it pipelines).
+// HTTP (Nagle off), at most one request in flight per peer so messages stay in
+// order (Raft tolerates loss, not reordering within a stream it pipelines).
+// Whatever queues while a request is in flight goes out as the next batch, in
+// the binary form (codec.ts); a peer that predates it gets JSON instead.
 // Snapshot images stream as the request body of their own request.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import type { Message } from './core/index.js';
-import { encodeMessages } from './codec.js';
+import { BATCH_CONTENT_TYPE, encodeBatch, encodeMessages } from './codec.js';
 
 export const RAFT_PATHS = {
+  /** JSON message batches (kept for members that predate `batch`). */
   messages: '/raft/v1/messages',
+  /** Binary message batches. */
+  batch: '/raft/v1/batch',
   snapshot: '/raft/v1/snapshot',
   propose: '/raft/v1/propose',
   membership: '/raft/v1/membership',
@@ -29,10 +34,13 @@ export interface TransportHooks {
 
 const MAX_QUEUE = 4096;
 const REQUEST_TIMEOUT_MS = 5_000;
+const LEGACY_RETRY_MS = 60_000;
 
 class PeerSender {
   private queue: Message[] = [];
   private busy = false;
+  /** Until this time, speak JSON: the peer answered 404 to a binary batch (an older release). */
+  private legacyUntil = 0;
 
   constructor(
     readonly id: string,
@@ -54,10 +62,18 @@ class PeerSender {
         const batch = this.queue;
         this.queue = [];
         try {
-          const res = await postJson(this.agent, this.address, RAFT_PATHS.messages, encodeMessages(batch), this.hooks);
+          const res = Date.now() < this.legacyUntil
+            ? await postJson(this.agent, this.address, RAFT_PATHS.messages, encodeMessages(batch), this.hooks)
+            : await postJson(this.agent, this.address, RAFT_PATHS.batch, encodeBatch(batch), this.hooks, REQUEST_TIMEOUT_MS, BATCH_CONTENT_TYPE);
           const caps = (res as { capabilities?: unknown }).capabilities;
           if (Array.isArray(caps)) this.hooks.onPeerCapabilities(this.id, caps.map(String));
-        } catch {
+        } catch (err) {
+          if (Date.now() >= this.legacyUntil && (err as { statusCode?: number }).statusCode === 404) {
+            // A member from before the binary form: speak JSON to it for a while, then try again.
+            this.legacyUntil = Date.now() + LEGACY_RETRY_MS;
+            this.queue.unshift(...batch);
+            continue;
+          }
           this.hooks.onUnreachable(this.id);
           // Dropped: Raft re-sends what matters. Pause briefly so a dead peer is not hammered.
           await new Promise((r) => setTimeout(r, 50));
@@ -85,9 +101,10 @@ export function postJson(
   agent: http.Agent,
   address: string,
   path: string,
-  body: string,
+  body: string | Buffer,
   hooks: Pick<TransportHooks, 'nodeId' | 'capabilities'>,
   timeoutMs = REQUEST_TIMEOUT_MS,
+  contentType = 'application/json',
 ): Promise<unknown> {
   const { host, port } = splitAddress(address);
   return new Promise((resolve, reject) => {
@@ -100,7 +117,7 @@ export function postJson(
         agent,
         timeout: timeoutMs,
         headers: {
-          'content-type': 'application/json',
+          'content-type': contentType,
           'content-length': Buffer.byteLength(body),
           'x-coffer-node': hooks.nodeId,
           'x-coffer-capabilities': hooks.capabilities.join(','),
@@ -117,7 +134,7 @@ export function postJson(
           } catch {
             // fall through: not JSON
           }
-          if ((res.statusCode ?? 0) >= 300) reject(Object.assign(new Error(`raft peer answered ${res.statusCode}`), { body: parsed }));
+          if ((res.statusCode ?? 0) >= 300) reject(Object.assign(new Error(`raft peer answered ${res.statusCode}`), { body: parsed, statusCode: res.statusCode }));
           else resolve(parsed);
         });
         res.on('error', reject);
@@ -133,9 +150,9 @@ export class Transport {
   // Raft messages keep their own connections: a forwarded write waits for a
   // commit, and if it shared sockets with appends, heartbeats and votes it
   // could hold back the very traffic that commit needs.
-  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 2, noDelay: true });
   /** Forwarded proposals and admin requests: many may wait at once. */
-  private readonly forwardAgent = new http.Agent({ keepAlive: true });
+  private readonly forwardAgent = new http.Agent({ keepAlive: true, noDelay: true });
   /** Snapshot streams can take a while; they must not hold up either of the above. */
   private readonly snapshotAgent = new http.Agent({ keepAlive: false });
   private readonly peers = new Map<string, PeerSender>();

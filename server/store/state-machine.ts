@@ -1,5 +1,6 @@
 // The replicated state machine over state.db. `apply` is the only writer; it
-// runs one command and advances the applied index in a single transaction.
+// runs one command and advances the applied index in a single transaction, or,
+// inside `batch`, shares one transaction with the other entries of the batch.
 import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -64,6 +65,16 @@ export class StateMachine {
     this.file = path.join(dataDir, 'state.db');
     this.db = openDb(this.file);
     this.stmts = prepare(this.db);
+  }
+
+  /**
+   * Runs `fn` (a run of applies) in ONE SQLite transaction: it commits when
+   * `fn` returns and rolls everything back if `fn` throws. Each apply inside
+   * still advances the applied index with its own changes, so whatever prefix
+   * of the batch commits is exactly the prefix whose index is recorded.
+   */
+  batch<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
   }
 
   appliedIndex(): { index: number; term: number } {
@@ -146,6 +157,13 @@ export class StateMachine {
   }
 
   applyCommand(index: number, term: number, cmd: Command): ApplyResult {
+    if (this.db.inTransaction) {
+      // Inside `batch`: no savepoint per entry. An error here (other than a
+      // decode error, raised before anything changed) aborts the whole batch.
+      const result = this.execute(cmd);
+      this.stmts.appliedSet.run(index, term);
+      return result;
+    }
     return this.db.transaction((): ApplyResult => {
       const result = this.execute(cmd);
       this.stmts.appliedSet.run(index, term);
