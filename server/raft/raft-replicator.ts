@@ -45,10 +45,13 @@ interface ProposalWaiter {
 interface ReadWaiter {
   resolve: () => void;
   reject: (e: Error) => void;
+  deadline: number;
 }
 
 const LEADER_WAIT_MS = 3_000;
 const READ_TIMEOUT_MS = 5_000;
+/** A ReadIndex request or its heartbeat round can be lost like any message: ask again after this long. */
+const READ_RETRY_MS = 1_000;
 
 export class RaftReplicator implements Replicator {
   readonly node: RaftNode;
@@ -162,7 +165,7 @@ export class RaftReplicator implements Replicator {
   readBarrier(): Promise<void> {
     this.throwIfStopped();
     return new Promise((resolve, reject) => {
-      this.readQueue.push({ resolve, reject });
+      this.readQueue.push({ resolve, reject, deadline: Date.now() + READ_TIMEOUT_MS });
       this.startReadRound();
     });
   }
@@ -547,7 +550,7 @@ export class RaftReplicator implements Replicator {
         .catch((err: Error) => batch.forEach((w) => w.reject(err)));
       return;
     }
-    const timer = setTimeout(() => this.failReadRound(new NoLeaderError('read barrier timed out')), READ_TIMEOUT_MS);
+    const timer = setTimeout(() => this.retryReadRound(ctx), READ_RETRY_MS);
     this.readRound = { ctx, batch, timer };
     this.schedule();
   }
@@ -558,6 +561,18 @@ export class RaftReplicator implements Replicator {
     clearTimeout(round.timer);
     this.readRound = null;
     void this.waitApplied(index).then(() => round.batch.forEach((w) => w.resolve()));
+    this.startReadRound();
+  }
+
+  /** The round went unanswered: re-ask with a fresh context (still a point after every read began), or give up at the deadline. */
+  private retryReadRound(ctx: string): void {
+    const round = this.readRound;
+    if (!round || round.ctx !== ctx) return;
+    this.readRound = null;
+    const now = Date.now();
+    const expired = round.batch.filter((w) => w.deadline <= now);
+    expired.forEach((w) => w.reject(new NoLeaderError('read barrier timed out')));
+    this.readQueue.unshift(...round.batch.filter((w) => w.deadline > now));
     this.startReadRound();
   }
 
