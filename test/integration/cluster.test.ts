@@ -266,7 +266,8 @@ describe('3-node cluster', () => {
     // Roll the flag on with one voter still on an "older release" that lacks the worker's commands.
     const old = cluster.members.find((m) => m.id !== lead)!;
     const { spawnNode } = await import('../helpers/node.js');
-    for (const m of cluster.members) {
+    // The older voter goes first, so no node runs the worker while every voter still advertises everything.
+    for (const m of [old, ...cluster.members.filter((x) => x !== old)]) {
       await cluster.stopMember(m.id, 'SIGTERM');
       m.proc = await spawnNode({ ...cluster.env(m), ...rewrapEnv, ...(m === old ? { COFFER_UNSUPPORTED_COMMANDS: 'secret.rewrap,kms.state' } : {}) });
       await cluster.waitForLeader();
