@@ -9,13 +9,14 @@ import {
 import { DEV_CLUSTER_HELP, runDevCluster } from '../server/cli/dev-cluster.js';
 import { runServer } from '../server/cli/server-command.js';
 import { OPERATOR_HELP, operatorCommand } from '../operator/cli/render.js';
+import { runOperatorCommand } from '../operator/cli/operator.js';
 
 // The operator's line in the top-level help (TOP_HELP lists the server-side commands).
 const TOP = TOP_HELP.includes('\n  operator ')
   ? TOP_HELP
   : TOP_HELP.replace(
       '\n  help [command]',
-      '\n  operator render -f FILE\n                         print the manifests for a VaultCluster (no cluster needed)\n  help [command]',
+      '\n  operator [run]          run the VaultCluster controller\n  operator render -f FILE\n                         print the manifests for a VaultCluster (no cluster needed)\n  help [command]',
     );
 
 const HELP: Record<string, string> = {
@@ -43,7 +44,13 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   // The operator has subcommands with their own --help.
-  if (command === 'operator') return operatorCommand(args.positionals.slice(1), args.flags);
+  if (command === 'operator') {
+    const rest = argv.slice(argv.indexOf('operator') + 1);
+    const first = rest[0];
+    const isRun = first === 'run' || (first !== undefined && first.startsWith('--') && first !== '--help') || first === undefined;
+    if (isRun) return runOperatorCommand(rest);
+    return operatorCommand(args.positionals.slice(1), args.flags);
+  }
   if (args.flags.has('help')) {
     process.stdout.write(help + '\n');
     return 0;

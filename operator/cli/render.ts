@@ -14,6 +14,8 @@ export const OPERATOR_HELP = `Usage: coffer operator <command> [options]
 The VaultCluster operator.
 
 Commands:
+  run [options]     run the controller (the default when no command is given;
+                    'coffer operator run --help' lists the options)
   render -f FILE    print the manifests the operator creates for a VaultCluster,
                     without a cluster (FILE '-' reads stdin)
 

@@ -8,6 +8,7 @@
 import { renameSync, writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { stringify } from 'yaml';
+import { Value } from '@sinclair/typebox/value';
 import {
   API_VERSION, CRD_NAME, GROUP, KIND, LIST_KIND, MAX_NAME_LENGTH, DNS_LABEL, PLURAL, PRINTER_COLUMNS,
   SHORT_NAMES, SINGULAR, VERSION, VaultClusterSchema, VaultClusterSpecSchema, VaultClusterStatusSchema, type TSchema,
@@ -93,7 +94,11 @@ export function toStructural(input: TSchema): JsonObject {
 
   if (isObject(node.properties)) {
     const props: JsonObject = {};
-    for (const [name, child] of Object.entries(node.properties)) props[name] = toStructural(child as unknown as TSchema);
+    for (const [name, child] of Object.entries(node.properties)) {
+      // The original child keeps TypeBox's symbol keys, which Value.Default needs.
+      const original = (input as { properties?: Record<string, TSchema> }).properties?.[name];
+      props[name] = toStructural(original ?? (child as unknown as TSchema));
+    }
     out.properties = props;
     const required = Array.isArray(node.required)
       ? node.required.filter((r) => typeof r === 'string' && !(isObject(props[r]) && 'default' in (props[r] as JsonObject)))
@@ -107,6 +112,12 @@ export function toStructural(input: TSchema): JsonObject {
     out.additionalProperties = toStructural(values[0] as unknown as TSchema);
   }
   if (isObject(node.items)) out.items = toStructural(node.items as unknown as TSchema);
+  // An object default is written out with its own nested defaults applied: the
+  // API server does not default inside a default before it checks it against
+  // the CEL rules (`default: {}` on spec.kms fails "no such key: mode").
+  if (isObject(out.default) && isObject(node.properties)) {
+    out.default = Value.Default(input, structuredClone(out.default)) as Json;
+  }
   return ordered(out);
 }
 
