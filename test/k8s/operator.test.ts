@@ -1,0 +1,246 @@
+// The operator against a real control plane (etcd, kube-apiserver,
+// kube-controller-manager, kube-scheduler, kwok), running in-process under a
+// client-cert identity bound to exactly the rules in operator/rbac.ts (not
+// cluster-admin). kwok marks pods Ready; their /v1/health is a local stub
+// the operator reaches through --pod-health-url, reporting whatever release
+// each test says.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadKubeConfig, startOperator, type OperatorConfig, type RunningOperator } from '../../operator/operator.js';
+import { clusterRoleManifest, leaderElectionRoleManifest } from '../../operator/rbac.js';
+import { startControlPlane, type ControlPlane } from './harness/control-plane.js';
+
+const OP_NS = 'coffer-system';
+const NS = 'vaults';
+const IMAGE = 'registry.invalid/coffer:1.0.0';
+
+let cp: ControlPlane;
+let operatorKubeconfig: string;
+let stub: http.Server;
+let stubPort = 0;
+/** pod name -> version its /v1/health reports (default 1.0.0); null = unreachable. */
+const releases = new Map<string, string | null>();
+const running: RunningOperator[] = [];
+
+async function eventually<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 120_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+async function getJson(args: string[]): Promise<any> {
+  return JSON.parse(await cp.kubectlOk([...args, '-o', 'json']));
+}
+
+async function vc(): Promise<any> {
+  return getJson(['-n', NS, 'get', 'vaultcluster', 'vault']);
+}
+
+function operator(identity: string): RunningOperator {
+  const config: OperatorConfig = {
+    leaderElectionNamespace: OP_NS,
+    leaderElectionName: 'coffer-operator',
+    identity,
+    resyncPeriodMs: 10_000,
+    workers: 2,
+    podHealthUrl: `http://127.0.0.1:${stubPort}/health/{namespace}/{pod}`,
+    leaseDurationMs: 6_000,
+    renewDeadlineMs: 4_000,
+    retryPeriodMs: 1_000,
+  };
+  const op = startOperator(loadKubeConfig(operatorKubeconfig), config);
+  running.push(op);
+  return op;
+}
+
+async function stopOperator(op: RunningOperator): Promise<void> {
+  await op.stop();
+  running.splice(running.indexOf(op), 1);
+}
+
+function cluster(spec: Record<string, unknown> = {}): string {
+  return JSON.stringify({
+    apiVersion: 'coffer.dev/v1alpha1',
+    kind: 'VaultCluster',
+    metadata: { name: 'vault', namespace: NS },
+    spec: { replicas: 3, image: IMAGE, kms: { mode: 'local' }, ...spec },
+  });
+}
+
+const cond = (obj: any, type: string) => obj.status?.conditions?.find((c: any) => c.type === type);
+const flagOf = (sts: any) => sts.spec.template.spec.containers.find((c: any) => c.name === 'vault').env.find((e: any) => e.name === 'VAULT_KMS_REWRAP_ENABLED')?.value;
+
+beforeAll(async () => {
+  stub = http.createServer((req, res) => {
+    const m = /^\/health\/([^/]+)\/([^/]+)$/.exec(req.url ?? '');
+    const v = m ? (releases.has(m[2]!) ? releases.get(m[2]!) : '1.0.0') : null;
+    if (!v) {
+      res.writeHead(503).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ status: 'ok', node_id: m![2], role: 'follower', leader_id: 'vault-0', version: v, capabilities: [] }));
+  });
+  await new Promise<void>((r) => stub.listen(0, '127.0.0.1', r));
+  stubPort = (stub.address() as AddressInfo).port;
+
+  cp = await startControlPlane({ log: (line) => console.log(`[control-plane] ${line}`) });
+  await cp.kubectlOk(['apply', '--server-side', '-f', 'crds/vaultclusters.coffer.dev.yaml']);
+  await cp.kubectlOk(['wait', '--for=condition=Established', 'crd/vaultclusters.coffer.dev', '--timeout=60s']);
+  const user = `system:serviceaccount:${OP_NS}:coffer-operator`;
+  const rbac = [
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: OP_NS } },
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } },
+    clusterRoleManifest('coffer-operator'),
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: 'coffer-operator' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'coffer-operator' },
+      subjects: [{ kind: 'ServiceAccount', name: 'coffer-operator', namespace: OP_NS }],
+    },
+    leaderElectionRoleManifest('coffer-operator-leader-election', OP_NS),
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'coffer-operator-leader-election', namespace: OP_NS },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'coffer-operator-leader-election' },
+      subjects: [{ kind: 'ServiceAccount', name: 'coffer-operator', namespace: OP_NS }],
+    },
+  ];
+  await cp.kubectlOk(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: rbac }));
+  operatorKubeconfig = await cp.userKubeconfig(user, ['system:serviceaccounts', `system:serviceaccounts:${OP_NS}`]);
+  // Not cluster-admin: it cannot touch what the rules leave out.
+  const denied = await cp.kubectl(['-n', NS, 'delete', 'secret', 'anything'], undefined, { kubeconfig: operatorKubeconfig });
+  expect(denied.stderr).toMatch(/forbidden/i);
+});
+
+afterAll(async () => {
+  for (const op of [...running]) await op.stop().catch(() => {});
+  await cp?.stop();
+  await new Promise((r) => stub?.close(r));
+});
+
+describe('coffer operator on a real control plane', () => {
+  let op: RunningOperator;
+
+  it('rejects an invalid VaultCluster at the CRD schema', async () => {
+    const bad = await cp.kubectl(['apply', '-f', '-'], cluster({ replicas: 4 }));
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/replicas/);
+    const aws = await cp.kubectl(['apply', '-f', '-'], cluster({ kms: { mode: 'aws' } }));
+    expect(aws.code).not.toBe(0);
+    expect(aws.stderr).toContain('kms.keyId is required when kms.mode is aws');
+  });
+
+  it('creates every object for a new VaultCluster, with owner references, and reports status', async () => {
+    op = operator('op-a');
+    await eventually('op-a to lead', async () => op.isLeader(), 30_000);
+    await cp.kubectlOk(['apply', '-f', '-'], cluster());
+    const v = await eventually('VaultCluster Ready and Idle', async () => {
+      const o = await vc();
+      return cond(o, 'Ready')?.status === 'True' && o.status?.rollout?.phase === 'Idle' ? o : undefined;
+    });
+    for (const [kind, name] of [['serviceaccount', 'vault'], ['service', 'vault-headless'], ['service', 'vault-client'], ['statefulset', 'vault'], ['poddisruptionbudget', 'vault']]) {
+      const o = await getJson(['-n', NS, 'get', kind!, name!, '--show-managed-fields']);
+      expect(o.metadata.ownerReferences, `${kind}/${name}`).toEqual([expect.objectContaining({ kind: 'VaultCluster', name: 'vault', uid: v.metadata.uid, controller: true })]);
+      expect(o.metadata.managedFields.map((f: any) => f.manager)).toContain('coffer-operator');
+    }
+    for (const s of ['vault-bootstrap-token', 'vault-master-key']) expect((await getJson(['-n', NS, 'get', 'secret', s])).immutable).toBe(true);
+    expect(v.status).toMatchObject({ observedGeneration: v.metadata.generation, readyReplicas: 3, leader: 'vault-0' });
+    expect(cond(v, 'Progressing')).toMatchObject({ status: 'False', reason: 'RolloutFinished' });
+    expect(cond(v, 'Degraded')).toMatchObject({ status: 'False', reason: 'AsExpected' });
+    expect(cond(v, 'RewrapEnabled')).toMatchObject({ status: 'False', reason: 'Disabled' });
+    const events = await getJson(['-n', NS, 'get', 'events', '--field-selector', 'involvedObject.kind=VaultCluster,involvedObject.name=vault']);
+    const reasons = events.items.map((e: any) => e.reason);
+    expect(reasons).toEqual(expect.arrayContaining(['SecretGenerated', 'Created', 'RolloutStarted', 'RolloutComplete', 'Ready']));
+  });
+
+  it('keeps the bootstrap Secret unchanged across reconciles and an operator restart; brings back a deleted object', async () => {
+    const before = await getJson(['-n', NS, 'get', 'secret', 'vault-bootstrap-token']);
+    const readyTime = cond(await vc(), 'Ready').lastTransitionTime;
+    // Touch the VaultCluster to force reconciles.
+    for (let i = 0; i < 3; i++) await cp.kubectlOk(['-n', NS, 'annotate', 'vaultcluster', 'vault', `test/touch=${i}`, '--overwrite']);
+    await stopOperator(op);
+    op = operator('op-a2');
+    await eventually('op-a2 to lead', async () => op.isLeader(), 30_000);
+    const svc = await getJson(['-n', NS, 'get', 'service', 'vault-client']);
+    await cp.kubectlOk(['-n', NS, 'delete', 'service', 'vault-client']);
+    const back = await eventually('vault-client to come back', async () => {
+      const r = await cp.kubectl(['-n', NS, 'get', 'service', 'vault-client', '-o', 'json']);
+      if (r.code !== 0) return undefined;
+      const o = JSON.parse(r.stdout);
+      return o.metadata.uid !== svc.metadata.uid ? o : undefined;
+    }, 60_000);
+    expect(back.metadata.ownerReferences[0].kind).toBe('VaultCluster');
+    const after = await getJson(['-n', NS, 'get', 'secret', 'vault-bootstrap-token']);
+    expect(after.data).toEqual(before.data);
+    expect(after.metadata.resourceVersion).toBe(before.metadata.resourceVersion);
+    expect(cond(await vc(), 'Ready').lastTransitionTime).toBe(readyTime);
+  });
+
+  it('rolls out the rotation flag through the gate, surviving an operator restart mid-way', async () => {
+    // One pod still reports an older release: the gate must hold.
+    releases.set('vault-2', '0.9.0');
+    await cp.kubectlOk(['-n', NS, 'patch', 'vaultcluster', 'vault', '--type=merge', '-p', JSON.stringify({ spec: { kms: { rewrap: { enabled: true } } } })]);
+    const waiting = await eventually('WaitingForGate', async () => {
+      const o = await vc();
+      return o.status?.rollout?.phase === 'WaitingForGate' && o.status.observedGeneration === o.metadata.generation ? o : undefined;
+    }, 60_000);
+    expect(waiting.status.rollout.message).toContain('pod vault-2 reports release 0.9.0, want 1.0.0');
+    expect(flagOf(await getJson(['-n', NS, 'get', 'statefulset', 'vault']))).toBe('false');
+
+    // Restart the operator in the middle.
+    await stopOperator(op);
+    op = operator('op-b');
+    await eventually('op-b to lead', async () => op.isLeader(), 30_000);
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect((await vc()).status.rollout.phase).toBe('WaitingForGate');
+    expect(flagOf(await getJson(['-n', NS, 'get', 'statefulset', 'vault']))).toBe('false');
+
+    releases.delete('vault-2');
+    const phases = new Set<string>();
+    const done = await eventually('Complete', async () => {
+      const o = await vc();
+      phases.add(o.status?.rollout?.phase);
+      return o.status?.rollout?.phase === 'Complete' ? o : undefined;
+    }, 180_000);
+    const sts = await getJson(['-n', NS, 'get', 'statefulset', 'vault']);
+    expect(flagOf(sts)).toBe('true');
+    expect(sts.status.updateRevision).toBe(sts.status.currentRevision);
+    expect(sts.status.readyReplicas).toBe(3);
+    expect(sts.status.updatedReplicas).toBe(3);
+    expect(cond(done, 'RewrapEnabled')).toMatchObject({ status: 'True', reason: 'RewrapActive' });
+    const events = await getJson(['-n', NS, 'get', 'events', '--field-selector', 'involvedObject.kind=VaultCluster,involvedObject.name=vault']);
+    expect(events.items.map((e: any) => e.reason)).toEqual(expect.arrayContaining(['WaitingForGate', 'GatePassed', 'RollingOutFlagOn', 'RewrapEnabled']));
+
+    // Disabling takes effect at once.
+    await cp.kubectlOk(['-n', NS, 'patch', 'vaultcluster', 'vault', '--type=merge', '-p', JSON.stringify({ spec: { kms: { rewrap: { enabled: false } } } })]);
+    await eventually('flag off in the template', async () => flagOf(await getJson(['-n', NS, 'get', 'statefulset', 'vault'])) === 'false', 30_000);
+  });
+
+  it('two operator replicas: exactly one leads, the other takes over when it stops', async () => {
+    const other = operator('op-c');
+    await new Promise((r) => setTimeout(r, 4_000));
+    expect([op.isLeader(), other.isLeader()]).toEqual([true, false]);
+    const lease = await getJson(['-n', OP_NS, 'get', 'lease', 'coffer-operator']);
+    expect(lease.spec.holderIdentity).toBe('op-b');
+    await stopOperator(op);
+    await eventually('op-c to lead', async () => other.isLeader(), 30_000);
+    expect((await getJson(['-n', OP_NS, 'get', 'lease', 'coffer-operator'])).spec.holderIdentity).toBe('op-c');
+    // The new leader acts.
+    const svc = await getJson(['-n', NS, 'get', 'serviceaccount', 'vault']);
+    await cp.kubectlOk(['-n', NS, 'delete', 'serviceaccount', 'vault']);
+    await eventually('ServiceAccount back', async () => {
+      const r = await cp.kubectl(['-n', NS, 'get', 'serviceaccount', 'vault', '-o', 'json']);
+      return r.code === 0 && JSON.parse(r.stdout).metadata.uid !== svc.metadata.uid;
+    }, 60_000);
+    op = other;
+  });
+});
