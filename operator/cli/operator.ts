@@ -70,7 +70,7 @@ export function parseRunArgs(argv: readonly string[], env: NodeJS.ProcessEnv = p
   const get = (flag: string, ...vars: string[]) => flags.get(flag) ?? vars.map((v) => env[v]).find((v) => v !== undefined && v !== '');
   const secs = (flag: string, def: number, ...vars: string[]) => {
     const v = get(flag, ...vars);
-    if (v === undefined) return def;
+    if (v === undefined) return Math.round(def * 1000);
     const n = Number(v);
     if (!Number.isFinite(n) || n <= 0) throw new OperatorUsageError(`--${flag} must be a positive number of seconds, got '${v}'`);
     return Math.round(n * 1000);
@@ -135,8 +135,11 @@ export async function runOperatorCommand(argv: readonly string[]): Promise<numbe
   }
   logger.info({ config: parsed.config }, 'starting');
   const op = startOperator(kc, parsed.config, logger);
+  // The controller's own timers may all be idle (e.g. a standby waiting on an unreachable API server); stay up until a signal.
+  const keepAlive = setInterval(() => undefined, 60_000);
   await new Promise<void>((resolve) => {
     const onSignal = (signal: string) => {
+      clearInterval(keepAlive);
       logger.info({ signal }, 'shutting down');
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
