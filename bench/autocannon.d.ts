@@ -1,4 +1,4 @@
-// Minimal typings for the part of autocannon 8 that bench/run.ts uses
+// Minimal typings for the part of autocannon 8 that bench/common.ts uses
 // (the package ships no types and @types/autocannon is not a dependency).
 declare module 'autocannon' {
   import type { EventEmitter } from 'node:events';

@@ -31,15 +31,30 @@
 // Everything listens on loopback only. Every child preloads
 // bench/orphan-guard.ts (etcd through bench/etcd-member.ts), so nothing
 // outlives a killed bench, and the whole run has a hard deadline.
-import autocannon, { type Options, type Result } from 'autocannon';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import type { Options } from 'autocannon';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import {
+  HERE,
+  ROOT,
+  cannon,
+  cpuSeconds,
+  flagReaders,
+  freePort,
+  fsyncRate,
+  killChildrenNow,
+  liveChildren,
+  loopTimes,
+  machineBusySeconds,
+  markStopping,
+  parseFlags,
+  rejectUnknownFlags,
+  startChild,
+  stopChild,
+} from './common.js';
 
 type System = 'etcd' | 'coffer';
 type Target = 'spread' | 'leader';
@@ -93,41 +108,21 @@ interface Sample {
   leaderChanged: boolean;
 }
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, '..', '..');
-const ORPHAN_GUARD = pathToFileURL(path.join(HERE, 'orphan-guard.js')).href;
-const LOOP_PROBE = pathToFileURL(path.join(HERE, 'loop-probe.js')).href;
 const ETCD_MEMBER = path.join(HERE, 'etcd-member.js');
 const VALUE_BYTES = 256;
 const INSTALL_HINT = 'etcd is not installed. On Debian/Ubuntu: apt-get update && apt-get install -y etcd-server (or pass --etcd-bin=/path/to/etcd)';
 
-const children = new Set<ChildProcess>();
 /** etcd pid -> its wrapper (bench/etcd-member.ts). */
 const etcdPids = new Map<number, ChildProcess>();
-let stopping = false;
 let tempDir: string | null = null;
 let keepTemp = false;
 
 // ---------------------------------------------------------------- settings
 
 function settings(argv: string[]): Settings {
-  const flags = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (!a.startsWith('--')) throw new Error(`unexpected argument ${a}`);
-    const eq = a.indexOf('=');
-    if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
-    else if (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--')) flags.set(a.slice(2), argv[++i]!);
-    else flags.set(a.slice(2), 'true');
-  }
-  const known = new Set(['duration', 'warmup', 'connections', 'repeats', 'names', 'only', 'target', 'fsync-seconds', 'cpu-prof', 'keep', 'etcd-bin', 'coffer-bin']);
-  for (const k of flags.keys()) if (!known.has(k)) throw new Error(`unknown flag --${k}`);
-  const get = (name: string, def: string) => flags.get(name) ?? process.env[`BENCH_${name.toUpperCase().replace(/-/g, '_')}`] ?? def;
-  const num = (name: string, def: string, min: number) => {
-    const n = Number(get(name, def));
-    if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number >= ${min}`);
-    return n;
-  };
+  const flags = parseFlags(argv);
+  rejectUnknownFlags(flags, ['duration', 'warmup', 'connections', 'repeats', 'names', 'only', 'target', 'fsync-seconds', 'cpu-prof', 'keep', 'etcd-bin', 'coffer-bin']);
+  const { get, num } = flagReaders(flags);
   const connections = get('connections', '1,64').split(',').map((s) => Number(s.trim()));
   if (connections.some((c) => !Number.isInteger(c) || c < 1 || c > 1024)) throw new Error('--connections must be a comma list of integers 1..1024');
   const only = get('only', 'etcd,coffer').split(',').map((s) => s.trim()) as System[];
@@ -152,73 +147,8 @@ function settings(argv: string[]): Settings {
 
 // ---------------------------------------------------------------- children
 
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, host, () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** Spawns a node child (guarded) and resolves with the first stdout JSON line that has `key`. */
-function startChild(args: string[], env: NodeJS.ProcessEnv, key: string, label: string, logFile?: string): Promise<{ child: ChildProcess; value: string }> {
-  const child = spawn(process.execPath, ['--import', ORPHAN_GUARD, '--import', LOOP_PROBE, ...args], {
-    cwd: ROOT,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-  });
-  child.channel?.unref();
-  children.add(child);
-  let stderr = '';
-  child.once('exit', (code, signal) => {
-    children.delete(child);
-    if (!stopping) process.stderr.write(`${label} exited unexpectedly (${code ?? signal})\n${stderr}\n`);
-  });
-  child.stderr!.on('data', (d: Buffer) => {
-    stderr = (stderr + d.toString()).slice(-4000);
-  });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${label} did not start within 20 s\n${stderr}`)), 20_000);
-    const lines = readline.createInterface({ input: child.stdout! });
-    const log = logFile ? fs.createWriteStream(logFile, { flags: 'a', mode: 0o600 }) : null;
-    let found = false;
-    lines.on('line', (line) => {
-      log?.write(line + '\n');
-      if (found) return; // keep draining so the child never blocks on a full pipe
-      try {
-        const obj = JSON.parse(line) as Record<string, unknown>;
-        if (typeof obj[key] === 'string') {
-          found = true;
-          clearTimeout(timer);
-          resolve({ child, value: obj[key] as string });
-        } else if (obj.level !== undefined && Number(obj.level) >= 50) {
-          stderr += `\n${line}`;
-        }
-      } catch {
-        // not JSON
-      }
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      if (!found) reject(new Error(`${label} exited (${code ?? signal}) before it was ready\n${stderr}`));
-    });
-  });
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
-
 function killAllNow(): void {
-  stopping = true;
+  markStopping();
   const wrappers = new Set(etcdPids.values());
   // etcd itself gets SIGKILL; its wrapper gets SIGTERM so that it lives to reap etcd and then exits.
   for (const [pid, wrapper] of etcdPids) {
@@ -229,14 +159,7 @@ function killAllNow(): void {
     }
     wrapper.kill('SIGTERM');
   }
-  for (const c of children) {
-    if (wrappers.has(c)) continue;
-    try {
-      c.kill('SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
+  killChildrenNow(wrappers);
   if (tempDir && !keepTemp) fs.rmSync(tempDir, { recursive: true, force: true });
 }
 
@@ -387,74 +310,6 @@ async function startCoffer(s: Settings, root: string, token: string): Promise<{ 
 
 // ---------------------------------------------------------------- measuring
 
-let clockTicks = 100;
-try {
-  clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-} catch {
-  // Linux default
-}
-
-/** utime + stime of a process in seconds (from /proc; 0 where there is none). */
-function cpuSeconds(pid: number): number {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / clockTicks;
-  } catch {
-    return 0;
-  }
-}
-
-/** Busy CPU seconds of the whole machine, all cores (from /proc/stat). */
-function machineBusySeconds(): number {
-  try {
-    const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-    return (f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!) / clockTicks; // user nice system irq softirq steal
-  } catch {
-    return NaN;
-  }
-}
-
-/** Cumulative event-loop utilization of a child (bench/loop-probe.ts); null when it does not answer. */
-function loopTimes(child: ChildProcess): Promise<{ idle: number; active: number } | null> {
-  return new Promise((resolve) => {
-    if (!child.connected) return resolve(null);
-    const timer = setTimeout(() => done(null), 2000);
-    const onMsg = (m: unknown) => {
-      const elu = (m as { elu?: { idle: number; active: number } } | null)?.elu;
-      if (elu) done(elu);
-    };
-    function done(v: { idle: number; active: number } | null) {
-      clearTimeout(timer);
-      child.off('message', onMsg);
-      resolve(v);
-    }
-    child.on('message', onMsg);
-    child.send('elu');
-  });
-}
-
-/** fdatasync rate of the disk holding `dir`: append 512 B + fdatasync in a loop. */
-function fsyncRate(dir: string, seconds: number): { perSec: number; meanMs: number } {
-  const file = path.join(dir, 'fsync-probe');
-  const fd = fs.openSync(file, 'w');
-  const buf = randomBytes(512);
-  let n = 0;
-  const start = process.hrtime.bigint();
-  const end = start + BigInt(Math.round(seconds * 1e9));
-  let now = start;
-  while (now < end) {
-    fs.writeSync(fd, buf, 0, buf.length, n * buf.length);
-    fs.fdatasyncSync(fd);
-    n++;
-    now = process.hrtime.bigint();
-  }
-  fs.closeSync(fd);
-  fs.rmSync(file);
-  const secs = Number(now - start) / 1e9;
-  return { perSec: n / secs, meanMs: (secs * 1000) / n };
-}
-
 async function auditBatches(members: Member[]): Promise<number> {
   let total = 0;
   for (const m of members) {
@@ -463,29 +318,6 @@ async function auditBatches(members: Member[]): Promise<number> {
     total += Number(line?.split(' ')[1] ?? NaN);
   }
   return total;
-}
-
-/** Runs autocannon; keeps every 2xx latency as a float (autocannon's histogram has 1 ms resolution). */
-function cannon(opts: Options): Promise<{ result: Result; p50: number; p99: number }> {
-  let lat = new Float64Array(1 << 16);
-  let n = 0;
-  return new Promise((resolve, reject) => {
-    const inst = autocannon(opts, (err, result) => {
-      if (err) return reject(err);
-      const v = lat.subarray(0, n).sort();
-      const q = (p: number) => (n === 0 ? NaN : v[Math.min(n - 1, Math.floor(p * n))]!);
-      resolve({ result, p50: q(0.5), p99: q(0.99) });
-    });
-    inst.on('response', (_client: unknown, status: number, _bytes: number, ms: number) => {
-      if (status < 200 || status > 299) return;
-      if (n === lat.length) {
-        const bigger = new Float64Array(lat.length * 2);
-        bigger.set(lat);
-        lat = bigger;
-      }
-      lat[n++] = ms;
-    });
-  });
 }
 
 const median = (xs: number[]) => {
@@ -709,8 +541,8 @@ async function main(): Promise<void> {
   if (changed) out.push(`- WARNING: the leader changed during ${changed} run(s)`);
   process.stdout.write(out.join('\n') + '\n');
 
-  stopping = true;
-  await Promise.all([...children].map((c) => stopChild(c)));
+  markStopping();
+  await Promise.all(liveChildren().map((c) => stopChild(c)));
   if (keepTemp) {
     info(`kept ${tempDir}${s.cpuProf ? ` (CPU profiles in ${path.join(tempDir, 'profile')}/<node>)` : ''}`);
   } else {

@@ -12,14 +12,29 @@
 // --repeats=3 --only=bare,read,write --cpu-prof (profile the coffer child;
 // the .cpuprofile lands in the kept temp dir) --keep (keep the temp dir)
 // --coffer-bin=path/to/coffer.js (A/B another build; default dist/bin/coffer.js).
-import autocannon, { type Options, type Result } from 'autocannon';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import type { Options } from 'autocannon';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import {
+  HERE,
+  ROOT,
+  cannon,
+  cpuSeconds,
+  flagReaders,
+  fsyncRate,
+  killChildrenNow,
+  liveChildren,
+  loopTimes,
+  machineBusySeconds,
+  markStopping,
+  parseFlags,
+  rejectUnknownFlags,
+  startChild,
+  stopChild,
+} from './common.js';
 
 type Scenario = 'bare' | 'read' | 'write';
 
@@ -55,46 +70,26 @@ interface Sample {
   auditBusy?: number;
 }
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, '..', '..');
 const BARE_SERVER = path.join(HERE, 'bare-server.js');
-const ORPHAN_GUARD = pathToFileURL(path.join(HERE, 'orphan-guard.js')).href;
-const LOOP_PROBE = pathToFileURL(path.join(HERE, 'loop-probe.js')).href;
 
 const READ_NAMES = Array.from({ length: 8 }, (_, i) => `bench/r${i}`);
 const WRITE_NAMES = Array.from({ length: 256 }, (_, i) => `bench/w${i}`);
 const VALUE_BYTES = 256;
 
-const children = new Set<ChildProcess>();
-let stopping = false;
 let tempDir: string | null = null;
 
 // ---------------------------------------------------------------- settings
 
 function settings(argv: string[]): Settings {
-  const flags = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (!a.startsWith('--')) throw new Error(`unexpected argument ${a}`);
-    const eq = a.indexOf('=');
-    if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
-    else if (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--')) flags.set(a.slice(2), argv[++i]!);
-    else flags.set(a.slice(2), 'true');
-  }
-  const get = (name: string, def: string) => flags.get(name) ?? process.env[`BENCH_${name.toUpperCase().replace(/-/g, '_')}`] ?? def;
-  const num = (name: string, def: string, min: number) => {
-    const n = Number(get(name, def));
-    if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number >= ${min}`);
-    return n;
-  };
+  const flags = parseFlags(argv);
+  const { get, num } = flagReaders(flags);
   const connections = get('connections', '1,64')
     .split(',')
     .map((s) => Number(s.trim()));
   if (connections.some((c) => !Number.isInteger(c) || c < 1)) throw new Error('--connections must be a comma list of positive integers');
   const only = get('only', 'bare,read,write').split(',').map((s) => s.trim()) as Scenario[];
   if (only.some((s) => !['bare', 'read', 'write'].includes(s))) throw new Error('--only takes bare, read, write');
-  const known = new Set(['duration', 'warmup', 'connections', 'repeats', 'only', 'cpu-prof', 'keep', 'coffer-bin']);
-  for (const k of flags.keys()) if (!known.has(k)) throw new Error(`unknown flag --${k}`);
+  rejectUnknownFlags(flags, ['duration', 'warmup', 'connections', 'repeats', 'only', 'cpu-prof', 'keep', 'coffer-bin']);
   return {
     duration: num('duration', '10', 1),
     warmup: num('warmup', '3', 0),
@@ -109,172 +104,17 @@ function settings(argv: string[]): Settings {
 
 // ---------------------------------------------------------------- children
 
-/** Spawns a node child and resolves with the first stdout JSON line that has `key`. */
-function startChild(args: string[], env: NodeJS.ProcessEnv, key: string, label: string): Promise<{ child: ChildProcess; value: string }> {
-  const child = spawn(process.execPath, ['--import', ORPHAN_GUARD, '--import', LOOP_PROBE, ...args], {
-    cwd: ROOT,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-  });
-  child.channel?.unref();
-  children.add(child);
-  let stderr = '';
-  child.once('exit', (code, signal) => {
-    children.delete(child);
-    if (!stopping) process.stderr.write(`${label} exited unexpectedly (${code ?? signal})\n${stderr}\n`);
-  });
-  child.stderr!.on('data', (d: Buffer) => {
-    stderr = (stderr + d.toString()).slice(-4000);
-  });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${label} did not start within 20 s\n${stderr}`)), 20_000);
-    const lines = readline.createInterface({ input: child.stdout! });
-    let found = false;
-    lines.on('line', (line) => {
-      if (found) return; // keep draining so the child never blocks on a full pipe
-      try {
-        const obj = JSON.parse(line) as Record<string, unknown>;
-        if (typeof obj[key] === 'string') {
-          found = true;
-          clearTimeout(timer);
-          resolve({ child, value: obj[key] as string });
-        } else if (obj.level !== undefined && Number(obj.level) >= 50) {
-          stderr += `\n${line}`;
-        }
-      } catch {
-        // not JSON: ignore
-      }
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      if (!found) reject(new Error(`${label} exited (${code ?? signal}) before it was ready\n${stderr}`));
-    });
-  });
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
-
 function killAllNow(): void {
-  stopping = true;
-  for (const c of children) {
-    try {
-      c.kill('SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
+  killChildrenNow();
   if (tempDir && !process.env.BENCH_KEEP) fs.rmSync(tempDir, { recursive: true, force: true });
 }
 
 // ---------------------------------------------------------------- measuring
 
-let clockTicks = 100;
-try {
-  clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-} catch {
-  // Linux default
-}
-
-/** utime + stime of a process in seconds (from /proc; 0 where there is none). */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / clockTicks;
-  } catch {
-    return 0;
-  }
-}
-
-/** Cumulative event-loop utilization of a child (via bench/loop-probe.ts); null when it does not answer. */
-function loopTimes(child: ChildProcess): Promise<{ idle: number; active: number } | null> {
-  return new Promise((resolve) => {
-    if (!child.connected) return resolve(null);
-    const timer = setTimeout(() => done(null), 2000);
-    const onMsg = (m: unknown) => {
-      const elu = (m as { elu?: { idle: number; active: number } } | null)?.elu;
-      if (elu) done(elu);
-    };
-    function done(v: { idle: number; active: number } | null) {
-      clearTimeout(timer);
-      child.off('message', onMsg);
-      resolve(v);
-    }
-    child.on('message', onMsg);
-    child.send('elu');
-  });
-}
-
-/** Busy CPU seconds of the whole machine, all cores (from /proc/stat). */
-function machineBusySeconds(): number {
-  try {
-    const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-    // user nice system idle iowait irq softirq steal
-    const busy = f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!;
-    return busy / clockTicks;
-  } catch {
-    return NaN;
-  }
-}
-
-/** fdatasync rate of the disk holding `dir`: append 512 B + fdatasync in a loop. */
-function fsyncRate(dir: string, seconds: number): { perSec: number; meanMs: number } {
-  const file = path.join(dir, 'fsync-probe');
-  const fd = fs.openSync(file, 'w');
-  const buf = randomBytes(512);
-  let n = 0;
-  let off = 0;
-  const start = process.hrtime.bigint();
-  const end = start + BigInt(Math.round(seconds * 1e9));
-  let now = start;
-  while (now < end) {
-    fs.writeSync(fd, buf, 0, buf.length, off);
-    off += buf.length;
-    fs.fdatasyncSync(fd);
-    n++;
-    now = process.hrtime.bigint();
-  }
-  fs.closeSync(fd);
-  fs.rmSync(file);
-  const secs = Number(now - start) / 1e9;
-  return { perSec: n / secs, meanMs: (secs * 1000) / n };
-}
-
 async function auditCounters(api: string): Promise<{ count: number; sum: number }> {
   const text = await (await fetch(`${api}/metrics`)).text();
   const pick = (name: string) => Number(/^(\S+) (\S+)$/m.exec(text.split('\n').filter((l) => l.startsWith(name + ' ')).join('\n'))?.[2] ?? NaN);
   return { count: pick('coffer_audit_write_duration_seconds_count'), sum: pick('coffer_audit_write_duration_seconds_sum') };
-}
-
-/** Runs autocannon; also keeps every 2xx latency as a float (autocannon's own histogram has 1 ms resolution). */
-function cannon(opts: Options): Promise<{ result: Result; p50: number; p99: number }> {
-  let lat = new Float64Array(1 << 16);
-  let n = 0;
-  return new Promise((resolve, reject) => {
-    const inst = autocannon(opts, (err, result) => {
-      if (err) return reject(err);
-      const v = lat.subarray(0, n).sort();
-      const q = (p: number) => (n === 0 ? NaN : v[Math.min(n - 1, Math.floor(p * n))]!);
-      resolve({ result, p50: q(0.5), p99: q(0.99) });
-    });
-    inst.on('response', (_client: unknown, status: number, _bytes: number, ms: number) => {
-      if (status < 200 || status > 299) return;
-      if (n === lat.length) {
-        const bigger = new Float64Array(lat.length * 2);
-        bigger.set(lat);
-        lat = bigger;
-      }
-      lat[n++] = ms;
-    });
-  });
 }
 
 // ---------------------------------------------------------------- main
@@ -464,8 +304,8 @@ async function main(): Promise<void> {
   }
   process.stdout.write(out.join('\n') + '\n');
 
-  stopping = true;
-  for (const c of [...children]) await stopChild(c);
+  markStopping();
+  for (const c of liveChildren()) await stopChild(c);
   if (s.cpuProf || s.keep) {
     info(`kept ${tempDir}${s.cpuProf ? ` (CPU profile in ${path.join(tempDir, 'profile')})` : ''}`);
   } else {

@@ -1,20 +1,9 @@
 // A cluster of real `coffer server` processes on 127.0.0.x for tests.
-import net from 'node:net';
 import path from 'node:path';
 import { FaultProxy, type LinkMode } from './fault-proxy.js';
 import { request } from './http.js';
+import { freePort } from './net.js';
 import { randomMasterKey, randomToken, spawnNode, tempDir, type SpawnedNode } from './node.js';
-
-export async function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, host, () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 export interface ClusterMember {
   id: string;

@@ -1,12 +1,11 @@
 // The re-wrap worker on a real node (local KMS with an on-demand rotation):
 // baseline adoption, a pass that re-wraps every live version without touching
 // ciphertext, idempotent second passes, pacing, and the disabled case.
-import Database from 'better-sqlite3';
-import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { LocalKms } from '../../server/kms/local.js';
 import { client } from '../helpers/http.js';
 import { startTestNode, type TestNode } from '../helpers/node.js';
+import { versionRows } from '../helpers/state-db.js';
 
 let nodes: TestNode[] = [];
 afterEach(async () => {
@@ -18,25 +17,6 @@ async function node(env: Record<string, string>) {
   const n = await startTestNode({ env });
   nodes.push(n);
   return n;
-}
-
-interface Row {
-  name: string;
-  version: number;
-  ciphertext: Buffer;
-  nonce: Buffer;
-  wrapped_dek: Buffer;
-  kms_key_id: string;
-  wrapped_rotation_at: string | null;
-}
-
-function rows(n: TestNode): Row[] {
-  const db = new Database(path.join(n.dataDir, 'state.db'), { readonly: true });
-  try {
-    return db.prepare('SELECT * FROM secret_versions ORDER BY name, version').all() as Row[];
-  } finally {
-    db.close();
-  }
 }
 
 async function waitForPass(n: TestNode, outcome: string, timeoutMs = 15_000) {
@@ -70,7 +50,7 @@ describe('re-wrap worker', () => {
     }
     await c.put('/v1/secrets/rw/gone', { value: 'x' });
     await c.del('/v1/secrets/rw/gone');
-    const before = rows(n);
+    const before = versionRows(n.dataDir);
     const newKey = (n.node.internals.kms as LocalKms).rotate();
     const forced = await c.post('/v1/admin/kms/rewrap');
     expect(forced.status).toBe(202);
@@ -79,7 +59,7 @@ describe('re-wrap worker', () => {
     expect(s.pending_versions).toBe(0);
     expect(s.watermark).toBe(s.last_pass.rotation);
 
-    const after = rows(n);
+    const after = versionRows(n.dataDir);
     expect(after).toHaveLength(8);
     for (const [i, a] of after.entries()) {
       const b = before[i]!;
@@ -103,7 +83,7 @@ describe('re-wrap worker', () => {
     await c.post('/v1/admin/kms/rewrap');
     const again = await waitForPass(n, 'nothing_to_do');
     expect(again.last_pass.rewrapped).toBe(0);
-    expect(rows(n).map((r) => r.wrapped_dek.toString('hex'))).toEqual(after.map((r) => r.wrapped_dek.toString('hex')));
+    expect(versionRows(n.dataDir).map((r) => r.wrapped_dek.toString('hex'))).toEqual(after.map((r) => r.wrapped_dek.toString('hex')));
   });
 
   it('never exceeds VAULT_KMS_REWRAP_MAX_PER_SEC', async () => {

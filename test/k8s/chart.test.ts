@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadKubeConfig, startOperator, type RunningOperator } from '../../operator/operator.js';
 import { OPERATOR_RULES } from '../../operator/rbac.js';
-import { startControlPlane, type ControlPlane } from './harness/control-plane.js';
+import { eventually, kubectlJson, useControlPlane } from './harness/use-control-plane.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CHART = path.join(ROOT, 'charts', 'coffer-operator');
@@ -22,32 +22,15 @@ const NS = 'vaults';
 const OTHER_NS = 'elsewhere';
 const SA = `system:serviceaccount:${OP_NS}:coffer-operator`;
 
-let cp: ControlPlane;
+const cp = useControlPlane({ nodes: 3 });
 let helmBin: string;
 let op: RunningOperator | undefined;
 
-async function eventually<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 120_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
-
 function helm(args: string[]): string {
-  return execFileSync(helmBin, [...args, '--kubeconfig', cp.kubeconfig], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return execFileSync(helmBin, [...args, '--kubeconfig', cp().kubeconfig], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-async function getJson(args: string[]): Promise<any> {
-  return JSON.parse(await cp.kubectlOk([...args, '-o', 'json']));
-}
+const getJson = (args: string[]) => kubectlJson(cp(), args);
 
 /** `kubectl auth can-i` as the operator's ServiceAccount; resource `type[.group][/subresource]`. */
 async function canI(verb: string, resource: string, namespace?: string, name?: string): Promise<boolean> {
@@ -55,7 +38,7 @@ async function canI(verb: string, resource: string, namespace?: string, name?: s
   const args = ['auth', 'can-i', verb, name ? `${type}/${name}` : type, '--as', SA, '--as-group', 'system:serviceaccounts', '--as-group', `system:serviceaccounts:${OP_NS}`];
   if (sub) args.push(`--subresource=${sub}`);
   args.push(...(namespace ? ['-n', namespace] : ['--all-namespaces']));
-  const r = await cp.kubectl(args);
+  const r = await cp().kubectl(args);
   return r.stdout.trim() === 'yes';
 }
 
@@ -67,20 +50,18 @@ const target = (group: string, resource: string) => {
 
 beforeAll(async () => {
   helmBin = process.env.COFFER_HELM || execFileSync('bash', [path.join(ROOT, 'test', 'tools', 'helm.sh')], { encoding: 'utf8' }).trim().split('\n').pop()!;
-  cp = await startControlPlane({ nodes: 3, log: (line) => console.log(`[control-plane] ${line}`) });
-  for (const ns of [NS, OTHER_NS]) await cp.kubectlOk(['create', 'namespace', ns]);
+  for (const ns of [NS, OTHER_NS]) await cp().kubectlOk(['create', 'namespace', ns]);
 });
 
 afterAll(async () => {
   await op?.stop();
-  await cp?.stop();
 });
 
 describe('helm chart on a real API server', () => {
   it('installs the CRD, ServiceAccount, RBAC and the operator Deployment', async () => {
     helm(['install', 'coffer-operator', CHART, '--namespace', OP_NS, '--create-namespace',
       '--set', 'image.repository=registry.invalid/coffer', '--set', 'image.tag=1.0.0']);
-    await cp.kubectlOk(['wait', '--for=condition=Established', 'crd/vaultclusters.coffer.dev', '--timeout=60s']);
+    await cp().kubectlOk(['wait', '--for=condition=Established', 'crd/vaultclusters.coffer.dev', '--timeout=60s']);
     const crd = await getJson(['get', 'crd', 'vaultclusters.coffer.dev']);
     expect(crd.metadata.annotations['helm.sh/resource-policy']).toBe('keep');
     const dep = await getJson(['-n', OP_NS, 'get', 'deployment', 'coffer-operator']);
@@ -90,7 +71,7 @@ describe('helm chart on a real API server', () => {
     const role = await getJson(['get', 'clusterrole', `${OP_NS}-coffer-operator`]);
     expect(role.rules).toEqual(OPERATOR_RULES.map((r) => ({ ...r })));
     // The API server accepts a VaultCluster through the chart's CRD (and rejects a bad one).
-    const bad = await cp.kubectl(['apply', '-f', '-'], JSON.stringify({
+    const bad = await cp().kubectl(['apply', '-f', '-'], JSON.stringify({
       apiVersion: 'coffer.dev/v1alpha1', kind: 'VaultCluster', metadata: { name: 'bad', namespace: NS },
       spec: { replicas: 2, image: 'x' },
     }));
@@ -99,7 +80,7 @@ describe('helm chart on a real API server', () => {
   });
 
   it('runs the operator under the chart ServiceAccount: it reconciles a VaultCluster with the granted rules only', async () => {
-    const kubeconfig = await cp.serviceAccountKubeconfig(OP_NS, 'coffer-operator', 3600);
+    const kubeconfig = await cp().serviceAccountKubeconfig(OP_NS, 'coffer-operator', 3600);
     op = startOperator(loadKubeConfig(kubeconfig), {
       leaderElectionNamespace: OP_NS,
       leaderElectionName: 'coffer-operator',
@@ -112,7 +93,7 @@ describe('helm chart on a real API server', () => {
       renewDeadlineMs: 4_000,
       retryPeriodMs: 1_000,
     });
-    await cp.kubectlOk(['apply', '-f', '-'], JSON.stringify({
+    await cp().kubectlOk(['apply', '-f', '-'], JSON.stringify({
       apiVersion: 'coffer.dev/v1alpha1', kind: 'VaultCluster', metadata: { name: 'vault', namespace: NS },
       spec: { replicas: 3, image: 'registry.invalid/coffer:1.0.0', kms: { mode: 'local' } },
     }));
@@ -122,7 +103,7 @@ describe('helm chart on a real API server', () => {
     await eventually('the StatefulSet', async () => (await getJson(['-n', NS, 'get', 'statefulset', 'vault'])).spec.replicas === 3);
     for (const [kind, name] of [['service', 'vault-headless'], ['service', 'vault-client'], ['poddisruptionbudget', 'vault'], ['serviceaccount', 'vault'],
       ['secret', 'vault-bootstrap-token'], ['secret', 'vault-master-key']] as const) {
-      await eventually(`${kind} ${name}`, async () => (await cp.kubectl(['-n', NS, 'get', kind, name])).code === 0);
+      await eventually(`${kind} ${name}`, async () => (await cp().kubectl(['-n', NS, 'get', kind, name])).code === 0);
     }
     await eventually('status.observedGeneration', async () => (await getJson(['-n', NS, 'get', 'vaultcluster', 'vault'])).status?.observedGeneration === 1);
     await eventually('an Event on the VaultCluster', async () =>
@@ -152,7 +133,7 @@ describe('helm chart on a real API server', () => {
 
   it('with watchNamespace, confines every grant to that namespace', async () => {
     helm(['upgrade', 'coffer-operator', CHART, '--namespace', OP_NS, '--reuse-values', '--set', `watchNamespace=${NS}`]);
-    expect((await cp.kubectl(['get', 'clusterrole', `${OP_NS}-coffer-operator`])).code).not.toBe(0);
+    expect((await cp().kubectl(['get', 'clusterrole', `${OP_NS}-coffer-operator`])).code).not.toBe(0);
     expect(await canI('list', 'vaultclusters.coffer.dev', NS)).toBe(true);
     expect(await canI('create', 'secrets', NS)).toBe(true);
     expect(await canI('list', 'vaultclusters.coffer.dev', OTHER_NS)).toBe(false);
@@ -164,8 +145,8 @@ describe('helm chart on a real API server', () => {
 
   it('keeps the CRD (and so every VaultCluster) on helm uninstall', async () => {
     helm(['uninstall', 'coffer-operator', '--namespace', OP_NS, '--wait']);
-    expect((await cp.kubectl(['-n', OP_NS, 'get', 'deployment', 'coffer-operator'])).code).not.toBe(0);
-    expect((await cp.kubectl(['get', 'crd', 'vaultclusters.coffer.dev'])).code).toBe(0);
-    expect((await cp.kubectl(['-n', NS, 'get', 'vaultcluster', 'vault'])).code).toBe(0);
+    expect((await cp().kubectl(['-n', OP_NS, 'get', 'deployment', 'coffer-operator'])).code).not.toBe(0);
+    expect((await cp().kubectl(['get', 'crd', 'vaultclusters.coffer.dev'])).code).toBe(0);
+    expect((await cp().kubectl(['-n', NS, 'get', 'vaultcluster', 'vault'])).code).toBe(0);
   });
 });

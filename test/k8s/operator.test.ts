@@ -9,13 +9,13 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadKubeConfig, startOperator, type OperatorConfig, type RunningOperator } from '../../operator/operator.js';
 import { clusterRoleManifest, leaderElectionRoleManifest } from '../../operator/rbac.js';
-import { startControlPlane, type ControlPlane } from './harness/control-plane.js';
+import { eventually, kubectlJson, useControlPlane } from './harness/use-control-plane.js';
 
 const OP_NS = 'coffer-system';
 const NS = 'vaults';
 const IMAGE = 'registry.invalid/coffer:1.0.0';
 
-let cp: ControlPlane;
+const cp = useControlPlane();
 let operatorKubeconfig: string;
 let stub: http.Server;
 let stubPort = 0;
@@ -23,24 +23,7 @@ let stubPort = 0;
 const releases = new Map<string, string | null>();
 const running: RunningOperator[] = [];
 
-async function eventually<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 120_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
-
-async function getJson(args: string[]): Promise<any> {
-  return JSON.parse(await cp.kubectlOk([...args, '-o', 'json']));
-}
+const getJson = (args: string[]) => kubectlJson(cp(), args);
 
 async function vc(): Promise<any> {
   return getJson(['-n', NS, 'get', 'vaultcluster', 'vault']);
@@ -94,9 +77,8 @@ beforeAll(async () => {
   await new Promise<void>((r) => stub.listen(0, '127.0.0.1', r));
   stubPort = (stub.address() as AddressInfo).port;
 
-  cp = await startControlPlane({ log: (line) => console.log(`[control-plane] ${line}`) });
-  await cp.kubectlOk(['apply', '--server-side', '-f', 'crds/vaultclusters.coffer.dev.yaml']);
-  await cp.kubectlOk(['wait', '--for=condition=Established', 'crd/vaultclusters.coffer.dev', '--timeout=60s']);
+  await cp().kubectlOk(['apply', '--server-side', '-f', 'crds/vaultclusters.coffer.dev.yaml']);
+  await cp().kubectlOk(['wait', '--for=condition=Established', 'crd/vaultclusters.coffer.dev', '--timeout=60s']);
   const user = `system:serviceaccount:${OP_NS}:coffer-operator`;
   const rbac = [
     { apiVersion: 'v1', kind: 'Namespace', metadata: { name: OP_NS } },
@@ -114,16 +96,15 @@ beforeAll(async () => {
       subjects: [{ kind: 'ServiceAccount', name: 'coffer-operator', namespace: OP_NS }],
     },
   ];
-  await cp.kubectlOk(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: rbac }));
-  operatorKubeconfig = await cp.userKubeconfig(user, ['system:serviceaccounts', `system:serviceaccounts:${OP_NS}`]);
+  await cp().kubectlOk(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: rbac }));
+  operatorKubeconfig = await cp().userKubeconfig(user, ['system:serviceaccounts', `system:serviceaccounts:${OP_NS}`]);
   // Not cluster-admin: it cannot touch what the rules leave out.
-  const denied = await cp.kubectl(['-n', NS, 'delete', 'secret', 'anything'], undefined, { kubeconfig: operatorKubeconfig });
+  const denied = await cp().kubectl(['-n', NS, 'delete', 'secret', 'anything'], undefined, { kubeconfig: operatorKubeconfig });
   expect(denied.stderr).toMatch(/forbidden/i);
 });
 
 afterAll(async () => {
   for (const op of [...running]) await op.stop().catch(() => {});
-  await cp?.stop();
   await new Promise((r) => stub?.close(r));
 });
 
@@ -131,10 +112,10 @@ describe('coffer operator on a real control plane', () => {
   let op: RunningOperator;
 
   it('rejects an invalid VaultCluster at the CRD schema', async () => {
-    const bad = await cp.kubectl(['apply', '-f', '-'], cluster({ replicas: 4 }));
+    const bad = await cp().kubectl(['apply', '-f', '-'], cluster({ replicas: 4 }));
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toMatch(/replicas/);
-    const aws = await cp.kubectl(['apply', '-f', '-'], cluster({ kms: { mode: 'aws' } }));
+    const aws = await cp().kubectl(['apply', '-f', '-'], cluster({ kms: { mode: 'aws' } }));
     expect(aws.code).not.toBe(0);
     expect(aws.stderr).toContain('kms.keyId is required when kms.mode is aws');
   });
@@ -142,7 +123,7 @@ describe('coffer operator on a real control plane', () => {
   it('creates every object for a new VaultCluster, with owner references, and reports status', async () => {
     op = operator('op-a');
     await eventually('op-a to lead', async () => op.isLeader(), 30_000);
-    await cp.kubectlOk(['apply', '-f', '-'], cluster());
+    await cp().kubectlOk(['apply', '-f', '-'], cluster());
     const v = await eventually('VaultCluster Ready and Idle', async () => {
       const o = await vc();
       return cond(o, 'Ready')?.status === 'True' && o.status?.rollout?.phase === 'Idle' ? o : undefined;
@@ -166,14 +147,14 @@ describe('coffer operator on a real control plane', () => {
     const before = await getJson(['-n', NS, 'get', 'secret', 'vault-bootstrap-token']);
     const readyTime = cond(await vc(), 'Ready').lastTransitionTime;
     // Touch the VaultCluster to force reconciles.
-    for (let i = 0; i < 3; i++) await cp.kubectlOk(['-n', NS, 'annotate', 'vaultcluster', 'vault', `test/touch=${i}`, '--overwrite']);
+    for (let i = 0; i < 3; i++) await cp().kubectlOk(['-n', NS, 'annotate', 'vaultcluster', 'vault', `test/touch=${i}`, '--overwrite']);
     await stopOperator(op);
     op = operator('op-a2');
     await eventually('op-a2 to lead', async () => op.isLeader(), 30_000);
     const svc = await getJson(['-n', NS, 'get', 'service', 'vault-client']);
-    await cp.kubectlOk(['-n', NS, 'delete', 'service', 'vault-client']);
+    await cp().kubectlOk(['-n', NS, 'delete', 'service', 'vault-client']);
     const back = await eventually('vault-client to come back', async () => {
-      const r = await cp.kubectl(['-n', NS, 'get', 'service', 'vault-client', '-o', 'json']);
+      const r = await cp().kubectl(['-n', NS, 'get', 'service', 'vault-client', '-o', 'json']);
       if (r.code !== 0) return undefined;
       const o = JSON.parse(r.stdout);
       return o.metadata.uid !== svc.metadata.uid ? o : undefined;
@@ -188,7 +169,7 @@ describe('coffer operator on a real control plane', () => {
   it('rolls out the rotation flag through the gate, surviving an operator restart mid-way', async () => {
     // One pod still reports an older release: the gate must hold.
     releases.set('vault-2', '0.9.0');
-    await cp.kubectlOk(['-n', NS, 'patch', 'vaultcluster', 'vault', '--type=merge', '-p', JSON.stringify({ spec: { kms: { rewrap: { enabled: true } } } })]);
+    await cp().kubectlOk(['-n', NS, 'patch', 'vaultcluster', 'vault', '--type=merge', '-p', JSON.stringify({ spec: { kms: { rewrap: { enabled: true } } } })]);
     const waiting = await eventually('WaitingForGate', async () => {
       const o = await vc();
       return o.status?.rollout?.phase === 'WaitingForGate' && o.status.observedGeneration === o.metadata.generation ? o : undefined;
@@ -221,7 +202,7 @@ describe('coffer operator on a real control plane', () => {
     expect(events.items.map((e: any) => e.reason)).toEqual(expect.arrayContaining(['WaitingForGate', 'GatePassed', 'RollingOutFlagOn', 'RewrapEnabled']));
 
     // Disabling takes effect at once.
-    await cp.kubectlOk(['-n', NS, 'patch', 'vaultcluster', 'vault', '--type=merge', '-p', JSON.stringify({ spec: { kms: { rewrap: { enabled: false } } } })]);
+    await cp().kubectlOk(['-n', NS, 'patch', 'vaultcluster', 'vault', '--type=merge', '-p', JSON.stringify({ spec: { kms: { rewrap: { enabled: false } } } })]);
     await eventually('flag off in the template', async () => flagOf(await getJson(['-n', NS, 'get', 'statefulset', 'vault'])) === 'false', 30_000);
   });
 
@@ -236,9 +217,9 @@ describe('coffer operator on a real control plane', () => {
     expect((await getJson(['-n', OP_NS, 'get', 'lease', 'coffer-operator'])).spec.holderIdentity).toBe('op-c');
     // The new leader acts.
     const svc = await getJson(['-n', NS, 'get', 'serviceaccount', 'vault']);
-    await cp.kubectlOk(['-n', NS, 'delete', 'serviceaccount', 'vault']);
+    await cp().kubectlOk(['-n', NS, 'delete', 'serviceaccount', 'vault']);
     await eventually('ServiceAccount back', async () => {
-      const r = await cp.kubectl(['-n', NS, 'get', 'serviceaccount', 'vault', '-o', 'json']);
+      const r = await cp().kubectl(['-n', NS, 'get', 'serviceaccount', 'vault', '-o', 'json']);
       return r.code === 0 && JSON.parse(r.stdout).metadata.uid !== svc.metadata.uid;
     }, 60_000);
     op = other;

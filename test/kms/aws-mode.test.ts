@@ -11,8 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectError } from '../helpers/assert.js';
 import { client } from '../helpers/http.js';
 import { allFiles } from '../helpers/node.js';
+import { versionCount, versionRow } from '../helpers/state-db.js';
 import { MotoServer, type MotoKey } from './moto.js';
-import { metricSum, spawnAwsNode, timed, versionCount, versionRow, type AwsNode } from './node.js';
+import { metricSum, spawnAwsNode, timed, type AwsNode } from './node.js';
 
 let moto: MotoServer;
 let key: MotoKey;

@@ -4,8 +4,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster } from '../helpers/cluster.js';
 import { client } from '../helpers/http.js';
+import { versionRow } from '../helpers/state-db.js';
 import { MotoServer, cofferAwsEnv, type MotoKey } from './moto.js';
-import { metricSum, versionRow } from './node.js';
+import { metricSum } from './node.js';
 
 let moto: MotoServer;
 let key: MotoKey;

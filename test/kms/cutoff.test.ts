@@ -9,8 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectError } from '../helpers/assert.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { client, type HttpResponse } from '../helpers/http.js';
+import { versionCount } from '../helpers/state-db.js';
 import { MotoServer } from './moto.js';
-import { metricSum, spawnAwsNode, timed, versionCount, type AwsNode } from './node.js';
+import { metricSum, spawnAwsNode, timed, type AwsNode } from './node.js';
 
 /** 5 attempts x 5 s request timeout + at most 0.1+0.2+0.4+0.8 s backoff = 26.5 s; with slack for a busy machine. */
 const HUNG_BOUND_MS = 20_000;

@@ -18,7 +18,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort } from '../helpers/cluster.js';
+import { freePort } from '../helpers/net.js';
 
 export const MOTO_VERSION = '5.2.5';
 export const REGION = 'us-east-1';

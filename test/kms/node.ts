@@ -1,9 +1,7 @@
 // aws-mode Coffer nodes for the test:kms tier: real `coffer server` processes
 // (the AWS SDK reads its env at start, so in-process nodes would share the
-// test worker's env), plus small readers for state.db and /metrics.
-import Database from 'better-sqlite3';
+// test worker's env), plus small readers for /metrics (state.db: test/helpers/state-db.ts).
 import fs from 'node:fs';
-import path from 'node:path';
 import { request } from '../helpers/http.js';
 import { nodeEnv, randomMasterKey, randomToken, spawnNode, tempDir, type SpawnedNode } from '../helpers/node.js';
 import { cofferAwsEnv } from './moto.js';
@@ -51,35 +49,6 @@ export async function spawnAwsNode(endpoint: string, keyId: string, extra: Recor
     throw err;
   }
   return node;
-}
-
-export interface VersionRow {
-  name: string;
-  version: number;
-  ciphertext: Buffer;
-  nonce: Buffer;
-  wrapped_dek: Buffer;
-  kms_key_id: string;
-}
-
-/** Opens a node's state.db read-only (WAL: safe while the node runs). */
-function withDb<T>(dataDir: string, fn: (db: Database.Database) => T): T {
-  const db = new Database(path.join(dataDir, 'state.db'), { readonly: true, fileMustExist: true });
-  try {
-    return fn(db);
-  } finally {
-    db.close();
-  }
-}
-
-export function versionRow(dataDir: string, name: string, version: number): VersionRow | undefined {
-  return withDb(dataDir, (db) =>
-    db.prepare('SELECT name, version, ciphertext, nonce, wrapped_dek, kms_key_id FROM secret_versions WHERE name = ? AND version = ?').get(name, version) as VersionRow | undefined,
-  );
-}
-
-export function versionCount(dataDir: string): number {
-  return withDb(dataDir, (db) => (db.prepare('SELECT count(*) AS n FROM secret_versions').get() as { n: number }).n);
 }
 
 /** Sample values of one metric family from GET /metrics, keyed by the label text (`{a="b"}` or ''). */

@@ -7,8 +7,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectError } from '../helpers/assert.js';
 import { client, type HttpResponse } from '../helpers/http.js';
+import { versionCount } from '../helpers/state-db.js';
 import { MotoServer, type MotoKey } from './moto.js';
-import { metricSum, spawnAwsNode, timed, versionCount, type AwsNode } from './node.js';
+import { metricSum, spawnAwsNode, timed, type AwsNode } from './node.js';
 
 const SECRETS = 6;
 const ROUNDS = 8;

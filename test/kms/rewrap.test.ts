@@ -3,11 +3,10 @@
 // baseline adoption; and a pass cut short by killing the leader, resumed by
 // the next leader without redoing finished versions.
 import { DecryptCommand, RotateKeyOnDemandCommand } from '@aws-sdk/client-kms';
-import Database from 'better-sqlite3';
-import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster } from '../helpers/cluster.js';
 import { client } from '../helpers/http.js';
+import { versionRows, type VersionRow } from '../helpers/state-db.js';
 import { MotoServer, cofferAwsEnv, type MotoKey } from './moto.js';
 import { metricSum, spawnAwsNode, type AwsNode } from './node.js';
 
@@ -27,25 +26,6 @@ afterEach(async () => {
   await cluster?.stop();
   cluster = null;
 });
-
-interface Row {
-  name: string;
-  version: number;
-  ciphertext: Buffer;
-  nonce: Buffer;
-  wrapped_dek: Buffer;
-  kms_key_id: string;
-  wrapped_rotation_at: string | null;
-}
-
-function rows(dataDir: string): Row[] {
-  const db = new Database(path.join(dataDir, 'state.db'), { readonly: true, fileMustExist: true });
-  try {
-    return db.prepare('SELECT * FROM secret_versions ORDER BY name, version').all() as Row[];
-  } finally {
-    db.close();
-  }
-}
 
 type Status = { enabled: boolean; watermark: string | null; pending_versions: number; running: boolean; last_pass: null | { outcome: string; rewrapped: number; failed: number; started: string; finished: string | null; rotation: string | null } };
 
@@ -81,7 +61,7 @@ describe('re-wrap worker on the KMS wire protocol', () => {
       await c.put(`/v1/secrets/kr/${i}`, { value: `old-${i}` });
       await c.put(`/v1/secrets/kr/${i}`, { value: `new-${i}` });
     }
-    const before = rows(n.dataDir);
+    const before = versionRows(n.dataDir);
 
     await rotate(key);
     expect((await c.post('/v1/admin/kms/rewrap')).status).toBe(202);
@@ -91,7 +71,7 @@ describe('re-wrap worker on the KMS wire protocol', () => {
     expect(done.pending_versions).toBe(0);
     expect(await metricSum(n.url, 'coffer_kms_requests_total', { operation: 're_encrypt', result: 'ok' })).toBe(6);
 
-    const after = rows(n.dataDir);
+    const after = versionRows(n.dataDir);
     for (const [i, a] of after.entries()) {
       const b = before[i]!;
       expect(a.ciphertext.equals(b.ciphertext)).toBe(true);
@@ -116,7 +96,7 @@ describe('re-wrap worker on the KMS wire protocol', () => {
     await client(n.url, n.token).post('/v1/admin/kms/rewrap');
     const idle = await waitStatus(n.url, n.token, (s) => s.last_pass?.outcome === 'nothing_to_do');
     expect(idle.last_pass!.rewrapped).toBe(0);
-    expect(rows(n.dataDir).map((r) => r.wrapped_dek.toString('hex'))).toEqual(after.map((r) => r.wrapped_dek.toString('hex')));
+    expect(versionRows(n.dataDir).map((r) => r.wrapped_dek.toString('hex'))).toEqual(after.map((r) => r.wrapped_dek.toString('hex')));
   });
 
   it('paces ReEncrypt at VAULT_KMS_REWRAP_MAX_PER_SEC', async () => {
@@ -148,15 +128,15 @@ describe('re-wrap worker on the KMS wire protocol', () => {
     // Let a few versions through (4 per second), then kill the leader mid-pass.
     const witness = cluster.members.find((m) => m.id !== lead)!;
     const deadline = Date.now() + 20_000;
-    let doneBefore: Row[] = [];
+    let doneBefore: VersionRow[] = [];
     while (Date.now() < deadline) {
-      doneBefore = rows(witness.dataDir).filter((r) => r.wrapped_rotation_at !== null);
+      doneBefore = versionRows(witness.dataDir).filter((r) => r.wrapped_rotation_at !== null);
       if (doneBefore.length >= 4) break;
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(doneBefore.length).toBeGreaterThanOrEqual(4);
     await cluster.stopMember(lead, 'SIGKILL');
-    doneBefore = rows(witness.dataDir).filter((r) => r.wrapped_rotation_at !== null);
+    doneBefore = versionRows(witness.dataDir).filter((r) => r.wrapped_rotation_at !== null);
     expect(doneBefore.length).toBeLessThan(16);
 
     const next = await cluster.waitForLeader(20_000, [lead]);
@@ -164,7 +144,7 @@ describe('re-wrap worker on the KMS wire protocol', () => {
     // The new leader did only what was left.
     expect(done.last_pass!.rewrapped).toBeLessThanOrEqual(16 - doneBefore.length);
     expect(done.last_pass!.rewrapped).toBeGreaterThan(0);
-    const after = rows(witness.dataDir);
+    const after = versionRows(witness.dataDir);
     expect(after.every((r) => r.wrapped_rotation_at === done.watermark)).toBe(true);
     for (const b of doneBefore) {
       const a = after.find((r) => r.name === b.name && r.version === b.version)!;
