@@ -58,6 +58,8 @@ export class StateMachine {
   db: Database.Database;
   /** Bumped when a snapshot replaces the database, so readers re-prepare. */
   generation = 0;
+  /** Bumped whenever stored secret versions may have changed, so readers drop cached ciphertext rows. */
+  secretsChanged = 0;
   private stmts: ReturnType<typeof prepare>;
   private readonly file: string;
 
@@ -154,6 +156,7 @@ export class StateMachine {
     this.db = openDb(this.file);
     this.stmts = prepare(this.db);
     this.generation++;
+    this.secretsChanged++;
   }
 
   applyCommand(index: number, term: number, cmd: Command): ApplyResult {
@@ -173,6 +176,7 @@ export class StateMachine {
 
   private execute(cmd: Command): ApplyResult {
     const s = this.stmts;
+    if (cmd.t === 'secret.put' || cmd.t === 'secret.delete' || cmd.t === 'secret.rewrap' || cmd.t === 'state.restore') this.secretsChanged++;
     switch (cmd.t) {
       case 'secret.put': {
         const row = s.secretGet.get(cmd.name) as { current_version: number } | undefined;
