@@ -113,9 +113,11 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: Api
   // Bodies are JSON only: drop Fastify's built-in text/plain parser so every other type is 415.
   app.removeContentTypeParser('text/plain');
 
-  app.addHook('onRequest', async (req, reply) => {
+  // Synchronous hooks take the callback form: an async hook costs a promise per request on the hot read path.
+  app.addHook('onRequest', (req, reply, done) => {
     reply.header('x-request-id', req.id);
     req.ctx = newContext(req, req.routeOptions.config.action);
+    done();
   });
 
   // The record is durable before the response is sent; if it cannot be written, the client gets 503 instead.
@@ -133,16 +135,18 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: Api
   }
 
   // Refuse a change up front when its audit record could not be written anyway.
-  app.addHook('preHandler', async (req) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') await deps.audit.probe();
+  app.addHook('preHandler', (req, _reply, done) => {
+    if (req.method === 'GET' || req.method === 'HEAD') return done();
+    deps.audit.probe().then(() => done(), (err: Error) => done(err));
   });
 
-  app.addHook('onResponse', async (req, reply) => {
+  app.addHook('onResponse', (req, reply, done) => {
     const route = req.routeOptions.url ?? 'unmatched';
     const outcome = outcomeFor(reply.statusCode);
     const seconds = Number(process.hrtime.bigint() - req.ctx.startedAt) / 1e9;
     deps.metrics.httpRequests.inc({ route, method: req.method, status: String(reply.statusCode), outcome });
     deps.metrics.httpRequestDuration.observe({ route, method: req.method, outcome }, seconds);
+    done();
   });
 
   installErrorHandling(app);

@@ -164,6 +164,10 @@ export class RaftReplicator implements Replicator {
 
   readBarrier(): Promise<void> {
     this.throwIfStopped();
+    // A lone voter that leads is the whole quorum: its ReadIndex is its commit index, already applied
+    // (the core answers the same without a round trip). Skipping the Ready loop keeps single-node reads cheap.
+    const r = this.node.raft;
+    if (r.role === 'leader' && r.tracker.voters.size === 1 && this.applied.index >= r.log.committed) return Promise.resolve();
     return new Promise((resolve, reject) => {
       this.readQueue.push({ resolve, reject, deadline: Date.now() + READ_TIMEOUT_MS });
       this.startReadRound();
