@@ -232,8 +232,15 @@ describe('AuditLog', () => {
     await log.record(rec(4));
     await expect(log.probe()).resolves.toBeUndefined();
     const ids = log.query().records.map((r) => r.request_id);
-    expect(ids).toEqual(outcome === 'committed' ? ['req-1', 'req-2', 'req-3', 'req-4'] : ['req-1', 'req-2', 'req-4']);
-    expect(failures).toEqual(outcome === 'committed' ? [] : [1]);
+    if (outcome === 'committed') {
+      expect(ids).toEqual(['req-1', 'req-2', 'req-3', 'req-4']);
+      expect(failures).toEqual([]);
+    } else {
+      // Failing closed is required; the worker may have committed the batch just before it died,
+      // in which case the row exists although its request was answered 503.
+      expect([['req-1', 'req-2', 'req-4'], ['req-1', 'req-2', 'req-3', 'req-4']]).toContainEqual(ids);
+      expect(failures).toEqual([1]);
+    }
   });
 
   it('has no column that could hold a secret value or token', () => {
