@@ -252,3 +252,21 @@ export function cannon(opts: Options): Promise<{ result: Result; p50: number; p9
     });
   });
 }
+
+/** Runs a bench's main with cleanup on exit, on signals and on failure (children never outlive it). */
+export function runBench(main: () => Promise<void>, killAllNow: () => void): void {
+  process.on('exit', killAllNow);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      killAllNow();
+      process.exit(130);
+    });
+  }
+  main().catch((err: unknown) => {
+    const cause = err instanceof Error && err.cause instanceof Error ? ` (${err.cause.message})` : '';
+    process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}${cause}
+`);
+    killAllNow();
+    process.exit(1);
+  });
+}

@@ -34,6 +34,7 @@ import {
   rejectUnknownFlags,
   startChild,
   stopChild,
+  runBench,
 } from './common.js';
 
 type Scenario = 'bare' | 'read' | 'write';
@@ -314,17 +315,4 @@ async function main(): Promise<void> {
   tempDir = null;
 }
 
-process.on('exit', killAllNow);
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.once(sig, () => {
-    killAllNow();
-    process.exit(130);
-  });
-}
-
-main().catch((err: unknown) => {
-  const cause = err instanceof Error && err.cause instanceof Error ? ` (${err.cause.message})` : '';
-  process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}${cause}\n`);
-  killAllNow();
-  process.exit(1);
-});
+runBench(main, killAllNow);

@@ -6,7 +6,7 @@
 // - JSON with base64 payloads (encodeMessages/decodeMessages): the snapshot
 //   header, and batches from (or to) members that predate the binary form.
 // Snapshot images never travel here; they stream separately.
-import type { ConfChange, ConfChangeType, Entry, EntryType, Message, MessageType, Snapshot } from './core/index.js';
+import type { Entry, EntryType, Message, MessageType, Snapshot } from './core/index.js';
 import { message } from './core/index.js';
 
 interface WireEntry {
@@ -71,56 +71,6 @@ export function decodeMessages(body: unknown): Message[] {
     }),
   );
 }
-
-/** A membership change as logged: the core's ConfChange plus the member's Raft address. */
-export interface ConfChangeEntry extends ConfChange {
-  address: string | null;
-}
-
-export function encodeConfChange(cc: ConfChangeEntry): Uint8Array {
-  return new Uint8Array(Buffer.from(JSON.stringify({ type: cc.type, nodeId: cc.nodeId, address: cc.address })));
-}
-
-export function decodeConfChange(data: Uint8Array): ConfChangeEntry {
-  const raw = JSON.parse(Buffer.from(data).toString('utf8')) as { type: ConfChangeType; nodeId: string; address: string | null };
-  return { type: raw.type, nodeId: raw.nodeId, address: raw.address ?? null };
-}
-
-/** JSON schema of a message batch, for the Raft listener's edge validation. */
-export const messageBatchSchema = {
-  type: 'array',
-  maxItems: 10_000,
-  items: {
-    type: 'object',
-    required: ['type', 'to', 'from', 'term', 'logTerm', 'index', 'commit', 'reject', 'rejectHint', 'entries'],
-    properties: {
-      type: { type: 'string', maxLength: 32 },
-      to: { type: 'string', maxLength: 64 },
-      from: { type: 'string', maxLength: 64 },
-      term: { type: 'integer', minimum: 0 },
-      logTerm: { type: 'integer', minimum: 0 },
-      index: { type: 'integer', minimum: 0 },
-      commit: { type: 'integer', minimum: 0 },
-      reject: { type: 'boolean' },
-      rejectHint: { type: 'integer', minimum: 0 },
-      context: { type: 'string', maxLength: 256 },
-      entries: {
-        type: 'array',
-        items: {
-          type: 'object',
-          required: ['t', 'i', 'y', 'd'],
-          properties: {
-            t: { type: 'integer', minimum: 0 },
-            i: { type: 'integer', minimum: 0 },
-            y: { type: 'string', enum: ['normal', 'noop', 'confChange'] },
-            d: { type: 'string' },
-          },
-        },
-      },
-      snapshot: { type: 'object' },
-    },
-  },
-} as const;
 
 // ---- binary batch ---------------------------------------------------------------
 //

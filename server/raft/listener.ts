@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { decodeCommand, UnknownCommandError } from '../store/commands.js';
-import { BATCH_CONTENT_TYPE, decodeBatch, decodeMessages, messageBatchSchema } from './codec.js';
+import { BATCH_CONTENT_TYPE, decodeBatch, decodeMessages } from './codec.js';
 import type { RaftReplicator } from './raft-replicator.js';
 import { ConflictError, NoLeaderError, NotFoundError } from './replicator.js';
 import { RAFT_PATHS, sha256File } from './transport.js';
@@ -44,15 +44,6 @@ export async function buildRaftListener(rep: RaftReplicator, capabilities: strin
     async (req, res) => {
       if (!Buffer.isBuffer(req.body)) return res.code(415).send({ error: { code: 'bad_request', message: `expected ${BATCH_CONTENT_TYPE}` } });
       rep.receive(decodeBatch(req.body), req.headers['x-coffer-node'], parseCaps(req.headers['x-coffer-capabilities']));
-      return reply();
-    },
-  );
-
-  app.post<{ Body: unknown; Headers: { 'x-coffer-node': string; 'x-coffer-capabilities'?: string } }>(
-    RAFT_PATHS.messages,
-    { schema: { body: messageBatchSchema, headers: NODE_HEADER } },
-    async (req) => {
-      rep.receive(decodeMessages(req.body), req.headers['x-coffer-node'], parseCaps(req.headers['x-coffer-capabilities']));
       return reply();
     },
   );

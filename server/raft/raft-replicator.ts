@@ -460,7 +460,7 @@ export class RaftReplicator implements Replicator {
         } else {
           const cc = decodeConfChange(e.data);
           this.node.applyConfChange(cc);
-          sm.applyMembership(e.index, e.term, { ...cc, address: null });
+          sm.applyMembership(e.index, e.term, cc);
           if (cc.type === 'removeNode') this.transport.removePeer(cc.nodeId);
           this.addresses = null;
         }

@@ -2,7 +2,7 @@
 // HTTP (Nagle off), at most one request in flight per peer so messages stay in
 // order (Raft tolerates loss, not reordering within a stream it pipelines).
 // Whatever queues while a request is in flight goes out as the next batch, in
-// the binary form (codec.ts); a peer that predates it gets JSON instead.
+// the binary form (codec.ts).
 // Snapshot images stream as the request body of their own request.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -12,8 +12,6 @@ import type { Message } from './core/index.js';
 import { BATCH_CONTENT_TYPE, encodeBatch, encodeMessages } from './codec.js';
 
 export const RAFT_PATHS = {
-  /** JSON message batches (kept for members that predate `batch`). */
-  messages: '/raft/v1/messages',
   /** Binary message batches. */
   batch: '/raft/v1/batch',
   snapshot: '/raft/v1/snapshot',
@@ -34,13 +32,10 @@ export interface TransportHooks {
 
 const MAX_QUEUE = 4096;
 const REQUEST_TIMEOUT_MS = 5_000;
-const LEGACY_RETRY_MS = 60_000;
 
 class PeerSender {
   private queue: Message[] = [];
   private busy = false;
-  /** Until this time, speak JSON: the peer answered 404 to a binary batch (an older release). */
-  private legacyUntil = 0;
 
   constructor(
     readonly id: string,
@@ -62,18 +57,10 @@ class PeerSender {
         const batch = this.queue;
         this.queue = [];
         try {
-          const res = Date.now() < this.legacyUntil
-            ? await postJson(this.agent, this.address, RAFT_PATHS.messages, encodeMessages(batch), this.hooks)
-            : await postJson(this.agent, this.address, RAFT_PATHS.batch, encodeBatch(batch), this.hooks, REQUEST_TIMEOUT_MS, BATCH_CONTENT_TYPE);
+          const res = await postJson(this.agent, this.address, RAFT_PATHS.batch, encodeBatch(batch), this.hooks, REQUEST_TIMEOUT_MS, BATCH_CONTENT_TYPE);
           const caps = (res as { capabilities?: unknown }).capabilities;
           if (Array.isArray(caps)) this.hooks.onPeerCapabilities(this.id, caps.map(String));
-        } catch (err) {
-          if (Date.now() >= this.legacyUntil && (err as { statusCode?: number }).statusCode === 404) {
-            // A member from before the binary form: speak JSON to it for a while, then try again.
-            this.legacyUntil = Date.now() + LEGACY_RETRY_MS;
-            this.queue.unshift(...batch);
-            continue;
-          }
+        } catch {
           this.hooks.onUnreachable(this.id);
           // Dropped: Raft re-sends what matters. Pause briefly so a dead peer is not hammered.
           await new Promise((r) => setTimeout(r, 50));

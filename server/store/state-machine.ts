@@ -102,11 +102,11 @@ export class StateMachine {
   }
 
   /** Records a membership change's address book effect with the entry's index. */
-  applyMembership(index: number, term: number, change: { type: string; nodeId: string; address: string | null }): void {
+  applyMembership(index: number, term: number, change: { type: string; nodeId: string }): void {
     if (index <= this.appliedIndex().index) return;
     this.db.transaction(() => {
+      // Addresses arrive earlier as cluster.peer commands; a removed member's address goes with it.
       if (change.type === 'removeNode') this.stmts.peerDelete.run(change.nodeId);
-      else if (change.address) this.stmts.peerUpsert.run(change.nodeId, change.address);
       this.stmts.appliedSet.run(index, term);
     })();
   }

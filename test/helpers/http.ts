@@ -16,6 +16,8 @@ export interface RequestOptions {
   /** Header values; an array sends the header once per item (e.g. two X-Forwarded-For lines). */
   headers?: Record<string, string | string[]>;
   localAddress?: string;
+  /** Abandon the request (reject) after this long; no limit by default. */
+  timeoutMs?: number;
 }
 
 export function request(base: string, method: string, path: string, opts: RequestOptions = {}): Promise<HttpResponse> {
@@ -48,6 +50,10 @@ export function request(base: string, method: string, path: string, opts: Reques
         });
       },
     );
+    if (opts.timeoutMs !== undefined) {
+      const timer = setTimeout(() => req.destroy(new Error('client timeout')), opts.timeoutMs);
+      req.on('close', () => clearTimeout(timer));
+    }
     req.on('error', reject);
     if (payload !== undefined) req.write(payload);
     req.end();

@@ -9,11 +9,11 @@
 // timeline of each node's view of the cluster and the node logs are written to
 // a coffer-chaos-* folder under the OS temp dir; the path is printed.
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TestCluster, type ClusterMember } from '../helpers/cluster.js';
+import { request } from '../helpers/http.js';
 import { checkLinearizable, type CheckResult, type Op } from '../helpers/linearizability.js';
 
 const CLIENTS = 8;
@@ -43,32 +43,7 @@ interface Reply {
 
 /** One request on a fresh connection, abandoned (rejected) after `timeoutMs`. */
 function call(base: string, method: 'GET' | 'PUT', p: string, opts: { token?: string; body?: unknown; timeoutMs?: number } = {}): Promise<Reply> {
-  const url = new URL(base);
-  const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
-  const headers: Record<string, string> = {};
-  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
-  if (payload !== undefined) headers['content-type'] = 'application/json';
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: url.hostname, port: url.port, path: p, method, headers, agent: false }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => {
-        let body: unknown = null;
-        try {
-          body = text ? JSON.parse(text) : null;
-        } catch {
-          body = text;
-        }
-        resolve({ status: res.statusCode ?? 0, body });
-      });
-      res.on('error', reject);
-    });
-    const timer = setTimeout(() => req.destroy(new Error('client timeout')), opts.timeoutMs ?? HTTP_TIMEOUT_MS);
-    req.on('close', () => clearTimeout(timer));
-    req.on('error', reject);
-    req.end(payload);
-  });
+  return request(base, method, p, { ...opts, timeoutMs: opts.timeoutMs ?? HTTP_TIMEOUT_MS });
 }
 
 interface NemesisEvent {
