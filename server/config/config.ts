@@ -106,18 +106,32 @@ function parsePeers(text: string): Peer[] {
 export function loadConfig(env: Env = process.env): ServerConfig {
   const dataDir = get(env, 'VAULT_DATA_DIR') ?? './data';
   const apiAddr = parseHostPort('VAULT_API_ADDR', get(env, 'VAULT_API_ADDR') ?? '0.0.0.0:8200');
-  const raftAddr = parseHostPort('VAULT_RAFT_ADDR', get(env, 'VAULT_RAFT_ADDR') ?? '0.0.0.0:8201');
   const nodeId = get(env, 'VAULT_NODE_ID') ?? os.hostname();
   if (!NODE_ID.test(nodeId)) throw new ConfigError('VAULT_NODE_ID', `bad node id ${JSON.stringify(nodeId)}`);
-
-  const advText = get(env, 'VAULT_RAFT_ADVERTISE');
-  // An unspecified listen address cannot be dialled; fall back to the hostname, as a StatefulSet pod's name resolves.
-  const raftAdvertise = advText
-    ? parseHostPort('VAULT_RAFT_ADVERTISE', advText)
-    : { host: raftAddr.host === '0.0.0.0' ? os.hostname() : raftAddr.host, port: raftAddr.port };
+  const overlayCidr = get(env, 'VAULT_OVERLAY_CIDR') ?? null;
 
   const peersText = get(env, 'VAULT_PEERS');
-  const peers = peersText ? parsePeers(peersText) : [{ id: nodeId, addr: raftAdvertise }];
+  const listedPeers = peersText ? parsePeers(peersText) : null;
+  // How the others dial this node is already written in VAULT_PEERS. A
+  // StatefulSet template cannot carry per-pod values, so this is how a pod
+  // learns its own overlay address (DESIGN §3: VAULT_RAFT_ADVERTISE "derived").
+  const ownEntry = listedPeers?.find((p) => p.id === nodeId)?.addr ?? null;
+
+  const raftAddrText = get(env, 'VAULT_RAFT_ADDR');
+  const advText = get(env, 'VAULT_RAFT_ADVERTISE');
+  const advertiseGiven = advText ? parseHostPort('VAULT_RAFT_ADVERTISE', advText) : ownEntry;
+  // With the overlay on, the only safe default listen address is the overlay
+  // address this node advertises; 0.0.0.0 would expose Raft on the underlay.
+  const raftAddr = raftAddrText
+    ? parseHostPort('VAULT_RAFT_ADDR', raftAddrText)
+    : overlayCidr !== null && advertiseGiven
+      ? { ...advertiseGiven }
+      : { host: '0.0.0.0', port: 8201 };
+  // An unspecified listen address cannot be dialled; fall back to the hostname, as a StatefulSet pod's name resolves.
+  const raftAdvertise = advertiseGiven
+    ?? { host: raftAddr.host === '0.0.0.0' ? os.hostname() : raftAddr.host, port: raftAddr.port };
+
+  const peers = listedPeers ?? [{ id: nodeId, addr: raftAdvertise }];
   // A node not among the initial voters is a joiner: it starts empty and waits
   // for the leader, after an admin adds it (POST /v1/admin/cluster/peers).
 
@@ -150,9 +164,7 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     throw new ConfigError(tlsCertFile ? 'VAULT_TLS_KEY_FILE' : 'VAULT_TLS_CERT_FILE', 'TLS needs both the cert and the key file');
   }
 
-  const mgmtText = get(env, 'VAULT_MGMT_ADDR');
-  const mgmtAddr = mgmtText ? parseHostPort('VAULT_MGMT_ADDR', mgmtText) : null;
-  const overlayCidr = get(env, 'VAULT_OVERLAY_CIDR') ?? null;
+  const mgmtAddr = parseMgmtAddr(get(env, 'VAULT_MGMT_ADDR'), overlayCidr, raftAdvertise);
   if (overlayCidr !== null) checkOverlay(overlayCidr, raftAddr, raftAdvertise, mgmtAddr);
 
   return {
@@ -181,6 +193,20 @@ export function loadConfig(env: Env = process.env): ServerConfig {
 }
 
 /**
+ * VAULT_MGMT_ADDR is `host:port`, or `overlay:port` for "this node's overlay
+ * address" (the Raft advertise host), which a pod template can say for every pod.
+ */
+function parseMgmtAddr(text: string | undefined, overlayCidr: string | null, raftAdvertise: HostPort): HostPort | null {
+  if (!text) return null;
+  if (text.startsWith('overlay:')) {
+    if (overlayCidr === null) throw new ConfigError('VAULT_MGMT_ADDR', 'overlay:PORT needs VAULT_OVERLAY_CIDR');
+    const { port } = parseHostPort('VAULT_MGMT_ADDR', `0.0.0.0:${text.slice('overlay:'.length)}`);
+    return { host: raftAdvertise.host, port };
+  }
+  return parseHostPort('VAULT_MGMT_ADDR', text);
+}
+
+/**
  * Raft is plain HTTP by design: with the overlay enabled it must listen and be
  * advertised on an overlay address only, never on 0.0.0.0 or an underlay
  * address, and so must the management listener if there is one.
@@ -194,7 +220,8 @@ function checkOverlay(cidrText: string, raftAddr: HostPort, raftAdvertise: HostP
   }
   const inside = (host: string) => new Allowlist([cidr]).allows(host);
   if (!inside(raftAddr.host)) {
-    throw new ConfigError('VAULT_RAFT_ADDR', `${raftAddr.host} is not inside the overlay ${cidrText}: Raft would be reachable off the overlay`);
+    const hint = raftAddr.host === '0.0.0.0' ? ' (set VAULT_RAFT_ADDR, or list this node in VAULT_PEERS with its overlay address)' : '';
+    throw new ConfigError('VAULT_RAFT_ADDR', `${raftAddr.host} is not inside the overlay ${cidrText}: Raft would be reachable off the overlay${hint}`);
   }
   if (!inside(raftAdvertise.host)) {
     throw new ConfigError('VAULT_RAFT_ADVERTISE', `${raftAdvertise.host} is not inside the overlay ${cidrText}`);

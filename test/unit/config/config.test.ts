@@ -62,6 +62,9 @@ describe('loadConfig', () => {
     const c = loadConfig({ VAULT_NODE_ID: 'b', VAULT_PEERS: 'a=127.0.0.1:1, b=127.0.0.2:2' });
     expect(c.peers.map((p) => p.id)).toEqual(['a', 'b']);
     expect(c.peers[1]!.addr).toEqual({ host: '127.0.0.2', port: 2 });
+    // Advertised as the peers list says; still listening where VAULT_RAFT_ADDR's default says.
+    expect(c.raftAdvertise).toEqual({ host: '127.0.0.2', port: 2 });
+    expect(c.raftAddr).toEqual({ host: '0.0.0.0', port: 8201 });
   });
 });
 
@@ -103,6 +106,27 @@ describe('overlay', () => {
     expect(c.overlayCidr).toBe('10.77.0.0/24');
     expect(c.mgmtAddr).toEqual({ host: '10.77.0.1', port: 8202 });
     expect(c.raftAdvertise).toEqual({ host: '10.77.0.1', port: 8201 });
+  });
+
+  it('derives the Raft listen and advertise address from this node\'s VAULT_PEERS entry', () => {
+    // What the operator gives every pod: one template, per-pod overlay addresses only in VAULT_PEERS.
+    const c = loadConfig({
+      ...base,
+      VAULT_PEERS: 'n0=10.77.0.1:8201,n1=10.77.0.2:8201,n2=10.77.0.3:8201',
+      VAULT_MGMT_ADDR: 'overlay:8202',
+    });
+    expect(c.raftAdvertise).toEqual({ host: '10.77.0.2', port: 8201 });
+    expect(c.raftAddr).toEqual({ host: '10.77.0.2', port: 8201 });
+    expect(c.mgmtAddr).toEqual({ host: '10.77.0.2', port: 8202 });
+  });
+
+  it('refuses the 0.0.0.0 default when this node has no overlay address, and says how to fix it', () => {
+    expect(() => loadConfig({ ...base, VAULT_PEERS: 'n0=10.77.0.1:8201' })).toThrow(/VAULT_RAFT_ADDR: 0\.0\.0\.0 is not inside the overlay.*list this node in VAULT_PEERS/);
+  });
+
+  it('takes overlay:PORT for the management listener only with an overlay', () => {
+    expect(() => loadConfig({ VAULT_NODE_ID: 'n1', VAULT_MGMT_ADDR: 'overlay:8202' })).toThrow(/VAULT_MGMT_ADDR: overlay:PORT needs VAULT_OVERLAY_CIDR/);
+    expect(() => loadConfig({ ...base, VAULT_RAFT_ADDR: '10.77.0.1:8201', VAULT_MGMT_ADDR: 'overlay:99999' })).toThrow(/VAULT_MGMT_ADDR/);
   });
 
   it.each([
