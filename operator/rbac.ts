@@ -5,13 +5,19 @@
 // test:k8s suite runs the operator under exactly these rules.
 //
 // What is deliberately absent:
-// - update/patch/delete on Secrets: generated Secrets are created once and
-//   never overwritten; user-supplied ones are only read;
+// - patch/delete on Secrets: the bootstrap-token and master-key Secrets are
+//   created once, immutable, and never overwritten; user-supplied ones are
+//   only read. `update` exists for one Secret only, the WireGuard key Secret
+//   (keys added on scale-up, removed on scale-down, replaced by a rotation),
+//   written with resourceVersion preconditions (RBAC cannot name it: its name
+//   depends on the VaultCluster's);
 // - delete on anything: owned objects go with the VaultCluster through the
 //   garbage collector (ownerReferences), PVCs through the StatefulSet's
 //   persistentVolumeClaimRetentionPolicy (spec.storage.deleteClaimsOn*);
-// - list/watch/create/delete on Pods: the operator only lists the vault pods
-//   to find their IPs and probe /v1/health; the StatefulSet controller owns them.
+// - watch/create/delete on Pods: the operator lists the vault pods to find
+//   their IPs and probe /v1/health; the StatefulSet controller owns them. A
+//   WireGuard key rotation restarts one pod through the Eviction API
+//   (pods/eviction), which the PodDisruptionBudget can refuse, not by deleting it.
 
 export interface PolicyRule {
   apiGroups: string[];
@@ -35,11 +41,16 @@ export const OPERATOR_RULES: readonly PolicyRule[] = [
   { apiGroups: ['apps'], resources: ['statefulsets'], verbs: ['get', 'list', 'watch', 'create', 'patch'] },
   { apiGroups: [''], resources: ['services', 'serviceaccounts'], verbs: ['get', 'list', 'watch', 'create', 'patch'] },
   { apiGroups: ['policy'], resources: ['poddisruptionbudgets'], verbs: ['get', 'list', 'watch', 'create', 'patch'] },
-  // Generated Secrets: created once (never updated); user-supplied ones read
-  // to report them missing; the watch uses the managed-by label selector.
-  { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch', 'create'] },
-  // Pod IPs for the /v1/health gate.
+  // Generated Secrets: created once; user-supplied ones read to report them
+  // missing; the watch uses the managed-by label selector. update: the
+  // WireGuard key Secret only (the others are immutable).
+  { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch', 'create', 'update'] },
+  // The WireGuard peer ConfigMap: server-side apply, watched to bring it back.
+  { apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'watch', 'create', 'patch'] },
+  // Pod IPs for the /v1/health gate, pod readiness for the key rotation.
   { apiGroups: [''], resources: ['pods'], verbs: ['list'] },
+  // WireGuard key rotation: restart one pod at a time, subject to the PodDisruptionBudget.
+  { apiGroups: [''], resources: ['pods/eviction'], verbs: ['create'] },
   // Refuse to generate a new master key when data volumes already exist.
   { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get'] },
   // Events for every step.

@@ -196,16 +196,41 @@ export const BootstrapSchema = Type.Object(
   { ...strict, default: {}, description: 'The bootstrap admin token (mint real tokens with it, then revoke it).' },
 );
 
+/**
+ * Transition rule on `spec.wireguard` (API server only): the key generation
+ * only counts up. Lowering it would do nothing (a rotation starts when it
+ * rises above the generation recorded on the key Secret), so it is refused.
+ */
+export const WIREGUARD_TRANSITION_RULES: readonly { rule: string; message: string }[] = [
+  {
+    rule: 'self.keyGeneration >= oldSelf.keyGeneration',
+    message: 'wireguard.keyGeneration cannot decrease; raise it to rotate the WireGuard keys',
+  },
+];
+
 export const WireguardSchema = Type.Object(
   {
-    enabled: Type.Boolean({ default: false, description: 'Carry Raft traffic over a WireGuard mesh between the pods.' }),
+    enabled: Type.Boolean({
+      default: false,
+      description:
+        'Carry Raft traffic over a WireGuard mesh between the pods (a wireguard-go sidecar per pod). Decide at creation: switching it on or off on a running cluster changes every node\'s Raft address.',
+    }),
     port: Type.Integer({ minimum: 1, maximum: 65_535, default: 51_820, description: 'WireGuard UDP port.' }),
     cidr: Type.String({
-      pattern: IPV4_CIDR, default: '10.77.0.0/24', description: 'Tunnel address range, one address per pod.',
+      pattern: IPV4_CIDR, default: '10.77.0.0/24',
+      description: 'Tunnel address range, one address per pod: ordinal i gets the network address + i + 1. Must be a network address with room for every replica plus the network and broadcast addresses.',
       errorMessage: 'must be an IPv4 CIDR such as 10.77.0.0/24',
     } as Friendly),
+    keyGeneration: Type.Integer({
+      minimum: 1, maximum: 1_000_000_000, default: 1,
+      description: 'Raise to rotate every pod\'s WireGuard key pair, one pod at a time (see status.wireguard). Never decreases.',
+    }),
+    managementOnOverlay: Type.Boolean({
+      default: false,
+      description: 'Serve the management routes on port 8202 of each pod\'s overlay address only (VAULT_MGMT_ADDR); value reads and health stay on the API port.',
+    }),
   },
-  { ...strict, default: {}, description: 'Encrypted node-to-node transport.' },
+  { ...strict, default: {}, 'x-kubernetes-validations': celRules(WIREGUARD_TRANSITION_RULES), description: 'Encrypted node-to-node transport.' },
 );
 
 export const StorageSchema = Type.Object(
@@ -305,6 +330,28 @@ export const RolloutStatusSchema = Type.Object(
   { ...strict, description: 'Progress of a release or rotation-flag rollout; a restarted operator resumes from here.' },
 );
 
+/** Steps of one ordinal's WireGuard key rotation (operator/wireguard/rotation.ts). */
+export const WIREGUARD_ROTATION_STEPS = [
+  /** The ordinal is next: its new key pair is written once the cluster is fully ready. */
+  'ReplacingKey',
+  /** The new key is in the Secret and the ConfigMap; the pod is evicted and the operator waits until it is Ready again. */
+  'RestartingPod',
+] as const;
+
+export const WireguardStatusSchema = Type.Object(
+  {
+    keyGeneration: Type.Integer({ minimum: 1, description: 'Generation every pod\'s WireGuard key has (also the coffer.dev/wireguard-key-generation annotation of the key Secret).' }),
+    targetKeyGeneration: Type.Optional(Type.Integer({ minimum: 1, description: 'Generation a rotation in progress moves every key to.' })),
+    rotatingOrdinal: Type.Optional(Type.Integer({ minimum: 0, description: 'Ordinal whose key is being rotated now.' })),
+    step: Type.Optional(Type.Union(WIREGUARD_ROTATION_STEPS.map((s) => Type.Literal(s)), { description: 'Where the rotation of rotatingOrdinal is.' })),
+    podUID: Type.Optional(Type.String({ description: 'UID of the pod instance that still runs with the old key (the one to restart).' })),
+    startedAt: Type.Optional(Type.String({ format: 'date-time', description: 'When this rotation started.' })),
+    lastTransitionTime: Type.Optional(Type.String({ format: 'date-time', description: 'When the ordinal or step last changed.' })),
+    message: Type.Optional(Type.String({ maxLength: 32_768, description: 'Human-readable progress.' })),
+  },
+  { ...strict, description: 'WireGuard key state and the progress of a key rotation; a restarted operator resumes from here.' },
+);
+
 /** metav1.Condition. */
 export const ConditionSchema = Type.Object(
   {
@@ -326,6 +373,7 @@ export const VaultClusterStatusSchema = Type.Object(
     readyReplicas: Type.Optional(Type.Integer({ minimum: 0, description: 'Pods passing /v1/ready.' })),
     leader: Type.Optional(Type.String({ description: 'Node id (pod name) of the Raft leader, when known.' })),
     rollout: Type.Optional(RolloutStatusSchema),
+    wireguard: Type.Optional(WireguardStatusSchema),
     conditions: Type.Optional(
       Type.Array(ConditionSchema, {
         'x-kubernetes-list-type': 'map',

@@ -14,8 +14,12 @@ import {
   type RolloutStatusSchema,
   type VaultClusterSpecSchema,
   type VaultClusterStatusSchema,
+  type WIREGUARD_ROTATION_STEPS,
+  type WireguardSchema,
+  type WireguardStatusSchema,
   type secretKeyRefSchema,
 } from './schema.js';
+import { overlayCidrProblem } from '../wireguard/addresses.js';
 
 /** A VaultCluster after validation: every defaulted field is present. */
 export type VaultCluster = Static<typeof VaultClusterSchema>;
@@ -24,6 +28,10 @@ export type VaultClusterStatus = Static<typeof VaultClusterStatusSchema>;
 export type KmsSpec = Static<typeof KmsSchema>;
 export type SecretKeyRef = Static<ReturnType<typeof secretKeyRefSchema>>;
 export type ResourceRequirements = Static<typeof ResourceRequirementsSchema>;
+export type WireguardSpec = Static<typeof WireguardSchema>;
+/** `status.wireguard`: key generation and the progress of a key rotation. */
+export type WireguardStatus = Static<typeof WireguardStatusSchema>;
+export type WireguardRotationStep = (typeof WIREGUARD_ROTATION_STEPS)[number];
 
 /** `status.rollout.phase`. */
 export type RolloutPhase = (typeof ROLLOUT_PHASES)[number];
@@ -83,6 +91,14 @@ export function validateVaultCluster(obj: unknown): ValidationResult {
     for (const rule of KMS_RULES) {
       if (!rule.check(kms as VaultCluster['spec']['kms'])) errors.push({ path: rule.at, message: rule.message });
     }
+  }
+  // The overlay range must hold every replica (operator-side only: CEL has no
+  // CIDR arithmetic in the Kubernetes versions the CRD supports).
+  const spec = (value as { spec?: { replicas?: unknown; wireguard?: { enabled?: unknown; cidr?: unknown } } } | null)?.spec;
+  const wgClean = !errors.some((e) => e.path === '(root)' || e.path === 'spec' || e.path === 'spec.replicas' || e.path.startsWith('spec.wireguard'));
+  if (wgClean && spec?.wireguard?.enabled === true && typeof spec.wireguard.cidr === 'string' && typeof spec.replicas === 'number') {
+    const problem = overlayCidrProblem(spec.wireguard.cidr, spec.replicas);
+    if (problem) errors.push({ path: 'spec.wireguard.cidr', message: problem });
   }
   return errors.length === 0 ? { ok: true, value: value as VaultCluster } : { ok: false, errors };
 }

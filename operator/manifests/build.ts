@@ -49,8 +49,14 @@ export interface PodExtension {
   /** Init containers, including native sidecars (restartPolicy: Always). */
   initContainers?: V1Container[];
   volumes?: V1Volume[];
-  /** Env vars appended to the vault container. */
+  /**
+   * Env vars of the vault container: one whose name the server environment
+   * already has replaces that entry in place (so `$(VAR)` references keep
+   * their order, e.g. the overlay's VAULT_PEERS); others are appended.
+   */
   env?: V1EnvVar[];
+  /** Names removed from the vault container's env (e.g. VAULT_RAFT_ADVERTISE, which the overlay derives). */
+  removeEnv?: string[];
 }
 
 export interface BuildOptions {
@@ -116,7 +122,15 @@ export function serverEnv(vc: VaultCluster, opts: BuildOptions): V1EnvVar[] {
       { name: 'VAULT_TLS_KEY_FILE', value: `${TLS_MOUNT_PATH}/tls.key` },
     );
   }
-  for (const ext of opts.podExtensions ?? []) env.push(...(ext.env ?? []));
+  for (const ext of opts.podExtensions ?? []) {
+    const drop = new Set(ext.removeEnv ?? []);
+    for (let i = env.length - 1; i >= 0; i--) if (drop.has(env[i]!.name)) env.splice(i, 1);
+    for (const e of ext.env ?? []) {
+      const i = env.findIndex((x) => x.name === e.name);
+      if (i >= 0) env[i] = e;
+      else env.push(e);
+    }
+  }
   return env;
 }
 

@@ -7,6 +7,8 @@ import type { VaultCluster } from '../api/types.js';
 
 export const API_PORT = 8200;
 export const RAFT_PORT = 8201;
+/** Management listener on the overlay address (spec.wireguard.managementOnOverlay). */
+export const MGMT_PORT = 8202;
 export const API_PORT_NAME = 'api';
 export const RAFT_PORT_NAME = 'raft';
 
@@ -50,6 +52,8 @@ export const MANAGED_BY = 'coffer-operator';
  * | PVCs | `data-<name>-<ordinal>` |
  * | generated bootstrap-token Secret | `<name>-bootstrap-token`, key `token` |
  * | generated local master-key Secret | `<name>-master-key`, key `master-key` |
+ * | WireGuard key Secret | `<name>-wireguard-keys`, key `<pod name>.key` per pod |
+ * | WireGuard peer ConfigMap | `<name>-wireguard-peers`, key `peers.json` |
  */
 export interface ResourceNames {
   serviceAccount: string;
@@ -59,6 +63,8 @@ export interface ResourceNames {
   podDisruptionBudget: string;
   bootstrapTokenSecret: string;
   masterKeySecret: string;
+  wireguardKeysSecret: string;
+  wireguardPeersConfigMap: string;
 }
 
 export function resourceNames(name: string): ResourceNames {
@@ -70,6 +76,8 @@ export function resourceNames(name: string): ResourceNames {
     podDisruptionBudget: name,
     bootstrapTokenSecret: `${name}-bootstrap-token`,
     masterKeySecret: `${name}-master-key`,
+    wireguardKeysSecret: `${name}-wireguard-keys`,
+    wireguardPeersConfigMap: `${name}-wireguard-peers`,
   };
 }
 

@@ -24,6 +24,19 @@ export interface ClusterClient {
   getSecret(namespace: string, name: string): Promise<V1Secret | null>;
   /** Creates a Secret; 'exists' when one of that name is already there (never touches it). */
   createSecret(secret: V1Secret): Promise<'created' | 'exists'>;
+  /**
+   * Replaces a Secret (PUT with metadata.resourceVersion: fails with 409 when
+   * it changed since it was read). Only for the WireGuard key Secret; the
+   * other generated Secrets are immutable.
+   */
+  updateSecret(secret: V1Secret): Promise<void>;
+  /**
+   * Evicts one pod instance through the Eviction API (policy/v1), so
+   * PodDisruptionBudgets apply; `uid` is a precondition.
+   */
+  evictPod(namespace: string, name: string, uid: string): Promise<EvictionResult>;
+  /** The API server's Kubernetes version, or null when unknown. Optional. */
+  serverVersion?(): Promise<{ major: number; minor: number } | null>;
   persistentVolumeClaimExists(namespace: string, name: string): Promise<boolean>;
   getStatefulSet(namespace: string, name: string): Promise<V1StatefulSet | null>;
   listPods(namespace: string, labelSelector: string): Promise<V1Pod[]>;
@@ -31,6 +44,13 @@ export interface ClusterClient {
   applyVaultClusterStatus(namespace: string, name: string, status: VaultClusterStatus): Promise<void>;
   createEvent(event: CoreV1Event): Promise<void>;
 }
+
+export type EvictionResult =
+  | { outcome: 'evicted' }
+  /** 429: a PodDisruptionBudget does not allow it now. */
+  | { outcome: 'refused'; message: string }
+  /** The pod (that instance) does not exist any more. */
+  | { outcome: 'gone' };
 
 /** An API error with its HTTP status (client-node's ApiException has `code`). */
 export function httpStatusOf(err: unknown): number | undefined {

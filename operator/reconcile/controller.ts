@@ -4,7 +4,7 @@
 // Sources of work:
 // - VaultCluster add/update/delete -> its key;
 // - owned StatefulSets, Services, ServiceAccounts, PodDisruptionBudgets and
-//   Secrets (watched with the label app.kubernetes.io/managed-by=coffer-operator)
+//   Secrets and ConfigMaps (watched with the label app.kubernetes.io/managed-by=coffer-operator)
 //   -> the owner's key, from the controller ownerReference (kind VaultCluster)
 //   or else the app.kubernetes.io/instance label; so deleting an owned object
 //   brings it back and StatefulSet status changes drive the rollout;
@@ -142,6 +142,7 @@ export class Controller {
       ['services', p('/api/v1', 'services'), () => (ns ? core.listNamespacedService({ namespace: ns, labelSelector: managed }) : core.listServiceForAllNamespaces({ labelSelector: managed }))],
       ['serviceaccounts', p('/api/v1', 'serviceaccounts'), () => (ns ? core.listNamespacedServiceAccount({ namespace: ns, labelSelector: managed }) : core.listServiceAccountForAllNamespaces({ labelSelector: managed }))],
       ['secrets', p('/api/v1', 'secrets'), () => (ns ? core.listNamespacedSecret({ namespace: ns, labelSelector: managed }) : core.listSecretForAllNamespaces({ labelSelector: managed }))],
+      ['configmaps', p('/api/v1', 'configmaps'), () => (ns ? core.listNamespacedConfigMap({ namespace: ns, labelSelector: managed }) : core.listConfigMapForAllNamespaces({ labelSelector: managed }))],
       ['poddisruptionbudgets', p('/apis/policy/v1', 'poddisruptionbudgets'), () => (ns ? policy.listNamespacedPodDisruptionBudget({ namespace: ns, labelSelector: managed }) : policy.listPodDisruptionBudgetForAllNamespaces({ labelSelector: managed }))],
     ];
     for (const [what, path, list] of owned) this.watch(what, path, list, managed, ownerKey);

@@ -1,11 +1,11 @@
 // ClusterClient over @kubernetes/client-node 1.x (promise-based, object-param APIs).
 import {
-  AppsV1Api, CoreV1Api, CustomObjectsApi, KubernetesObjectApi, PatchStrategy, setHeaderOptions,
+  AppsV1Api, CoreV1Api, CustomObjectsApi, KubernetesObjectApi, PatchStrategy, VersionApi, setHeaderOptions,
   type CoreV1Event, type KubeConfig, type KubernetesObject, type V1Pod, type V1Secret, type V1StatefulSet,
 } from '@kubernetes/client-node';
 import { GROUP, PLURAL, VERSION, API_VERSION, KIND } from '../api/schema.js';
 import type { VaultClusterStatus } from '../api/types.js';
-import { FIELD_MANAGER, httpStatusOf, type ClusterClient, type ObjectRef } from './client.js';
+import { FIELD_MANAGER, describeError, httpStatusOf, type ClusterClient, type EvictionResult, type ObjectRef } from './client.js';
 
 async function orNull<T>(p: Promise<T>): Promise<T | null> {
   try {
@@ -21,12 +21,14 @@ export class KubeClusterClient implements ClusterClient {
   private readonly apps: AppsV1Api;
   private readonly custom: CustomObjectsApi;
   private readonly objects: KubernetesObjectApi;
+  private readonly version: VersionApi;
 
   constructor(kc: KubeConfig, private readonly fieldManager = FIELD_MANAGER) {
     this.core = kc.makeApiClient(CoreV1Api);
     this.apps = kc.makeApiClient(AppsV1Api);
     this.custom = kc.makeApiClient(CustomObjectsApi);
     this.objects = KubernetesObjectApi.makeApiClient(kc);
+    this.version = kc.makeApiClient(VersionApi);
   }
 
   async getVaultCluster(namespace: string, name: string): Promise<Record<string, unknown> | null> {
@@ -56,6 +58,43 @@ export class KubeClusterClient implements ClusterClient {
     } catch (err) {
       if (httpStatusOf(err) === 409) return 'exists';
       throw err;
+    }
+  }
+
+  async updateSecret(secret: V1Secret): Promise<void> {
+    await this.core.replaceNamespacedSecret({
+      namespace: secret.metadata?.namespace ?? 'default',
+      name: secret.metadata?.name ?? '',
+      body: secret,
+      fieldManager: this.fieldManager,
+    });
+  }
+
+  async evictPod(namespace: string, name: string, uid: string): Promise<EvictionResult> {
+    try {
+      await this.core.createNamespacedPodEviction({
+        namespace,
+        name,
+        body: { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name, namespace }, deleteOptions: { preconditions: { uid } } },
+      });
+      return { outcome: 'evicted' };
+    } catch (err) {
+      const status = httpStatusOf(err);
+      if (status === 429) return { outcome: 'refused', message: describeError(err) };
+      // 404: gone; 409: the uid precondition failed, i.e. that instance is gone.
+      if (status === 404 || status === 409) return { outcome: 'gone' };
+      throw err;
+    }
+  }
+
+  async serverVersion(): Promise<{ major: number; minor: number } | null> {
+    try {
+      const v = await this.version.getCode();
+      const major = parseInt(v.major, 10);
+      const minor = parseInt(v.minor, 10);
+      return Number.isFinite(major) && Number.isFinite(minor) ? { major, minor } : null;
+    } catch {
+      return null;
     }
   }
 

@@ -3,26 +3,31 @@
 //   get VaultCluster -> validate (invalid: Degraded condition + Warning event, nothing applied)
 //   -> ensure generated Secrets (create if absent, never overwrite)
 //   -> observe StatefulSet, pods and each pod's /v1/health
-//   -> decide the rollout step (pure, operator/rollout) -> build manifests
-//   -> server-side apply every object -> status subresource -> events.
+//   -> decide the rollout step (pure, operator/rollout)
+//   -> WireGuard (spec.wireguard.enabled): key Secret, rotation step (pure,
+//      operator/wireguard), peer ConfigMap (./wireguard.ts)
+//   -> build manifests -> server-side apply every object -> eviction a key
+//      rotation asks for -> status subresource -> events.
 //
 // Every write goes through `guard()` first, which throws when this replica
 // stopped being the leader: a lost lease stops acting at the next write.
-import type { V1Pod, V1StatefulSet } from '@kubernetes/client-node';
+import type { KubernetesObject, V1Pod, V1StatefulSet } from '@kubernetes/client-node';
 import { ROLLOUT_PHASES } from '../api/schema.js';
 import {
   formatIssues, validateVaultCluster, type Condition, type RolloutStatus, type VaultCluster, type VaultClusterStatus,
 } from '../api/types.js';
-import { buildManifests, type BuildOptions } from '../manifests/build.js';
+import { buildManifests, type BuildOptions, type PodExtension } from '../manifests/build.js';
 import { CONTAINER_NAME, claimName, podName, resourceNames, selectorLabels } from '../manifests/names.js';
 import { buildGeneratedSecret, secretTemplates } from '../manifests/secrets.js';
 import { decideRollout, type ObservedStatefulSet, type RolloutDecision } from '../rollout/machine.js';
+import { wireguardPodExtension } from '../wireguard/sidecar.js';
 import { realClock, type Clock } from './clock.js';
 import { describeError, type ClusterClient } from './client.js';
 import { getCondition, parseConditions, setCondition, type ConditionInput } from './conditions.js';
 import type { EventRecorder, EventTarget, OperatorEvent } from './events.js';
 import type { PodHealth, PodHealthProbe } from './health.js';
 import { silentLogger, type Logger } from './logger.js';
+import { evictAfterApply, parseWireguardStatus, wireguardPass, type WireguardPass } from './wireguard.js';
 
 export class NotLeaderError extends Error {
   override readonly name = 'NotLeaderError';
@@ -44,8 +49,16 @@ export interface ReconcilerOptions {
   activeRequeueMs?: number;
   /** Retry interval while a Secret the pods need is missing. Default 30 s. */
   problemRequeueMs?: number;
-  /** Extra BuildOptions (e.g. WireGuard pod extensions). */
+  /** Extra BuildOptions (more pod extensions; the WireGuard sidecar is added by the reconciler itself). */
   buildOptions?: (vc: VaultCluster) => Omit<BuildOptions, 'rewrapEnabled' | 'image' | 'clusterDomain'>;
+  /**
+   * Run the WireGuard sidecar as a native sidecar (init container with
+   * restartPolicy Always). Default: asked from the API server's version
+   * once (1.29 or newer), true when it cannot tell.
+   */
+  nativeSidecars?: boolean;
+  /** WireGuard private key source (tests). */
+  generateWireguardKey?: () => string;
 }
 
 export interface ReconcileResult {
@@ -111,12 +124,24 @@ export class Reconciler {
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly guard: () => void;
+  private nativeSidecars: boolean | undefined;
 
   constructor(private readonly opts: ReconcilerOptions) {
     this.client = opts.client;
     this.clock = opts.clock ?? realClock;
     this.log = opts.logger ?? silentLogger;
     this.guard = opts.guard ?? (() => {});
+    this.nativeSidecars = opts.nativeSidecars;
+  }
+
+  /** Native sidecars need Kubernetes 1.29 (SidecarContainers on by default). */
+  private async useNativeSidecars(): Promise<boolean> {
+    if (this.nativeSidecars === undefined) {
+      const v = await this.client.serverVersion?.().catch(() => null);
+      this.nativeSidecars = !v || v.major > 1 || v.minor >= 29;
+      if (v) this.log.info({ kubernetes: `${v.major}.${v.minor}`, nativeSidecars: this.nativeSidecars }, 'API server version');
+    }
+    return this.nativeSidecars;
   }
 
   async reconcile(key: string): Promise<ReconcileResult> {
@@ -214,15 +239,35 @@ export class Reconciler {
     const decision = decideRollout({
       name, spec: vc.spec, previous: parseRollout(rawStatus.rollout), statefulSet: sts, podReleases, now: nowIso,
     });
+    const previousWireguard = parseWireguardStatus(rawStatus.wireguard);
+    let wg: WireguardPass | undefined;
     if (!blocked) {
+      if (vc.spec.wireguard.enabled) {
+        wg = await wireguardPass(
+          this.client,
+          this.guard,
+          {
+            vc, statefulSet: sts, pods: byName, rolloutActive: decision.active, previous: previousWireguard, now: nowIso,
+            ...(this.opts.clusterDomain ? { clusterDomain: this.opts.clusterDomain } : {}),
+          },
+          this.opts.generateWireguardKey,
+        );
+        events.push(...wg.events);
+      }
+      const extra = this.opts.buildOptions?.(vc) ?? {};
+      const wgExtension = wireguardPodExtension(vc, { image: decision.template.image, nativeSidecar: await this.useNativeSidecars() });
+      const podExtensions: PodExtension[] = [...(extra.podExtensions ?? []), ...(wgExtension ? [wgExtension] : [])];
       const manifests = buildManifests(vc, {
-        ...(this.opts.buildOptions?.(vc) ?? {}),
+        ...extra,
+        podExtensions,
         rewrapEnabled: decision.template.rewrapEnabled,
         image: decision.template.image,
         ...(this.opts.clusterDomain ? { clusterDomain: this.opts.clusterDomain } : {}),
       });
+      // The peer ConfigMap goes first: the pods mount it.
+      const objects: KubernetesObject[] = [...(wg ? [wg.configMap] : []), ...manifests.objects];
       try {
-        for (const obj of manifests.objects) {
+        for (const obj of objects) {
           const ref = { apiVersion: obj.apiVersion ?? 'v1', kind: obj.kind ?? '', namespace, name: obj.metadata?.name ?? '' };
           const before = await this.client.getResourceVersion(ref);
           this.guard();
@@ -238,6 +283,7 @@ export class Reconciler {
         await this.emit(target, [...events, { type: 'Warning', reason: 'ApplyFailed', message }]);
         throw err;
       }
+      if (wg) events.push(...(await evictAfterApply(this.client, this.guard, namespace, wg.decision)));
     }
 
     // ---- status
@@ -252,7 +298,14 @@ export class Reconciler {
       reason: allReady ? 'AllReplicasReady' : 'ReplicasNotReady',
       message: `${readyReplicas}/${vc.spec.replicas} replicas ready${leader ? `; Raft leader ${leader}` : '; no Raft leader known'}`,
     });
-    set({ type: 'Progressing', ...(blocked ? { status: 'False', reason: 'Blocked', message: problems.map((p) => p.message).join('; ') } : decision.progressing) });
+    set({
+      type: 'Progressing',
+      ...(blocked
+        ? { status: 'False', reason: 'Blocked', message: problems.map((p) => p.message).join('; ') }
+        : !decision.active && wg?.progressing
+          ? wg.progressing
+          : decision.progressing),
+    });
     set(
       problems.length > 0
         ? { type: 'Degraded', status: 'True', reason: problems[0]!.reason, message: problems.map((p) => p.message).join('; ') }
@@ -264,6 +317,7 @@ export class Reconciler {
       readyReplicas,
       ...(leader ? { leader } : {}),
       rollout: blocked ? (parseRollout(rawStatus.rollout) ?? decision.rollout) : decision.rollout,
+      ...(wg ? { wireguard: wg.status } : blocked && vc.spec.wireguard.enabled && previousWireguard ? { wireguard: previousWireguard } : {}),
       conditions,
     };
     await this.writeStatus(namespace, name, rawStatus, status);
@@ -285,11 +339,15 @@ export class Reconciler {
     }
     await this.emit(target, events);
     this.log.info(
-      { vaultcluster: key, phase: decision.rollout.phase, template: decision.template, gate: decision.gate.met, waitingFor: decision.gate.waitingFor, readyReplicas, problems: problems.map((p) => p.reason) },
+      {
+        vaultcluster: key, phase: decision.rollout.phase, template: decision.template, gate: decision.gate.met, waitingFor: decision.gate.waitingFor, readyReplicas,
+        problems: problems.map((p) => p.reason),
+        ...(wg ? { wireguard: { keyGeneration: wg.status.keyGeneration, rotatingOrdinal: wg.status.rotatingOrdinal, step: wg.status.step } } : {}),
+      },
       'reconciled',
     );
 
-    const requeue = [decision.active ? (this.opts.activeRequeueMs ?? 5_000) : undefined, problems.length > 0 ? (this.opts.problemRequeueMs ?? 30_000) : undefined]
+    const requeue = [decision.active || wg?.active ? (this.opts.activeRequeueMs ?? 5_000) : undefined, problems.length > 0 ? (this.opts.problemRequeueMs ?? 30_000) : undefined]
       .filter((v): v is number => v !== undefined);
     return {
       outcome: blocked ? 'blocked' : 'reconciled',
@@ -306,6 +364,8 @@ export class Reconciler {
     if (typeof raw.leader === 'string') out.leader = raw.leader;
     const rollout = parseRollout(raw.rollout);
     if (rollout) out.rollout = rollout;
+    const wireguard = parseWireguardStatus(raw.wireguard);
+    if (wireguard) out.wireguard = wireguard;
     const conditions = parseConditions(raw.conditions);
     if (conditions.length > 0) out.conditions = conditions;
     return out;

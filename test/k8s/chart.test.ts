@@ -119,7 +119,7 @@ describe('helm chart on a real API server', () => {
       }
     }
     const denied: [string, string, string?, string?][] = [
-      ['update', 'secrets', NS], ['patch', 'secrets', NS], ['delete', 'secrets', NS],
+      ['patch', 'secrets', NS], ['delete', 'secrets', NS], ['delete', 'configmaps', NS], ['update', 'configmaps', NS],
       ['delete', 'statefulsets.apps', NS], ['delete', 'vaultclusters.coffer.dev', NS], ['update', 'vaultclusters.coffer.dev', NS],
       ['create', 'pods', NS], ['delete', 'pods', NS], ['create', 'pods/exec', NS], ['delete', 'persistentvolumeclaims', NS],
       ['get', 'nodes'], ['create', 'customresourcedefinitions.apiextensions.k8s.io'], ['create', 'clusterroles.rbac.authorization.k8s.io'],
@@ -127,6 +127,9 @@ describe('helm chart on a real API server', () => {
       ['update', 'leases.coordination.k8s.io', OP_NS, 'someone-else'], ['delete', 'leases.coordination.k8s.io', OP_NS, 'coffer-operator'],
     ];
     for (const [verb, res, ns, name] of denied) expect(await canI(verb, res, ns, name), `${verb} ${res}${name ? `/${name}` : ''} in ${ns ?? 'cluster'}`).toBe(false);
+    // WireGuard: the key Secret is updated; pods are restarted through evictions only.
+    expect(await canI('update', 'secrets', NS)).toBe(true);
+    expect(await canI('create', 'pods/eviction', NS)).toBe(true);
     expect(await canI('update', 'leases.coordination.k8s.io', OP_NS, 'coffer-operator')).toBe(true);
     expect(await canI('create', 'leases.coordination.k8s.io', OP_NS)).toBe(true);
   });

@@ -93,6 +93,8 @@ describe('VaultCluster CRD', () => {
     expect(re.test('10.0.0.0/33')).toBe(false);
     expect(at(schema, 'spec.wireguard')).toMatchObject({ default: {} });
     expect(at(schema, 'spec.wireguard.cidr')).toMatchObject({ type: 'string', default: '10.77.0.0/24' });
+    expect(at(schema, 'spec.wireguard.keyGeneration')).toMatchObject({ type: 'integer', default: 1, minimum: 1 });
+    expect(at(schema, 'spec.wireguard.managementOnOverlay')).toMatchObject({ type: 'boolean', default: false });
     expect(at(schema, 'spec.kms.mode')).toMatchObject({ type: 'string', enum: ['aws', 'local'] });
     expect(at(schema, 'spec.kms.rewrap.pollSecs')).toMatchObject({ type: 'integer', default: 86_400 });
     expect(at(schema, 'spec.bootstrap.tokenSecretRef').required).toEqual(['name', 'key']);
@@ -112,11 +114,15 @@ describe('VaultCluster CRD', () => {
     });
     const storageRules = at(schema, 'spec.storage')['x-kubernetes-validations'] as Node[];
     expect(storageRules.map((r) => r.rule)).toContain('self.size == oldSelf.size');
+    const wgRules = at(schema, 'spec.wireguard')['x-kubernetes-validations'] as Node[];
+    expect(wgRules.map((r) => r.rule)).toEqual(['self.keyGeneration >= oldSelf.keyGeneration']);
   });
 
   it('describes the status, with conditions as a map list keyed by type', () => {
     const status = at(schema, 'status');
-    expect(Object.keys(status.properties as Node)).toEqual(['observedGeneration', 'readyReplicas', 'leader', 'rollout', 'conditions']);
+    expect(Object.keys(status.properties as Node)).toEqual(['observedGeneration', 'readyReplicas', 'leader', 'rollout', 'wireguard', 'conditions']);
+    expect(at(schema, 'status.wireguard.step').enum).toEqual(['ReplacingKey', 'RestartingPod']);
+    expect(at(schema, 'status.wireguard').required).toEqual(['keyGeneration']);
     expect(at(schema, 'status.rollout.phase').enum).toEqual(['Idle', 'RollingOutFlagOff', 'WaitingForGate', 'EnablingFlag', 'RollingOutFlagOn', 'Complete']);
     const conditions = at(schema, 'status.conditions');
     expect(conditions).toMatchObject({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'] });

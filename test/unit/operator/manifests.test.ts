@@ -30,7 +30,10 @@ describe('buildManifests', () => {
     expect(m.objects.map((o) => `${o.kind}/${o.metadata?.name}`)).toEqual([
       'ServiceAccount/vault', 'Service/vault-headless', 'Service/vault-client', 'StatefulSet/vault', 'PodDisruptionBudget/vault',
     ]);
-    expect(resourceNames('vault')).toMatchObject({ bootstrapTokenSecret: 'vault-bootstrap-token', masterKeySecret: 'vault-master-key' });
+    expect(resourceNames('vault')).toMatchObject({
+      bootstrapTokenSecret: 'vault-bootstrap-token', masterKeySecret: 'vault-master-key',
+      wireguardKeysSecret: 'vault-wireguard-keys', wireguardPeersConfigMap: 'vault-wireguard-peers',
+    });
     for (const o of m.objects) expect(o.metadata?.namespace).toBe('secrets');
   });
 
@@ -241,6 +244,21 @@ describe('buildManifests', () => {
     expect(pod?.volumes?.map((v) => v.name)).toEqual(['tmp', 'wg-keys']);
     expect(envValue(x, 'VAULT_EXTRA')).toBe('1');
     expect(m.statefulSet.spec?.template.spec?.initContainers).toBeUndefined();
+  });
+
+  it('lets a pod extension replace and remove server env vars (the overlay\'s VAULT_PEERS)', () => {
+    const x = buildManifests(cluster(), {
+      rewrapEnabled: false,
+      podExtensions: [{ env: [{ name: 'VAULT_PEERS', value: 'vault-0=10.77.0.1:8201' }, { name: 'VAULT_NEW', value: 'x' }], removeEnv: ['VAULT_RAFT_ADVERTISE', 'VAULT_RAFT_ADDR'] }],
+    });
+    const names = (vaultContainer(x).env ?? []).map((e) => e.name);
+    const before = (vaultContainer(m).env ?? []).map((e) => e.name);
+    expect(envValue(x, 'VAULT_PEERS')).toBe('vault-0=10.77.0.1:8201');
+    expect(names.indexOf('VAULT_PEERS')).toBe(before.indexOf('VAULT_PEERS') - 2);
+    expect(names).not.toContain('VAULT_RAFT_ADVERTISE');
+    expect(names).not.toContain('VAULT_RAFT_ADDR');
+    expect(names.at(-1)).toBe('VAULT_NEW');
+    expect(new Set(names).size).toBe(names.length);
   });
 
   it('is deterministic', () => {

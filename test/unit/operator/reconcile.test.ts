@@ -1,15 +1,16 @@
 import { createHash } from 'node:crypto';
-import type { CoreV1Event, KubernetesObject, V1Pod, V1Secret, V1StatefulSet } from '@kubernetes/client-node';
+import type { CoreV1Event, KubernetesObject, V1ConfigMap, V1Pod, V1Secret, V1StatefulSet } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import type { VaultClusterStatus } from '../../../operator/api/types.js';
 import { FakeClock } from '../../../operator/reconcile/clock.js';
-import type { ClusterClient, ObjectRef } from '../../../operator/reconcile/client.js';
+import type { ClusterClient, EvictionResult, ObjectRef } from '../../../operator/reconcile/client.js';
 import { setCondition } from '../../../operator/reconcile/conditions.js';
 import { ownerKey } from '../../../operator/reconcile/controller.js';
 import { KubeEventRecorder } from '../../../operator/reconcile/events.js';
 import { healthUrl, type PodHealthProbe } from '../../../operator/reconcile/health.js';
 import { NotLeaderError, Reconciler } from '../../../operator/reconcile/reconciler.js';
 import { OPERATOR_RULES, leaderElectionRules } from '../../../operator/rbac.js';
+import { publicKeyOf, type PeersDocument } from '../../../operator/wireguard/index.js';
 import { rawCluster } from './fixtures.js';
 
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
@@ -21,6 +22,12 @@ class FakeCluster implements ClusterClient {
   events: CoreV1Event[] = [];
   writes: string[] = [];
   pvcs = new Set<string>();
+  /** Pods evicted and not yet recreated (recreatePods()). */
+  evicted = new Set<string>();
+  refuseEviction = false;
+  version: { major: number; minor: number } | null = null;
+  private podUids = new Map<string, string>();
+  private uidN = 0;
   private rv = 100;
 
   private k(kind: string, ns: string, name: string) {
@@ -68,6 +75,37 @@ class FakeCluster implements ClusterClient {
     this.writes.push(`create ${key}`);
     return 'created' as const;
   }
+  async updateSecret(secret: V1Secret) {
+    const key = this.k('Secret', secret.metadata!.namespace!, secret.metadata!.name!);
+    const old = this.objects.get(key) as V1Secret | undefined;
+    if (!old) throw Object.assign(new Error('not found'), { code: 404 });
+    if (old.immutable) throw Object.assign(new Error('field is immutable'), { code: 422 });
+    if (old.metadata!.resourceVersion !== secret.metadata!.resourceVersion) throw Object.assign(new Error('conflict'), { code: 409 });
+    this.objects.set(key, { ...clone(secret), kind: 'Secret', metadata: { ...clone(secret.metadata), resourceVersion: String(++this.rv) } });
+    this.writes.push(`update ${key}`);
+  }
+  uidOf(pod: string) {
+    if (!this.podUids.has(pod)) this.podUids.set(pod, `uid-${pod}-${++this.uidN}`);
+    return this.podUids.get(pod)!;
+  }
+  async evictPod(_ns: string, name: string, uid: string): Promise<EvictionResult> {
+    if (this.refuseEviction) return { outcome: 'refused', message: "HTTP 429: Cannot evict pod as it would violate the pod's disruption budget." };
+    if (this.evicted.has(name) || this.uidOf(name) !== uid) return { outcome: 'gone' };
+    this.evicted.add(name);
+    this.writes.push(`evict ${name}`);
+    const sts = this.get('StatefulSet', 'vault') as V1StatefulSet;
+    sts.status = { ...sts.status!, readyReplicas: (sts.status?.readyReplicas ?? 1) - 1, replicas: (sts.status?.replicas ?? 1) - 1 };
+    return { outcome: 'evicted' };
+  }
+  /** The StatefulSet controller + kwok: evicted pods come back as new, Ready instances. */
+  recreatePods() {
+    for (const pod of this.evicted) this.podUids.set(pod, `uid-${pod}-${++this.uidN}`);
+    this.evicted.clear();
+    this.rollStatefulSet();
+  }
+  async serverVersion() {
+    return this.version;
+  }
   async persistentVolumeClaimExists(ns: string, name: string) {
     return this.pvcs.has(`${ns}/${name}`);
   }
@@ -76,8 +114,14 @@ class FakeCluster implements ClusterClient {
     return s ? (clone(s) as V1StatefulSet) : null;
   }
   async listPods(ns: string): Promise<V1Pod[]> {
-    const sts = (await this.getStatefulSet(ns, 'vault'))?.status;
-    return Array.from({ length: sts?.replicas ?? 0 }, (_, i) => ({ metadata: { name: `vault-${i}`, namespace: ns }, status: { podIP: `10.0.0.${i + 1}` } }));
+    const sts = await this.getStatefulSet(ns, 'vault');
+    const n = (sts?.status?.replicas ?? 0) + this.evicted.size;
+    return Array.from({ length: n }, (_, i) => `vault-${i}`)
+      .filter((name) => !this.evicted.has(name))
+      .map((name, i) => ({
+        metadata: { name, namespace: ns, uid: this.uidOf(name) },
+        status: { podIP: `10.0.0.${i + 1}`, conditions: [{ type: 'Ready', status: 'True' }] },
+      }));
   }
   async applyVaultClusterStatus(ns: string, name: string, status: VaultClusterStatus) {
     this.vcs.get(`${ns}/${name}`)!.status = clone(status);
@@ -101,7 +145,7 @@ class FakeCluster implements ClusterClient {
   }
 }
 
-function setup(spec: Record<string, unknown> = {}) {
+function setup(spec: Record<string, unknown> = {}, opts: { nativeSidecars?: boolean } = {}) {
   const clock = new FakeClock(Date.parse('2025-01-01T00:00:00Z'));
   const fake = new FakeCluster();
   fake.putVc(rawCluster({ kms: { mode: 'local' }, ...spec }));
@@ -119,6 +163,7 @@ function setup(spec: Record<string, unknown> = {}) {
     guard: () => {
       if (!leader) throw new NotLeaderError();
     },
+    ...opts,
   });
   return {
     clock, fake, reconciler, releases,
@@ -300,6 +345,218 @@ describe('reconcile', () => {
   });
 });
 
+describe('reconcile: WireGuard overlay', () => {
+  const WG = () => ({ wireguard: { enabled: true } });
+  const secret = (t: ReturnType<typeof setup>) => t.fake.get('Secret', 'vault-wireguard-keys') as V1Secret;
+  const keysOf = (t: ReturnType<typeof setup>) =>
+    Object.fromEntries(Object.entries(secret(t).data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+  const peers = (t: ReturnType<typeof setup>) =>
+    JSON.parse((t.fake.get('ConfigMap', 'vault-wireguard-peers') as V1ConfigMap).data!['peers.json']!) as PeersDocument;
+  const podSpec = (t: ReturnType<typeof setup>) => (t.fake.get('StatefulSet', 'vault') as V1StatefulSet).spec!.template.spec!;
+  const wgStatus = (t: ReturnType<typeof setup>) => t.status().wireguard;
+  const bump = (t: ReturnType<typeof setup>, patch: (spec: Record<string, any>) => void) => {
+    patch(t.fake.vc().spec as Record<string, any>);
+    (t.fake.vc().metadata as { generation: number }).generation++;
+  };
+  /** Runs the operator and the simulated cluster until nothing moves. */
+  async function settle(t: ReturnType<typeof setup>, passes = 30) {
+    for (let i = 0; i < 7; i++) t.releases[`vault-${i}`] = '1.0.0';
+    for (let i = 0; i < passes; i++) {
+      const r = await t.run();
+      t.fake.recreatePods();
+      if (r.requeueAfterMs === undefined) return;
+    }
+    throw new Error('did not settle');
+  }
+
+  it('generates the key Secret and the peer ConfigMap before the StatefulSet, and adds the sidecar and overlay env', async () => {
+    const t = setup(WG());
+    await t.run();
+    const writes = t.fake.writes.filter((w) => !w.startsWith('status'));
+    expect(writes.indexOf('create Secret/secrets/vault-wireguard-keys')).toBeLessThan(writes.indexOf('apply ConfigMap/secrets/vault-wireguard-peers'));
+    expect(writes.indexOf('apply ConfigMap/secrets/vault-wireguard-peers')).toBeLessThan(writes.indexOf('apply StatefulSet/secrets/vault'));
+    const s = secret(t);
+    expect(s.type).toBe('Opaque');
+    expect(s.metadata?.ownerReferences).toEqual([expect.objectContaining({ kind: 'VaultCluster', name: 'vault' })]);
+    expect(s.metadata?.annotations?.['coffer.dev/wireguard-key-generation']).toBe('1');
+    const keys = keysOf(t);
+    expect(Object.keys(keys)).toEqual(['vault-0.key', 'vault-1.key', 'vault-2.key']);
+    for (const k of Object.values(keys)) expect(k).toMatch(/^[A-Za-z0-9+/]{43}=$/);
+    const doc = peers(t);
+    expect(doc.peers.map((p) => [p.name, p.address, p.endpoint])).toEqual([
+      ['vault-0', '10.77.0.1', 'vault-0.vault-headless.secrets.svc:51820'],
+      ['vault-1', '10.77.0.2', 'vault-1.vault-headless.secrets.svc:51820'],
+      ['vault-2', '10.77.0.3', 'vault-2.vault-headless.secrets.svc:51820'],
+    ]);
+    expect(doc.peers.map((p) => p.publicKey)).toEqual(Object.values(keys).map(publicKeyOf));
+    expect(t.fake.get('ConfigMap', 'vault-wireguard-peers')!.metadata!.ownerReferences).toHaveLength(1);
+    const pod = podSpec(t);
+    expect(pod.initContainers?.map((c) => [c.name, c.restartPolicy, c.image])).toEqual([['wireguard', 'Always', 'registry.example/coffer:1.0.0']]);
+    expect(t.fake.env('VAULT_PEERS')).toBe('vault-0=10.77.0.1:8201,vault-1=10.77.0.2:8201,vault-2=10.77.0.3:8201');
+    expect(t.fake.env('VAULT_OVERLAY_CIDR')).toBe('10.77.0.0/24');
+    expect(t.fake.env('VAULT_RAFT_ADVERTISE')).toBeUndefined();
+    expect(wgStatus(t)).toMatchObject({ keyGeneration: 1 });
+    expect(t.reasons()).toContain('WireGuardKeysGenerated');
+    // No key material in events or status.
+    const said = JSON.stringify([t.fake.events, t.status()]);
+    for (const k of Object.values(keys)) expect(said).not.toContain(k);
+  });
+
+  it('keeps the Secret unchanged across reconciles and an operator restart', async () => {
+    const t = setup(WG());
+    await settle(t);
+    const before = clone(secret(t));
+    t.fake.writes = [];
+    await t.run();
+    const restarted = new Reconciler({ client: t.fake, health: async () => null, events: new KubeEventRecorder(t.fake, { identity: 'b', clock: t.clock }), clock: t.clock });
+    await restarted.reconcile('secrets/vault');
+    expect(secret(t)).toEqual(before);
+    expect(t.fake.writes.filter((w) => w.includes('Secret'))).toEqual([]);
+  });
+
+  it('scaling adds keys and peers for new ordinals without touching existing ones, and removes them again', async () => {
+    const t = setup(WG());
+    await settle(t);
+    const three = keysOf(t);
+    bump(t, (s) => (s.replicas = 5));
+    await t.run();
+    const five = keysOf(t);
+    expect(Object.keys(five)).toHaveLength(5);
+    for (const [k, v] of Object.entries(three)) expect(five[k]).toBe(v);
+    expect(peers(t).peers.map((p) => p.address)).toEqual(['10.77.0.1', '10.77.0.2', '10.77.0.3', '10.77.0.4', '10.77.0.5']);
+    expect(t.fake.env('VAULT_PEERS')).toContain('vault-4=10.77.0.5:8201');
+    expect(t.fake.events.filter((e) => e.reason === 'WireGuardKeysGenerated').at(-1)?.message).toContain('vault-3, vault-4');
+    bump(t, (s) => (s.replicas = 3));
+    await t.run();
+    expect(keysOf(t)).toEqual(three);
+    expect(peers(t).peers).toHaveLength(3);
+    expect(t.reasons()).toContain('WireGuardKeysRemoved');
+  });
+
+  it('rotates the keys one pod at a time when keyGeneration rises, surviving an operator restart', async () => {
+    const t = setup(WG());
+    await settle(t);
+    const original = keysOf(t);
+    bump(t, (s) => (s.wireguard.keyGeneration = 2));
+    t.fake.writes = [];
+
+    // Pass 1: vault-0 is next; nothing written but status.
+    await t.run();
+    expect(wgStatus(t)).toMatchObject({ keyGeneration: 1, targetKeyGeneration: 2, rotatingOrdinal: 0, step: 'ReplacingKey' });
+    expect(t.cond('Progressing')).toMatchObject({ status: 'True', reason: 'RotatingWireGuardKeys' });
+    expect(keysOf(t)).toEqual(original);
+    // Pass 2: new key for vault-0 (Secret, then ConfigMap), then its eviction.
+    const r = await t.run();
+    expect(r.requeueAfterMs).toBe(5_000);
+    expect(t.fake.writes.filter((w) => !w.startsWith('status'))).toEqual([
+      'update Secret/secrets/vault-wireguard-keys', 'apply ConfigMap/secrets/vault-wireguard-peers', 'evict vault-0',
+    ]);
+    expect(keysOf(t)['vault-0.key']).not.toBe(original['vault-0.key']);
+    expect(keysOf(t)['vault-1.key']).toBe(original['vault-1.key']);
+    expect(peers(t).peers[0]!.publicKey).toBe(publicKeyOf(keysOf(t)['vault-0.key']!));
+    expect(wgStatus(t)).toMatchObject({ rotatingOrdinal: 0, step: 'RestartingPod', podUID: expect.stringContaining('uid-vault-0') });
+    // While vault-0 is away: wait.
+    await t.run();
+    expect(wgStatus(t)).toMatchObject({ rotatingOrdinal: 0, step: 'RestartingPod' });
+    expect(wgStatus(t)!.message).toContain('vault-0');
+
+    // Operator restart in the middle.
+    t.fake.recreatePods();
+    const restarted = new Reconciler({ client: t.fake, health: async () => null, events: new KubeEventRecorder(t.fake, { identity: 'b', clock: t.clock }), clock: t.clock });
+    await restarted.reconcile('secrets/vault');
+    expect(wgStatus(t)).toMatchObject({ rotatingOrdinal: 1, step: 'ReplacingKey' });
+    for (let i = 0; i < 20 && wgStatus(t)?.keyGeneration !== 2; i++) {
+      await restarted.reconcile('secrets/vault');
+      t.fake.recreatePods();
+    }
+    const rotated = keysOf(t);
+    for (const k of Object.keys(original)) expect(rotated[k]).not.toBe(original[k]);
+    expect(t.fake.writes.filter((w) => w.startsWith('evict'))).toEqual(['evict vault-0', 'evict vault-1', 'evict vault-2']);
+    expect(secret(t).metadata?.annotations?.['coffer.dev/wireguard-key-generation']).toBe('2');
+    expect(wgStatus(t)).toEqual({ keyGeneration: 2, lastTransitionTime: expect.any(String), message: "every pod's WireGuard key is at generation 2" });
+    await t.run();
+    expect(t.cond('Progressing')).toMatchObject({ status: 'False' });
+    expect(t.reasons()).toEqual(expect.arrayContaining([
+      'WireGuardKeyRotationStarted', 'WireGuardKeyReplaced', 'WireGuardPodEvicted', 'WireGuardPodRestarted', 'WireGuardKeyRotationComplete',
+    ]));
+    expect(peers(t).peers.map((p) => p.publicKey)).toEqual(Object.values(rotated).map(publicKeyOf));
+  });
+
+  it('reports a refused eviction and retries it', async () => {
+    const t = setup(WG());
+    await settle(t);
+    bump(t, (s) => (s.wireguard.keyGeneration = 2));
+    await t.run();
+    t.fake.refuseEviction = true;
+    await t.run();
+    expect(wgStatus(t)).toMatchObject({ rotatingOrdinal: 0, step: 'RestartingPod' });
+    expect(t.fake.events.at(-1)).toMatchObject({ type: 'Warning', reason: 'WireGuardEvictionRefused' });
+    t.fake.refuseEviction = false;
+    t.fake.writes = [];
+    await t.run();
+    expect(t.fake.writes.filter((w) => !w.startsWith('status'))).toEqual(['evict vault-0']);
+  });
+
+  it('replaces a stored value that is not a key, with a Warning', async () => {
+    const t = setup(WG());
+    await settle(t);
+    const s = secret(t);
+    s.data!['vault-1.key'] = Buffer.from('oops').toString('base64');
+    const keep = keysOf(t)['vault-0.key'];
+    await t.run();
+    expect(keysOf(t)['vault-0.key']).toBe(keep);
+    expect(keysOf(t)['vault-1.key']).toMatch(/^[A-Za-z0-9+/]{43}=$/);
+    expect(t.fake.events.find((e) => e.reason === 'WireGuardKeyInvalid')?.type).toBe('Warning');
+  });
+
+  it('an overlay CIDR too small for the replicas is Degraded (InvalidSpec), nothing applied', async () => {
+    const t = setup({ wireguard: { enabled: true, cidr: '10.77.0.0/30' } });
+    const r = await t.run();
+    expect(r.outcome).toBe('invalid');
+    expect(t.fake.objects.size).toBe(0);
+    expect(t.cond('Degraded')).toMatchObject({ status: 'True', reason: 'InvalidSpec' });
+    expect(t.cond('Degraded')!.message).toContain('spec.wireguard.cidr: 10.77.0.0/30 has room for 2 pod addresses');
+  });
+
+  it('disabling removes the sidecar and overlay env, and keeps the Secret and ConfigMap', async () => {
+    const t = setup(WG());
+    await settle(t);
+    const keys = keysOf(t);
+    bump(t, (s) => (s.wireguard.enabled = false));
+    await t.run();
+    expect(podSpec(t).initContainers).toBeUndefined();
+    expect(podSpec(t).volumes?.map((v) => v.name)).toEqual(['tmp']);
+    expect(t.fake.env('VAULT_PEERS')).toContain('vault-0.vault-headless.secrets.svc:8201');
+    expect(t.fake.env('VAULT_RAFT_ADVERTISE')).toBeDefined();
+    expect(t.fake.env('VAULT_OVERLAY_CIDR')).toBeUndefined();
+    expect(keysOf(t)).toEqual(keys);
+    expect(t.fake.get('ConfigMap', 'vault-wireguard-peers')).toBeDefined();
+    expect(wgStatus(t)).toBeUndefined();
+  });
+
+  it('brings a deleted peer ConfigMap back, and uses a plain container before Kubernetes 1.29', async () => {
+    const t = setup(WG());
+    await settle(t);
+    const doc = peers(t);
+    t.fake.objects.delete('ConfigMap/secrets/vault-wireguard-peers');
+    await t.run();
+    expect(peers(t)).toEqual(doc);
+
+    const old = setup(WG());
+    old.fake.version = { major: 1, minor: 28 };
+    await old.run();
+    expect(podSpec(old).initContainers).toBeUndefined();
+    expect(podSpec(old).containers.map((c) => c.name)).toEqual(['vault', 'wireguard']);
+    const current = setup(WG());
+    current.fake.version = { major: 1, minor: 32 };
+    await current.run();
+    expect(podSpec(current).initContainers?.[0]?.restartPolicy).toBe('Always');
+    const forced = setup(WG(), { nativeSidecars: false });
+    await forced.run();
+    expect(podSpec(forced).containers.map((c) => c.name)).toEqual(['vault', 'wireguard']);
+  });
+});
+
 describe('controller plumbing', () => {
   it('maps an owned object to its VaultCluster by owner reference or labels', () => {
     expect(ownerKey({ metadata: { namespace: 'a', name: 'x', ownerReferences: [{ apiVersion: 'coffer.dev/v1alpha1', kind: 'VaultCluster', name: 'v', uid: 'u', controller: true }] } })).toBe('a/v');
@@ -315,10 +572,14 @@ describe('controller plumbing', () => {
     expect(healthUrl('{scheme}://{podIP}:{port}/v1/health', { ...t, podIP: undefined })).toBeUndefined();
   });
 
-  it('RBAC: no update/patch/delete on Secrets, no delete anywhere', () => {
+  it('RBAC: no patch/delete on Secrets (update for the WireGuard key Secret only), no delete anywhere, pods restarted by eviction', () => {
     const all = [...OPERATOR_RULES, ...leaderElectionRules()];
     for (const r of all) expect(r.verbs).not.toContain('delete');
-    for (const r of all.filter((r) => r.resources.includes('secrets'))) expect(r.verbs).not.toEqual(expect.arrayContaining(['update']));
-    expect(all.filter((r) => r.resources.includes('secrets')).flatMap((r) => r.verbs)).not.toContain('patch');
+    const secretVerbs = all.filter((r) => r.resources.includes('secrets')).flatMap((r) => r.verbs);
+    expect(secretVerbs).not.toContain('patch');
+    expect(secretVerbs).toContain('update');
+    expect(all.filter((r) => r.resources.includes('pods')).flatMap((r) => r.verbs)).toEqual(['list']);
+    expect(all.filter((r) => r.resources.includes('pods/eviction')).flatMap((r) => r.verbs)).toEqual(['create']);
+    expect(all.filter((r) => r.resources.includes('configmaps')).flatMap((r) => r.verbs)).toEqual(['get', 'list', 'watch', 'create', 'patch']);
   });
 });

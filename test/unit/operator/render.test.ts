@@ -58,6 +58,26 @@ describe('coffer operator render', () => {
     expect(r.stdout).not.toMatch(/^\s*(data|stringData):/m);
   });
 
+  it('with the overlay: the sidecar in the StatefulSet, the key Secret as a reference only, the peers described', () => {
+    const wg = GOOD.replace('  tls:', '  wireguard:\n    enabled: true\n    cidr: 10.80.0.0/29\n  tls:');
+    const r = run({ positionals: ['render'], flags: { file: 'vc.yaml' } }, { 'vc.yaml': wg });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('#   Secret secrets/vault-wireguard-keys, keys "vault-0.key", "vault-1.key", "vault-2.key": WireGuard private key of each pod');
+    expect(r.stdout).toContain('# ConfigMap secrets/vault-wireguard-peers ("peers.json") is derived in the cluster from those keys (public keys only): vault-0 10.80.0.1, vault-1 10.80.0.2, vault-2 10.80.0.3; UDP port 51820');
+    const objects = parseAllDocuments(r.stdout).map((d) => d.toJS() as Record<string, any> | null).filter((o) => o !== null);
+    expect(objects.map((o) => o.kind)).toEqual(['ServiceAccount', 'Service', 'Service', 'StatefulSet', 'PodDisruptionBudget']);
+    const pod = objects.find((o) => o.kind === 'StatefulSet')!.spec.template.spec;
+    expect(pod.initContainers.map((c: any) => [c.name, c.restartPolicy, c.args])).toEqual([['wireguard', 'Always', ['wg-agent']]]);
+    expect(pod.containers[0].env.find((e: any) => e.name === 'VAULT_PEERS').value).toBe('vault-0=10.80.0.1:8201,vault-1=10.80.0.2:8201,vault-2=10.80.0.3:8201');
+    // No key material anywhere: no Secret or ConfigMap objects, no data, no 44-character keys.
+    expect(r.stdout).not.toMatch(/^kind: (Secret|ConfigMap)$/m);
+    expect(r.stdout).not.toMatch(/^\s*(data|stringData|binaryData):/m);
+    expect(r.stdout).not.toMatch(/[A-Za-z0-9+/]{43}=/);
+    const small = run({ positionals: ['render'], flags: { file: 'vc.yaml' } }, { 'vc.yaml': wg.replace('/29', '/30') });
+    expect(small.code).toBe(2);
+    expect(small.stderr).toContain('spec.wireguard.cidr: 10.80.0.0/30 has room for 2 pod addresses');
+  });
+
   it('reads stdin with -f -, skips empty documents and renders several clusters', () => {
     const second = GOOD.replace('name: vault', 'name: other');
     const r = run({ positionals: ['render'], flags: { file: '-' } }, {}, `${GOOD}---\n---\n${second}`);

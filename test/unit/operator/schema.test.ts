@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { KMS_RULES, REPLICA_COUNTS } from '../../../operator/api/schema.js';
+import { KMS_RULES, REPLICA_COUNTS, WIREGUARD_TRANSITION_RULES } from '../../../operator/api/schema.js';
 import {
   VaultClusterValidationError, parseVaultCluster, validateVaultCluster, type ValidationIssue,
 } from '../../../operator/api/types.js';
@@ -21,7 +21,7 @@ describe('VaultCluster validation', () => {
       trustProxy: false,
       kms: { mode: 'local', dekCacheTtlSecs: 300, rewrap: { enabled: false, pollSecs: 86_400, maxPerSec: 20 } },
       bootstrap: {},
-      wireguard: { enabled: false, port: 51_820, cidr: '10.77.0.0/24' },
+      wireguard: { enabled: false, port: 51_820, cidr: '10.77.0.0/24', keyGeneration: 1, managementOnOverlay: false },
       storage: { size: '1Gi', deleteClaimsOnScaleDown: false, deleteClaimsOnDelete: false },
       serviceAccount: { annotations: {} },
     });
@@ -126,6 +126,25 @@ describe('VaultCluster validation', () => {
     expect(validateVaultCluster(rawCluster({ resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: 1 } } })).ok).toBe(true);
   });
 
+  it('refuses an overlay CIDR too small for the replicas, readably, only when the overlay is on', () => {
+    expect(errorsOf(rawCluster({ replicas: 3, wireguard: { enabled: true, cidr: '10.77.0.0/30' } }))).toEqual([
+      {
+        path: 'spec.wireguard.cidr',
+        message: '10.77.0.0/30 has room for 2 pod addresses (the network and broadcast addresses are not used) but replicas is 3; use a /29 or larger',
+      },
+    ]);
+    expect(errorsOf(rawCluster({ replicas: 7, wireguard: { enabled: true, cidr: '10.77.0.0/29' } }))[0]?.message).toContain('use a /28 or larger');
+    expect(errorsOf(rawCluster({ replicas: 1, wireguard: { enabled: true, cidr: '10.77.0.1/30' } }))[0]?.message).toContain('10.77.0.1/30 is not a network address (host bits are set); use 10.77.0.0/30');
+    expect(errorsOf(rawCluster({ replicas: 1, wireguard: { enabled: true, cidr: '10.77.0.0/32' } }))[0]?.message).toContain('room for 0 pod addresses');
+    expect(errorsOf(rawCluster({ wireguard: { enabled: true, cidr: '10.77.0.8/28' } }))[0]?.message).toContain('use 10.77.0.0/28');
+    expect(validateVaultCluster(rawCluster({ replicas: 3, wireguard: { enabled: true, cidr: '10.77.0.0/29' } })).ok).toBe(true);
+    expect(validateVaultCluster(rawCluster({ replicas: 1, wireguard: { enabled: true, cidr: '10.77.0.4/30' } })).ok).toBe(true);
+    expect(validateVaultCluster(rawCluster({ replicas: 7, wireguard: { enabled: false, cidr: '10.77.0.0/30' } })).ok).toBe(true);
+    // A bad replicas value is reported once, not again as a CIDR problem.
+    expect(errorsOf(rawCluster({ replicas: 4, wireguard: { enabled: true, cidr: '10.77.0.0/30' } })).map((e) => e.path)).toEqual(['spec.replicas']);
+    expect(errorsOf(rawCluster({ wireguard: { enabled: true, keyGeneration: 0 } })).map((e) => e.path)).toEqual(['spec.wireguard.keyGeneration']);
+  });
+
   it('checks the object envelope and the name', () => {
     expect(errorsOf({ ...rawCluster(), apiVersion: 'coffer.dev/v1' })).toEqual([{ path: 'apiVersion', message: 'must be coffer.dev/v1alpha1' }]);
     expect(errorsOf({ ...rawCluster(), kind: 'Vault' })).toEqual([{ path: 'kind', message: 'must be VaultCluster' }]);
@@ -149,6 +168,9 @@ describe('VaultCluster validation', () => {
       { path: 'status.rollout.phase', message: expect.any(String) },
     ]);
     expect(errorsOf({ ...rawCluster(), status: { rollout: { phase: 'Idle', startedAt: 'yesterday' } } })[0]?.path).toBe('status.rollout.startedAt');
+    const wireguard = { keyGeneration: 1, targetKeyGeneration: 2, rotatingOrdinal: 1, step: 'RestartingPod', podUID: 'u-1', startedAt: '2025-01-02T03:04:05Z', message: 'x' };
+    expect(parseVaultCluster({ ...rawCluster(), status: { ...status, wireguard } }).status?.wireguard).toEqual(wireguard);
+    expect(errorsOf({ ...rawCluster(), status: { wireguard: { ...wireguard, step: 'Dancing' } } })[0]?.path).toBe('status.wireguard.step');
   });
 
   it('throws a readable error from parseVaultCluster', () => {
@@ -157,6 +179,8 @@ describe('VaultCluster validation', () => {
   });
 
   it('pairs every cross-field CEL rule with a runtime check', () => {
+    for (const rule of [...KMS_RULES, ...WIREGUARD_TRANSITION_RULES]) expect(rule.rule).toMatch(/self\./);
+    expect(WIREGUARD_TRANSITION_RULES[0]!.rule).toContain('oldSelf.keyGeneration');
     for (const rule of KMS_RULES) {
       expect(rule.rule).toMatch(/self\./);
       expect(typeof rule.check).toBe('function');

@@ -1,0 +1,78 @@
+// Overlay addresses: which tunnel address each ordinal gets from
+// spec.wireguard.cidr, and whether the range is large enough.
+//
+// Ordinal i gets the network address + i + 1 (10.77.0.0/24: vault-0 is
+// 10.77.0.1, vault-1 10.77.0.2, …). The network and broadcast addresses are
+// never handed out, so a /30 holds two pods and a /29 six.
+
+/** An IPv4 CIDR as numbers. */
+export interface Ipv4Cidr {
+  /** The address as written (may have host bits set). */
+  address: number;
+  prefix: number;
+  /** address with the host bits cleared. */
+  network: number;
+}
+
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d{2}|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d{2}|[1-9]?\d)){3}$/;
+
+export function parseIpv4(text: string): number {
+  if (!IPV4.test(text)) throw new Error(`${JSON.stringify(text)} is not an IPv4 address`);
+  return text.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+}
+
+export function formatIpv4(n: number): string {
+  return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
+}
+
+export function parseCidr(text: string): Ipv4Cidr {
+  const slash = text.indexOf('/');
+  if (slash < 0) throw new Error(`${JSON.stringify(text)} is not an IPv4 CIDR`);
+  const address = parseIpv4(text.slice(0, slash));
+  const prefixText = text.slice(slash + 1);
+  if (!/^(3[0-2]|[12]?\d)$/.test(prefixText)) throw new Error(`${JSON.stringify(text)} has a bad prefix length`);
+  const prefix = Number(prefixText);
+  const size = 2 ** (32 - prefix);
+  return { address, prefix, network: Math.floor(address / size) * size };
+}
+
+/** Pod addresses a CIDR holds: every address but the network and broadcast ones. */
+export function podCapacity(cidr: Ipv4Cidr): number {
+  return Math.max(0, 2 ** (32 - cidr.prefix) - 2);
+}
+
+/** Overlay address of one ordinal (no range check: see overlayCidrProblem). */
+export function overlayAddress(cidr: string | Ipv4Cidr, ordinal: number): string {
+  const c = typeof cidr === 'string' ? parseCidr(cidr) : cidr;
+  return formatIpv4(c.network + ordinal + 1);
+}
+
+/** Smallest prefix length whose range holds `replicas` pods. */
+export function prefixFor(replicas: number): number {
+  let prefix = 30;
+  while (prefix > 0 && 2 ** (32 - prefix) - 2 < replicas) prefix--;
+  return prefix;
+}
+
+/**
+ * Why `cidr` cannot carry `replicas` pods, or undefined when it can. The
+ * message is written for `status.conditions` (Degraded, InvalidSpec) and
+ * `coffer operator render`.
+ */
+export function overlayCidrProblem(cidr: string, replicas: number): string | undefined {
+  let c: Ipv4Cidr;
+  try {
+    c = parseCidr(cidr);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  if (c.prefix === 0) return `${cidr} is every IPv4 address; the overlay needs a range of its own (a /1 to /30)`;
+  if (c.address !== c.network) {
+    return `${cidr} is not a network address (host bits are set); use ${formatIpv4(c.network)}/${c.prefix}`;
+  }
+  const room = podCapacity(c);
+  if (room < replicas) {
+    return `${cidr} has room for ${room} pod address${room === 1 ? '' : 'es'} (the network and broadcast addresses are not used) but replicas is ${replicas}; use a /${prefixFor(replicas)} or larger`;
+  }
+  return undefined;
+}
