@@ -3,8 +3,8 @@
 import { parseArgs, UsageError } from '../server/cli/args.js';
 import { ClientError } from '../server/cli/client.js';
 import {
-  CLUSTER_HELP, ROLE_HELP, SECRET_HELP, SERVER_HELP, TOKEN_HELP, TOP_HELP,
-  clusterCommand, roleCommand, secretCommand, tokenCommand,
+  CLUSTER_HELP, ROLE_HELP, SECRET_HELP, SERVER_HELP, TOKEN_HELP, TOP_HELP, WG_AGENT_HELP,
+  clusterCommand, roleCommand, runWgAgent, secretCommand, tokenCommand,
 } from '../server/cli/commands.js';
 import { DEV_CLUSTER_HELP, runDevCluster } from '../server/cli/dev-cluster.js';
 import { runServer } from '../server/cli/server-command.js';
@@ -27,6 +27,7 @@ const HELP: Record<string, string> = {
   cluster: CLUSTER_HELP,
   'dev-cluster': DEV_CLUSTER_HELP,
   operator: OPERATOR_HELP,
+  'wg-agent': WG_AGENT_HELP,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -51,6 +52,8 @@ async function main(argv: string[]): Promise<number> {
     if (isRun) return runOperatorCommand(rest);
     return operatorCommand(args.positionals.slice(1), args.flags);
   }
+  // wg-agent parses its own flags (strictly: an unknown one is an error).
+  if (command === 'wg-agent') return runWgAgent(argv.slice(argv.indexOf('wg-agent') + 1));
   if (args.flags.has('help')) {
     process.stdout.write(help + '\n');
     return 0;

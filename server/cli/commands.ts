@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import { call, encodeName, type ClientOptions } from './client.js';
 import { UsageError, type ParsedArgs } from './args.js';
+export { WG_AGENT_HELP, runWgAgent } from './wg-agent.js';
 
 export const TOP_HELP = `coffer — a small secrets vault for Kubernetes
 
@@ -10,6 +11,7 @@ Usage: coffer <command> [options]
 Commands:
   server                 run a vault node (configured by VAULT_* environment variables)
   dev-cluster            run a local 3-node dev cluster (npm run cluster)
+  wg-agent               run the WireGuard sidecar agent (overlay for Raft; see WIREGUARD.md)
   secret get|put|rotate|delete|meta|list
                          read and manage secrets
   token create|list|revoke
@@ -30,7 +32,10 @@ Runs one vault node. Configuration comes from the environment (see README):
   VAULT_PEERS, VAULT_KMS_MODE, VAULT_KMS_KEY_ID, VAULT_LOCAL_MASTER_KEY,
   VAULT_DEK_CACHE_TTL_SECS, VAULT_KMS_REWRAP_*, VAULT_BOOTSTRAP_TOKEN,
   VAULT_READ_ALLOWLIST, VAULT_TRUST_PROXY, VAULT_TLS_CERT_FILE, VAULT_TLS_KEY_FILE,
-  VAULT_MAX_VALUE_BYTES. A malformed variable stops the node with a message naming it.
+  VAULT_MAX_VALUE_BYTES, and for the WireGuard overlay VAULT_MGMT_ADDR (host:port or
+  overlay:PORT) and VAULT_OVERLAY_CIDR (see WIREGUARD.md). Without VAULT_RAFT_ADVERTISE a
+  node advertises its own VAULT_PEERS entry. A malformed variable stops the node with a
+  message naming it.
 
 Options:
   --dev    development mode: 127.0.0.1:8200, allowlist 127.0.0.1, local KMS with a
