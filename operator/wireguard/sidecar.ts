@@ -124,8 +124,12 @@ export function sidecarContainer(vc: VaultCluster, opts: SidecarOptions): V1Cont
     ],
     // Startup: the overlay must be up before the vault container starts
     // (native sidecars hold back the main containers until this passes).
+    // No readiness probe: a sidecar's readiness counts towards the pod's, and
+    // a transient agent state (a wireguard-go restart, a bad peers file while
+    // the last good config keeps running) would take every pod out of the
+    // client Service at once. The vault container's /v1/ready already fails
+    // when Raft cannot reach the leader over the overlay.
     startupProbe: probe('/ready', { periodSeconds: 1, failureThreshold: 300 }),
-    readinessProbe: probe('/ready', { periodSeconds: 5, failureThreshold: 3 }),
     livenessProbe: probe('/health', { periodSeconds: 10, failureThreshold: 6 }),
     // wireguard-go plus the Node agent.
     resources: { requests: { cpu: '10m', memory: '48Mi' }, limits: { memory: '128Mi' } },

@@ -156,7 +156,7 @@ describe('WireGuard overlay: operator on a real control plane', () => {
       capabilities: { drop: ['ALL'], add: ['NET_ADMIN'] }, seccompProfile: { type: 'RuntimeDefault' },
     });
     expect(wg.startupProbe.httpGet).toMatchObject({ path: '/ready', port: 'wg-agent' });
-    expect(wg.readinessProbe.httpGet).toMatchObject({ path: '/ready', port: 'wg-agent' });
+    expect(wg.readinessProbe).toBeUndefined();
     expect(wg.livenessProbe.httpGet).toMatchObject({ path: '/health', port: 'wg-agent' });
     expect(wg.ports).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'wireguard', containerPort: 51_820, protocol: 'UDP' })]));
     expect(pod.volumes).toEqual(expect.arrayContaining([

@@ -248,9 +248,9 @@ describe('WireGuard sidecar and vault env', () => {
     expect(vault.volumeMounts?.map((v) => v.name)).toEqual(['data', 'tmp']);
   });
 
-  it('probes the agent: startup and readiness on /ready, liveness on /health, port 8203', () => {
+  it('probes the agent: startup on /ready, liveness on /health, port 8203; pod readiness is left to the vault container', () => {
     expect(sidecar.startupProbe?.httpGet).toEqual({ path: '/ready', port: 'wg-agent', scheme: 'HTTP' });
-    expect(sidecar.readinessProbe?.httpGet).toEqual({ path: '/ready', port: 'wg-agent', scheme: 'HTTP' });
+    expect(sidecar.readinessProbe).toBeUndefined();
     expect(sidecar.livenessProbe?.httpGet).toEqual({ path: '/health', port: 'wg-agent', scheme: 'HTTP' });
     expect((sidecar.startupProbe?.periodSeconds ?? 0) * (sidecar.startupProbe?.failureThreshold ?? 0)).toBeGreaterThanOrEqual(120);
   });
