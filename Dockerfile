@@ -66,6 +66,14 @@ FROM ${BASE_IMAGE} AS runtime
 # not used by Coffer), no caches; a fixed non-root user whose UID/GID the
 # manifests run as (operator/manifests/names.ts RUN_AS_USER/RUN_AS_GROUP and
 # the chart's securityContext), and a data directory it owns.
+# The WireGuard sidecar (`coffer wg-agent`, WIREGUARD.md) runs from this same
+# image and drives Debian's userspace wireguard-go with wg and ip; the
+# kernel module is not assumed. The apt lists and caches are removed after.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends wireguard-go wireguard-tools iproute2 \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
+ && wireguard-go --version >/dev/null && wg --version >/dev/null && ip -V >/dev/null
+
 RUN rm -rf /usr/local/lib/node_modules /usr/local/bin/npm /usr/local/bin/npx \
            /usr/local/bin/corepack /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-* \
            /usr/local/include/node /root/.npm /root/.cache /tmp/* \
@@ -88,7 +96,8 @@ ENV NODE_ENV=production \
     VAULT_DATA_DIR=/var/lib/coffer
 
 USER 10001:10001
-# API and Raft listeners (DESIGN §3).
-EXPOSE 8200 8201
+# API and Raft listeners (DESIGN §3), the management listener when
+# VAULT_MGMT_ADDR is set, the wg-agent's readiness, and WireGuard's UDP port.
+EXPOSE 8200 8201 8202 8203 51820/udp
 ENTRYPOINT ["node", "/app/dist/bin/coffer.js"]
 CMD ["help"]

@@ -13,6 +13,8 @@
 #     waits for GET /v1/health, writes a secret with the bootstrap token and
 #     reads it back (allowlisted 127.0.0.1), with a read-only root filesystem
 #     and every capability dropped, as the StatefulSet runs it;
+#   - runs `coffer wg-agent` as the WireGuard sidecar runs (NET_ADMIN and
+#     /dev/net/tun only, own network namespace) and checks wg0 comes up;
 #   - runs `coffer operator render -f -` in a container.
 #
 #   bash test/e2e/image-smoke.sh        (prints "image smoke: N passed, N failed")
@@ -62,6 +64,7 @@ trap cleanup EXIT
 # ---------------------------------------------------------------- docker
 need_pkgs=()
 command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
+command -v wg >/dev/null 2>&1 || need_pkgs+=(wireguard-tools)
 command -v debootstrap >/dev/null 2>&1 || [[ -n "${COFFER_BASE_IMAGE:-}" ]] || need_pkgs+=(debootstrap)
 if ((${#need_pkgs[@]})); then
   [[ $(id -u) == 0 ]] || { echo "SKIPPED: ${need_pkgs[*]} missing and not root to apt-get install them"; exit 0; }
@@ -147,6 +150,41 @@ check "the server process runs as 10001" \
   test "$(docker top "$NAME" -o pid,uid 2>/dev/null | awk 'NR > 1 { print $2; exit }')" == 10001
 docker logs "$NAME" >"$WORK/server.log" 2>&1
 check "server logs carry no token" bash -c "! grep -q '$TOKEN' '$WORK/server.log'"
+docker rm -f "$NAME" >/dev/null 2>&1
+
+# ---------------------------------------------------------------- coffer wg-agent
+# The WireGuard sidecar as the operator runs it: root, every capability
+# dropped but NET_ADMIN, /dev/net/tun, read-only root filesystem, tmpfs for
+# wireguard-go's socket and /tmp, the key Secret and peer ConfigMap mounted
+# read-only. Its own network namespace (--network none) so nothing touches
+# the host's interfaces.
+WG_KEY=$(wg genkey)
+mkdir -p "$WORK/wg/keys" "$WORK/wg/peers"
+printf '%s' "$WG_KEY" >"$WORK/wg/keys/smoke-0.key"
+printf '{"version":1,"listenPort":51820,"cidr":"10.77.0.0/24","peers":[{"name":"smoke-0","publicKey":"%s","address":"10.77.0.1","endpoint":"smoke-0.smoke-headless.apps.svc:51820"},{"name":"smoke-1","publicKey":"%s","address":"10.77.0.2","endpoint":"127.0.0.1:51821"}]}' \
+  "$(printf '%s' "$WG_KEY" | wg pubkey)" "$(wg genkey | wg pubkey)" >"$WORK/wg/peers/peers.json"
+chmod -R a+rX "$WORK/wg"
+wg_run() { # wg_run <extra docker args...>
+  docker run -d --name "$NAME" --network none --read-only --user 0:0 --cap-drop ALL --security-opt no-new-privileges \
+    --tmpfs /tmp --tmpfs /var/run/wireguard \
+    -v "$WORK/wg/keys:/etc/coffer/wireguard/keys:ro" -v "$WORK/wg/peers:/etc/coffer/wireguard/peers:ro" \
+    -e COFFER_WG_NAME=smoke-0 "$@" "$IMAGE" wg-agent >/dev/null
+}
+wg_ready() { docker exec "$NAME" node -e 'fetch("http://127.0.0.1:8203/ready").then(r => process.exit(r.status === 200 ? 0 : 1)).catch(() => process.exit(1))'; }
+wg_run --cap-add NET_ADMIN --device /dev/net/tun
+for _ in $(seq 1 30); do wg_ready && break; sleep 1; done
+check "coffer wg-agent with NET_ADMIN and /dev/net/tun only: /ready answers 200" wg_ready
+check "wg0 carries the overlay address 10.77.0.1/24" \
+  bash -c "docker exec '$NAME' ip -4 -o addr show dev wg0 | grep -q 'inet 10.77.0.1/24'"
+check "wg shows the one peer with its allowed IP, and no private key is printed" \
+  bash -c "out=\$(docker exec '$NAME' wg show wg0 allowed-ips) && grep -q '10.77.0.2/32' <<<\"\$out\" && ! docker logs '$NAME' 2>&1 | grep -qF '$WG_KEY'"
+docker logs "$NAME" >"$WORK/wg-agent.log" 2>&1
+docker rm -f "$NAME" >/dev/null 2>&1
+wg_run --device /dev/net/tun
+sleep 5
+check "without NET_ADMIN the agent stays unready (and says why) instead of claiming an overlay" \
+  bash -c "! docker exec '$NAME' node -e 'fetch(\"http://127.0.0.1:8203/ready\").then(r => process.exit(r.status === 200 ? 0 : 1))'"
+log "wg-agent without NET_ADMIN: $(docker exec "$NAME" node -e 'fetch("http://127.0.0.1:8203/ready").then(r => r.text()).then(console.log)' 2>&1 | head -c 200)"
 docker rm -f "$NAME" >/dev/null 2>&1
 
 # ---------------------------------------------------------------- coffer operator render
