@@ -178,6 +178,18 @@ export function cpuSeconds(pid: number | undefined): number {
   }
 }
 
+/** utime + stime of one thread of a process in seconds (the main thread's id is the pid); 0 where there is none. */
+export function threadCpuSeconds(pid: number | undefined, tid: number | undefined = pid): number {
+  if (pid === undefined || tid === undefined) return 0;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / clockTicks;
+  } catch {
+    return 0;
+  }
+}
+
 /** Busy CPU seconds of the whole machine, all cores (from /proc/stat). */
 export function machineBusySeconds(): number {
   try {

@@ -1,13 +1,16 @@
 // Builds the API listener: hooks that set up each request's context, write
 // its audit record before the response leaves, and count it; then one plugin
 // per route family.
-import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type preHandlerHookHandler } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { ServerOptions as HttpsOptions } from 'node:https';
+import { performance } from 'node:perf_hooks';
 import { clientIpOf, auditIp, type RequestContext } from './context.js';
+import type { AuditDone } from '../audit/audit-log.js';
 import type { ApiDeps } from './deps.js';
 import { ApiError, errorBody, outcomeFor } from './errors.js';
 import { installErrorHandling } from './error-handler.js';
+import { lazyChildLogger } from './request-logger.js';
 import { adminRoutes } from './routes/admin.js';
 import { healthRoutes } from './routes/health.js';
 import { kmsRoutes } from './routes/kms.js';
@@ -37,9 +40,23 @@ const READ_SURFACE = new Set(['secret.read', 'health', 'ready', 'metrics.read'])
 export type ApiSurface = 'all' | 'reads';
 
 export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: ApiSurface = 'all'): Promise<FastifyInstance> {
-  const newContext = (req: FastifyRequest, routeAction: string | undefined): RequestContext => ({
-    ts: deps.now().toISOString(),
-    startedAt: process.hrtime.bigint(),
+  // Requests within one millisecond share their ISO timestamp string.
+  let lastMs = Number.NaN;
+  let lastIso = '';
+  const isoNow = (): string => {
+    const d = deps.now();
+    const ms = d.getTime();
+    if (ms !== lastMs) {
+      lastMs = ms;
+      lastIso = d.toISOString();
+    }
+    return lastIso;
+  };
+
+  const newContext = (req: FastifyRequest, routeAction: string | undefined, route: string): RequestContext => ({
+    route,
+    ts: isoNow(),
+    startedAt: performance.now(),
     clientIp: clientIpOf(req, deps.config.trustProxy),
     principal: null,
     action: routeAction ?? 'unknown',
@@ -49,8 +66,8 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: Api
     version: null,
   });
 
-  /** Makes the request's record durable; false when it could not be written. */
-  const writeAudit = async (req: FastifyRequest, status: number): Promise<boolean> => {
+  /** Hands the request's record to the audit log; `done(null)` once it is durable, `done(err)` when it could not be written. */
+  const writeAudit = (req: FastifyRequest, status: number, done: AuditDone): void => {
     // A request refused before its handler authenticated (bad name, malformed body, unknown
     // route, body too large) still names a valid token's holder rather than `anonymous`.
     if (!req.ctx.principal) {
@@ -61,22 +78,41 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: Api
       }
     }
     try {
-      await deps.audit.record({
-        ts: req.ctx.ts,
-        node_id: deps.config.nodeId,
-        request_id: req.id,
-        actor: req.ctx.principal?.name ?? 'anonymous',
-        client_ip: auditIp(req),
-        action: req.ctx.action,
-        target: req.ctx.target,
-        version: req.ctx.version,
-        outcome: outcomeFor(status),
-        status,
-      });
-      return true;
-    } catch {
-      return false;
+      deps.audit.submit(
+        {
+          ts: req.ctx.ts,
+          node_id: deps.config.nodeId,
+          request_id: req.id,
+          actor: req.ctx.principal?.name ?? 'anonymous',
+          client_ip: auditIp(req),
+          action: req.ctx.action,
+          target: req.ctx.target,
+          version: req.ctx.version,
+          outcome: outcomeFor(status),
+          status,
+        },
+        done,
+      );
+    } catch (err) {
+      process.nextTick(done, err instanceof Error ? err : new Error(String(err)));
     }
+  };
+
+  // Request counter and latency histogram, resolved once per (route, method, status) rather than per request.
+  const series = new Map<string, { count: () => void; observe: (seconds: number) => void }>();
+  const countRequest = (req: FastifyRequest, status: number): void => {
+    const route = req.ctx.route;
+    const key = `${status} ${req.method} ${route}`;
+    let s = series.get(key);
+    if (s === undefined) {
+      const outcome = outcomeFor(status);
+      const counter = deps.metrics.httpRequests.bind({ route, method: req.method, status: String(status), outcome });
+      const histogram = deps.metrics.httpRequestDuration.bind({ route, method: req.method, outcome });
+      s = { count: () => counter.inc(), observe: (seconds) => histogram.observe(seconds) };
+      series.set(key, s);
+    }
+    s.count();
+    s.observe((performance.now() - req.ctx.startedAt) / 1000);
   };
 
   const auditUnavailable = () => JSON.stringify(errorBody('audit_unavailable', 'audit log unavailable; request not completed'));
@@ -84,12 +120,12 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: Api
   // Router-level refusals skip every hook, so they are answered and audited here, in the usual error shape.
   const frameworkErrors = (err: FastifyError, req: FastifyRequest, reply: FastifyReply): void => {
     void reply.header('x-request-id', req.id).header('content-type', 'application/json; charset=utf-8');
-    req.ctx = newContext(req, undefined);
+    req.ctx = newContext(req, undefined, 'unmatched');
     const message = FRAMEWORK_ERRORS[err.code];
     const onName = /^\/v1\/(secrets|metadata)\//.test(req.ctx.target ?? '');
     const apiErr = message ? new ApiError(onName ? 'invalid_name' : 'bad_request', message) : new ApiError('internal', 'internal error');
-    void writeAudit(req, apiErr.status).then((ok) => {
-      void reply.code(ok ? apiErr.status : 503).send(ok ? JSON.stringify(errorBody(apiErr.code, apiErr.message)) : auditUnavailable());
+    writeAudit(req, apiErr.status, (err) => {
+      void reply.code(err === null ? apiErr.status : 503).send(err === null ? JSON.stringify(errorBody(apiErr.code, apiErr.message)) : auditUnavailable());
     });
   };
 
@@ -97,6 +133,8 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: Api
     loggerInstance: deps.logger,
     // Per-request lines would carry every secret name at info level and cost throughput; failures are logged.
     logController: new LogController({ disableRequestLogging: true }),
+    // A request's child logger is built only if something logs through it.
+    childLoggerFactory: lazyChildLogger,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     // JSON escaping can grow a value up to 6x; the exact value limit is enforced on the decoded string.
@@ -116,37 +154,42 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: Api
   // Synchronous hooks take the callback form: an async hook costs a promise per request on the hot read path.
   app.addHook('onRequest', (req, reply, done) => {
     reply.header('x-request-id', req.id);
-    req.ctx = newContext(req, req.routeOptions.config.action);
+    const route = req.routeOptions; // a getter that builds a new object: read it once
+    req.ctx = newContext(req, route.config.action, route.url ?? 'unmatched');
     done();
   });
 
   // The record is durable before the response is sent; if it cannot be written, the client gets 503 instead.
-  app.addHook('onSend', async (req, reply, payload) => {
-    if (await writeAudit(req, reply.statusCode)) return payload;
-    void reply.code(503).header('content-type', 'application/json; charset=utf-8');
-    return auditUnavailable();
+  // The request is counted here, with its final status, as it is handed to the socket (no onResponse hook:
+  // that is one more hook run per request).
+  app.addHook('onSend', (req, reply, payload, done) => {
+    writeAudit(req, reply.statusCode, (err) => {
+      if (err !== null) {
+        void reply.code(503).header('content-type', 'application/json; charset=utf-8');
+        payload = auditUnavailable();
+      }
+      countRequest(req, reply.statusCode);
+      done(null, payload);
+    });
   });
 
   if (surface === 'reads') {
     // Same routes, same audit: management answers 404 here and only on the management listener.
-    app.addHook('onRequest', async (req) => {
-      if (!READ_SURFACE.has(req.ctx.action)) throw new ApiError('not_found', 'served on the management listener only');
+    app.addHook('onRequest', (req, _reply, done) => {
+      done(READ_SURFACE.has(req.ctx.action) ? undefined : new ApiError('not_found', 'served on the management listener only'));
     });
   }
 
-  // Refuse a change up front when its audit record could not be written anyway.
-  app.addHook('preHandler', (req, _reply, done) => {
-    if (req.method === 'GET' || req.method === 'HEAD') return done();
+  // Refuse a change up front when its audit record could not be written anyway. Attached to the
+  // routes that change something only, so reads do not pay a hook call for it.
+  const probeAudit: preHandlerHookHandler = (_req, _reply, done) => {
     deps.audit.probe().then(() => done(), (err: Error) => done(err));
-  });
-
-  app.addHook('onResponse', (req, reply, done) => {
-    const route = req.routeOptions.url ?? 'unmatched';
-    const outcome = outcomeFor(reply.statusCode);
-    const seconds = Number(process.hrtime.bigint() - req.ctx.startedAt) / 1e9;
-    deps.metrics.httpRequests.inc({ route, method: req.method, status: String(reply.statusCode), outcome });
-    deps.metrics.httpRequestDuration.observe({ route, method: req.method, outcome }, seconds);
-    done();
+  };
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    if (methods.every((m) => m === 'GET' || m === 'HEAD')) return;
+    const own = route.preHandler;
+    route.preHandler = own === undefined ? [probeAudit] : [probeAudit, ...(Array.isArray(own) ? own : [own])];
   });
 
   installErrorHandling(app);

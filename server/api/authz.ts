@@ -16,7 +16,12 @@ const REASONS = {
   revoked: 'token revoked',
 } as const;
 
+/** Allowlist answers kept per address; the list is fixed for the process, so only the size needs a bound. */
+const ALLOWED_MEMO_MAX = 4096;
+
 export class Authorizer {
+  private readonly allowedMemo = new Map<string, boolean>();
+
   constructor(
     private readonly reader: StateReader,
     private readonly allowlist: Allowlist,
@@ -50,12 +55,20 @@ export class Authorizer {
 
   /** Value reads and metrics: by source address only, fail-closed. */
   requireAllowlisted(req: FastifyRequest): void {
-    if (!this.allowlist.allows(req.ctx.clientIp)) {
+    if (!this.isAllowlisted(req)) {
       throw new ApiError('ip_not_allowed', 'client address is not on the read allowlist');
     }
   }
 
   isAllowlisted(req: FastifyRequest): boolean {
-    return this.allowlist.allows(req.ctx.clientIp);
+    const ip = req.ctx.clientIp;
+    if (ip === null) return false;
+    let allowed = this.allowedMemo.get(ip);
+    if (allowed === undefined) {
+      allowed = this.allowlist.allows(ip);
+      if (this.allowedMemo.size >= ALLOWED_MEMO_MAX) this.allowedMemo.clear();
+      this.allowedMemo.set(ip, allowed);
+    }
+    return allowed;
   }
 }

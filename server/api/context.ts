@@ -5,8 +5,11 @@ import { normalizeClientIp } from '../config/ipv4.js';
 import type { Principal } from '../auth/tokens.js';
 
 export interface RequestContext {
+  /** Route template (`/v1/secrets/*`), or `unmatched`: the metrics label. */
+  route: string;
   ts: string;
-  startedAt: bigint;
+  /** performance.now() when the request arrived, ms. */
+  startedAt: number;
   clientIp: string | null;
   principal: Principal | null;
   action: string;
@@ -24,6 +27,9 @@ declare module 'fastify' {
   }
 }
 
+/** Normalized peer address per connection: keep-alive clients send many requests over one socket. */
+const socketIps = new WeakMap<object, string | null>();
+
 /** Socket address, or with trust-proxy the right-most X-Forwarded-For entry (the one our proxy appended). */
 export function clientIpOf(req: FastifyRequest, trustProxy: boolean): string | null {
   if (trustProxy) {
@@ -34,7 +40,14 @@ export function clientIpOf(req: FastifyRequest, trustProxy: boolean): string | n
       return normalizeClientIp(last);
     }
   }
-  return normalizeClientIp(req.socket.remoteAddress);
+  const socket = req.socket;
+  let ip = socketIps.get(socket);
+  if (ip === undefined) {
+    ip = normalizeClientIp(socket.remoteAddress);
+    // Only a connected socket has its address for good.
+    if (socket.remoteAddress !== undefined) socketIps.set(socket, ip);
+  }
+  return ip;
 }
 
 /** What the audit log calls a request's client when the address is not IPv4. */

@@ -14,7 +14,7 @@ export interface ApiDeps {
   replicator: Replicator;
   secrets: SecretService;
   authz: Authorizer;
-  audit: Pick<AuditLog, 'record' | 'query' | 'probe'>;
+  audit: Pick<AuditLog, 'record' | 'submit' | 'query' | 'probe'>;
   metrics: CofferMetrics;
   logger: FastifyBaseLogger;
   /** Release string reported by /v1/health. */

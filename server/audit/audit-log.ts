@@ -89,10 +89,12 @@ export const AUDIT_MAX_LIMIT = 1000;
 const OUTCOMES: ReadonlySet<string> = new Set(['allowed', 'denied', 'error']);
 const COLUMNS = AUDIT_COLUMNS.join(', ');
 
+/** Told once whether a submitted record is durable (null) or could not be written; always asynchronously. */
+export type AuditDone = (err: Error | null) => void;
+
 interface Pending {
   row: AuditRow;
-  resolve: () => void;
-  reject: (err: Error) => void;
+  done: AuditDone;
 }
 
 interface Call {
@@ -137,23 +139,40 @@ export class AuditLog {
 
   /** Resolves once the record is committed and fsynced; rejects with AuditUnavailableError otherwise. */
   record(rec: AuditRecord): Promise<void> {
-    if (this.closed) return Promise.reject(new AuditUnavailableError('audit log is closed'));
+    return new Promise<void>((resolve, reject) => {
+      this.submit(rec, (err) => (err === null ? resolve() : reject(err)));
+    });
+  }
+
+  /**
+   * record() with a callback instead of a promise (the API's hot path: no
+   * promise per request): `done(null)` once the record is committed and
+   * fsynced, `done(err)` with an AuditUnavailableError (or the validation
+   * error of a malformed record) otherwise. `done` is never called before
+   * submit() returns.
+   */
+  submit(rec: AuditRecord, done: AuditDone): void {
+    if (this.closed) {
+      process.nextTick(done, new AuditUnavailableError('audit log is closed'));
+      return;
+    }
     let row: AuditRow;
     try {
       row = normalize(rec);
     } catch (err) {
-      return Promise.reject(err);
+      process.nextTick(done, err instanceof Error ? err : new Error(String(err)));
+      return;
     }
-    return new Promise<void>((resolve, reject) => {
-      this.queue.push({ row, resolve, reject });
-      // Group commit: everything queued before the check phase runs shares one
-      // transaction; while that batch is in the worker, the next one gathers.
-      if (!this.scheduled && this.inflight === null) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
-    });
+    this.queue.push({ row, done });
+    // Group commit: everything queued before the check phase runs shares one
+    // transaction; while that batch is in the worker, the next one gathers.
+    if (!this.scheduled && this.inflight === null) {
+      this.scheduled = true;
+      setImmediate(this.flushNow);
+    }
   }
+
+  private readonly flushNow = (): void => this.flush();
 
   /**
    * Rejects with AuditUnavailableError unless the audit database can take a
@@ -229,14 +248,14 @@ export class AuditLog {
     this.inflight = this.call({ id: 0, op: 'batch', rows: JSON.stringify(batch.map((p) => p.row)) }).then(
       (seconds) => {
         this.inflight = null;
-        for (const p of batch) p.resolve();
+        settle(batch, null);
         safely(() => this.opts.onFlush?.(seconds, batch.length));
         this.next();
       },
       (err: Error) => {
         this.inflight = null;
         const e = this.failed(err);
-        for (const p of batch) p.reject(e);
+        settle(batch, e);
         safely(() => this.opts.onFailure?.(err, batch.length));
         this.next();
       },
@@ -403,6 +422,19 @@ function normalize(r: AuditRecord): AuditRow {
     r.outcome,
     r.status,
   ];
+}
+
+/** Tells every waiter of a batch; one throwing callback neither stops the others nor is swallowed. */
+function settle(batch: Pending[], err: Error | null): void {
+  for (const p of batch) {
+    try {
+      p.done(err);
+    } catch (thrown) {
+      process.nextTick(() => {
+        throw thrown;
+      });
+    }
+  }
 }
 
 // A metrics callback must never crash the process from inside setImmediate.

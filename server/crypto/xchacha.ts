@@ -8,9 +8,14 @@
 // At load we run a known-answer self-test of `native` against `noble`; if
 // OpenSSL lacks chacha20-poly1305 (e.g. a FIPS build) or the answers differ,
 // production falls back to `noble`. Output format: ciphertext || 16-byte tag.
+//
+// The subkey depends only on the key and the first 16 nonce bytes, i.e. it is
+// fixed per stored version; `xchachaSubkey` + `openXChaChaWithSubkey` split
+// open in two so a caller that keeps the subkey (the DEK cache, beside the
+// DEK, with the same lifetime and zeroization) skips HChaCha20 on every read.
 
 import { createCipheriv, createDecipheriv, getCiphers } from 'node:crypto';
-import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
+import { chacha20poly1305, xchacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { IntegrityError } from './errors.js';
 
 export const KEY_BYTES = 32;
@@ -22,6 +27,8 @@ const AUTH_FAILED = 'ciphertext failed authentication';
 export interface XChaChaImpl {
   seal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array;
   open(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array;
+  /** `open` given `subkey` = HChaCha20(key, nonce[0..16]) instead of the key. */
+  openWithSubkey(subkey: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array;
 }
 
 // Length errors are programming errors, so RangeError; messages never show bytes.
@@ -106,24 +113,42 @@ export const nativeXChaCha: XChaChaImpl = {
   },
   open(key, nonce, sealed, aad) {
     checkKey(key); checkOpenInputs(nonce, sealed);
-    const split = sealed.length - TAG_BYTES;
     const subkey = hchacha20(key, nonce.subarray(0, 16));
-    const parts: Buffer[] = [];
     try {
-      const d = createDecipheriv('chacha20-poly1305', subkey, nativeIv(nonce), { authTagLength: TAG_BYTES });
-      d.setAAD(aad, { plaintextLength: split });
-      d.setAuthTag(sealed.subarray(split));
-      parts.push(d.update(sealed.subarray(0, split)));
-      parts.push(d.final()); // throws when the tag does not verify
-      return joinAndWipe(parts);
-    } catch {
-      for (const p of parts) p.fill(0); // unauthenticated plaintext must not linger
-      throw new IntegrityError(AUTH_FAILED);
+      return nativeOpenWithSubkey(subkey, nonce, sealed, aad);
     } finally {
       subkey.fill(0);
     }
   },
+  openWithSubkey(subkey, nonce, sealed, aad) {
+    checkKey(subkey); checkOpenInputs(nonce, sealed);
+    return nativeOpenWithSubkey(subkey, nonce, sealed, aad);
+  },
 };
+
+/**
+ * IETF ChaCha20-Poly1305 open under the subkey. ChaCha20 is a stream cipher:
+ * update() yields the whole plaintext and final() (which verifies the tag)
+ * yields nothing, so the plaintext is returned as a view of update()'s own
+ * buffer, without a copy. Unauthenticated plaintext is zeroed before the throw.
+ */
+function nativeOpenWithSubkey(subkey: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array {
+  const split = sealed.length - TAG_BYTES;
+  let body: Buffer | undefined;
+  let rest: Buffer | undefined;
+  try {
+    const d = createDecipheriv('chacha20-poly1305', subkey, nativeIv(nonce), { authTagLength: TAG_BYTES });
+    d.setAAD(aad, { plaintextLength: split });
+    d.setAuthTag(sealed.subarray(split));
+    body = d.update(sealed.subarray(0, split));
+    rest = d.final(); // throws when the tag does not verify
+  } catch {
+    body?.fill(0); // unauthenticated plaintext must not linger
+    throw new IntegrityError(AUTH_FAILED);
+  }
+  if (rest.length > 0) return joinAndWipe([body, rest]);
+  return new Uint8Array(body.buffer, body.byteOffset, body.length);
+}
 
 export const nobleXChaCha: XChaChaImpl = {
   seal(key, nonce, plaintext, aad) {
@@ -134,6 +159,14 @@ export const nobleXChaCha: XChaChaImpl = {
     checkKey(key); checkOpenInputs(nonce, sealed);
     try {
       return xchacha20poly1305(key, nonce, aad).decrypt(sealed);
+    } catch {
+      throw new IntegrityError(AUTH_FAILED);
+    }
+  },
+  openWithSubkey(subkey, nonce, sealed, aad) {
+    checkKey(subkey); checkOpenInputs(nonce, sealed);
+    try {
+      return chacha20poly1305(subkey, nativeIv(nonce), aad).decrypt(sealed);
     } catch {
       throw new IntegrityError(AUTH_FAILED);
     }
@@ -152,7 +185,9 @@ function nativeWorks(): boolean {
     const b = nobleXChaCha.seal(key, nonce, pt, aad);
     if (a.length !== b.length || !a.every((v, i) => v === b[i])) return false;
     const back = nobleXChaCha.open(key, nonce, a, aad);
-    return nativeXChaCha.open(key, nonce, b, aad).every((v, i) => v === back[i]);
+    const subkey = hchacha20(key, nonce.subarray(0, 16));
+    const viaSubkey = nativeXChaCha.openWithSubkey(subkey, nonce, b, aad);
+    return nativeXChaCha.open(key, nonce, b, aad).every((v, i) => v === back[i] && viaSubkey[i] === v);
   } catch {
     return false;
   }
@@ -170,4 +205,16 @@ export function sealXChaCha(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8
 /** Verifies and decrypts ciphertext || tag; throws IntegrityError when it does not authenticate. */
 export function openXChaCha(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array {
   return impl.open(key, nonce, sealed, aad);
+}
+
+/** The XChaCha20 subkey of `nonce`: HChaCha20(key, nonce[0..16]). Secret key material: the caller zeroes it. */
+export function xchachaSubkey(key: Uint8Array, nonce: Uint8Array): Uint8Array {
+  checkKey(key);
+  if (nonce.length !== NONCE_BYTES) throw new IntegrityError(AUTH_FAILED);
+  return hchacha20(key, nonce.subarray(0, 16));
+}
+
+/** openXChaCha given the subkey of `nonce` (from xchachaSubkey) instead of the key; same checks, same errors. */
+export function openXChaChaWithSubkey(subkey: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array {
+  return impl.openWithSubkey(subkey, nonce, sealed, aad);
 }

@@ -1,15 +1,24 @@
 // In-memory cache of unwrapped DEKs, so reads survive short KMS outages and
 // do not pay a KMS round trip each (DESIGN §1 "KMS-outage resilience").
 //
-// - Keyed by (kms_key_id, encryption context, wrapped DEK bytes). The context
-//   is in the key so a hit can never skip the KMS-side context check.
+// - An entry is bound to (kms_key_id, encryption context, wrapped DEK bytes):
+//   a hit needs all three to match exactly, so a hit can never skip the
+//   KMS-side context check, and a row whose wrapped DEK was changed underneath
+//   misses and goes to KMS. Entries are found by context (secret, version);
+//   another key id or wrapped DEK for the same version is a miss (a successful
+//   unwrap of it replaces the entry, e.g. after a re-wrap).
 // - Lifetime is counted from the unwrap, not refreshed by hits: TTL bounds how
 //   long key material stays in memory. ttlSecs = 0 disables caching entirely.
 // - LRU-bounded; every entry is zeroed on eviction, expiry, clear and close.
 // - DEKs are lent: `withDek` hands the callback a copy that is zeroed when the
 //   callback settles, so no caller can keep a live reference.
+// - `useDerivedKey` keeps one key derived from the DEK per entry (the value
+//   read path: the XChaCha20 subkey of the version's nonce), bound to the salt
+//   it was derived with, with the DEK's lifetime and zeroed with it. A hit
+//   calls a synchronous callback with it directly: no KMS call, no derivation,
+//   no copy, no promise.
 // - Concurrent misses for one key share a single KMS call.
-// Only DEKs live here; plaintext secret values are never cached.
+// Only DEKs and keys derived from them live here; plaintext secret values are never cached.
 
 import type { EncryptionContext, KmsProvider } from './provider.js';
 
@@ -39,9 +48,25 @@ export interface DekSource {
   withDek<T>(keyId: string, wrapped: Uint8Array, ctx: EncryptionContext, fn: (dek: Uint8Array) => T | Promise<T>): Promise<T>;
 }
 
+/** Derives a key from a DEK and a non-secret salt (e.g. HChaCha20 of a nonce). Returns a new array the cache owns. */
+export type DeriveKey = (dek: Uint8Array, salt: Uint8Array) => Uint8Array;
+
+interface Derived {
+  derive: DeriveKey;
+  /** A copy of the salt the key was derived with. */
+  salt: Uint8Array;
+  key: Uint8Array;
+}
+
 interface Entry {
+  secret: string;
+  version: number;
+  keyId: string;
+  /** A copy of the wrapped DEK this entry was unwrapped from (ciphertext, not secret). */
+  wrapped: Uint8Array;
   dek: Uint8Array;
   expiresAt: number;
+  derived: Derived | null;
 }
 
 export const DEFAULT_DEK_CACHE_MAX_ENTRIES = 10_000;
@@ -87,25 +112,56 @@ export class DekCache implements DekSource {
     if (this.closed) throw new Error('DEK cache is closed');
     if (!this.enabled) return this.direct(keyId, wrapped, ctx, fn);
 
-    const key = cacheKey(keyId, wrapped, ctx);
-    const hit = this.lookup(key);
+    const hit = this.lookup(keyId, wrapped, ctx);
     if (hit) {
       this.counters.hits++;
       return lend(hit.dek, fn);
     }
     this.counters.misses++;
-    let load = this.inflight.get(key);
-    if (!load) {
-      load = this.load(key, keyId, wrapped, ctx);
-      this.inflight.set(key, load);
-      const done = () => { this.inflight.delete(key); };
-      load.then(done, done);
-    }
-    await load;
+    await this.loadShared(keyId, wrapped, ctx);
     // Between the load and now the entry may have been evicted or cleared;
     // then this caller unwraps on its own rather than failing.
-    const entry = this.lookup(key);
+    const entry = this.lookup(keyId, wrapped, ctx);
     return entry ? lend(entry.dek, fn) : this.direct(keyId, wrapped, ctx, fn);
+  }
+
+  /**
+   * Calls `use` with `derive(DEK, salt)` for the DEK wrapped in `wrapped` and
+   * returns what it returns. On a hit this is synchronous: the derived key is
+   * kept beside the cached DEK (derived again only if `derive` or `salt`
+   * differ from the last call for this entry) and handed over as is, not as a
+   * copy, so `use` must be synchronous and must not keep a reference. On a
+   * miss (or with caching disabled) it returns a promise: the DEK is unwrapped
+   * through KMS first. Errors from KMS or from `use` propagate unchanged
+   * (thrown on the synchronous path, rejected otherwise).
+   */
+  useDerivedKey<T>(keyId: string, wrapped: Uint8Array, ctx: EncryptionContext, derive: DeriveKey, salt: Uint8Array, use: (key: Uint8Array) => T): T | Promise<T> {
+    if (this.closed) throw new Error('DEK cache is closed');
+    if (this.enabled) {
+      const hit = this.lookup(keyId, wrapped, ctx);
+      if (hit) {
+        this.counters.hits++;
+        return use(derivedKey(hit, derive, salt));
+      }
+      this.counters.misses++;
+    }
+    return this.useDerivedSlow(keyId, wrapped, ctx, derive, salt, use);
+  }
+
+  private async useDerivedSlow<T>(keyId: string, wrapped: Uint8Array, ctx: EncryptionContext, derive: DeriveKey, salt: Uint8Array, use: (key: Uint8Array) => T): Promise<T> {
+    if (this.enabled) {
+      await this.loadShared(keyId, wrapped, ctx);
+      const entry = this.lookup(keyId, wrapped, ctx);
+      if (entry) return use(derivedKey(entry, derive, salt));
+    }
+    return this.direct(keyId, wrapped, ctx, (dek) => {
+      const key = derive(dek, salt);
+      try {
+        return use(key);
+      } finally {
+        key.fill(0);
+      }
+    });
   }
 
   stats(): DekCacheStats {
@@ -115,9 +171,9 @@ export class DekCache implements DekSource {
   /** Zeroes and drops entries whose TTL has passed. */
   sweep(): void {
     const t = this.now();
-    for (const [key, e] of this.entries) {
+    for (const [slot, e] of this.entries) {
       if (t >= e.expiresAt) {
-        this.drop(key, e);
+        this.drop(slot, e);
         this.counters.expirations++;
       }
     }
@@ -126,7 +182,7 @@ export class DekCache implements DekSource {
   /** Zeroes and drops every entry (e.g. after a master-key change). */
   clear(): void {
     this.generation++;
-    for (const [key, e] of this.entries) this.drop(key, e);
+    for (const [slot, e] of this.entries) this.drop(slot, e);
   }
 
   /** Stops the sweep timer and zeroes everything; later calls throw. */
@@ -145,41 +201,90 @@ export class DekCache implements DekSource {
     }
   }
 
-  private async load(key: string, keyId: string, wrapped: Uint8Array, ctx: EncryptionContext): Promise<void> {
+  /** One KMS unwrap per distinct (key id, context, wrapped DEK) at a time; callers look the entry up afterwards. */
+  private loadShared(keyId: string, wrapped: Uint8Array, ctx: EncryptionContext): Promise<void> {
+    const key = inflightKey(keyId, wrapped, ctx);
+    let load = this.inflight.get(key);
+    if (!load) {
+      load = this.load(keyId, wrapped, ctx);
+      this.inflight.set(key, load);
+      const done = () => { this.inflight.delete(key); };
+      load.then(done, done);
+    }
+    return load;
+  }
+
+  private async load(keyId: string, wrapped: Uint8Array, ctx: EncryptionContext): Promise<void> {
     const gen = this.generation;
     const dek = await this.kms.decrypt(wrapped, keyId, ctx);
     if (gen !== this.generation || this.closed) {
       dek.fill(0);
       return;
     }
-    this.entries.set(key, { dek, expiresAt: this.now() + this.ttlMs });
+    const slot = slotOf(ctx);
+    const old = this.entries.get(slot);
+    if (old) this.drop(slot, old); // another wrap of this version (or a stale one): the newest unwrap wins
+    this.entries.set(slot, {
+      secret: ctx.secret,
+      version: ctx.version,
+      keyId,
+      wrapped: wrapped.slice(),
+      dek,
+      expiresAt: this.now() + this.ttlMs,
+      derived: null,
+    });
     while (this.entries.size > this.maxEntries) {
-      const [oldKey, oldest] = this.entries.entries().next().value as [string, Entry];
-      this.drop(oldKey, oldest);
+      const [oldSlot, oldest] = this.entries.entries().next().value as [string, Entry];
+      this.drop(oldSlot, oldest);
       this.counters.evictions++;
     }
   }
 
-  private lookup(key: string): Entry | undefined {
-    const e = this.entries.get(key);
+  /** The live entry for exactly (keyId, wrapped, ctx), moved to most-recently-used; expired ones are dropped. */
+  private lookup(keyId: string, wrapped: Uint8Array, ctx: EncryptionContext): Entry | undefined {
+    const slot = slotOf(ctx);
+    const e = this.entries.get(slot);
     if (!e) return undefined;
     if (this.now() >= e.expiresAt) {
-      this.drop(key, e);
+      this.drop(slot, e);
       this.counters.expirations++;
       return undefined;
     }
-    this.entries.delete(key); // move to most-recently-used
-    this.entries.set(key, e);
+    if (e.version !== ctx.version || e.secret !== ctx.secret || e.keyId !== keyId || !sameBytes(e.wrapped, wrapped)) return undefined;
+    this.entries.delete(slot); // move to most-recently-used
+    this.entries.set(slot, e);
     return e;
   }
 
-  private drop(key: string, e: Entry): void {
+  private drop(slot: string, e: Entry): void {
     e.dek.fill(0);
-    this.entries.delete(key);
+    e.derived?.key.fill(0);
+    if (this.entries.get(slot) === e) this.entries.delete(slot);
   }
 }
 
-/** Unambiguous key; the wrapped DEK is ciphertext (stored on disk anyway), so base64 in a string is fine. */
-function cacheKey(keyId: string, wrapped: Uint8Array, ctx: EncryptionContext): string {
+/** The entry's derived key for (derive, salt), deriving (and replacing the zeroed old one) when either changed. */
+function derivedKey(e: Entry, derive: DeriveKey, salt: Uint8Array): Uint8Array {
+  const d = e.derived;
+  if (d !== null && d.derive === derive && sameBytes(d.salt, salt)) return d.key;
+  const key = derive(e.dek, salt);
+  d?.key.fill(0);
+  e.derived = { derive, salt: salt.slice(), key };
+  return key;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Where an entry lives: by context only (the entry itself holds what a hit must match). */
+function slotOf(ctx: EncryptionContext): string {
+  return `${ctx.version}:${ctx.secret}`;
+}
+
+/** Unambiguous key of one unwrap; the wrapped DEK is ciphertext (stored on disk anyway), so base64 in a string is fine. */
+function inflightKey(keyId: string, wrapped: Uint8Array, ctx: EncryptionContext): string {
   return JSON.stringify([keyId, ctx.secret, ctx.version, Buffer.from(wrapped.buffer, wrapped.byteOffset, wrapped.byteLength).toString('base64')]);
 }

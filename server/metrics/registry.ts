@@ -101,6 +101,18 @@ export class Counter<L extends string = never> extends Metric<L, { v: number }> 
     if (!(n >= 0)) throw new Error(`${this.name}: counters only go up`);
     this.get(this.values(labels)).v += n;
   }
+  /** The series for `labels`, resolved once: for hot paths that count the same label set again and again. */
+  bind(...args: WithLabels<L, []>): { inc(by?: number): void } {
+    const [labels] = split<L>(this.labelNames.length, args);
+    const state = this.get(this.values(labels));
+    const name = this.name;
+    return {
+      inc(by = 1) {
+        if (!(by >= 0)) throw new Error(`${name}: counters only go up`);
+        state.v += by;
+      },
+    };
+  }
   render(): string[] {
     return this.sorted().map((s) => `${this.name}${this.labelText(s.values)} ${formatValue(s.state.v)}`);
   }
@@ -165,8 +177,20 @@ export class Histogram<L extends string = never> extends Metric<L, { counts: num
   }
   observe(...args: WithLabels<L, [value: number]>): void {
     const [labels, v] = split<L>(this.labelNames.length, args);
-    const value = v ?? 0;
-    const s = this.get(this.values(labels));
+    this.record(this.get(this.values(labels)), v ?? 0);
+  }
+  /** The series for `labels`, resolved once: for hot paths that observe the same label set again and again. */
+  bind(...args: WithLabels<L, []>): { observe(value: number): void } {
+    const [labels] = split<L>(this.labelNames.length, args);
+    const state = this.get(this.values(labels));
+    return {
+      observe: (value: number) => {
+        if (typeof value !== 'number') throw new TypeError(`metric value must be a number, got ${typeof value}`);
+        this.record(state, value);
+      },
+    };
+  }
+  private record(s: { counts: number[]; sum: number; count: number }, value: number): void {
     // Per-bucket counts here; made cumulative at render time.
     const b = this.buckets;
     let i = 0;

@@ -92,7 +92,8 @@ export class StateReader {
   private cache: { generation: number; stmts: ReturnType<typeof prepare> } | null = null;
 
   private rows = new Map<string, StoredVersion | null>();
-  private rowsStamp = '';
+  private rowsGeneration = -1;
+  private rowsChanged = -1;
 
   constructor(private readonly source: DbSource | Database.Database) {}
 
@@ -127,10 +128,10 @@ export class StateReader {
   getVersion(name: string, version?: number): StoredVersion | undefined {
     // The SQLite lookup was a quarter of a value read's CPU; rows are immutable until the next secret change.
     const src = 'generation' in this.source ? this.source : null;
-    const stamp = src ? `${src.generation}:${src.secretsChanged ?? 0}` : '';
-    if (!src || stamp !== this.rowsStamp || this.rows.size >= ROW_CACHE_MAX) {
+    if (src !== null && (src.generation !== this.rowsGeneration || (src.secretsChanged ?? 0) !== this.rowsChanged || this.rows.size >= ROW_CACHE_MAX)) {
       this.rows.clear();
-      this.rowsStamp = stamp;
+      this.rowsGeneration = src.generation;
+      this.rowsChanged = src.secretsChanged ?? 0;
     }
     const key = version === undefined ? name : `${name}\u0000${version}`;
     const cached = src ? this.rows.get(key) : undefined;

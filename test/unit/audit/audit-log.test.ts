@@ -155,6 +155,53 @@ describe('AuditLog', () => {
     expect(failures).toEqual([2, 1]);
   });
 
+  it('submit() calls back once per record, never before it returns, with the same outcomes as record()', async () => {
+    const log = make({ busyTimeoutMs: 20 });
+    const outcomes: Array<[number, Error | null]> = [];
+    const submitted = (i: number, over: Partial<AuditRecord> = {}) =>
+      new Promise<void>((resolve) => {
+        let returned = false;
+        log.submit(rec(i, over), (err) => {
+          expect(returned).toBe(true);
+          outcomes.push([i, err]);
+          resolve();
+        });
+        returned = true;
+      });
+    await Promise.all([submitted(1), submitted(2), submitted(3, { status: 1.5 })]);
+    expect(outcomes.map(([i, e]) => [i, e === null ? null : e.name])).toEqual([[3, 'TypeError'], [1, null], [2, null]]);
+    expect(log.query().records.map((r) => r.request_id)).toEqual(['req-1', 'req-2']);
+
+    const locker = new Database(join(dir, 'audit.db'));
+    locker.exec('BEGIN IMMEDIATE');
+    await submitted(4);
+    expect(outcomes.at(-1)?.[1]).toBeInstanceOf(AuditUnavailableError);
+    locker.exec('ROLLBACK');
+    locker.close();
+
+    // A callback that throws does not keep the others in its batch from hearing back.
+    const errors: unknown[] = [];
+    const onUncaught = (e: unknown) => errors.push(e);
+    process.prependListener('uncaughtException', onUncaught);
+    try {
+      await new Promise<void>((resolve) => {
+        log.submit(rec(5), () => {
+          throw new Error('callback bug');
+        });
+        log.submit(rec(6), () => resolve());
+      });
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('uncaughtException', onUncaught);
+    }
+    expect(errors).toHaveLength(1);
+    expect(log.query().records.map((r) => r.request_id)).toEqual(['req-1', 'req-2', 'req-5', 'req-6']);
+
+    await log.close();
+    await submitted(7);
+    expect(outcomes.at(-1)?.[1]).toBeInstanceOf(AuditUnavailableError);
+  });
+
   it('rejects after close and flushes what was queued before close', async () => {
     const log = make();
     const queued = log.record(rec(1));

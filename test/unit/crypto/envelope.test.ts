@@ -101,6 +101,37 @@ describe('envelope', () => {
     }
   });
 
+  it('with a warm cache (DEK and subkey cached), any flipped byte still fails and the good record still opens', async () => {
+    const kms = newKms();
+    const cache = new DekCache(kms, { ttlSecs: 60, sweepIntervalMs: 0 });
+    const rec = await sealVersion(kms, 'app/db', 1, value);
+    expect(await openVersion(cache, 'app/db', 1, rec)).toEqual(value);
+    expect(await openVersion(cache, 'app/db', 1, rec)).toEqual(value);
+    for (const field of ['ciphertext', 'nonce', 'wrappedDek'] as const) {
+      for (let i = 0; i < rec[field].length; i++) {
+        await expect(openVersion(cache, 'app/db', 1, flip(rec, field, i)), `${field}[${i}]`).rejects.toThrow(IntegrityError);
+        expect(await openVersion(cache, 'app/db', 1, rec), `${field}[${i}] then the good record`).toEqual(value);
+      }
+    }
+    await expect(openVersion(cache, 'app/db', 1, { ...rec, kmsKeyId: 'local:0000000000000000' })).rejects.toThrow(IntegrityError);
+    await expect(openVersion(cache, 'app/db', 2, rec)).rejects.toThrow(IntegrityError);
+    await expect(openVersion(cache, 'app/dc', 1, rec)).rejects.toThrow(IntegrityError);
+  });
+
+  it('a warm read neither calls KMS nor leaves the DEK anywhere but the cache', async () => {
+    const kms = newKms();
+    const decrypt = vi.spyOn(kms, 'decrypt');
+    const cache = new DekCache(kms, { ttlSecs: 60, sweepIntervalMs: 0 });
+    const rec = await sealVersion(kms, 'app/db', 1, value);
+    await openVersion(cache, 'app/db', 1, rec);
+    const plain = await openVersion(cache, 'app/db', 1, rec);
+    expect(plain).toEqual(value);
+    expect(Object.getPrototypeOf(plain)).toBe(Uint8Array.prototype);
+    expect(decrypt).toHaveBeenCalledTimes(1);
+    cache.close();
+    await expect(openVersion(cache, 'app/db', 1, rec)).rejects.toThrow(/closed/);
+  });
+
   it('a record wrapped under another master key fails with IntegrityError', async () => {
     const rec = await sealVersion(newKms(), 'app/db', 1, value);
     const other = new LocalKms(new Uint8Array(32).fill(6));

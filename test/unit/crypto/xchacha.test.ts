@@ -3,7 +3,7 @@ import { hchacha as nobleHChaCha } from '@noble/ciphers/chacha.js';
 import { describe, expect, it } from 'vitest';
 import { IntegrityError } from '../../../server/crypto/errors.js';
 import {
-  XCHACHA_IMPL, hchacha20, nativeXChaCha, nobleXChaCha, openXChaCha, sealXChaCha,
+  XCHACHA_IMPL, hchacha20, nativeXChaCha, nobleXChaCha, openXChaCha, openXChaChaWithSubkey, sealXChaCha, xchachaSubkey,
 } from '../../../server/crypto/xchacha.js';
 
 const hex = (s: string) => Uint8Array.from(Buffer.from(s.replace(/\s+/g, ''), 'hex'));
@@ -47,6 +47,7 @@ describe.each(Object.entries(impls))('XChaCha20-Poly1305 (%s)', (_name, impl) =>
   it('returns plain Uint8Arrays', () => {
     const sealed = impl.seal(KEY, NONCE, PLAINTEXT, AAD);
     expect(Object.getPrototypeOf(sealed)).toBe(Uint8Array.prototype);
+    expect(Object.getPrototypeOf(impl.open(KEY, NONCE, sealed, AAD))).toBe(Uint8Array.prototype);
   });
 
   it('seals and opens the empty plaintext', () => {
@@ -96,6 +97,66 @@ describe.each(Object.entries(impls))('XChaCha20-Poly1305 (%s)', (_name, impl) =>
   it('rejects wrong key and nonce lengths when sealing', () => {
     expect(() => impl.seal(new Uint8Array(31), NONCE, PLAINTEXT, AAD)).toThrow(RangeError);
     expect(() => impl.seal(KEY, new Uint8Array(12), PLAINTEXT, AAD)).toThrow(RangeError);
+  });
+});
+
+const subkeyImpls = {
+  native: nativeXChaCha.openWithSubkey,
+  noble: nobleXChaCha.openWithSubkey,
+  exported: openXChaChaWithSubkey,
+};
+
+describe.each(Object.entries(subkeyImpls))('open with the cached subkey (%s)', (_name, openWithSubkey) => {
+  const sealed = sealXChaCha(KEY, NONCE, PLAINTEXT, AAD);
+
+  it('the subkey is HChaCha20 of the first 16 nonce bytes, and opens the draft vector', () => {
+    const subkey = xchachaSubkey(KEY, NONCE);
+    expect(toHex(subkey)).toBe(toHex(hchacha20(KEY, NONCE.subarray(0, 16))));
+    const plain = openWithSubkey(subkey, NONCE, sealed, AAD);
+    expect(plain).toEqual(PLAINTEXT);
+    expect(Object.getPrototypeOf(plain)).toBe(Uint8Array.prototype);
+  });
+
+  it('fails with IntegrityError on any flipped byte of ciphertext, tag, the nonce tail or AAD', () => {
+    const subkey = xchachaSubkey(KEY, NONCE);
+    const cases: Array<[string, Uint8Array]> = [['sealed', sealed], ['nonce', NONCE], ['aad', AAD]];
+    for (const [which, buf] of cases) {
+      // The first 16 nonce bytes only enter through the subkey: a flip there is the next test's case.
+      for (let i = which === 'nonce' ? 16 : 0; i < buf.length; i++) {
+        const bad = buf.slice();
+        bad[i]! ^= 1 << (i % 8);
+        const args = { sealed: which === 'sealed' ? bad : sealed, nonce: which === 'nonce' ? bad : NONCE, aad: which === 'aad' ? bad : AAD };
+        expect(() => openWithSubkey(subkey, args.nonce, args.sealed, args.aad), `${which}[${i}]`).toThrow(IntegrityError);
+      }
+    }
+  });
+
+  it('a subkey derived for another nonce or key does not open it', () => {
+    const otherNonce = NONCE.slice();
+    otherNonce[3]! ^= 0x10;
+    expect(() => openWithSubkey(xchachaSubkey(KEY, otherNonce), NONCE, sealed, AAD)).toThrow(IntegrityError);
+    const otherKey = KEY.slice();
+    otherKey[0]! ^= 0x01;
+    expect(() => openWithSubkey(xchachaSubkey(otherKey, NONCE), NONCE, sealed, AAD)).toThrow(IntegrityError);
+  });
+
+  it('fails with IntegrityError on a truncated record or a short nonce; a wrong-size subkey is a RangeError', () => {
+    const subkey = xchachaSubkey(KEY, NONCE);
+    expect(() => openWithSubkey(subkey, NONCE, sealed.subarray(0, 15), AAD)).toThrow(IntegrityError);
+    expect(() => openWithSubkey(subkey, NONCE.subarray(0, 23), sealed, AAD)).toThrow(IntegrityError);
+    expect(() => xchachaSubkey(KEY, NONCE.subarray(0, 23))).toThrow(IntegrityError);
+    expect(() => openWithSubkey(subkey.subarray(0, 31), NONCE, sealed, AAD)).toThrow(RangeError);
+  });
+
+  it('agrees with open() on random inputs', () => {
+    for (let i = 0; i < 50; i++) {
+      const key = rand(32);
+      const nonce = rand(24);
+      const pt = rand(randomInt(0, 600));
+      const aad = rand(randomInt(0, 40));
+      const sealedRandom = sealXChaCha(key, nonce, pt, aad);
+      expect(openWithSubkey(xchachaSubkey(key, nonce), nonce, sealedRandom, aad)).toEqual(pt);
+    }
   });
 });
 

@@ -174,3 +174,149 @@ describe('DekCache', () => {
     expect(() => new DekCache(new LocalKms(new Uint8Array(32)), { ttlSecs: -1 })).toThrow(RangeError);
   });
 });
+
+describe('DekCache.useDerivedKey (the per-version subkey beside the DEK)', () => {
+  // A stand-in derivation; the cache must not care what it computes, only keep and zero its result.
+  const derive = (dek: Uint8Array, salt: Uint8Array) => Uint8Array.from(dek, (b, i) => b ^ salt[i % salt.length]!);
+  const salt = Uint8Array.of(1, 2, 3, 4);
+  const isPromise = (x: unknown): x is Promise<unknown> => typeof (x as { then?: unknown })?.then === 'function';
+
+  /** Runs useDerivedKey and returns [a copy of the key `use` saw, the very array it saw, whether the call was synchronous]. */
+  async function use(c: DekCache, dk: { keyId: string; wrapped: Uint8Array }, opts: { cx?: EncryptionContext; salt?: Uint8Array; d?: typeof derive } = {}) {
+    let seen: Uint8Array | undefined;
+    const out = c.useDerivedKey(dk.keyId, dk.wrapped, opts.cx ?? ctx(), opts.d ?? derive, opts.salt ?? salt, (k) => {
+      seen = k;
+      return k.slice();
+    });
+    const sync = !isPromise(out);
+    return { copy: await out, seen: seen!, sync };
+  }
+
+  it('a hit is synchronous and hands over the key derived once per entry and salt', async () => {
+    const s = setup();
+    const dk = await s.kms.generateDataKey(ctx());
+    const counted = vi.fn(derive);
+    const first = await use(s.cache, dk, { d: counted });
+    expect(first.sync).toBe(false); // the miss went to KMS
+    expect(first.copy).toEqual(derive(dk.plaintext, salt));
+    const second = await use(s.cache, dk, { d: counted });
+    expect(second.sync).toBe(true);
+    expect(second.copy).toEqual(first.copy);
+    expect(second.seen).toBe(first.seen); // the cached key itself, not a new derivation
+    expect(counted).toHaveBeenCalledTimes(1);
+    expect(s.decrypt).toHaveBeenCalledTimes(1);
+    expect(s.cache.stats()).toMatchObject({ hits: 1, misses: 1, size: 1 });
+  });
+
+  it('another salt (or derivation) derives again and zeroes the key it replaces', async () => {
+    const s = setup();
+    const dk = await s.kms.generateDataKey(ctx());
+    const a = await use(s.cache, dk);
+    const otherSalt = Uint8Array.of(9, 9, 9, 9);
+    const b = await use(s.cache, dk, { salt: otherSalt });
+    expect(b.sync).toBe(true);
+    expect(b.copy).toEqual(derive(dk.plaintext, otherSalt));
+    expect(a.seen).toEqual(new Uint8Array(32));
+    const other = (dek: Uint8Array, sl: Uint8Array) => derive(dek, sl).map((x) => x ^ 0xff);
+    const c = await use(s.cache, dk, { salt: otherSalt, d: other });
+    expect(c.copy).toEqual(other(dk.plaintext, otherSalt));
+    expect(b.seen).toEqual(new Uint8Array(32));
+    expect(s.decrypt).toHaveBeenCalledTimes(1);
+  });
+
+  it('the salt is copied: changing the caller\'s array later does not change what a hit is bound to', async () => {
+    const s = setup();
+    const dk = await s.kms.generateDataKey(ctx());
+    const mine = salt.slice();
+    const a = await use(s.cache, dk, { salt: mine });
+    mine[0]! ^= 0xff;
+    const b = await use(s.cache, dk, { salt: mine });
+    expect(b.copy).toEqual(derive(dk.plaintext, mine));
+    expect(b.copy).not.toEqual(a.copy);
+  });
+
+  it('derived keys are zeroed with their DEK on expiry, eviction, clear and close', async () => {
+    const s = setup({ ttlSecs: 10, maxEntries: 1 });
+    const one = await s.kms.generateDataKey(ctx(1));
+    const two = await s.kms.generateDataKey(ctx(2));
+    const expired = await use(s.cache, one, { cx: ctx(1) });
+    s.clock.t += 10_000;
+    s.cache.sweep();
+    expect(expired.seen).toEqual(new Uint8Array(32));
+    const evicted = await use(s.cache, one, { cx: ctx(1) });
+    await use(s.cache, two, { cx: ctx(2) }); // maxEntries 1: evicts version 1
+    expect(evicted.seen).toEqual(new Uint8Array(32));
+    const cleared = await use(s.cache, one, { cx: ctx(1) });
+    s.cache.clear();
+    expect(cleared.seen).toEqual(new Uint8Array(32));
+    const closed = await use(s.cache, one, { cx: ctx(1) });
+    s.cache.close();
+    expect(closed.seen).toEqual(new Uint8Array(32));
+    expect(s.returned.every((d) => d.every((x) => x === 0))).toBe(true);
+    expect(() => s.cache.useDerivedKey(one.keyId, one.wrapped, ctx(1), derive, salt, (k) => k)).toThrow(/closed/);
+  });
+
+  it('is bound to the wrapped DEK, key id and context: a changed one misses and goes to KMS, the good entry stays', async () => {
+    const s = setup();
+    const dk = await s.kms.generateDataKey(ctx());
+    const good = await use(s.cache, dk);
+    const flipped = dk.wrapped.slice();
+    flipped[flipped.length >> 1]! ^= 0x01;
+    await expect(use(s.cache, { ...dk, wrapped: flipped })).rejects.toThrow(KmsIntegrityError);
+    await expect(use(s.cache, { ...dk, wrapped: dk.wrapped.subarray(1) })).rejects.toThrow(KmsIntegrityError);
+    await expect(use(s.cache, { ...dk, keyId: 'local:0000000000000000' })).rejects.toThrow(KmsIntegrityError);
+    await expect(use(s.cache, dk, { cx: ctx(2) })).rejects.toThrow(KmsIntegrityError);
+    expect(s.decrypt).toHaveBeenCalledTimes(5);
+    const again = await use(s.cache, dk);
+    expect(again.sync).toBe(true);
+    expect(again.seen).toBe(good.seen);
+    expect(s.cache.stats()).toMatchObject({ size: 1 });
+  });
+
+  it('a new wrap of the same version (re-wrap) that unwraps replaces the entry and zeroes the old one', async () => {
+    const s = setup();
+    const dk = await s.kms.generateDataKey(ctx());
+    const before = await use(s.cache, dk);
+    const rewrapped = await s.kms.reEncrypt(dk.wrapped, dk.keyId, ctx());
+    const after = await use(s.cache, rewrapped);
+    expect(after.sync).toBe(false);
+    expect(after.copy).toEqual(before.copy); // same DEK underneath
+    expect(before.seen).toEqual(new Uint8Array(32));
+    expect(s.returned[0]).toEqual(new Uint8Array(32));
+    expect(s.cache.stats()).toMatchObject({ size: 1 });
+    expect((await use(s.cache, rewrapped)).sync).toBe(true);
+  });
+
+  it('an error thrown by `use` on a hit propagates synchronously and keeps the entry', async () => {
+    const s = setup();
+    const dk = await s.kms.generateDataKey(ctx());
+    await use(s.cache, dk);
+    expect(() => s.cache.useDerivedKey(dk.keyId, dk.wrapped, ctx(), derive, salt, () => { throw new Error('bad tag'); })).toThrow('bad tag');
+    expect((await use(s.cache, dk)).sync).toBe(true);
+  });
+
+  it('ttl 0: every call unwraps, derives from that DEK, and zeroes both afterwards', async () => {
+    const s = setup({ ttlSecs: 0 });
+    const dk = await s.kms.generateDataKey(ctx());
+    const a = await use(s.cache, dk);
+    const b = await use(s.cache, dk);
+    expect(a.sync).toBe(false);
+    expect(b.sync).toBe(false);
+    expect(a.copy).toEqual(derive(dk.plaintext, salt));
+    expect(a.seen).toEqual(new Uint8Array(32));
+    expect(b.seen).toEqual(new Uint8Array(32));
+    expect(s.returned.every((d) => d.every((x) => x === 0))).toBe(true);
+    expect(s.decrypt).toHaveBeenCalledTimes(2);
+  });
+
+  it('concurrent misses share one KMS call and all get the key', async () => {
+    const s = setup();
+    const dk = await s.kms.generateDataKey(ctx());
+    const release = s.hold();
+    const calls = Array.from({ length: 5 }, () => use(s.cache, dk));
+    await Promise.resolve();
+    release();
+    for (const r of await Promise.all(calls)) expect(r.copy).toEqual(derive(dk.plaintext, salt));
+    expect(s.decrypt).toHaveBeenCalledTimes(1);
+  });
+});

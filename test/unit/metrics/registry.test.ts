@@ -78,6 +78,39 @@ describe('Registry', () => {
     expect(b.find((s) => s.labels.le === '+Inf')?.value).toBe(1);
   });
 
+  it('bound series count into the same series as inc/observe with those labels', () => {
+    const r = new Registry();
+    const c = r.counter({ name: 'req_total', help: 'h', labelNames: ['route', 'status'] });
+    const h = r.histogram({ name: 'lat_seconds', help: 'h', labelNames: ['route'], buckets: [0.1, 1] });
+    const plain = r.counter({ name: 'plain_total', help: 'h' });
+    const ok = c.bind({ route: '/a', status: 200 });
+    const lat = h.bind({ route: '/a' });
+    const p = plain.bind();
+    ok.inc();
+    ok.inc(2);
+    c.inc({ route: '/a', status: '200' });
+    c.inc({ route: '/a', status: '404' });
+    lat.observe(0.05);
+    lat.observe(0.5);
+    h.observe({ route: '/a' }, 5);
+    p.inc();
+    const text = r.render();
+    expect(text).toContain('req_total{route="/a",status="200"} 4\n');
+    expect(text).toContain('req_total{route="/a",status="404"} 1\n');
+    expect(text).toContain('plain_total 1\n');
+    const f = parseExposition(text).get('lat_seconds')!;
+    checkHistogram(f);
+    expect(f.samples.map((s) => [s.name, s.labels.le, s.value])).toEqual([
+      ['lat_seconds_bucket', '0.1', 1],
+      ['lat_seconds_bucket', '1', 2],
+      ['lat_seconds_bucket', '+Inf', 3],
+      ['lat_seconds_sum', undefined, expect.closeTo(5.55, 9)],
+      ['lat_seconds_count', undefined, 3],
+    ]);
+    expect(() => ok.inc(-1)).toThrow(/only go up/);
+    expect(() => c.bind({ route: '/a' } as never)).toThrow(/expected labels/);
+  });
+
   it('gauges: set/inc/dec and collect-time callbacks', () => {
     const r = new Registry();
     const g = r.gauge({ name: 'g', help: 'h' });
