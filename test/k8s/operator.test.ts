@@ -4,51 +4,25 @@
 // cluster-admin). kwok marks pods Ready; their /v1/health is a local stub
 // the operator reaches through --pod-health-url, reporting whatever release
 // each test says.
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadKubeConfig, startOperator, type OperatorConfig, type RunningOperator } from '../../operator/operator.js';
-import { clusterRoleManifest, leaderElectionRoleManifest } from '../../operator/rbac.js';
+import { describe, expect, it } from 'vitest';
+import type { RunningOperator } from '../../operator/operator.js';
 import { eventually, kubectlJson, useControlPlane } from './harness/use-control-plane.js';
+import { OPERATOR_NAMESPACE as OP_NS, useOperator } from './harness/use-operator.js';
 
-const OP_NS = 'coffer-system';
 const NS = 'vaults';
 const IMAGE = 'registry.invalid/coffer:1.0.0';
 
 const cp = useControlPlane();
-let operatorKubeconfig: string;
-let stub: http.Server;
-let stubPort = 0;
 /** pod name -> version its /v1/health reports (default 1.0.0); null = unreachable. */
 const releases = new Map<string, string | null>();
-const running: RunningOperator[] = [];
+const ops = useOperator(cp, { namespace: NS, release: (pod) => (releases.has(pod) ? releases.get(pod) ?? null : '1.0.0') });
+const operator = (identity: string) => ops.start(identity);
+const stopOperator = (op: RunningOperator) => ops.stop(op);
 
 const getJson = (args: string[]) => kubectlJson(cp(), args);
 
 async function vc(): Promise<any> {
   return getJson(['-n', NS, 'get', 'vaultcluster', 'vault']);
-}
-
-function operator(identity: string): RunningOperator {
-  const config: OperatorConfig = {
-    leaderElectionNamespace: OP_NS,
-    leaderElectionName: 'coffer-operator',
-    identity,
-    resyncPeriodMs: 10_000,
-    workers: 2,
-    podHealthUrl: `http://127.0.0.1:${stubPort}/health/{namespace}/{pod}`,
-    leaseDurationMs: 6_000,
-    renewDeadlineMs: 4_000,
-    retryPeriodMs: 1_000,
-  };
-  const op = startOperator(loadKubeConfig(operatorKubeconfig), config);
-  running.push(op);
-  return op;
-}
-
-async function stopOperator(op: RunningOperator): Promise<void> {
-  await op.stop();
-  running.splice(running.indexOf(op), 1);
 }
 
 function cluster(spec: Record<string, unknown> = {}): string {
@@ -62,51 +36,6 @@ function cluster(spec: Record<string, unknown> = {}): string {
 
 const cond = (obj: any, type: string) => obj.status?.conditions?.find((c: any) => c.type === type);
 const flagOf = (sts: any) => sts.spec.template.spec.containers.find((c: any) => c.name === 'vault').env.find((e: any) => e.name === 'VAULT_KMS_REWRAP_ENABLED')?.value;
-
-beforeAll(async () => {
-  stub = http.createServer((req, res) => {
-    const m = /^\/health\/([^/]+)\/([^/]+)$/.exec(req.url ?? '');
-    const v = m ? (releases.has(m[2]!) ? releases.get(m[2]!) : '1.0.0') : null;
-    if (!v) {
-      res.writeHead(503).end();
-      return;
-    }
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ status: 'ok', node_id: m![2], role: 'follower', leader_id: 'vault-0', version: v, capabilities: [] }));
-  });
-  await new Promise<void>((r) => stub.listen(0, '127.0.0.1', r));
-  stubPort = (stub.address() as AddressInfo).port;
-
-  await cp().kubectlOk(['apply', '--server-side', '-f', 'crds/vaultclusters.coffer.dev.yaml']);
-  await cp().kubectlOk(['wait', '--for=condition=Established', 'crd/vaultclusters.coffer.dev', '--timeout=60s']);
-  const user = `system:serviceaccount:${OP_NS}:coffer-operator`;
-  const rbac = [
-    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: OP_NS } },
-    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } },
-    clusterRoleManifest('coffer-operator'),
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: 'coffer-operator' },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'coffer-operator' },
-      subjects: [{ kind: 'ServiceAccount', name: 'coffer-operator', namespace: OP_NS }],
-    },
-    leaderElectionRoleManifest('coffer-operator-leader-election', OP_NS),
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'coffer-operator-leader-election', namespace: OP_NS },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'coffer-operator-leader-election' },
-      subjects: [{ kind: 'ServiceAccount', name: 'coffer-operator', namespace: OP_NS }],
-    },
-  ];
-  await cp().kubectlOk(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: rbac }));
-  operatorKubeconfig = await cp().userKubeconfig(user, ['system:serviceaccounts', `system:serviceaccounts:${OP_NS}`]);
-  // Not cluster-admin: it cannot touch what the rules leave out.
-  const denied = await cp().kubectl(['-n', NS, 'delete', 'secret', 'anything'], undefined, { kubeconfig: operatorKubeconfig });
-  expect(denied.stderr).toMatch(/forbidden/i);
-});
-
-afterAll(async () => {
-  for (const op of [...running]) await op.stop().catch(() => {});
-  await new Promise((r) => stub?.close(r));
-});
 
 describe('coffer operator on a real control plane', () => {
   let op: RunningOperator;

@@ -4,50 +4,25 @@
 // and scaling; a keyGeneration bump rotating the keys one pod at a time
 // through evictions (kwok marks the replacement pods Ready). The operator
 // runs in-process under exactly the rules of operator/rbac.ts.
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadKubeConfig, startOperator, type OperatorConfig, type RunningOperator } from '../../operator/operator.js';
-import { clusterRoleManifest, leaderElectionRoleManifest } from '../../operator/rbac.js';
+import { describe, expect, it } from 'vitest';
+import type { RunningOperator } from '../../operator/operator.js';
 import { publicKeyOf } from '../../operator/wireguard/keys.js';
 import { eventually, kubectlJson, useControlPlane } from './harness/use-control-plane.js';
+import { useOperator } from './harness/use-operator.js';
 
-const OP_NS = 'coffer-system';
 const NS = 'overlay';
 const IMAGE = 'registry.invalid/coffer:1.0.0';
 const KEY = /^[A-Za-z0-9+/]{43}=$/;
 
 const cp = useControlPlane();
-let operatorKubeconfig: string;
-let stub: http.Server;
-let stubPort = 0;
-const running: RunningOperator[] = [];
+// Every pod reports release 1.0.0 from its (stubbed) /v1/health.
+const ops = useOperator(cp, { namespace: NS, release: () => '1.0.0' });
+const operator = (identity: string) => ops.start(identity);
+const stopOperator = (op: RunningOperator) => ops.stop(op);
 
 const getJson = (args: string[]) => kubectlJson(cp(), args);
 const vc = () => getJson(['-n', NS, 'get', 'vaultcluster', 'vault']);
 const cond = (obj: any, type: string) => obj.status?.conditions?.find((c: any) => c.type === type);
-
-function operator(identity: string): RunningOperator {
-  const config: OperatorConfig = {
-    leaderElectionNamespace: OP_NS,
-    leaderElectionName: 'coffer-operator',
-    identity,
-    resyncPeriodMs: 10_000,
-    workers: 2,
-    podHealthUrl: `http://127.0.0.1:${stubPort}/health/{namespace}/{pod}`,
-    leaseDurationMs: 6_000,
-    renewDeadlineMs: 4_000,
-    retryPeriodMs: 1_000,
-  };
-  const op = startOperator(loadKubeConfig(operatorKubeconfig), config);
-  running.push(op);
-  return op;
-}
-
-async function stopOperator(op: RunningOperator): Promise<void> {
-  await op.stop();
-  running.splice(running.indexOf(op), 1);
-}
 
 /** The key Secret's keys, decoded: `<pod>.key` -> key text. */
 async function keys(): Promise<Record<string, string>> {
@@ -74,45 +49,6 @@ async function settled(replicas: number): Promise<any> {
   }, 180_000);
 }
 
-beforeAll(async () => {
-  // Every pod reports release 1.0.0 from its (stubbed) /v1/health.
-  stub = http.createServer((req, res) => {
-    const m = /^\/health\/([^/]+)\/([^/]+)$/.exec(req.url ?? '');
-    res.writeHead(m ? 200 : 404, { 'content-type': 'application/json' });
-    res.end(m ? JSON.stringify({ status: 'ok', node_id: m[2], role: 'follower', leader_id: 'vault-0', version: '1.0.0', capabilities: [] }) : '{}');
-  });
-  await new Promise<void>((r) => stub.listen(0, '127.0.0.1', r));
-  stubPort = (stub.address() as AddressInfo).port;
-
-  await cp().kubectlOk(['apply', '--server-side', '-f', 'crds/vaultclusters.coffer.dev.yaml']);
-  await cp().kubectlOk(['wait', '--for=condition=Established', 'crd/vaultclusters.coffer.dev', '--timeout=60s']);
-  const rbac = [
-    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: OP_NS } },
-    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } },
-    clusterRoleManifest('coffer-operator'),
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: 'coffer-operator' },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'coffer-operator' },
-      subjects: [{ kind: 'ServiceAccount', name: 'coffer-operator', namespace: OP_NS }],
-    },
-    leaderElectionRoleManifest('coffer-operator-leader-election', OP_NS),
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'coffer-operator-leader-election', namespace: OP_NS },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'coffer-operator-leader-election' },
-      subjects: [{ kind: 'ServiceAccount', name: 'coffer-operator', namespace: OP_NS }],
-    },
-  ];
-  await cp().kubectlOk(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: rbac }));
-  operatorKubeconfig = await cp().userKubeconfig(`system:serviceaccount:${OP_NS}:coffer-operator`, ['system:serviceaccounts', `system:serviceaccounts:${OP_NS}`]);
-  // Not cluster-admin: it may evict pods but not delete them.
-  const denied = await cp().kubectl(['-n', NS, 'delete', 'pod', 'anything'], undefined, { kubeconfig: operatorKubeconfig });
-  expect(denied.stderr).toMatch(/forbidden/i);
-});
-
-afterAll(async () => {
-  for (const op of [...running]) await op.stop().catch(() => {});
-  await new Promise((r) => stub?.close(r));
-});
 
 describe('WireGuard overlay: operator on a real control plane', () => {
   let op: RunningOperator;
