@@ -64,6 +64,7 @@ export class TestCluster {
       const started = await Promise.allSettled(c.members.map((m) => c.startMember(m.id)));
       for (const r of started) if (r.status === 'rejected') throw r.reason;
       await c.waitForLeader();
+      await c.waitForBootstrapToken();
     } catch (err) {
       await c.stop(); // the caller never gets the cluster, so nothing else would stop what did start
       throw err;
@@ -162,6 +163,22 @@ export class TestCluster {
   }
 
   /** Waits until every running member agrees on one leader; returns its id. */
+  /**
+   * The first leader proposes the bootstrap token once it is elected; until
+   * every node has applied it, a test's first authenticated call could get 401.
+   */
+  async waitForBootstrapToken(timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (const m of this.running()) {
+      for (;;) {
+        const r = await request(m.url, 'GET', '/v1/admin/cluster', { token: this.token }).catch(() => null);
+        if (r?.status === 200) break;
+        if (Date.now() > deadline) throw new Error(`${m.id} does not accept the bootstrap token yet: ${r?.status ?? 'no answer'}`);
+        await new Promise((res) => setTimeout(res, 50));
+      }
+    }
+  }
+
   async waitForLeader(timeoutMs = 15_000, exclude: string[] = []): Promise<string> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
