@@ -5,6 +5,8 @@
 // 10.77.0.1, vault-1 10.77.0.2, …). The network and broadcast addresses are
 // never handed out, so a /30 holds two pods and a /29 six.
 
+import { formatIPv4, parseCidr as parseServerCidr, parseIPv4, type Cidr } from '../../server/config/ipv4.js';
+
 /** An IPv4 CIDR as numbers. */
 export interface Ipv4Cidr {
   /** The address as written (may have host bits set). */
@@ -14,26 +16,26 @@ export interface Ipv4Cidr {
   network: number;
 }
 
-const IPV4 = /^(25[0-5]|2[0-4]\d|1\d{2}|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d{2}|[1-9]?\d)){3}$/;
-
 export function parseIpv4(text: string): number {
-  if (!IPV4.test(text)) throw new Error(`${JSON.stringify(text)} is not an IPv4 address`);
-  return text.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+  const n = parseIPv4(text);
+  if (n === null) throw new Error(`${JSON.stringify(text)} is not an IPv4 address`);
+  return n;
 }
 
-export function formatIpv4(n: number): string {
-  return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
-}
+export const formatIpv4 = formatIPv4;
 
+/** Parsed by the server's own CIDR reader (the agent checks peers.json with it too); a prefix is required. */
 export function parseCidr(text: string): Ipv4Cidr {
   const slash = text.indexOf('/');
   if (slash < 0) throw new Error(`${JSON.stringify(text)} is not an IPv4 CIDR`);
   const address = parseIpv4(text.slice(0, slash));
-  const prefixText = text.slice(slash + 1);
-  if (!/^(3[0-2]|[12]?\d)$/.test(prefixText)) throw new Error(`${JSON.stringify(text)} has a bad prefix length`);
-  const prefix = Number(prefixText);
-  const size = 2 ** (32 - prefix);
-  return { address, prefix, network: Math.floor(address / size) * size };
+  let cidr: Cidr;
+  try {
+    cidr = parseServerCidr(text);
+  } catch {
+    throw new Error(`${JSON.stringify(text)} has a bad prefix length`);
+  }
+  return { address, prefix: cidr.prefix, network: cidr.base };
 }
 
 /** Pod addresses a CIDR holds: every address but the network and broadcast ones. */

@@ -24,6 +24,11 @@ export function parseIPv4(text: string): number | null {
   return n;
 }
 
+/** Dotted text of an unsigned 32-bit address. */
+export function formatIPv4(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
 export function parseCidr(text: string): Cidr {
   const [addr, prefixText, extra] = text.split('/');
   if (extra !== undefined || addr === undefined) throw new Error(`not an IPv4 address or CIDR: ${JSON.stringify(text)}`);

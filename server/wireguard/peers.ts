@@ -1,7 +1,7 @@
 // peers.json, the operator's ConfigMap `<vc>-wireguard-peers` (WIREGUARD.md):
 // strict validation into a typed value. Pure: no I/O. Every error names the
 // field, e.g. `peers[2].publicKey: …`, so /ready can say exactly what is wrong.
-import { parseCidr, parseIPv4 } from '../config/ipv4.js';
+import { formatIPv4 as ipText, parseCidr, parseIPv4 } from '../config/ipv4.js';
 import { isWgKey } from './keys.js';
 
 export interface PeerEntry {
@@ -54,10 +54,6 @@ export function parseEndpoint(text: string): Endpoint | null {
   const name = host.endsWith('.') ? host.slice(0, -1) : host;
   if (name.length === 0 || name.length > 253 || !name.split('.').every((l) => DNS_LABEL.test(l))) return null;
   return { host, port };
-}
-
-function ipText(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
