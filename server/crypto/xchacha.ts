@@ -1,13 +1,17 @@
 // XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha) seal/open.
 //
-// Two constructions of the same AEAD:
+// Three constructions of the same AEAD:
 //  - `noble`: @noble/ciphers, pure JS, the reference.
 //  - `native`: HChaCha20(key, nonce[0..16]) gives a subkey, then OpenSSL's
 //    IETF ChaCha20-Poly1305 runs with the 12-byte nonce 0x00000000 || nonce[16..24].
 //    That is exactly how the draft defines XChaCha20-Poly1305, and it runs in C.
-// At load we run a known-answer self-test of `native` against `noble`; if
-// OpenSSL lacks chacha20-poly1305 (e.g. a FIPS build) or the answers differ,
-// production falls back to `noble`. Output format: ciphertext || 16-byte tag.
+//  - `sodium`: the same split, with libsodium's IETF ChaCha20-Poly1305 in
+//    WebAssembly (sodium-aead.ts). It skips node:crypto's per-call cipher
+//    object and OpenSSL's per-init cipher fetch, which dominate a small open.
+// At load we run known-answer self-tests of `sodium` and `native` against
+// `noble` and use the first that passes: `sodium` if libsodium loads and
+// agrees, else `native` if OpenSSL has chacha20-poly1305 (not e.g. in a FIPS
+// build) and agrees, else `noble`. Output format: ciphertext || 16-byte tag.
 //
 // The subkey depends only on the key and the first 16 nonce bytes, i.e. it is
 // fixed per stored version; `xchachaSubkey` + `openXChaChaWithSubkey` split
@@ -17,6 +21,7 @@
 import { createCipheriv, createDecipheriv, getCiphers } from 'node:crypto';
 import { chacha20poly1305, xchacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { IntegrityError } from './errors.js';
+import { loadSodiumAead, type SodiumAead } from './sodium-aead.js';
 
 export const KEY_BYTES = 32;
 export const NONCE_BYTES = 24;
@@ -173,29 +178,85 @@ export const nobleXChaCha: XChaChaImpl = {
   },
 };
 
-/** Known-answer check of `native` against `noble`; any failure selects `noble`. */
-function nativeWorks(): boolean {
+/** XChaCha20-Poly1305 over libsodium's IETF ChaCha20-Poly1305; same checks and errors as the others. */
+export function sodiumXChaCha(aead: SodiumAead): XChaChaImpl {
+  const openWithSubkey = (subkey: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array => {
+    const plain = aead.open(subkey, nativeIv(nonce), sealed, aad);
+    if (plain === null) throw new IntegrityError(AUTH_FAILED);
+    return plain;
+  };
+  return {
+    seal(key, nonce, plaintext, aad) {
+      checkKey(key); checkSealNonce(nonce);
+      const subkey = hchacha20(key, nonce.subarray(0, 16));
+      try {
+        return aead.seal(subkey, nativeIv(nonce), plaintext, aad);
+      } finally {
+        subkey.fill(0);
+      }
+    },
+    open(key, nonce, sealed, aad) {
+      checkKey(key); checkOpenInputs(nonce, sealed);
+      const subkey = hchacha20(key, nonce.subarray(0, 16));
+      try {
+        return openWithSubkey(subkey, nonce, sealed, aad);
+      } finally {
+        subkey.fill(0);
+      }
+    },
+    openWithSubkey(subkey, nonce, sealed, aad) {
+      checkKey(subkey); checkOpenInputs(nonce, sealed);
+      return openWithSubkey(subkey, nonce, sealed, aad);
+    },
+  };
+}
+
+/** Known-answer check of `candidate` against `noble`: seal, open, open with the subkey, and a flipped tag refused. */
+function agreesWithNoble(candidate: XChaChaImpl): boolean {
   try {
-    if (!getCiphers().includes('chacha20-poly1305')) return false;
     const key = Uint8Array.from({ length: 32 }, (_, i) => 0x80 + i);
     const nonce = Uint8Array.from({ length: 24 }, (_, i) => 0x40 + i);
     const aad = Uint8Array.of(0x50, 0x51, 0x52, 0x53, 0xc0, 0xc1, 0xc2, 0xc3);
-    const pt = Uint8Array.from({ length: 100 }, (_, i) => i);
-    const a = nativeXChaCha.seal(key, nonce, pt, aad);
-    const b = nobleXChaCha.seal(key, nonce, pt, aad);
-    if (a.length !== b.length || !a.every((v, i) => v === b[i])) return false;
-    const back = nobleXChaCha.open(key, nonce, a, aad);
-    const subkey = hchacha20(key, nonce.subarray(0, 16));
-    const viaSubkey = nativeXChaCha.openWithSubkey(subkey, nonce, b, aad);
-    return nativeXChaCha.open(key, nonce, b, aad).every((v, i) => v === back[i] && viaSubkey[i] === v);
+    for (const length of [0, 1, 100, 300]) {
+      const pt = Uint8Array.from({ length }, (_, i) => i & 0xff);
+      const a = candidate.seal(key, nonce, pt, aad);
+      const b = nobleXChaCha.seal(key, nonce, pt, aad);
+      if (a.length !== b.length || !a.every((v, i) => v === b[i])) return false;
+      const back = nobleXChaCha.open(key, nonce, a, aad);
+      const subkey = hchacha20(key, nonce.subarray(0, 16));
+      const viaSubkey = candidate.openWithSubkey(subkey, nonce, b, aad);
+      const opened = candidate.open(key, nonce, b, aad);
+      if (back.length !== length || viaSubkey.length !== length || opened.length !== length) return false;
+      if (!opened.every((v, i) => v === back[i] && viaSubkey[i] === v)) return false;
+      const forged = b.slice();
+      forged[forged.length - 1]! ^= 1;
+      try {
+        candidate.openWithSubkey(subkey, nonce, forged, aad);
+        return false;
+      } catch (err) {
+        if (!(err instanceof IntegrityError)) return false;
+      }
+    }
+    return true;
   } catch {
     return false;
   }
 }
 
+const sodiumAead = await loadSodiumAead();
+const sodiumImpl = sodiumAead === null ? null : sodiumXChaCha(sodiumAead);
+
 /** Which construction production uses (exported for the health/bench report). */
-export const XCHACHA_IMPL: 'native' | 'noble' = nativeWorks() ? 'native' : 'noble';
-const impl = XCHACHA_IMPL === 'native' ? nativeXChaCha : nobleXChaCha;
+export const XCHACHA_IMPL: 'sodium' | 'native' | 'noble' =
+  sodiumImpl !== null && agreesWithNoble(sodiumImpl)
+    ? 'sodium'
+    : getCiphers().includes('chacha20-poly1305') && agreesWithNoble(nativeXChaCha)
+      ? 'native'
+      : 'noble';
+const impl = XCHACHA_IMPL === 'sodium' ? sodiumImpl! : XCHACHA_IMPL === 'native' ? nativeXChaCha : nobleXChaCha;
+
+/** The libsodium construction, when it loaded (for tests that compare constructions). */
+export const loadedSodiumXChaCha: XChaChaImpl | null = sodiumImpl;
 
 /** Encrypts and authenticates; returns ciphertext || tag. */
 export function sealXChaCha(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {

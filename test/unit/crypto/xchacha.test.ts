@@ -1,10 +1,16 @@
 import { randomBytes, randomInt } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { hchacha as nobleHChaCha } from '@noble/ciphers/chacha.js';
 import { describe, expect, it } from 'vitest';
 import { IntegrityError } from '../../../server/crypto/errors.js';
 import {
-  XCHACHA_IMPL, hchacha20, nativeXChaCha, nobleXChaCha, openXChaCha, openXChaChaWithSubkey, sealXChaCha, xchachaSubkey,
+  XCHACHA_IMPL, hchacha20, loadedSodiumXChaCha, nativeXChaCha, nobleXChaCha, openXChaCha, openXChaChaWithSubkey, sealXChaCha,
+  xchachaSubkey, type XChaChaImpl,
 } from '../../../server/crypto/xchacha.js';
+
+// libsodium ships with the package, so on any supported install it must load.
+if (loadedSodiumXChaCha === null) throw new Error('libsodium did not load');
+const sodiumXChaCha: XChaChaImpl = loadedSodiumXChaCha;
 
 const hex = (s: string) => Uint8Array.from(Buffer.from(s.replace(/\s+/g, ''), 'hex'));
 const toHex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -28,7 +34,7 @@ const CIPHERTEXT = `bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c2139
   21f9664c97637da9768812f615c68b13b52e`.replace(/\s+/g, '');
 const TAG = 'c0875924c1c7987947deafd8780acf49';
 
-const impls = { native: nativeXChaCha, noble: nobleXChaCha, exported: { seal: sealXChaCha, open: openXChaCha } };
+const impls = { sodium: sodiumXChaCha, native: nativeXChaCha, noble: nobleXChaCha, exported: { seal: sealXChaCha, open: openXChaCha } };
 
 describe('HChaCha20', () => {
   it('matches the draft §2.2.1 vector', () => {
@@ -101,6 +107,7 @@ describe.each(Object.entries(impls))('XChaCha20-Poly1305 (%s)', (_name, impl) =>
 });
 
 const subkeyImpls = {
+  sodium: sodiumXChaCha.openWithSubkey,
   native: nativeXChaCha.openWithSubkey,
   noble: nobleXChaCha.openWithSubkey,
   exported: openXChaChaWithSubkey,
@@ -160,8 +167,8 @@ describe.each(Object.entries(subkeyImpls))('open with the cached subkey (%s)', (
   });
 });
 
-describe('native vs noble', () => {
-  it('agree on 300 random inputs of random lengths (including 0), both directions', () => {
+describe('sodium, native and noble', () => {
+  it('agree on 300 random inputs of random lengths (including 0), every direction', () => {
     const lengths = [0, 1, 15, 16, 17, 63, 64, 65, 4096];
     for (let i = 0; i < 300; i++) {
       const key = rand(32);
@@ -170,9 +177,13 @@ describe('native vs noble', () => {
       const aad = rand(randomInt(0, 64));
       const a = nativeXChaCha.seal(key, nonce, pt, aad);
       const b = nobleXChaCha.seal(key, nonce, pt, aad);
+      const c = sodiumXChaCha.seal(key, nonce, pt, aad);
       expect(toHex(a)).toBe(toHex(b));
+      expect(toHex(c)).toBe(toHex(b));
       expect(nobleXChaCha.open(key, nonce, a, aad)).toEqual(pt);
       expect(nativeXChaCha.open(key, nonce, b, aad)).toEqual(pt);
+      expect(sodiumXChaCha.open(key, nonce, b, aad)).toEqual(pt);
+      expect(sodiumXChaCha.openWithSubkey(xchachaSubkey(key, nonce), nonce, b, aad)).toEqual(pt);
     }
   });
 
@@ -188,8 +199,20 @@ describe('native vs noble', () => {
     }
   });
 
-  it('production uses the native construction on this Node build (self-test passed)', () => {
-    expect(XCHACHA_IMPL).toBe('native');
+  it('production uses the libsodium construction (its self-test against noble passed)', () => {
+    expect(XCHACHA_IMPL).toBe('sodium');
+  });
+
+  it('sodium opens and seals values up to 1 MiB (the largest VAULT_MAX_VALUE_BYTES), growing its scratch region', () => {
+    for (const length of [4096, 70_000, 1_048_576]) {
+      const key = rand(32);
+      const nonce = rand(24);
+      const pt = rand(length);
+      const aad = rand(30);
+      const sealed = nobleXChaCha.seal(key, nonce, pt, aad);
+      expect(toHex(sodiumXChaCha.seal(key, nonce, pt, aad))).toBe(toHex(sealed));
+      expect(sodiumXChaCha.openWithSubkey(xchachaSubkey(key, nonce), nonce, sealed, aad)).toEqual(pt);
+    }
   });
 
   it('handles inputs that are subarrays of larger buffers', () => {
@@ -201,5 +224,36 @@ describe('native vs noble', () => {
     const a = nativeXChaCha.seal(key, nonce, pt, aad);
     expect(toHex(a)).toBe(toHex(nobleXChaCha.seal(key, nonce, pt, aad)));
     expect(nativeXChaCha.open(key, nonce, a, aad)).toEqual(pt);
+    expect(toHex(sodiumXChaCha.seal(key, nonce, pt, aad))).toBe(toHex(a));
+    expect(sodiumXChaCha.open(key, nonce, a, aad)).toEqual(pt);
+  });
+});
+
+describe('libsodium leaves no key or plaintext in WebAssembly memory', () => {
+  // The same module instance sodium-aead.ts loaded (require cache), so its whole linear memory can be searched.
+  const lib = createRequire(import.meta.url)('libsodium') as { HEAPU8: Uint8Array; UTF8ToString(p: number): string; _sodium_version_string(): number };
+  const contains = (needle: Uint8Array) => Buffer.from(lib.HEAPU8.buffer, lib.HEAPU8.byteOffset, lib.HEAPU8.length).indexOf(needle) !== -1;
+
+  it.each([51, 64, 94, 300])('after seal, open, open with the subkey, and a refused open (%i-byte value)', (length) => {
+    const key = rand(32);
+    const nonce = rand(24);
+    const marker = new TextEncoder().encode(`coffer-wasm-marker-${toHex(rand(length))}`.slice(0, length));
+    const aad = rand(12);
+    const subkey = xchachaSubkey(key, nonce);
+    const sealed = sodiumXChaCha.seal(key, nonce, marker, aad);
+    expect(sodiumXChaCha.open(key, nonce, sealed, aad)).toEqual(marker);
+    expect(sodiumXChaCha.openWithSubkey(subkey, nonce, sealed, aad)).toEqual(marker);
+    const forged = sealed.slice();
+    forged[0]! ^= 1;
+    expect(() => sodiumXChaCha.openWithSubkey(subkey, nonce, forged, aad)).toThrow(IntegrityError);
+    // Control: the search does see the module's memory (its version string lives there).
+    const version = lib.UTF8ToString(lib._sodium_version_string());
+    expect(version).toMatch(/^1\.\d+\.\d+/);
+    expect(contains(new TextEncoder().encode(version))).toBe(true);
+    // Any 16 bytes of the value, including the last partial block (ChaCha20's stack buffer).
+    for (let at = 0; at + 16 <= marker.length; at += 16) expect(contains(marker.subarray(at, at + 16)), `value[${at}..]`).toBe(false);
+    expect(contains(marker.subarray(marker.length - 16)), 'value tail').toBe(false);
+    expect(contains(subkey)).toBe(false);
+    expect(contains(key)).toBe(false);
   });
 });
