@@ -7,7 +7,7 @@ import { Authorizer } from './api/authz.js';
 import { AuditLog } from './audit/audit-log.js';
 import { tokenSha256 } from './auth/tokens.js';
 import type { ServerConfig } from './config/config.js';
-import { openVersion, sealVersion } from './crypto/envelope.js';
+import { openVersionAs, sealVersion } from './crypto/envelope.js';
 import { createKms, type KmsProvider, EPHEMERAL_MASTER_KEY_WARNING, parseLocalMasterKey } from './kms/index.js';
 import { createLogger, type Logger } from './log/logger.js';
 import { auditMetricsHooks, createCofferMetrics } from './metrics/coffer-metrics.js';
@@ -53,13 +53,14 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
   const { provider, cache } = kms;
   const sealer: VersionSealer = {
     seal: (name, version, value) => sealVersion(provider, name, version, value),
-    open: (row) =>
-      openVersion(cache, row.name, row.version, {
+    // The row object is the reader's cached row: it stands for this exact record while it lives.
+    openText: (row) =>
+      openVersionAs(cache, row.name, row.version, {
         ciphertext: row.ciphertext,
         nonce: row.nonce,
         wrappedDek: row.wrapped_dek,
         kmsKeyId: row.kms_key_id,
-      }),
+      }, utf8Text, row),
   };
 
   const sm = new StateMachine(config.dataDir);
@@ -222,4 +223,9 @@ async function bootstrap(
   } else if (result.created) {
     logger.info(`created token ${BOOTSTRAP_TOKEN_NAME} (role admin); mint per-service tokens with it, then revoke it`);
   }
+}
+
+/** Decodes lent plaintext bytes (zeroed by the lender once this returns) to the value's text. */
+function utf8Text(plain: Uint8Array): string {
+  return Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength).toString('utf8');
 }

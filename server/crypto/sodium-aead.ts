@@ -43,6 +43,8 @@ interface LibSodium {
 }
 
 export const IETF_KEY_BYTES = 32;
+/** What openXAs returns for a record that does not authenticate (distinct from anything `read` returns). */
+export const NOT_AUTHENTIC: unique symbol = Symbol('not authentic');
 export const IETF_NONCE_BYTES = 12;
 export const IETF_TAG_BYTES = 16;
 
@@ -50,6 +52,15 @@ export const IETF_TAG_BYTES = 16;
 export interface SodiumAead {
   seal(key: Uint8Array, nonce12: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array;
   open(key: Uint8Array, nonce12: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array | null;
+  /**
+   * Opens with the IETF nonce 0x00000000 || xnonce[16..24] (the XChaCha20
+   * split, given its subkey) and calls `read` with a view of the plaintext in
+   * WebAssembly memory, which is zeroed as soon as `read` returns or throws:
+   * `read` must not keep the view or call back into this object. Returns what
+   * `read` returns, or NOT_AUTHENTIC (without calling it) when the record
+   * does not authenticate.
+   */
+  openXAs<T>(subkey: Uint8Array, xnonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array, read: (plain: Uint8Array) => T): T | typeof NOT_AUTHENTIC;
 }
 
 // Scratch layout: key (32) | nonce (12, padded to 16) | AAD | input | output.
@@ -168,6 +179,32 @@ class WasmAead implements SodiumAead {
       heap.set(sealed, c);
       const rc = this.lib._crypto_aead_chacha20poly1305_ietf_decrypt(m, 0, 0, c, sealed.length, 0, ad, aad.length, 0, base + IETF_KEY_BYTES, base);
       return rc === 0 ? heap.slice(m, m + outLen) : null;
+    } finally {
+      heap.fill(0, base, base + used);
+      this.scrubStack();
+    }
+  }
+
+  openXAs<T>(subkey: Uint8Array, xnonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array, read: (plain: Uint8Array) => T): T | typeof NOT_AUTHENTIC {
+    if (subkey.length !== IETF_KEY_BYTES) throw new RangeError(`ChaCha20-Poly1305 key must be ${IETF_KEY_BYTES} bytes`);
+    if (xnonce.length !== 24) throw new RangeError('XChaCha20 nonce must be 24 bytes');
+    if (sealed.length < IETF_TAG_BYTES) return NOT_AUTHENTIC;
+    const outLen = sealed.length - IETF_TAG_BYTES;
+    const used = HEADER + aad.length + sealed.length + outLen;
+    const base = this.scratch(used);
+    const heap = this.lib.HEAPU8;
+    const npub = base + IETF_KEY_BYTES;
+    const ad = base + HEADER;
+    const c = ad + aad.length;
+    const m = c + sealed.length;
+    try {
+      heap.set(subkey, base);
+      heap[npub] = 0; heap[npub + 1] = 0; heap[npub + 2] = 0; heap[npub + 3] = 0;
+      for (let i = 0; i < 8; i++) heap[npub + 4 + i] = xnonce[16 + i]!;
+      heap.set(aad, ad);
+      heap.set(sealed, c);
+      const rc = this.lib._crypto_aead_chacha20poly1305_ietf_decrypt(m, 0, 0, c, sealed.length, 0, ad, aad.length, 0, npub, base);
+      return rc === 0 ? read(heap.subarray(m, m + outLen)) : NOT_AUTHENTIC;
     } finally {
       heap.fill(0, base, base + used);
       this.scrubStack();

@@ -21,7 +21,7 @@
 import { createCipheriv, createDecipheriv, getCiphers } from 'node:crypto';
 import { chacha20poly1305, xchacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { IntegrityError } from './errors.js';
-import { loadSodiumAead, type SodiumAead } from './sodium-aead.js';
+import { loadSodiumAead, NOT_AUTHENTIC, type SodiumAead } from './sodium-aead.js';
 
 export const KEY_BYTES = 32;
 export const NONCE_BYTES = 24;
@@ -34,6 +34,20 @@ export interface XChaChaImpl {
   open(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array;
   /** `open` given `subkey` = HChaCha20(key, nonce[0..16]) instead of the key. */
   openWithSubkey(subkey: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array;
+  /**
+   * `openWithSubkey`, but the plaintext is lent to `read` and zeroed when it
+   * returns or throws; `read` must be synchronous and must not keep it.
+   */
+  openWithSubkeyAs<T>(subkey: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array, read: (plain: Uint8Array) => T): T;
+}
+
+/** openWithSubkeyAs for constructions that return a fresh plaintext array. */
+function lendPlaintext<T>(plain: Uint8Array, read: (plain: Uint8Array) => T): T {
+  try {
+    return read(plain);
+  } finally {
+    plain.fill(0);
+  }
 }
 
 // Length errors are programming errors, so RangeError; messages never show bytes.
@@ -129,6 +143,9 @@ export const nativeXChaCha: XChaChaImpl = {
     checkKey(subkey); checkOpenInputs(nonce, sealed);
     return nativeOpenWithSubkey(subkey, nonce, sealed, aad);
   },
+  openWithSubkeyAs(subkey, nonce, sealed, aad, read) {
+    return lendPlaintext(this.openWithSubkey(subkey, nonce, sealed, aad), read);
+  },
 };
 
 /**
@@ -176,6 +193,9 @@ export const nobleXChaCha: XChaChaImpl = {
       throw new IntegrityError(AUTH_FAILED);
     }
   },
+  openWithSubkeyAs(subkey, nonce, sealed, aad, read) {
+    return lendPlaintext(this.openWithSubkey(subkey, nonce, sealed, aad), read);
+  },
 };
 
 /** XChaCha20-Poly1305 over libsodium's IETF ChaCha20-Poly1305; same checks and errors as the others. */
@@ -207,6 +227,13 @@ export function sodiumXChaCha(aead: SodiumAead): XChaChaImpl {
     openWithSubkey(subkey, nonce, sealed, aad) {
       checkKey(subkey); checkOpenInputs(nonce, sealed);
       return openWithSubkey(subkey, nonce, sealed, aad);
+    },
+    openWithSubkeyAs(subkey, nonce, sealed, aad, read) {
+      checkKey(subkey); checkOpenInputs(nonce, sealed);
+      // Decrypted in place in WebAssembly memory and lent from there: no copy of the plaintext exists.
+      const result = aead.openXAs(subkey, nonce, sealed, aad, read);
+      if (result === NOT_AUTHENTIC) throw new IntegrityError(AUTH_FAILED);
+      return result;
     },
   };
 }
@@ -273,6 +300,11 @@ export function xchachaSubkey(key: Uint8Array, nonce: Uint8Array): Uint8Array {
   checkKey(key);
   if (nonce.length !== NONCE_BYTES) throw new IntegrityError(AUTH_FAILED);
   return hchacha20(key, nonce.subarray(0, 16));
+}
+
+/** openXChaChaWithSubkey that lends the plaintext to `read` (synchronous, must not keep it) and zeroes it after. */
+export function openXChaChaWithSubkeyAs<T>(subkey: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array, read: (plain: Uint8Array) => T): T {
+  return impl.openWithSubkeyAs(subkey, nonce, sealed, aad, read);
 }
 
 /** openXChaCha given the subkey of `nonce` (from xchachaSubkey) instead of the key; same checks, same errors. */

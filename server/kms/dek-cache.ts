@@ -59,6 +59,12 @@ interface Derived {
 }
 
 interface Entry {
+  /** Key in `entries`. */
+  slot: string;
+  /** False once dropped (zeroed): a reference kept by a stable binding must not be used. */
+  live: boolean;
+  /** When a stable-binding hit last moved the entry to most-recently-used (ms). */
+  touchedAt: number;
   secret: string;
   version: number;
   keyId: string;
@@ -87,6 +93,8 @@ export class DekCache implements DekSource {
   private readonly now: () => number;
   private readonly entries = new Map<string, Entry>(); // insertion order = LRU order
   private readonly inflight = new Map<string, Promise<void>>();
+  /** Entry a stable record object was last opened with (see useDerivedKey). */
+  private readonly byStable = new WeakMap<object, Entry>();
   private readonly timer: NodeJS.Timeout | undefined;
   private counters = { hits: 0, misses: 0, evictions: 0, expirations: 0 };
   private generation = 0; // bumped by clear()/close() so in-flight loads do not repopulate
@@ -134,11 +142,25 @@ export class DekCache implements DekSource {
    * miss (or with caching disabled) it returns a promise: the DEK is unwrapped
    * through KMS first. Errors from KMS or from `use` propagate unchanged
    * (thrown on the synchronous path, rejected otherwise).
+   *
+   * `stable`: an object that stands for exactly (keyId, wrapped, ctx) for as
+   * long as it lives and is never mutated (the reader's cached row). The
+   * entry it was last opened with is then found by its identity, without
+   * building the slot key or comparing the wrapped DEK; the entry must still
+   * be live and unexpired, and it moves to most-recently-used at most once a
+   * second through this path.
    */
-  useDerivedKey<T>(keyId: string, wrapped: Uint8Array, ctx: EncryptionContext, derive: DeriveKey, salt: Uint8Array, use: (key: Uint8Array) => T): T | Promise<T> {
+  useDerivedKey<T>(
+    keyId: string, wrapped: Uint8Array, ctx: EncryptionContext, derive: DeriveKey, salt: Uint8Array, use: (key: Uint8Array) => T,
+    stable?: object,
+  ): T | Promise<T> {
     if (this.closed) throw new Error('DEK cache is closed');
     if (this.enabled) {
-      const hit = this.lookup(keyId, wrapped, ctx);
+      let hit = stable === undefined ? undefined : this.stableHit(stable);
+      if (hit === undefined) {
+        hit = this.lookup(keyId, wrapped, ctx);
+        if (hit !== undefined && stable !== undefined) this.byStable.set(stable, hit);
+      }
       if (hit) {
         this.counters.hits++;
         return use(derivedKey(hit, derive, salt));
@@ -224,13 +246,17 @@ export class DekCache implements DekSource {
     const slot = slotOf(ctx);
     const old = this.entries.get(slot);
     if (old) this.drop(slot, old); // another wrap of this version (or a stale one): the newest unwrap wins
+    const t = this.now();
     this.entries.set(slot, {
+      slot,
+      live: true,
+      touchedAt: t,
       secret: ctx.secret,
       version: ctx.version,
       keyId,
       wrapped: wrapped.slice(),
       dek,
-      expiresAt: this.now() + this.ttlMs,
+      expiresAt: t + this.ttlMs,
       derived: null,
     });
     while (this.entries.size > this.maxEntries) {
@@ -240,12 +266,27 @@ export class DekCache implements DekSource {
     }
   }
 
+  /** The live, unexpired entry `stable` was last opened with; expired entries are left to lookup() to drop. */
+  private stableHit(stable: object): Entry | undefined {
+    const e = this.byStable.get(stable);
+    if (e === undefined || !e.live) return undefined;
+    const t = this.now();
+    if (t >= e.expiresAt) return undefined;
+    if (t - e.touchedAt >= 1000) {
+      e.touchedAt = t;
+      this.entries.delete(e.slot);
+      this.entries.set(e.slot, e);
+    }
+    return e;
+  }
+
   /** The live entry for exactly (keyId, wrapped, ctx), moved to most-recently-used; expired ones are dropped. */
   private lookup(keyId: string, wrapped: Uint8Array, ctx: EncryptionContext): Entry | undefined {
     const slot = slotOf(ctx);
     const e = this.entries.get(slot);
     if (!e) return undefined;
-    if (this.now() >= e.expiresAt) {
+    const t = this.now();
+    if (t >= e.expiresAt) {
       this.drop(slot, e);
       this.counters.expirations++;
       return undefined;
@@ -253,10 +294,12 @@ export class DekCache implements DekSource {
     if (e.version !== ctx.version || e.secret !== ctx.secret || e.keyId !== keyId || !sameBytes(e.wrapped, wrapped)) return undefined;
     this.entries.delete(slot); // move to most-recently-used
     this.entries.set(slot, e);
+    e.touchedAt = t;
     return e;
   }
 
   private drop(slot: string, e: Entry): void {
+    e.live = false;
     e.dek.fill(0);
     e.derived?.key.fill(0);
     if (this.entries.get(slot) === e) this.entries.delete(slot);

@@ -17,8 +17,8 @@ export interface SealedVersion {
 
 export interface VersionSealer {
   seal(name: string, version: number, value: Uint8Array): Promise<SealedVersion>;
-  /** Plaintext of a stored version; the caller zeroes it when done. */
-  open(row: StoredVersion): Promise<Uint8Array>;
+  /** The value of a stored version as UTF-8 text; its plaintext bytes are zeroed before this returns. */
+  openText(row: StoredVersion): string | Promise<string>;
 }
 
 export interface WriteResult {
@@ -45,12 +45,8 @@ export class SecretService {
   async read(name: string, version: number | undefined): Promise<{ name: string; version: number; value: string; created_at: string }> {
     const row = this.reader.getVersion(name, version);
     if (!row) throw new ApiError('not_found', version === undefined ? 'no such secret' : 'no such secret version');
-    const plain = await this.sealer.open(row);
-    try {
-      return { name, version: row.version, value: Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength).toString('utf8'), created_at: row.created_at };
-    } finally {
-      plain.fill(0);
-    }
+    const value = await this.sealer.openText(row);
+    return { name, version: row.version, value, created_at: row.created_at };
   }
 
   async put(name: string, value: string, cas: number | null, actor: string): Promise<WriteResult> {

@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { openVersion, sealVersion, versionAad, type SealedVersion } from '../../../server/crypto/envelope.js';
+import { openVersion, openVersionAs, sealVersion, versionAad, type SealedVersion } from '../../../server/crypto/envelope.js';
 import { IntegrityError } from '../../../server/crypto/errors.js';
 import { openXChaCha } from '../../../server/crypto/xchacha.js';
 import { DekCache } from '../../../server/kms/dek-cache.js';
@@ -167,5 +167,59 @@ describe('envelope', () => {
   it('rejects non-positive or fractional versions', async () => {
     await expect(sealVersion(newKms(), 'a', 0, value)).rejects.toThrow(RangeError);
     await expect(sealVersion(newKms(), 'a', 1.5, value)).rejects.toThrow(RangeError);
+  });
+
+  describe('openVersionAs (the value read path)', () => {
+    const text = (p: Uint8Array) => Buffer.from(p).toString('utf8');
+
+    it('lends the plaintext to read() and zeroes it afterwards, through a provider, a cold cache and a warm one', async () => {
+      const kms = newKms();
+      const cache = new DekCache(kms, { ttlSecs: 60, sweepIntervalMs: 0 });
+      const rec = await sealVersion(kms, 'app/db', 1, value);
+      for (const keys of [kms, cache, cache]) {
+        let lent: Uint8Array | undefined;
+        const out = await openVersionAs(keys, 'app/db', 1, rec, (p) => { lent = p; return text(p); });
+        expect(out).toBe('s3cr3t-password');
+        expect(lent!.every((b) => b === 0)).toBe(true);
+      }
+    });
+
+    it('a warm read by a stable row object is synchronous; the object stands for its record', async () => {
+      const kms = newKms();
+      const decrypt = vi.spyOn(kms, 'decrypt');
+      const cache = new DekCache(kms, { ttlSecs: 60, sweepIntervalMs: 0 });
+      const rec = await sealVersion(kms, 'app/db', 1, value);
+      const row = Object.freeze({});
+      expect(await openVersionAs(cache, 'app/db', 1, rec, text, row)).toBe('s3cr3t-password');
+      expect(openVersionAs(cache, 'app/db', 1, rec, text, row)).toBe('s3cr3t-password');
+      expect(decrypt).toHaveBeenCalledTimes(1);
+    });
+
+    it('a stable object reused for another name or version gets that record\'s AAD, not the first one\'s', async () => {
+      const kms = newKms();
+      const cache = new DekCache(kms, { ttlSecs: 60, sweepIntervalMs: 0 });
+      const v1 = await sealVersion(kms, 'app/db', 1, value);
+      const v2 = await sealVersion(kms, 'app/db', 2, value);
+      const row = {};
+      expect(await openVersionAs(cache, 'app/db', 1, v1, text, row)).toBe('s3cr3t-password');
+      expect(await openVersionAs(cache, 'app/db', 2, v2, text, row)).toBe('s3cr3t-password');
+      // Version 1's record under version 2's name is refused, with or without the object.
+      await expect(openVersionAs(cache, 'app/db', 2, v1, text, row)).rejects.toThrow(IntegrityError);
+      await expect(openVersionAs(cache, 'app/db', 2, v1, text)).rejects.toThrow(IntegrityError);
+    });
+
+    it('tampered records fail on the warm synchronous path too, and read() never sees their bytes', async () => {
+      const kms = newKms();
+      const cache = new DekCache(kms, { ttlSecs: 60, sweepIntervalMs: 0 });
+      const rec = await sealVersion(kms, 'app/db', 1, value);
+      await openVersionAs(cache, 'app/db', 1, rec, text, {});
+      const read = vi.fn(text);
+      for (const field of ['ciphertext', 'nonce'] as const) {
+        for (let i = 0; i < rec[field].length; i++) {
+          expect(() => openVersionAs(cache, 'app/db', 1, flip(rec, field, i), read, {})).toThrow(IntegrityError);
+        }
+      }
+      expect(read).not.toHaveBeenCalled();
+    });
   });
 });

@@ -257,3 +257,25 @@ describe('libsodium leaves no key or plaintext in WebAssembly memory', () => {
     expect(contains(key)).toBe(false);
   });
 });
+
+describe.each(Object.entries({ sodium: sodiumXChaCha, native: nativeXChaCha, noble: nobleXChaCha }))('openWithSubkeyAs (%s)', (_name, impl) => {
+  it('lends the plaintext to read() and zeroes it when read returns or throws', () => {
+    const sealed = impl.seal(KEY, NONCE, PLAINTEXT, AAD);
+    const subkey = xchachaSubkey(KEY, NONCE);
+    let lent: Uint8Array | undefined;
+    expect(impl.openWithSubkeyAs(subkey, NONCE, sealed, AAD, (p) => { lent = p; return Buffer.from(p).toString('utf8'); }))
+      .toBe(new TextDecoder().decode(PLAINTEXT));
+    expect(lent!.length).toBe(PLAINTEXT.length);
+    expect(lent!.every((b) => b === 0)).toBe(true);
+    expect(() => impl.openWithSubkeyAs(subkey, NONCE, sealed, AAD, (p) => { lent = p; throw new Error('reader failed'); })).toThrow('reader failed');
+    expect(lent!.every((b) => b === 0)).toBe(true);
+  });
+
+  it('a record that does not authenticate is an IntegrityError and read() is never called', () => {
+    const sealed = impl.seal(KEY, NONCE, PLAINTEXT, AAD);
+    sealed[5]! ^= 1;
+    let called = false;
+    expect(() => impl.openWithSubkeyAs(xchachaSubkey(KEY, NONCE), NONCE, sealed, AAD, () => { called = true; })).toThrow(IntegrityError);
+    expect(called).toBe(false);
+  });
+});
