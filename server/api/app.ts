@@ -98,19 +98,27 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: Api
     }
   };
 
-  // Request counter and latency histogram, resolved once per (route, method, status) rather than per request.
-  const series = new Map<string, { count: () => void; observe: (seconds: number) => void }>();
-  const countRequest = (req: FastifyRequest, status: number): void => {
-    const route = req.ctx.route;
-    const key = `${status} ${req.method} ${route}`;
-    let s = series.get(key);
+  // Request counter and latency histogram, resolved once per (route, method, status) rather than per request,
+  // and found through nested maps: no key string is built (and hashed) per request.
+  type Series = { count: () => void; observe: (seconds: number) => void };
+  const series = new Map<string, Map<string, Map<number, Series>>>();
+  const seriesFor = (route: string, method: string, status: number): Series => {
+    let byMethod = series.get(route);
+    if (byMethod === undefined) series.set(route, (byMethod = new Map()));
+    let byStatus = byMethod.get(method);
+    if (byStatus === undefined) byMethod.set(method, (byStatus = new Map()));
+    let s = byStatus.get(status);
     if (s === undefined) {
       const outcome = outcomeFor(status);
-      const counter = deps.metrics.httpRequests.bind({ route, method: req.method, status: String(status), outcome });
-      const histogram = deps.metrics.httpRequestDuration.bind({ route, method: req.method, outcome });
+      const counter = deps.metrics.httpRequests.bind({ route, method, status: String(status), outcome });
+      const histogram = deps.metrics.httpRequestDuration.bind({ route, method, outcome });
       s = { count: () => counter.inc(), observe: (seconds) => histogram.observe(seconds) };
-      series.set(key, s);
+      byStatus.set(status, s);
     }
+    return s;
+  };
+  const countRequest = (req: FastifyRequest, status: number): void => {
+    const s = seriesFor(req.ctx.route, req.method, status);
     s.count();
     s.observe((performance.now() - req.ctx.startedAt) / 1000);
   };
