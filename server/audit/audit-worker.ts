@@ -59,7 +59,8 @@ export const AUDIT_SCHEMA = `CREATE TABLE IF NOT EXISTS audit_log (
   outcome TEXT NOT NULL,
   status INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS audit_log_ts ON audit_log (ts);`;
+-- Pages are read by id; an index on ts (kept by earlier versions) cost a second B-tree insert and WAL page per commit.
+DROP INDEX IF EXISTS audit_log_ts;`;
 
 interface Handle {
   db: BetterSqlite3.Database;

@@ -300,4 +300,25 @@ describe('AuditLog', () => {
       db.close();
     }
   });
+
+  it('an audit.db from an earlier version (with the ts index) opens with its records, and the index is dropped', async () => {
+    const old = new Database(join(dir, 'audit.db'));
+    old.pragma('journal_mode = WAL');
+    old.exec(`CREATE TABLE audit_log (id INTEGER PRIMARY KEY, ts TEXT NOT NULL, node_id TEXT NOT NULL, request_id TEXT NOT NULL,
+      actor TEXT NOT NULL, client_ip TEXT NOT NULL, action TEXT NOT NULL, target TEXT, version INTEGER, outcome TEXT NOT NULL, status INTEGER NOT NULL);
+      CREATE INDEX audit_log_ts ON audit_log (ts);`);
+    const r0 = rec(0);
+    old.prepare('INSERT INTO audit_log (ts, node_id, request_id, actor, client_ip, action, target, version, outcome, status) VALUES (?,?,?,?,?,?,?,?,?,?)')
+      .run(r0.ts, r0.node_id, r0.request_id, r0.actor, r0.client_ip, r0.action, r0.target, r0.version, r0.outcome, r0.status);
+    old.close();
+    const log = make();
+    await log.record(rec(1));
+    expect(log.query().records.map((r) => r.request_id)).toEqual(['req-0', 'req-1']);
+    const db = new Database(join(dir, 'audit.db'), { readonly: true });
+    try {
+      expect(db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_log'").all()).toEqual([]);
+    } finally {
+      db.close();
+    }
+  });
 });
