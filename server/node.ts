@@ -8,6 +8,7 @@ import { AuditLog } from './audit/audit-log.js';
 import { tokenSha256 } from './auth/tokens.js';
 import type { ServerConfig } from './config/config.js';
 import { openVersionAs, sealVersion } from './crypto/envelope.js';
+import { XCHACHA_IMPL } from './crypto/xchacha.js';
 import { createKms, type KmsProvider, EPHEMERAL_MASTER_KEY_WARNING, parseLocalMasterKey } from './kms/index.js';
 import { createLogger, type Logger } from './log/logger.js';
 import { auditMetricsHooks, createCofferMetrics } from './metrics/coffer-metrics.js';
@@ -148,7 +149,7 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
   const mgmtUrl = mgmt ? listenerUrl(mgmt, config.mgmtAddr!, Boolean(https)) : null;
   const apiUrl = listenerUrl(api, config.apiAddr, Boolean(https));
   rewrap.start();
-  logger.info({ api: apiUrl, ...(mgmtUrl ? { mgmt: mgmtUrl } : {}), data_dir: path.resolve(config.dataDir), kms_mode: config.kmsMode, release: RELEASE }, 'coffer node ready');
+  logger.info({ api: apiUrl, ...(mgmtUrl ? { mgmt: mgmtUrl } : {}), data_dir: path.resolve(config.dataDir), kms_mode: config.kmsMode, cipher: XCHACHA_IMPL, release: RELEASE }, 'coffer node ready');
 
   return {
     config,

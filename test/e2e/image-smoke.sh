@@ -150,6 +150,7 @@ check "the server process runs as 10001" \
   test "$(docker top "$NAME" -o pid,uid 2>/dev/null | awk 'NR > 1 { print $2; exit }')" == 10001
 docker logs "$NAME" >"$WORK/server.log" 2>&1
 check "server logs carry no token" bash -c "! grep -q '$TOKEN' '$WORK/server.log'"
+check "values are opened by libsodium (its self-test passed in the image)" grep -q '"cipher":"sodium"' "$WORK/server.log"
 docker rm -f "$NAME" >/dev/null 2>&1
 
 # ---------------------------------------------------------------- coffer wg-agent

@@ -119,6 +119,8 @@ describe('no plaintext on disk', () => {
       expect(code).toBe(0);
     }
     expect(fs.readFileSync(outFile, 'utf8')).toContain('coffer node ready');
+    // The values above were opened by libsodium (its self-test passed in the real server process).
+    expect(fs.readFileSync(outFile, 'utf8')).toMatch(/"cipher":"sodium".*coffer node ready/);
     expect(findLeaks(dataDir, secrets)).toEqual([]);
   });
 
