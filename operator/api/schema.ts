@@ -371,6 +371,13 @@ export const VaultClusterStatusSchema = Type.Object(
   {
     observedGeneration: Type.Optional(Type.Integer({ minimum: 0, description: 'metadata.generation the status describes.' })),
     readyReplicas: Type.Optional(Type.Integer({ minimum: 0, description: 'Pods passing /v1/ready.' })),
+    members: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        description:
+          'Raft voters the cluster was formed with (the StatefulSet size). The operator does not change Raft membership, so it keeps this many pods and reports Degraded while spec.replicas differs.',
+      }),
+    ),
     leader: Type.Optional(Type.String({ description: 'Node id (pod name) of the Raft leader, when known.' })),
     rollout: Type.Optional(RolloutStatusSchema),
     wireguard: Type.Optional(WireguardStatusSchema),

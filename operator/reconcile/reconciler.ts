@@ -1,6 +1,8 @@
 // reconcile(key): one level-triggered, idempotent pass over one VaultCluster.
 //
 //   get VaultCluster -> validate (invalid: Degraded condition + Warning event, nothing applied)
+//   -> keep a formed cluster at its Raft size (status.members; a changed
+//      spec.replicas is Degraded, not applied: membership changes are not automated)
 //   -> ensure generated Secrets (create if absent, never overwrite)
 //   -> observe StatefulSet, pods and each pod's /v1/health
 //   -> decide the rollout step (pure, operator/rollout)
@@ -175,7 +177,7 @@ export class Reconciler {
       this.log.warn({ vaultcluster: key, issues: valid.errors }, 'invalid VaultCluster spec; not applying');
       return { outcome: 'invalid' };
     }
-    const vc = valid.value;
+    const requested = valid.value;
     const names = resourceNames(name);
     const problems: Problem[] = [];
     const events: OperatorEvent[] = [];
@@ -183,6 +185,14 @@ export class Reconciler {
     // ---- observe
     const stsRaw = await this.client.getStatefulSet(namespace, names.statefulSet);
     const sts = stsRaw ? observeStatefulSet(stsRaw) : null;
+
+    // ---- Raft membership: the operator does not change it, so a formed cluster keeps its size
+    const members = establishedMembers(rawStatus.members, sts, requested.spec.replicas);
+    // (members came from a spec once validated, or from the StatefulSet the operator sized from one: 1, 3, 5 or 7.)
+    const vc: VaultCluster = members === requested.spec.replicas
+      ? requested
+      : { ...requested, spec: { ...requested.spec, replicas: members as VaultCluster['spec']['replicas'] } };
+    if (members !== requested.spec.replicas) problems.push(replicasChangeProblem(members, requested.spec.replicas));
 
     // ---- generated and referenced Secrets
     let blocked = false;
@@ -315,6 +325,7 @@ export class Reconciler {
     const status: VaultClusterStatus = {
       observedGeneration: generation,
       readyReplicas,
+      members,
       ...(leader ? { leader } : {}),
       rollout: blocked ? (parseRollout(rawStatus.rollout) ?? decision.rollout) : decision.rollout,
       ...(wg ? { wireguard: wg.status } : blocked && vc.spec.wireguard.enabled && previousWireguard ? { wireguard: previousWireguard } : {}),
@@ -399,3 +410,30 @@ function stable(v: unknown): string {
   return JSON.stringify(v);
 }
 
+/**
+ * How many Raft voters the cluster was formed with: what status says, else
+ * (a cluster from an operator that did not record it) its StatefulSet's size,
+ * else, for a cluster not created yet, what the spec asks for.
+ */
+export function establishedMembers(recorded: unknown, sts: ObservedStatefulSet | null, requested: number): number {
+  if (typeof recorded === 'number' && Number.isSafeInteger(recorded) && recorded >= 1) return recorded;
+  if (sts !== null && sts.specReplicas >= 1) return sts.specReplicas;
+  return requested;
+}
+
+/**
+ * New pods would bootstrap a Raft configuration of their own and never join
+ * (they are initial voters in VAULT_PEERS), and removed pods would stay voters,
+ * leaving a shrunk cluster without fault tolerance (a rolling restart of the
+ * rest then loses quorum). So the change is not applied, and says why.
+ */
+function replicasChangeProblem(members: number, requested: number): Problem {
+  return {
+    reason: 'ReplicasChangeUnsupported',
+    message:
+      `spec.replicas is ${requested} but this cluster was formed with ${members} Raft voters; the operator does not change Raft ` +
+      `membership, so it keeps ${members} pods (new pods would never join; removed ones would stay voters and cost the cluster ` +
+      `its fault tolerance). Set spec.replicas back to ${members}. To resize: take a snapshot (GET /v1/admin/snapshot), create a ` +
+      `new VaultCluster of the size you want, and restore it there (POST /v1/admin/snapshot).`,
+  };
+}

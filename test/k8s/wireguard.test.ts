@@ -197,20 +197,26 @@ describe('WireGuard overlay: operator on a real control plane', () => {
     expect(cond(v, 'Progressing')).toMatchObject({ status: 'False' });
   });
 
-  it('scaling 3 -> 5 adds keys and peers without changing the existing ones', async () => {
+  it('scaling a formed cluster 3 -> 5 is refused (Degraded, says why): no new pods, keys or peers; setting it back clears it', async () => {
     const three = await keys();
+    const peersBefore = await peers();
     await cp().kubectlOk(['-n', NS, 'patch', 'vaultcluster', 'vault', '--type=merge', '-p', JSON.stringify({ spec: { replicas: 5 } })]);
-    await settled(5);
-    const five = await keys();
-    expect(Object.keys(five).sort()).toEqual(['vault-0.key', 'vault-1.key', 'vault-2.key', 'vault-3.key', 'vault-4.key']);
-    for (const [k, v] of Object.entries(three)) expect(five[k], k).toBe(v);
-    const doc = await peers();
-    expect(doc.peers.map((p: any) => [p.name, p.address])).toEqual([0, 1, 2, 3, 4].map((i) => [`vault-${i}`, `10.77.0.${i + 1}`]));
-    expect(doc.peers[4].publicKey).toBe(publicKeyOf(five['vault-4.key']!));
+    const o = await eventually('vault Degraded: ReplicasChangeUnsupported', async () => {
+      const x = await vc();
+      return cond(x, 'Degraded')?.reason === 'ReplicasChangeUnsupported' && x.status.observedGeneration === x.metadata.generation ? x : undefined;
+    }, 60_000);
+    expect(cond(o, 'Degraded').message).toContain('spec.replicas is 5 but this cluster was formed with 3 Raft voters');
+    expect(o.status.members).toBe(3);
+    expect(await reasons()).toContain('ReplicasChangeUnsupported');
     const sts = await getJson(['-n', NS, 'get', 'statefulset', 'vault']);
-    const env = sts.spec.template.spec.containers.find((c: any) => c.name === 'vault').env;
-    expect(env.find((e: any) => e.name === 'VAULT_PEERS').value).toContain('vault-4=10.77.0.5:8201');
-    expect((await vc()).status.wireguard).toMatchObject({ keyGeneration: 2 });
+    expect(sts.spec.replicas).toBe(3);
+    expect(sts.spec.template.spec.containers.find((c: any) => c.name === 'vault').env.find((e: any) => e.name === 'VAULT_PEERS').value)
+      .not.toContain('vault-3');
+    expect(await keys()).toEqual(three);
+    expect(await peers()).toEqual(peersBefore);
+    await cp().kubectlOk(['-n', NS, 'patch', 'vaultcluster', 'vault', '--type=merge', '-p', JSON.stringify({ spec: { replicas: 3 } })]);
+    const back = await settled(3);
+    expect(cond(back, 'Degraded')).toMatchObject({ status: 'False' });
   });
 
   it('reports an overlay range too small for the replicas as Degraded, creating nothing', async () => {

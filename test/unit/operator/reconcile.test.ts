@@ -217,6 +217,45 @@ describe('reconcile', () => {
     expect(r.requeueAfterMs).toBeUndefined();
   });
 
+  it('keeps a formed cluster at its Raft size: a replicas change is Degraded, says what to do, and applies nothing', async () => {
+    const t = setup();
+    await t.run();
+    t.fake.rollStatefulSet();
+    Object.assign(t.releases, { 'vault-0': '1.0.0', 'vault-1': '1.0.0', 'vault-2': '1.0.0' });
+    await t.run();
+    expect(t.status().members).toBe(3);
+    const sts = clone(t.fake.get('StatefulSet', 'vault'));
+    t.fake.writes = [];
+    for (const replicas of [5, 1]) {
+      (t.fake.vc().spec as { replicas: number }).replicas = replicas;
+      (t.fake.vc().metadata as { generation: number }).generation++;
+      await t.run();
+      expect(t.fake.get('StatefulSet', 'vault')).toEqual(sts);
+      expect(t.status().members).toBe(3);
+      const degraded = t.cond('Degraded')!;
+      expect(degraded).toMatchObject({ status: 'True', reason: 'ReplicasChangeUnsupported' });
+      expect(degraded.message).toContain(`spec.replicas is ${replicas} but this cluster was formed with 3 Raft voters`);
+      expect(degraded.message).toContain('Set spec.replicas back to 3');
+      expect(t.cond('Ready')).toMatchObject({ status: 'True', message: expect.stringContaining('3/3 replicas ready') });
+    }
+    expect(t.fake.events.filter((e) => e.type === 'Warning').map((e) => e.reason)).toContain('ReplicasChangeUnsupported');
+    (t.fake.vc().spec as { replicas: number }).replicas = 3;
+    await t.run();
+    expect(t.cond('Degraded')).toMatchObject({ status: 'False', reason: 'AsExpected' });
+    expect(t.fake.writes.filter((w) => !w.startsWith('status'))).toEqual([]);
+  });
+
+  it('a cluster an earlier operator formed (no status.members) takes its StatefulSet\'s size', async () => {
+    const t = setup();
+    await t.run();
+    delete (t.fake.vc().status as { members?: number }).members;
+    (t.fake.vc().spec as { replicas: number }).replicas = 5;
+    await t.run();
+    expect(t.status().members).toBe(3);
+    expect((t.fake.get('StatefulSet', 'vault') as V1StatefulSet).spec!.replicas).toBe(3);
+    expect(t.cond('Degraded')).toMatchObject({ status: 'True', reason: 'ReplicasChangeUnsupported' });
+  });
+
   it('never overwrites a generated Secret, and brings a deleted owned object back', async () => {
     const t = setup();
     await t.run();
@@ -414,23 +453,25 @@ describe('reconcile: WireGuard overlay', () => {
     expect(t.fake.writes.filter((w) => w.includes('Secret'))).toEqual([]);
   });
 
-  it('scaling adds keys and peers for new ordinals without touching existing ones, and removes them again', async () => {
+  it('a replicas change on a formed cluster changes no keys, peers or pods, and clears once set back', async () => {
     const t = setup(WG());
     await settle(t);
     const three = keysOf(t);
-    bump(t, (s) => (s.replicas = 5));
-    await t.run();
-    const five = keysOf(t);
-    expect(Object.keys(five)).toHaveLength(5);
-    for (const [k, v] of Object.entries(three)) expect(five[k]).toBe(v);
-    expect(peers(t).peers.map((p) => p.address)).toEqual(['10.77.0.1', '10.77.0.2', '10.77.0.3', '10.77.0.4', '10.77.0.5']);
-    expect(t.fake.env('VAULT_PEERS')).toContain('vault-4=10.77.0.5:8201');
-    expect(t.fake.events.filter((e) => e.reason === 'WireGuardKeysGenerated').at(-1)?.message).toContain('vault-3, vault-4');
+    const sts = clone(t.fake.get('StatefulSet', 'vault'));
+    const configMap = clone(t.fake.get('ConfigMap', 'vault-wireguard-peers'));
+    t.fake.writes = [];
+    for (const replicas of [5, 1]) {
+      bump(t, (s) => (s.replicas = replicas));
+      await t.run();
+      expect(keysOf(t)).toEqual(three);
+      expect(t.fake.get('ConfigMap', 'vault-wireguard-peers')).toEqual(configMap);
+      expect(t.fake.get('StatefulSet', 'vault')).toEqual(sts);
+      expect(t.cond('Degraded')).toMatchObject({ status: 'True', reason: 'ReplicasChangeUnsupported' });
+    }
     bump(t, (s) => (s.replicas = 3));
     await t.run();
-    expect(keysOf(t)).toEqual(three);
-    expect(peers(t).peers).toHaveLength(3);
-    expect(t.reasons()).toContain('WireGuardKeysRemoved');
+    expect(t.cond('Degraded')).toMatchObject({ status: 'False' });
+    expect(t.fake.writes.filter((w) => w.startsWith('apply') || w.startsWith('update'))).toEqual([]);
   });
 
   it('rotates the keys one pod at a time when keyGeneration rises, surviving an operator restart', async () => {
