@@ -54,10 +54,14 @@ export interface DbSource {
   readonly generation: number;
   /** Changes whenever stored secret versions may have changed. */
   readonly secretsChanged?: number;
+  /** Changes whenever tokens or roles may have changed. */
+  readonly authChanged?: number;
 }
 
 /** Ciphertext rows kept in memory for value reads (never plaintext); dropped whole on any change. */
 const ROW_CACHE_MAX = 10_000;
+/** Token rows (by sha256) and roles kept in memory for authentication; dropped whole on any token or role change. */
+const AUTH_CACHE_MAX = 10_000;
 
 function prepare(db: Database.Database) {
   return {
@@ -94,6 +98,13 @@ export class StateReader {
   private rows = new Map<string, StoredVersion | null>();
   private rowsGeneration = -1;
   private rowsChanged = -1;
+
+  // Only tokens that exist are kept (a guessed token must not grow the cache); roles both ways, since
+  // their names come from stored tokens. Revocation, expiry-by-edit and role edits bump authChanged.
+  private tokens = new Map<string, TokenRow>();
+  private roles = new Map<string, RoleRow | null>();
+  private authGeneration = -1;
+  private authChangedSeen = -1;
 
   constructor(private readonly source: DbSource | Database.Database) {}
 
@@ -152,8 +163,30 @@ export class StateReader {
     return this.stmts.list.all(after, prefix.length, prefix, limit) as string[];
   }
 
+  /** The source when it tells us about changes (a StateMachine); auth caches are valid only then. */
+  private authSource(): DbSource | null {
+    const src = 'generation' in this.source ? this.source : null;
+    if (src === null || src.authChanged === undefined) return null;
+    if (src.generation !== this.authGeneration || src.authChanged !== this.authChangedSeen) {
+      this.tokens.clear();
+      this.roles.clear();
+      this.authGeneration = src.generation;
+      this.authChangedSeen = src.authChanged;
+    }
+    return src;
+  }
+
   tokenByHash(sha256: Uint8Array): TokenRow | undefined {
-    return this.stmts.tokenByHash.get(sha256) as TokenRow | undefined;
+    if (this.authSource() === null) return this.stmts.tokenByHash.get(sha256) as TokenRow | undefined;
+    const key = Buffer.from(sha256.buffer, sha256.byteOffset, sha256.byteLength).toString('base64');
+    const cached = this.tokens.get(key);
+    if (cached !== undefined) return cached;
+    const row = this.stmts.tokenByHash.get(sha256) as TokenRow | undefined;
+    if (row !== undefined) {
+      if (this.tokens.size >= AUTH_CACHE_MAX) this.tokens.clear();
+      this.tokens.set(key, Object.freeze(row));
+    }
+    return row;
   }
 
   listTokens(): TokenRow[] {
@@ -161,8 +194,16 @@ export class StateReader {
   }
 
   role(name: string): RoleRow | undefined {
+    const cache = this.authSource() !== null;
+    const cached = cache ? this.roles.get(name) : undefined;
+    if (cached !== undefined) return cached ?? undefined;
     const row = this.stmts.role.get(name) as { name: string; rules: string; builtin: number } | undefined;
-    return row && { name: row.name, rules: JSON.parse(row.rules) as RoleRule[], builtin: row.builtin === 1 };
+    const out = row ? Object.freeze({ name: row.name, rules: Object.freeze(JSON.parse(row.rules)) as RoleRule[], builtin: row.builtin === 1 }) : null;
+    if (cache) {
+      if (this.roles.size >= AUTH_CACHE_MAX) this.roles.clear();
+      this.roles.set(name, out);
+    }
+    return out ?? undefined;
   }
 
   listRoles(): RoleRow[] {

@@ -60,6 +60,8 @@ export class StateMachine {
   generation = 0;
   /** Bumped whenever stored secret versions may have changed, so readers drop cached ciphertext rows. */
   secretsChanged = 0;
+  /** Bumped whenever tokens or roles may have changed, so readers drop cached token and role rows. */
+  authChanged = 0;
   private stmts: ReturnType<typeof prepare>;
   private readonly file: string;
 
@@ -157,6 +159,7 @@ export class StateMachine {
     this.stmts = prepare(this.db);
     this.generation++;
     this.secretsChanged++;
+    this.authChanged++;
   }
 
   applyCommand(index: number, term: number, cmd: Command): ApplyResult {
@@ -177,6 +180,8 @@ export class StateMachine {
   private execute(cmd: Command): ApplyResult {
     const s = this.stmts;
     if (cmd.t === 'secret.put' || cmd.t === 'secret.delete' || cmd.t === 'secret.rewrap' || cmd.t === 'state.restore') this.secretsChanged++;
+    // Bumped before the change (applies are synchronous, so no read runs in between); a rolled-back change only costs a refill.
+    if (cmd.t.startsWith('token.') || cmd.t.startsWith('role.') || cmd.t === 'state.restore') this.authChanged++;
     switch (cmd.t) {
       case 'secret.put': {
         const row = s.secretGet.get(cmd.name) as { current_version: number } | undefined;

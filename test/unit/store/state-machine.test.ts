@@ -103,3 +103,42 @@ describe('StateMachine', () => {
     expect(capabilities()).toEqual(expect.arrayContaining(['secret.put@1', 'token.bootstrap@1', 'role.delete@1']));
   });
 });
+
+describe('StateReader auth cache (token and role rows kept between requests)', () => {
+  const hash = (c: string) => bytes(c.repeat(32));
+  const apply = (sm: StateMachine, index: number, cmd: Command) => sm.applyEntry(index, 1, encodeCommand(cmd));
+
+  it('serves repeated lookups from memory, and sees every token and role change at once', () => {
+    const sm = fresh();
+    const reader = new StateReader(sm);
+    apply(sm, 1, { t: 'role.put', v: 1, name: 'reader', rules: [{ paths: ['a'], actions: ['read_metadata'] }] });
+    apply(sm, 2, { t: 'token.create', v: 1, name: 't1', token_sha256: hash('h'), role: 'reader', created_at: 'x', expires_at: null });
+    const first = reader.tokenByHash(hash('h'));
+    expect(first).toMatchObject({ name: 't1', revoked_at: null });
+    expect(reader.tokenByHash(hash('h'))).toBe(first); // the same cached row
+    expect(reader.role('reader')?.rules).toEqual([{ paths: ['a'], actions: ['read_metadata'] }]);
+
+    apply(sm, 3, { t: 'token.revoke', v: 1, name: 't1', revoked_at: 'r1' });
+    expect(reader.tokenByHash(hash('h'))?.revoked_at).toBe('r1');
+    apply(sm, 4, { t: 'role.put', v: 1, name: 'reader', rules: [{ paths: ['b/*'], actions: ['read_metadata'] }] });
+    expect(reader.role('reader')?.rules).toEqual([{ paths: ['b/*'], actions: ['read_metadata'] }]);
+    apply(sm, 5, { t: 'role.delete', v: 1, name: 'reader' });
+    expect(reader.role('reader')).toBeUndefined();
+    // A secret write is not an auth change, and a token created afterwards is found.
+    apply(sm, 6, put('a', 1, 0));
+    apply(sm, 7, { t: 'token.create', v: 1, name: 't2', token_sha256: hash('j'), role: 'admin', created_at: 'x', expires_at: null });
+    expect(reader.tokenByHash(hash('j'))?.name).toBe('t2');
+  });
+
+  it('does not remember tokens that do not exist, and its rows cannot be changed by a caller', () => {
+    const sm = fresh();
+    const reader = new StateReader(sm);
+    expect(reader.tokenByHash(hash('z'))).toBeUndefined();
+    // Inserted behind the reader's back (no command): a miss was not cached, so it is found.
+    sm.db.prepare("INSERT INTO tokens (name, token_sha256, role, created_at) VALUES ('late', ?, 'admin', 'x')").run(hash('z'));
+    expect(reader.tokenByHash(hash('z'))?.name).toBe('late');
+    const row = reader.tokenByHash(hash('z'))!;
+    expect(() => { (row as { revoked_at: string | null }).revoked_at = null; }).toThrow(TypeError);
+    expect(() => { (reader.role('admin')!.rules as unknown[]).push({}); }).toThrow(TypeError);
+  });
+});
