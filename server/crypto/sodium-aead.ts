@@ -43,10 +43,10 @@ interface LibSodium {
 }
 
 export const IETF_KEY_BYTES = 32;
-/** What openXAs returns for a record that does not authenticate (distinct from anything `read` returns). */
-export const NOT_AUTHENTIC: unique symbol = Symbol('not authentic');
 export const IETF_NONCE_BYTES = 12;
 export const IETF_TAG_BYTES = 16;
+/** What openXAs returns for a record that does not authenticate (distinct from anything `read` returns). */
+export const NOT_AUTHENTIC: unique symbol = Symbol('not authentic');
 
 /** Raw IETF ChaCha20-Poly1305; `null` from open means the record did not authenticate. */
 export interface SodiumAead {
@@ -164,43 +164,39 @@ class WasmAead implements SodiumAead {
 
   open(key: Uint8Array, nonce12: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array | null {
     checkSizes(key, nonce12);
-    if (sealed.length < IETF_TAG_BYTES) return null;
-    const outLen = sealed.length - IETF_TAG_BYTES;
-    const used = HEADER + aad.length + sealed.length + outLen;
-    const base = this.scratch(used);
-    const heap = this.lib.HEAPU8;
-    const ad = base + HEADER;
-    const c = ad + aad.length;
-    const m = c + sealed.length;
-    try {
-      heap.set(key, base);
-      heap.set(nonce12, base + IETF_KEY_BYTES);
-      heap.set(aad, ad);
-      heap.set(sealed, c);
-      const rc = this.lib._crypto_aead_chacha20poly1305_ietf_decrypt(m, 0, 0, c, sealed.length, 0, ad, aad.length, 0, base + IETF_KEY_BYTES, base);
-      return rc === 0 ? heap.slice(m, m + outLen) : null;
-    } finally {
-      heap.fill(0, base, base + used);
-      this.scrubStack();
-    }
+    const out = this.decrypt(key, nonce12, false, sealed, aad, copyOut);
+    return out === NOT_AUTHENTIC ? null : out;
   }
 
   openXAs<T>(subkey: Uint8Array, xnonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array, read: (plain: Uint8Array) => T): T | typeof NOT_AUTHENTIC {
     if (subkey.length !== IETF_KEY_BYTES) throw new RangeError(`ChaCha20-Poly1305 key must be ${IETF_KEY_BYTES} bytes`);
     if (xnonce.length !== 24) throw new RangeError('XChaCha20 nonce must be 24 bytes');
+    return this.decrypt(subkey, xnonce, true, sealed, aad, read);
+  }
+
+  /**
+   * Decrypts in the scratch region and lends the plaintext to `read`. The
+   * IETF nonce is `nonce` itself, or with `xnonce` 0x00000000 || nonce[16..24]
+   * (written in place: no array per call on the read path).
+   */
+  private decrypt<T>(key: Uint8Array, nonce: Uint8Array, xnonce: boolean, sealed: Uint8Array, aad: Uint8Array, read: (plain: Uint8Array) => T): T | typeof NOT_AUTHENTIC {
     if (sealed.length < IETF_TAG_BYTES) return NOT_AUTHENTIC;
     const outLen = sealed.length - IETF_TAG_BYTES;
     const used = HEADER + aad.length + sealed.length + outLen;
     const base = this.scratch(used);
-    const heap = this.lib.HEAPU8;
+    const heap = this.lib.HEAPU8; // read after any growth: a grown memory has a new view
     const npub = base + IETF_KEY_BYTES;
     const ad = base + HEADER;
     const c = ad + aad.length;
     const m = c + sealed.length;
     try {
-      heap.set(subkey, base);
-      heap[npub] = 0; heap[npub + 1] = 0; heap[npub + 2] = 0; heap[npub + 3] = 0;
-      for (let i = 0; i < 8; i++) heap[npub + 4 + i] = xnonce[16 + i]!;
+      heap.set(key, base);
+      if (xnonce) {
+        heap[npub] = 0; heap[npub + 1] = 0; heap[npub + 2] = 0; heap[npub + 3] = 0;
+        for (let i = 0; i < 8; i++) heap[npub + 4 + i] = nonce[16 + i]!;
+      } else {
+        heap.set(nonce, npub);
+      }
       heap.set(aad, ad);
       heap.set(sealed, c);
       const rc = this.lib._crypto_aead_chacha20poly1305_ietf_decrypt(m, 0, 0, c, sealed.length, 0, ad, aad.length, 0, npub, base);
@@ -211,6 +207,8 @@ class WasmAead implements SodiumAead {
     }
   }
 }
+
+const copyOut = (plain: Uint8Array): Uint8Array => plain.slice();
 
 function checkSizes(key: Uint8Array, nonce12: Uint8Array): void {
   if (key.length !== IETF_KEY_BYTES) throw new RangeError(`ChaCha20-Poly1305 key must be ${IETF_KEY_BYTES} bytes`);
