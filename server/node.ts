@@ -129,6 +129,22 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
     },
   });
 
+  // The audit log is never pruned, and a full volume fails every request closed (503 audit_unavailable):
+  // these two let an operator alert long before that.
+  metrics.registry.gauge({
+    name: 'coffer_audit_db_bytes',
+    help: 'Size of audit.db and its WAL on disk, bytes.',
+    collect: () => fileBytes(audit.path) + fileBytes(`${audit.path}-wal`),
+  });
+  metrics.registry.gauge({
+    name: 'coffer_data_dir_available_bytes',
+    help: 'Bytes still available to this process on the data folder\'s filesystem.',
+    collect: () => {
+      const s = fs.statfsSync(config.dataDir);
+      return s.bavail * s.bsize;
+    },
+  });
+
   const https =
     config.tlsCertFile && config.tlsKeyFile
       ? { cert: fs.readFileSync(config.tlsCertFile), key: fs.readFileSync(config.tlsKeyFile) }
@@ -229,4 +245,13 @@ async function bootstrap(
 /** Decodes lent plaintext bytes (zeroed by the lender once this returns) to the value's text. */
 function utf8Text(plain: Uint8Array): string {
   return Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength).toString('utf8');
+}
+
+/** A file's size, 0 when it does not exist (a WAL between checkpoints may not). */
+function fileBytes(file: string): number {
+  try {
+    return fs.statSync(file).size;
+  } catch {
+    return 0;
+  }
 }

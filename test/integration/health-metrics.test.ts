@@ -50,6 +50,16 @@ describe('metrics', () => {
     expect(text).toMatch(/coffer_audit_write_duration_seconds_count [1-9]/);
     expect(text).toMatch(/coffer_raft_applied_index [1-9]/);
     expect(text).not.toContain('m/one'); // route templates only, never names
+    // Disk: the audit database's size and the room left on the data folder's filesystem.
+    const auditBytes = Number(/^coffer_audit_db_bytes (\d+)$/m.exec(text)?.[1]);
+    const onDisk = ['audit.db', 'audit.db-wal'].map((f) => path.join(n.dataDir, f)).filter((f) => fs.existsSync(f))
+      .reduce((sum, f) => sum + fs.statSync(f).size, 0);
+    expect(auditBytes).toBeGreaterThan(0);
+    expect(Math.abs(auditBytes - onDisk)).toBeLessThanOrEqual(64 * 1024); // a record or two may land in between
+    const free = fs.statfsSync(n.dataDir);
+    const available = Number(/^coffer_data_dir_available_bytes (\d+)$/m.exec(text)?.[1]);
+    expect(available).toBeGreaterThan(0);
+    expect(Math.abs(available - free.bavail * free.bsize)).toBeLessThan(512 * 1024 * 1024);
   });
 
   it('needs an allowlisted address or an admin token', async () => {
