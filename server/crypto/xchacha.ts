@@ -117,36 +117,59 @@ function joinAndWipe(parts: Buffer[], extra?: Uint8Array): Uint8Array {
   return out;
 }
 
-export const nativeXChaCha: XChaChaImpl = {
-  seal(key, nonce, plaintext, aad) {
-    checkKey(key); checkSealNonce(nonce);
-    const subkey = hchacha20(key, nonce.subarray(0, 16));
-    try {
-      const c = createCipheriv('chacha20-poly1305', subkey, nativeIv(nonce), { authTagLength: TAG_BYTES });
-      c.setAAD(aad, { plaintextLength: plaintext.length });
-      const body = [c.update(plaintext), c.final()];
-      return joinAndWipe(body, c.getAuthTag());
-    } finally {
-      subkey.fill(0);
-    }
+/**
+ * IETF ChaCha20-Poly1305 under an XChaCha20 subkey, with the 12-byte nonce
+ * 0x00000000 || nonce[16..24] of the 24-byte XChaCha20 nonce it is given.
+ * Inputs are checked by xchachaOver; open throws IntegrityError.
+ */
+interface IetfUnderSubkey {
+  seal(subkey: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array;
+  open(subkey: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array;
+  openAs<T>(subkey: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array, read: (plain: Uint8Array) => T): T;
+}
+
+/** Calls `fn` with HChaCha20(key, nonce[0..16]) and zeroes the subkey afterwards. */
+function withSubkey<T>(key: Uint8Array, nonce: Uint8Array, fn: (subkey: Uint8Array) => T): T {
+  const subkey = hchacha20(key, nonce.subarray(0, 16));
+  try {
+    return fn(subkey);
+  } finally {
+    subkey.fill(0);
+  }
+}
+
+/** The draft's construction, once for every IETF implementation: HChaCha20(key, nonce[0..16]), then `ietf`. */
+function xchachaOver(ietf: IetfUnderSubkey): XChaChaImpl {
+  return {
+    seal(key, nonce, plaintext, aad) {
+      checkKey(key); checkSealNonce(nonce);
+      return withSubkey(key, nonce, (subkey) => ietf.seal(subkey, nonce, plaintext, aad));
+    },
+    open(key, nonce, sealed, aad) {
+      checkKey(key); checkOpenInputs(nonce, sealed);
+      return withSubkey(key, nonce, (subkey) => ietf.open(subkey, nonce, sealed, aad));
+    },
+    openWithSubkey(subkey, nonce, sealed, aad) {
+      checkKey(subkey); checkOpenInputs(nonce, sealed);
+      return ietf.open(subkey, nonce, sealed, aad);
+    },
+    openWithSubkeyAs(subkey, nonce, sealed, aad, read) {
+      checkKey(subkey); checkOpenInputs(nonce, sealed);
+      return ietf.openAs(subkey, nonce, sealed, aad, read);
+    },
+  };
+}
+
+export const nativeXChaCha: XChaChaImpl = xchachaOver({
+  seal(subkey, nonce, plaintext, aad) {
+    const c = createCipheriv('chacha20-poly1305', subkey, nativeIv(nonce), { authTagLength: TAG_BYTES });
+    c.setAAD(aad, { plaintextLength: plaintext.length });
+    const body = [c.update(plaintext), c.final()];
+    return joinAndWipe(body, c.getAuthTag());
   },
-  open(key, nonce, sealed, aad) {
-    checkKey(key); checkOpenInputs(nonce, sealed);
-    const subkey = hchacha20(key, nonce.subarray(0, 16));
-    try {
-      return nativeOpenWithSubkey(subkey, nonce, sealed, aad);
-    } finally {
-      subkey.fill(0);
-    }
-  },
-  openWithSubkey(subkey, nonce, sealed, aad) {
-    checkKey(subkey); checkOpenInputs(nonce, sealed);
-    return nativeOpenWithSubkey(subkey, nonce, sealed, aad);
-  },
-  openWithSubkeyAs(subkey, nonce, sealed, aad, read) {
-    return lendPlaintext(this.openWithSubkey(subkey, nonce, sealed, aad), read);
-  },
-};
+  open: nativeOpenWithSubkey,
+  openAs: (subkey, nonce, sealed, aad, read) => lendPlaintext(nativeOpenWithSubkey(subkey, nonce, sealed, aad), read),
+});
 
 /**
  * IETF ChaCha20-Poly1305 open under the subkey. ChaCha20 is a stream cipher:
@@ -200,42 +223,20 @@ export const nobleXChaCha: XChaChaImpl = {
 
 /** XChaCha20-Poly1305 over libsodium's IETF ChaCha20-Poly1305; same checks and errors as the others. */
 export function sodiumXChaCha(aead: SodiumAead): XChaChaImpl {
-  const openWithSubkey = (subkey: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array => {
-    const plain = aead.open(subkey, nativeIv(nonce), sealed, aad);
-    if (plain === null) throw new IntegrityError(AUTH_FAILED);
-    return plain;
-  };
-  return {
-    seal(key, nonce, plaintext, aad) {
-      checkKey(key); checkSealNonce(nonce);
-      const subkey = hchacha20(key, nonce.subarray(0, 16));
-      try {
-        return aead.seal(subkey, nativeIv(nonce), plaintext, aad);
-      } finally {
-        subkey.fill(0);
-      }
+  return xchachaOver({
+    seal: (subkey, nonce, plaintext, aad) => aead.seal(subkey, nativeIv(nonce), plaintext, aad),
+    open(subkey, nonce, sealed, aad) {
+      const plain = aead.open(subkey, nativeIv(nonce), sealed, aad);
+      if (plain === null) throw new IntegrityError(AUTH_FAILED);
+      return plain;
     },
-    open(key, nonce, sealed, aad) {
-      checkKey(key); checkOpenInputs(nonce, sealed);
-      const subkey = hchacha20(key, nonce.subarray(0, 16));
-      try {
-        return openWithSubkey(subkey, nonce, sealed, aad);
-      } finally {
-        subkey.fill(0);
-      }
-    },
-    openWithSubkey(subkey, nonce, sealed, aad) {
-      checkKey(subkey); checkOpenInputs(nonce, sealed);
-      return openWithSubkey(subkey, nonce, sealed, aad);
-    },
-    openWithSubkeyAs(subkey, nonce, sealed, aad, read) {
-      checkKey(subkey); checkOpenInputs(nonce, sealed);
+    openAs(subkey, nonce, sealed, aad, read) {
       // Decrypted in place in WebAssembly memory and lent from there: no copy of the plaintext exists.
       const result = aead.openXAs(subkey, nonce, sealed, aad, read);
       if (result === NOT_AUTHENTIC) throw new IntegrityError(AUTH_FAILED);
       return result;
     },
-  };
+  });
 }
 
 /** Known-answer check of `candidate` against `noble`: seal, open, open with the subkey, and a flipped tag refused. */
