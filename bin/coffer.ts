@@ -7,9 +7,10 @@ import {
   clusterCommand, roleCommand, runWgAgent, secretCommand, tokenCommand,
 } from '../server/cli/commands.js';
 import { DEV_CLUSTER_HELP, runDevCluster } from '../server/cli/dev-cluster.js';
-import { runServer } from '../server/cli/server-command.js';
-import { OPERATOR_HELP, operatorCommand } from '../operator/cli/render.js';
-import { runOperatorCommand } from '../operator/cli/operator.js';
+import { OPERATOR_HELP } from '../operator/cli/help.js';
+
+// The server, the operator and `operator render` are imported when their command runs: a client
+// call or `--help` should not pay for Fastify, the AWS SDK, SQLite, the Kubernetes client and cdk8s.
 
 // The operator's line in the top-level help (TOP_HELP lists the server-side commands).
 const TOP = TOP_HELP.includes('\n  operator ')
@@ -49,8 +50,12 @@ async function main(argv: string[]): Promise<number> {
     const rest = argv.slice(argv.indexOf('operator') + 1);
     const first = rest[0];
     const isRun = first === 'run' || (first !== undefined && first.startsWith('--') && first !== '--help') || first === undefined;
-    if (isRun) return runOperatorCommand(rest);
-    return operatorCommand(args.positionals.slice(1), args.flags);
+    if (isRun) return (await import('../operator/cli/operator.js')).runOperatorCommand(rest);
+    if (first === '--help') {
+      process.stdout.write(OPERATOR_HELP + '\n');
+      return 0;
+    }
+    return (await import('../operator/cli/render.js')).operatorCommand(args.positionals.slice(1), args.flags);
   }
   // wg-agent parses its own flags (strictly: an unknown one is an error).
   if (command === 'wg-agent') return runWgAgent(argv.slice(argv.indexOf('wg-agent') + 1));
@@ -58,7 +63,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(help + '\n');
     return 0;
   }
-  if (command === 'server') return runServer(args);
+  if (command === 'server') return (await import('../server/cli/server-command.js')).runServer(args);
   if (command === 'dev-cluster') return runDevCluster(args);
   const client = {
     addr: (args.flags.get('addr') as string | undefined) ?? process.env.COFFER_ADDR ?? 'http://127.0.0.1:8200',

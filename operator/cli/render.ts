@@ -12,18 +12,9 @@ import { overlayAddress } from '../wireguard/addresses.js';
 import { PEERS_KEY } from '../wireguard/peers.js';
 import { keyName } from '../wireguard/secret.js';
 import { wireguardPodExtension } from '../wireguard/sidecar.js';
+import { OPERATOR_HELP } from './help.js';
 
-export const OPERATOR_HELP = `Usage: coffer operator <command> [options]
-
-The VaultCluster operator.
-
-Commands:
-  run [options]     run the controller (the default when no command is given;
-                    'coffer operator run --help' lists the options)
-  render -f FILE    print the manifests the operator creates for a VaultCluster,
-                    without a cluster (FILE '-' reads stdin)
-
-Run 'coffer operator <command> --help' for details.`;
+export { OPERATOR_HELP };
 
 export const RENDER_HELP = `Usage: coffer operator render -f FILE
 

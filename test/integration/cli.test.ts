@@ -36,6 +36,34 @@ describe('help', () => {
     expect(bad.stderr).toMatch(/unknown command 'frobnicate'/);
   });
 
+  it('help and client commands load neither the server nor the operator (Fastify, AWS SDK, SQLite, Kubernetes client)', async () => {
+    // A module hook that refuses the heavy packages: any of them imported on these paths fails the command.
+    const hook = `data:text/javascript,${encodeURIComponent(`
+      export async function resolve(specifier, context, next) {
+        if (/^(fastify|better-sqlite3|libsodium|@aws-sdk\\/client-kms|@kubernetes\\/client-node|cdk8s)$/.test(specifier)) {
+          throw new Error('heavy module loaded: ' + specifier);
+        }
+        return next(specifier, context);
+      }`)}`;
+    const register = `data:text/javascript,${encodeURIComponent(`import { register } from 'node:module'; register(${JSON.stringify(hook)});`)}`;
+    const light = (args: string[]) =>
+      run(process.execPath, ['--import', register, COFFER_BIN, ...args], { env: { PATH: process.env.PATH ?? '' } }).then(
+        (r) => ({ code: 0, ...r }),
+        (e: { code: number; stdout: string; stderr: string }) => e,
+      );
+    for (const args of [['--help'], ['secret', '--help'], ['operator', '--help'], ['help', 'server']]) {
+      const r = await light(args);
+      expect(r.stderr, args.join(' ')).not.toMatch(/heavy module/);
+      expect(r.code, args.join(' ')).toBe(0);
+    }
+    const get = await light(['secret', 'get', 'app/x', '--addr', 'http://127.0.0.1:9']); // nothing listens there
+    expect(get.stderr).not.toMatch(/heavy module/);
+    expect(get.code).toBe(1);
+    // Control: the hook does refuse them, so a command that needs one fails loudly.
+    const server = await light(['server']);
+    expect(server.stderr).toMatch(/heavy module loaded: (fastify|better-sqlite3|libsodium|@aws-sdk)/);
+  });
+
   it('stops a server on a malformed variable with a message naming it', async () => {
     const r = await coffer(['server'], { VAULT_DATA_DIR: tempDir(), VAULT_DEK_CACHE_TTL_SECS: 'soon' });
     expect(r.code).toBe(2);
