@@ -58,10 +58,38 @@ export interface DbSource {
   readonly authChanged?: number;
 }
 
-/** Ciphertext rows kept in memory for value reads (never plaintext); dropped whole on any change. */
-const ROW_CACHE_MAX = 10_000;
-/** Token rows (by sha256) and roles kept in memory for authentication; dropped whole on any token or role change. */
-const AUTH_CACHE_MAX = 10_000;
+/** Entries kept per in-memory cache below (ciphertext rows, tokens, roles); a full cache starts over. */
+const CACHE_MAX = 10_000;
+
+/**
+ * Rows kept in memory between reads, dropped whole when the source says they
+ * may have changed (its generation or the cache's change counter moved), and
+ * bounded by CACHE_MAX.
+ */
+class ChangeScopedCache<V> {
+  private readonly map = new Map<string, V>();
+  private generation = -1;
+  private changed = -1;
+
+  /** Empties the cache if the source changed since the last call; returns it. */
+  at(generation: number, changed: number): this {
+    if (generation !== this.generation || changed !== this.changed) {
+      this.map.clear();
+      this.generation = generation;
+      this.changed = changed;
+    }
+    return this;
+  }
+
+  get(key: string): V | undefined {
+    return this.map.get(key);
+  }
+
+  set(key: string, value: V): void {
+    if (this.map.size >= CACHE_MAX) this.map.clear();
+    this.map.set(key, value);
+  }
+}
 
 function prepare(db: Database.Database) {
   return {
@@ -95,16 +123,12 @@ function prepare(db: Database.Database) {
 export class StateReader {
   private cache: { generation: number; stmts: ReturnType<typeof prepare> } | null = null;
 
-  private rows = new Map<string, StoredVersion | null>();
-  private rowsGeneration = -1;
-  private rowsChanged = -1;
-
-  // Only tokens that exist are kept (a guessed token must not grow the cache); roles both ways, since
-  // their names come from stored tokens. Revocation, expiry-by-edit and role edits bump authChanged.
-  private tokens = new Map<string, TokenRow>();
-  private roles = new Map<string, RoleRow | null>();
-  private authGeneration = -1;
-  private authChangedSeen = -1;
+  // Ciphertext rows (never plaintext), by name or name + version; secret changes bump secretsChanged.
+  private readonly rows = new ChangeScopedCache<StoredVersion | null>();
+  // Only tokens and roles that exist are kept: a guessed token or role name must not fill the cache.
+  // Token and role commands (revocation, role edits) bump authChanged.
+  private readonly tokens = new ChangeScopedCache<TokenRow>();
+  private readonly roles = new ChangeScopedCache<RoleRow>();
 
   constructor(private readonly source: DbSource | Database.Database) {}
 
@@ -139,18 +163,14 @@ export class StateReader {
   getVersion(name: string, version?: number): StoredVersion | undefined {
     // The SQLite lookup was a quarter of a value read's CPU; rows are immutable until the next secret change.
     const src = 'generation' in this.source ? this.source : null;
-    if (src !== null && (src.generation !== this.rowsGeneration || (src.secretsChanged ?? 0) !== this.rowsChanged || this.rows.size >= ROW_CACHE_MAX)) {
-      this.rows.clear();
-      this.rowsGeneration = src.generation;
-      this.rowsChanged = src.secretsChanged ?? 0;
-    }
+    const rows = src === null ? null : this.rows.at(src.generation, src.secretsChanged ?? 0);
     const key = version === undefined ? name : `${name}\u0000${version}`;
-    const cached = src ? this.rows.get(key) : undefined;
+    const cached = rows?.get(key);
     if (cached !== undefined) return cached ?? undefined;
     const row = (version === undefined ? this.stmts.latest.get(name) : this.stmts.version.get(name, version)) as VersionTuple | undefined;
     // Frozen: a cached row stands for its record by identity (the read path keys per-record constants on it).
     const out = row === undefined ? null : Object.freeze({ name, version: row[0], ciphertext: row[1], nonce: row[2], wrapped_dek: row[3], kms_key_id: row[4], created_at: row[5] });
-    if (src) this.rows.set(key, out);
+    rows?.set(key, out);
     return out ?? undefined;
   }
 
@@ -163,30 +183,23 @@ export class StateReader {
     return this.stmts.list.all(after, prefix.length, prefix, limit) as string[];
   }
 
-  /** The source when it tells us about changes (a StateMachine); auth caches are valid only then. */
-  private authSource(): DbSource | null {
+  /** The token and role caches, valid only when the source tells us about changes (a StateMachine). */
+  private authCaches(): { tokens: ChangeScopedCache<TokenRow>; roles: ChangeScopedCache<RoleRow> } | null {
     const src = 'generation' in this.source ? this.source : null;
     if (src === null || src.authChanged === undefined) return null;
-    if (src.generation !== this.authGeneration || src.authChanged !== this.authChangedSeen) {
-      this.tokens.clear();
-      this.roles.clear();
-      this.authGeneration = src.generation;
-      this.authChangedSeen = src.authChanged;
-    }
-    return src;
+    return { tokens: this.tokens.at(src.generation, src.authChanged), roles: this.roles.at(src.generation, src.authChanged) };
   }
 
   tokenByHash(sha256: Uint8Array): TokenRow | undefined {
-    if (this.authSource() === null) return this.stmts.tokenByHash.get(sha256) as TokenRow | undefined;
-    const key = Buffer.from(sha256.buffer, sha256.byteOffset, sha256.byteLength).toString('base64');
-    const cached = this.tokens.get(key);
+    const caches = this.authCaches();
+    const key = caches === null ? '' : Buffer.from(sha256.buffer, sha256.byteOffset, sha256.byteLength).toString('base64');
+    const cached = caches?.tokens.get(key);
     if (cached !== undefined) return cached;
     const row = this.stmts.tokenByHash.get(sha256) as TokenRow | undefined;
-    if (row !== undefined) {
-      if (this.tokens.size >= AUTH_CACHE_MAX) this.tokens.clear();
-      this.tokens.set(key, Object.freeze(row));
-    }
-    return row;
+    if (row === undefined) return undefined;
+    const frozen = Object.freeze(row);
+    caches?.tokens.set(key, frozen);
+    return frozen;
   }
 
   listTokens(): TokenRow[] {
@@ -194,16 +207,14 @@ export class StateReader {
   }
 
   role(name: string): RoleRow | undefined {
-    const cache = this.authSource() !== null;
-    const cached = cache ? this.roles.get(name) : undefined;
-    if (cached !== undefined) return cached ?? undefined;
+    const caches = this.authCaches();
+    const cached = caches?.roles.get(name);
+    if (cached !== undefined) return cached;
     const row = this.stmts.role.get(name) as { name: string; rules: string; builtin: number } | undefined;
-    const out = row ? Object.freeze({ name: row.name, rules: Object.freeze(JSON.parse(row.rules)) as RoleRule[], builtin: row.builtin === 1 }) : null;
-    if (cache) {
-      if (this.roles.size >= AUTH_CACHE_MAX) this.roles.clear();
-      this.roles.set(name, out);
-    }
-    return out ?? undefined;
+    if (row === undefined) return undefined;
+    const out: RoleRow = Object.freeze({ name: row.name, rules: Object.freeze(JSON.parse(row.rules)) as RoleRule[], builtin: row.builtin === 1 });
+    caches?.roles.set(name, out);
+    return out;
   }
 
   listRoles(): RoleRow[] {

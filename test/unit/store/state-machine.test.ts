@@ -130,13 +130,16 @@ describe('StateReader auth cache (token and role rows kept between requests)', (
     expect(reader.tokenByHash(hash('j'))?.name).toBe('t2');
   });
 
-  it('does not remember tokens that do not exist, and its rows cannot be changed by a caller', () => {
+  it('does not remember tokens or roles that do not exist, and its rows cannot be changed by a caller', () => {
     const sm = fresh();
     const reader = new StateReader(sm);
     expect(reader.tokenByHash(hash('z'))).toBeUndefined();
+    expect(reader.role('late-role')).toBeUndefined();
     // Inserted behind the reader's back (no command): a miss was not cached, so it is found.
     sm.db.prepare("INSERT INTO tokens (name, token_sha256, role, created_at) VALUES ('late', ?, 'admin', 'x')").run(hash('z'));
+    sm.db.prepare("INSERT INTO roles (name, rules, builtin) VALUES ('late-role', '[]', 0)").run();
     expect(reader.tokenByHash(hash('z'))?.name).toBe('late');
+    expect(reader.role('late-role')?.rules).toEqual([]);
     const row = reader.tokenByHash(hash('z'))!;
     expect(() => { (row as { revoked_at: string | null }).revoked_at = null; }).toThrow(TypeError);
     expect(() => { (reader.role('admin')!.rules as unknown[]).push({}); }).toThrow(TypeError);
