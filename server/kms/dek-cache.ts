@@ -193,9 +193,9 @@ export class DekCache implements DekSource {
   /** Zeroes and drops entries whose TTL has passed. */
   sweep(): void {
     const t = this.now();
-    for (const [slot, e] of this.entries) {
+    for (const e of this.entries.values()) {
       if (t >= e.expiresAt) {
-        this.drop(slot, e);
+        this.drop(e);
         this.counters.expirations++;
       }
     }
@@ -204,7 +204,7 @@ export class DekCache implements DekSource {
   /** Zeroes and drops every entry (e.g. after a master-key change). */
   clear(): void {
     this.generation++;
-    for (const [slot, e] of this.entries) this.drop(slot, e);
+    for (const e of this.entries.values()) this.drop(e);
   }
 
   /** Stops the sweep timer and zeroes everything; later calls throw. */
@@ -245,7 +245,7 @@ export class DekCache implements DekSource {
     }
     const slot = slotOf(ctx);
     const old = this.entries.get(slot);
-    if (old) this.drop(slot, old); // another wrap of this version (or a stale one): the newest unwrap wins
+    if (old) this.drop(old); // another wrap of this version (or a stale one): the newest unwrap wins
     const t = this.now();
     this.entries.set(slot, {
       slot,
@@ -260,8 +260,8 @@ export class DekCache implements DekSource {
       derived: null,
     });
     while (this.entries.size > this.maxEntries) {
-      const [oldSlot, oldest] = this.entries.entries().next().value as [string, Entry];
-      this.drop(oldSlot, oldest);
+      const oldest = this.entries.values().next().value as Entry;
+      this.drop(oldest);
       this.counters.evictions++;
     }
   }
@@ -287,7 +287,7 @@ export class DekCache implements DekSource {
     if (!e) return undefined;
     const t = this.now();
     if (t >= e.expiresAt) {
-      this.drop(slot, e);
+      this.drop(e);
       this.counters.expirations++;
       return undefined;
     }
@@ -298,11 +298,11 @@ export class DekCache implements DekSource {
     return e;
   }
 
-  private drop(slot: string, e: Entry): void {
+  private drop(e: Entry): void {
     e.live = false;
     e.dek.fill(0);
     e.derived?.key.fill(0);
-    if (this.entries.get(slot) === e) this.entries.delete(slot);
+    if (this.entries.get(e.slot) === e) this.entries.delete(e.slot);
   }
 }
 
