@@ -267,6 +267,7 @@ async function startCoffer(s: Settings, root: string, token: string): Promise<{ 
     spec.push({ id: `n${i}`, host, api: await freePort(host), raft: await freePort(host) });
   }
   const masterKey = randomBytes(32).toString('base64');
+  const clusterKey = randomBytes(32).toString('base64');
   const peers = spec.map((m) => `${m.id}=${m.host}:${m.raft}`).join(',');
   const members = await Promise.all(
     spec.map(async (m) => {
@@ -282,6 +283,7 @@ async function startCoffer(s: Settings, root: string, token: string): Promise<{ 
         VAULT_PEERS: peers,
         VAULT_KMS_MODE: 'local',
         VAULT_LOCAL_MASTER_KEY: masterKey,
+        VAULT_CLUSTER_KEY: clusterKey,
         VAULT_BOOTSTRAP_TOKEN: token,
         VAULT_READ_ALLOWLIST: '127.0.0.0/8',
       };

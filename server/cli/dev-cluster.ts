@@ -44,6 +44,7 @@ export async function runDevCluster(args: ParsedArgs): Promise<number> {
         VAULT_NODE_ID: id,
         VAULT_PEERS: peers,
         VAULT_LOCAL_MASTER_KEY: shared.VAULT_LOCAL_MASTER_KEY,
+        VAULT_CLUSTER_KEY: shared.VAULT_CLUSTER_KEY,
         VAULT_BOOTSTRAP_TOKEN: token,
         VAULT_READ_ALLOWLIST: process.env.VAULT_READ_ALLOWLIST ?? '127.0.0.1',
       },

@@ -8,6 +8,7 @@ import { generateToken } from '../auth/tokens.js';
 
 export const DEV_MASTER_KEY_FILE = 'DEV-ONLY-local-master-key.b64';
 export const DEV_TOKEN_FILE = 'DEV-ONLY-bootstrap-token';
+export const DEV_CLUSTER_KEY_FILE = 'DEV-ONLY-cluster-key.b64';
 
 function readOrCreate(file: string, make: () => string): string {
   try {
@@ -33,5 +34,7 @@ export function applyDevDefaults(env: NodeJS.ProcessEnv): { token: string; dataD
     env.VAULT_LOCAL_MASTER_KEY ??= readOrCreate(path.join(dataDir, DEV_MASTER_KEY_FILE), () => randomBytes(32).toString('base64'));
   }
   env.VAULT_BOOTSTRAP_TOKEN ??= readOrCreate(path.join(dataDir, DEV_TOKEN_FILE), generateToken);
+  // Kept beside the master key so a dev cluster's nodes share it across restarts.
+  env.VAULT_CLUSTER_KEY ??= readOrCreate(path.join(dataDir, DEV_CLUSTER_KEY_FILE), () => randomBytes(32).toString('base64'));
   return { token: env.VAULT_BOOTSTRAP_TOKEN, dataDir };
 }

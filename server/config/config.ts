@@ -42,6 +42,19 @@ export interface ServerConfig {
   mgmtAddr: HostPort | null;
   /** VAULT_OVERLAY_CIDR: the WireGuard overlay; when set, Raft and management must listen inside it. */
   overlayCidr: string | null;
+  /**
+   * VAULT_CLUSTER_KEY (32 bytes): authenticates every Raft request. Null only
+   * for a node alone in its configuration, which then uses an ephemeral key.
+   */
+  clusterKey: Uint8Array | null;
+  /** VAULT_CLUSTER_KEY_PREVIOUS: also accepted when verifying, during a key change. */
+  clusterKeyPrevious: Uint8Array | null;
+  /** VAULT_TRUSTED_PROXIES: the only peers whose X-Forwarded-For is read (required with trustProxy). */
+  trustedProxies: Allowlist | null;
+  /** VAULT_API_HOSTNAMES: Host names the API answers to besides IP literals and localhost (lower case). */
+  apiHostnames: string[];
+  /** VAULT_MIN_FREE_BYTES: below this much free space on the data volume, writes are refused (507). */
+  minFreeBytes: number;
 }
 
 export class ConfigError extends Error {
@@ -164,8 +177,36 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     throw new ConfigError(tlsCertFile ? 'VAULT_TLS_KEY_FILE' : 'VAULT_TLS_CERT_FILE', 'TLS needs both the cert and the key file');
   }
 
+  const trustProxy = parseBool(env, 'VAULT_TRUST_PROXY', false);
+  const trustedText = get(env, 'VAULT_TRUSTED_PROXIES');
+  let trustedProxies: Allowlist | null = null;
+  if (trustedText !== undefined) {
+    try {
+      trustedProxies = Allowlist.parse(trustedText);
+    } catch (err) {
+      throw new ConfigError('VAULT_TRUSTED_PROXIES', (err as Error).message);
+    }
+  }
+  if (trustProxy && (trustedProxies === null || trustedProxies.entries.length === 0)) {
+    throw new ConfigError('VAULT_TRUSTED_PROXIES', 'required when VAULT_TRUST_PROXY=true: the CIDRs of the proxies whose X-Forwarded-For is believed');
+  }
+
+  const apiHostnames = (get(env, 'VAULT_API_HOSTNAMES') ?? '').split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+  for (const h of apiHostnames) {
+    if (!HOSTNAME.test(h)) throw new ConfigError('VAULT_API_HOSTNAMES', `bad host name ${JSON.stringify(h)}`);
+  }
+
   const mgmtAddr = parseMgmtAddr(get(env, 'VAULT_MGMT_ADDR'), overlayCidr, raftAdvertise);
   if (overlayCidr !== null) checkOverlay(overlayCidr, raftAddr, raftAdvertise, mgmtAddr);
+
+  const clusterKey = parseKey(env, 'VAULT_CLUSTER_KEY');
+  const clusterKeyPrevious = parseKey(env, 'VAULT_CLUSTER_KEY_PREVIOUS');
+  if (clusterKey === null && peers.some((p) => p.id !== nodeId)) {
+    throw new ConfigError('VAULT_CLUSTER_KEY', 'required when VAULT_PEERS lists other nodes: it authenticates Raft traffic (base64 of 32 bytes, the same on every node)');
+  }
+  if (clusterKey === null && clusterKeyPrevious !== null) {
+    throw new ConfigError('VAULT_CLUSTER_KEY_PREVIOUS', 'needs VAULT_CLUSTER_KEY as well');
+  }
 
   return {
     dataDir,
@@ -183,13 +224,34 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     rewrapMaxPerSec: parseIntVar(env, 'VAULT_KMS_REWRAP_MAX_PER_SEC', 20, 1, 10_000),
     bootstrapToken,
     readAllowlist,
-    trustProxy: parseBool(env, 'VAULT_TRUST_PROXY', false),
+    trustProxy,
     tlsCertFile,
     tlsKeyFile,
     maxValueBytes: parseIntVar(env, 'VAULT_MAX_VALUE_BYTES', 65_536, 1, 1_048_576),
     mgmtAddr,
     overlayCidr,
+    clusterKey,
+    clusterKeyPrevious,
+    trustedProxies,
+    apiHostnames,
+    minFreeBytes: parseIntVar(env, 'VAULT_MIN_FREE_BYTES', 67_108_864, 0, Number.MAX_SAFE_INTEGER),
   };
+}
+
+/** A DNS name (labels of letters, digits and hyphens), as a Host header may carry it. */
+const HOSTNAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+/** A 32-byte key given as base64. */
+function parseKey(env: Env, name: string): Uint8Array | null {
+  const text = get(env, name);
+  if (text === undefined) return null;
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(text)) throw new ConfigError(name, 'expected base64 of 32 bytes');
+  const bytes = new Uint8Array(Buffer.from(text, 'base64'));
+  if (bytes.length !== 32) {
+    bytes.fill(0);
+    throw new ConfigError(name, `expected base64 of 32 bytes, got ${bytes.length} bytes`);
+  }
+  return bytes;
 }
 
 /**

@@ -28,6 +28,8 @@ export interface ClusterOptions {
 export class TestCluster {
   readonly token = randomToken();
   readonly masterKey = randomMasterKey();
+  /** VAULT_CLUSTER_KEY shared by every member (same shape as a master key: base64 of 32 bytes). */
+  readonly clusterKey = randomMasterKey();
   readonly members: ClusterMember[] = [];
   readonly root = tempDir('coffer-cluster-');
   /** Members in VAULT_PEERS (the initial voters); joiners are added through the admin API. */
@@ -126,6 +128,7 @@ export class TestCluster {
       VAULT_NODE_ID: m.id,
       VAULT_PEERS: this.members.filter((x) => this.initialIds.includes(x.id)).map((x) => `${x.id}=${this.peerAddress(m, x)}`).join(','),
       VAULT_LOCAL_MASTER_KEY: this.masterKey,
+      VAULT_CLUSTER_KEY: this.clusterKey,
       VAULT_BOOTSTRAP_TOKEN: this.token,
       VAULT_READ_ALLOWLIST: '127.0.0.0/8',
       COFFER_RAFT_TICK_MS: '50',

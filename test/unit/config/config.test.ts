@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../../server/config/config.js';
 import { Allowlist, parseCidr } from '../../../server/config/ipv4.js';
 
+const KEY = Buffer.alloc(32, 7).toString('base64');
+
 describe('loadConfig', () => {
   it('applies the documented defaults', () => {
     const c = loadConfig({ VAULT_NODE_ID: 'n1' });
@@ -59,7 +61,7 @@ describe('loadConfig', () => {
   });
 
   it('parses peers and checks this node is among them', () => {
-    const c = loadConfig({ VAULT_NODE_ID: 'b', VAULT_PEERS: 'a=127.0.0.1:1, b=127.0.0.2:2' });
+    const c = loadConfig({ VAULT_NODE_ID: 'b', VAULT_PEERS: 'a=127.0.0.1:1, b=127.0.0.2:2', VAULT_CLUSTER_KEY: KEY });
     expect(c.peers.map((p) => p.id)).toEqual(['a', 'b']);
     expect(c.peers[1]!.addr).toEqual({ host: '127.0.0.2', port: 2 });
     // Advertised as the peers list says; still listening where VAULT_RAFT_ADDR's default says.
@@ -114,6 +116,7 @@ describe('overlay', () => {
       ...base,
       VAULT_PEERS: 'n0=10.77.0.1:8201,n1=10.77.0.2:8201,n2=10.77.0.3:8201',
       VAULT_MGMT_ADDR: 'overlay:8202',
+      VAULT_CLUSTER_KEY: KEY,
     });
     expect(c.raftAdvertise).toEqual({ host: '10.77.0.2', port: 8201 });
     expect(c.raftAddr).toEqual({ host: '10.77.0.2', port: 8201 });
@@ -146,3 +149,56 @@ describe('overlay', () => {
   });
 });
 
+
+describe('perimeter settings', () => {
+  const peers = { VAULT_NODE_ID: 'a', VAULT_PEERS: 'a=127.0.0.1:1,b=127.0.0.2:2' };
+
+  it('refuses to start a node with other peers without a cluster key', () => {
+    expect(() => loadConfig(peers)).toThrow(/VAULT_CLUSTER_KEY: required when VAULT_PEERS lists other nodes/);
+  });
+
+  it('lets a lone node run without one (it uses an ephemeral key)', () => {
+    expect(loadConfig({ VAULT_NODE_ID: 'a' }).clusterKey).toBeNull();
+  });
+
+  it('decodes the current and previous cluster keys', () => {
+    const previous = Buffer.alloc(32, 9).toString('base64');
+    const c = loadConfig({ ...peers, VAULT_CLUSTER_KEY: KEY, VAULT_CLUSTER_KEY_PREVIOUS: previous });
+    expect(Buffer.from(c.clusterKey!)).toEqual(Buffer.alloc(32, 7));
+    expect(Buffer.from(c.clusterKeyPrevious!)).toEqual(Buffer.alloc(32, 9));
+  });
+
+  it.each([
+    [{ VAULT_CLUSTER_KEY: Buffer.alloc(16).toString('base64') }, 'VAULT_CLUSTER_KEY'],
+    [{ VAULT_CLUSTER_KEY: 'not base64!' }, 'VAULT_CLUSTER_KEY'],
+    [{ VAULT_CLUSTER_KEY: KEY, VAULT_CLUSTER_KEY_PREVIOUS: 'AAAA' }, 'VAULT_CLUSTER_KEY_PREVIOUS'],
+    [{ VAULT_CLUSTER_KEY_PREVIOUS: KEY }, 'VAULT_CLUSTER_KEY_PREVIOUS'],
+    [{ VAULT_TRUST_PROXY: 'true' }, 'VAULT_TRUSTED_PROXIES'],
+    [{ VAULT_TRUST_PROXY: 'true', VAULT_TRUSTED_PROXIES: '10.0.0.0/33' }, 'VAULT_TRUSTED_PROXIES'],
+    [{ VAULT_API_HOSTNAMES: 'vault.example.com,bad_name' }, 'VAULT_API_HOSTNAMES'],
+    [{ VAULT_MIN_FREE_BYTES: '-5' }, 'VAULT_MIN_FREE_BYTES'],
+  ])('names the variable that is wrong (%j)', (env, variable) => {
+    try {
+      loadConfig({ VAULT_NODE_ID: 'a', ...env });
+      expect.unreachable('should have refused');
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).variable).toBe(variable);
+    }
+  });
+
+  it('reads trusted proxies, API host names and the free-space floor', () => {
+    const c = loadConfig({
+      VAULT_NODE_ID: 'a',
+      VAULT_TRUST_PROXY: 'true',
+      VAULT_TRUSTED_PROXIES: '10.0.0.0/8, 192.168.1.5',
+      VAULT_API_HOSTNAMES: 'Vault.Coffer.svc, vault.coffer.svc.cluster.local',
+      VAULT_MIN_FREE_BYTES: '1048576',
+    });
+    expect(c.trustedProxies!.allows('10.1.2.3')).toBe(true);
+    expect(c.trustedProxies!.allows('192.168.1.6')).toBe(false);
+    expect(c.apiHostnames).toEqual(['vault.coffer.svc', 'vault.coffer.svc.cluster.local']);
+    expect(c.minFreeBytes).toBe(1048576);
+    expect(loadConfig({ VAULT_NODE_ID: 'a' }).minFreeBytes).toBe(67108864);
+  });
+});

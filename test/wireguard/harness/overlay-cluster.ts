@@ -111,6 +111,7 @@ export interface AgentStatus {
 export class OverlayCluster {
   readonly token = randomToken();
   readonly masterKey = randomMasterKey();
+  readonly clusterKey = randomMasterKey();
   /** Named for this process, so a later run can remove it if this one is killed (netns.ts cleanupStaleRuns). */
   readonly root = tempDir(`coffer-wg-${process.pid}-`);
   readonly peersDir: string;
@@ -245,6 +246,7 @@ export class OverlayCluster {
       VAULT_OVERLAY_CIDR: OVERLAY_CIDR,
       VAULT_MGMT_ADDR: `overlay:${MGMT_PORT}`,
       VAULT_LOCAL_MASTER_KEY: this.masterKey,
+      VAULT_CLUSTER_KEY: this.clusterKey,
       VAULT_BOOTSTRAP_TOKEN: this.token,
       VAULT_READ_ALLOWLIST: `${this.underlay.hostIp},${OVERLAY_CIDR}`,
       LOG_LEVEL: 'info',
