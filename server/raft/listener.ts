@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { decodeCommand, UnknownCommandError } from '../store/commands.js';
+import { admitForwardedCommand, UnknownCommandError } from '../store/commands.js';
 import { BATCH_CONTENT_TYPE, decodeBatch, decodeMessages } from './codec.js';
 import type { RaftReplicator } from './raft-replicator.js';
 import { ConflictError, NoLeaderError, NotFoundError } from './replicator.js';
@@ -95,7 +95,7 @@ export async function buildRaftListener(rep: RaftReplicator, capabilities: strin
     async (req, res) => {
       const data = new Uint8Array(Buffer.from(req.body.command, 'base64'));
       try {
-        decodeCommand(data); // refuse what this leader could not apply before it reaches the log
+        admitForwardedCommand(data); // refuse what this leader would not have proposed itself before it reaches the log
         if (!rep.isLeader()) throw new NoLeaderError('not the leader');
         return await rep.proposeEncoded(data);
       } catch (err) {

@@ -170,6 +170,14 @@ export function encodeCommand(cmd: Command): Uint8Array {
   return Buffer.from(JSON.stringify(out), 'utf8');
 }
 
+/**
+ * What the leader accepts from a follower on /raft/v1/propose: a command it
+ * could have built itself. Throws UnknownCommandError for anything else.
+ */
+export function admitForwardedCommand(data: Uint8Array): Command {
+  return decodeCommand(data);
+}
+
 export function decodeCommand(data: Uint8Array): Command {
   let raw: Record<string, unknown>;
   try {
