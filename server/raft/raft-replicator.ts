@@ -201,6 +201,7 @@ export class RaftReplicator implements Replicator {
       peers,
       ready: problem === null,
       problem,
+      stopped: this.fatal !== null,
     };
   }
 

@@ -24,6 +24,8 @@ export interface ReplicationStatus {
   ready: boolean;
   /** Why the node is not ready, when it is not. */
   problem: string | null;
+  /** The node stopped applying for good (undecodable entry, storage fault): liveness fails so it is restarted. */
+  stopped: boolean;
 }
 
 export interface Replicator {

@@ -9,6 +9,7 @@ const healthSchema = {
   type: 'object',
   properties: {
     status: { type: 'string' },
+    problem: { type: ['string', 'null'] },
     node_id: { type: 'string' },
     role: { type: 'string' },
     leader_id: { type: ['string', 'null'] },
@@ -29,10 +30,14 @@ const readySchema = {
 } as const;
 
 export const healthRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { deps }) => {
-  app.get('/v1/health', { config: { action: 'health' }, schema: { response: { 200: healthSchema } } }, async () => {
+  // Liveness: 503 once the node stopped applying (an entry it cannot decode, a storage fault), so the
+  // kubelet restarts it; an election or a lagging apply is only 'degraded' (readiness handles those).
+  app.get('/v1/health', { config: { action: 'health' }, schema: { response: { 200: healthSchema, 503: healthSchema } } }, async (_req, reply) => {
     const s = deps.replicator.status();
+    if (s.stopped) void reply.code(503);
     return {
-      status: s.problem ? 'degraded' : 'ok',
+      status: s.stopped ? 'stopped' : s.problem ? 'degraded' : 'ok',
+      problem: s.problem,
       node_id: s.node_id,
       role: s.role,
       leader_id: s.leader_id,
