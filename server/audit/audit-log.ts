@@ -22,6 +22,7 @@ import {
   AUDIT_COLUMNS,
   AUDIT_SCHEMA,
   AUDIT_WORKER_ROLE,
+  migrateAuditSchema,
   type AuditRow,
   type AuditWorkerData,
   type AuditWorkerReply,
@@ -37,6 +38,7 @@ export interface AuditRecord {
   request_id: string;
   /** Token name, or `anonymous`. Never the token itself. */
   actor: string;
+  /** The client's address: the socket peer, or what a trusted proxy said in X-Forwarded-For. */
   client_ip: string;
   /** e.g. `secret.read`, `token.create`. */
   action: string;
@@ -47,6 +49,8 @@ export interface AuditRecord {
   outcome: AuditOutcome;
   /** HTTP status sent to the client. */
   status: number;
+  /** The socket peer the request came from (differs from client_ip behind a trusted proxy); null in older records. */
+  peer_ip?: string | null;
 }
 
 export interface StoredAuditRecord extends AuditRecord {
@@ -131,6 +135,7 @@ export class AuditLog {
       db.pragma('journal_mode = WAL');
       db.pragma(`busy_timeout = ${this.busyTimeoutMs}`);
       db.exec(AUDIT_SCHEMA);
+      migrateAuditSchema(db);
     } finally {
       db.close();
     }
@@ -421,6 +426,7 @@ function normalize(r: AuditRecord): AuditRow {
     version,
     r.outcome,
     r.status,
+    r.peer_ip == null ? null : String(r.peer_ip),
   ];
 }
 

@@ -42,9 +42,9 @@ export type AuditWorkerReply =
   | { id: number; ok: false; message: string; code: string | undefined };
 
 /** Column values in AUDIT_COLUMNS order. */
-export type AuditRow = [string, string, string, string, string, string, string | null, number | null, string, number];
+export type AuditRow = [string, string, string, string, string, string, string | null, number | null, string, number, string | null];
 
-export const AUDIT_COLUMNS = ['ts', 'node_id', 'request_id', 'actor', 'client_ip', 'action', 'target', 'version', 'outcome', 'status'] as const;
+export const AUDIT_COLUMNS = ['ts', 'node_id', 'request_id', 'actor', 'client_ip', 'action', 'target', 'version', 'outcome', 'status', 'peer_ip'] as const;
 
 export const AUDIT_SCHEMA = `CREATE TABLE IF NOT EXISTS audit_log (
   id INTEGER PRIMARY KEY,
@@ -57,10 +57,21 @@ export const AUDIT_SCHEMA = `CREATE TABLE IF NOT EXISTS audit_log (
   target TEXT,
   version INTEGER,
   outcome TEXT NOT NULL,
-  status INTEGER NOT NULL
+  status INTEGER NOT NULL,
+  peer_ip TEXT
 );
 -- Pages are read by id; an index on ts (kept by earlier versions) cost a second B-tree insert and WAL page per commit.
 DROP INDEX IF EXISTS audit_log_ts;`;
+
+/**
+ * Brings an audit.db from an earlier version up to AUDIT_SCHEMA: `peer_ip`
+ * (the socket peer, when a trusted proxy named another client) was added
+ * later; older rows keep NULL there.
+ */
+export function migrateAuditSchema(db: BetterSqlite3.Database): void {
+  const cols = db.prepare('PRAGMA table_info(audit_log)').all() as { name: string }[];
+  if (!cols.some((c) => c.name === 'peer_ip')) db.exec('ALTER TABLE audit_log ADD COLUMN peer_ip TEXT');
+}
 
 interface Handle {
   db: BetterSqlite3.Database;
@@ -87,6 +98,7 @@ function main(): void {
       db.pragma('synchronous = FULL');
       db.pragma(`busy_timeout = ${data.busyTimeoutMs}`);
       db.exec(AUDIT_SCHEMA);
+      migrateAuditSchema(db);
       const insert = db.prepare(`INSERT INTO audit_log (${AUDIT_COLUMNS.join(', ')}) VALUES (${AUDIT_COLUMNS.map(() => '?').join(', ')})`);
       const insertAll = db.transaction((rows: AuditRow[]) => {
         for (const r of rows) insert.run(r);

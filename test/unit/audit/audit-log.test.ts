@@ -26,6 +26,7 @@ function rec(i: number, over: Partial<AuditRecord> = {}): AuditRecord {
     version: i,
     outcome: 'allowed',
     status: 200,
+    peer_ip: '10.0.0.2',
     ...over,
   };
 }
@@ -295,7 +296,7 @@ describe('AuditLog', () => {
     const db = new Database(join(dir, 'audit.db'), { readonly: true });
     try {
       const cols = (db.prepare('PRAGMA table_info(audit_log)').all() as { name: string }[]).map((c) => c.name);
-      expect(cols).toEqual(['id', 'ts', 'node_id', 'request_id', 'actor', 'client_ip', 'action', 'target', 'version', 'outcome', 'status']);
+      expect(cols).toEqual(['id', 'ts', 'node_id', 'request_id', 'actor', 'client_ip', 'action', 'target', 'version', 'outcome', 'status', 'peer_ip']);
     } finally {
       db.close();
     }
@@ -312,8 +313,9 @@ describe('AuditLog', () => {
       .run(r0.ts, r0.node_id, r0.request_id, r0.actor, r0.client_ip, r0.action, r0.target, r0.version, r0.outcome, r0.status);
     old.close();
     const log = make();
-    await log.record(rec(1));
-    expect(log.query().records.map((r) => r.request_id)).toEqual(['req-0', 'req-1']);
+    await log.record({ ...rec(1), peer_ip: '10.0.0.9' });
+    // The peer_ip column is added in place; the old row has none.
+    expect(log.query().records.map((r) => [r.request_id, r.peer_ip])).toEqual([['req-0', null], ['req-1', '10.0.0.9']]);
     const db = new Database(join(dir, 'audit.db'), { readonly: true });
     try {
       expect(db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_log'").all()).toEqual([]);
