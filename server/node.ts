@@ -1,5 +1,6 @@
 // Assembles one vault node from its configuration: state machine, commit
 // seam, KMS, audit, metrics and the API listener. Returned handle stops it.
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { buildApi } from './api/app.js';
@@ -13,6 +14,7 @@ import { createKms, type KmsProvider, EPHEMERAL_MASTER_KEY_WARNING, parseLocalMa
 import { createLogger, type Logger } from './log/logger.js';
 import { auditMetricsHooks, createCofferMetrics } from './metrics/coffer-metrics.js';
 import { meteredKms } from './metrics/metered-kms.js';
+import { ClusterAuth, KEY_BYTES, REFUSAL_REASONS } from './raft/cluster-auth.js';
 import { buildRaftListener } from './raft/listener.js';
 import { RaftReplicator } from './raft/raft-replicator.js';
 import { NoLeaderError, type Replicator } from './raft/replicator.js';
@@ -82,6 +84,9 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
       if (config.bootstrapToken) bootstrapping = bootstrap(config.bootstrapToken, replicator, reader, logger, now);
     },
   });
+  const clusterAuth = raftAuth(config, logger);
+  replicator.transport.authenticate(clusterAuth); // before the first Ready is handled (setImmediate): nothing leaves unsigned
+  for (const reason of REFUSAL_REASONS) metrics.raftAuthRefused.inc({ reason }, 0);
   const rewrap = new RewrapWorker({
     enabled: config.rewrapEnabled,
     pollSecs: config.rewrapPollSecs,
@@ -108,7 +113,13 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
       return leader;
     },
   };
-  const raftListener = await buildRaftListener(replicator, capabilities(), logger, { forceRewrap: () => rewrap.force() });
+  const raftListener = await buildRaftListener(
+    replicator,
+    capabilities(),
+    logger,
+    { forceRewrap: () => rewrap.force(), onAuthRefused: (reason) => metrics.raftAuthRefused.inc({ reason }) },
+    clusterAuth,
+  );
   await raftListener.listen({ host: raftListenAddr.host, port: raftListenAddr.port });
   const audit = new AuditLog(config.dataDir, auditMetricsHooks(metrics));
   const now = () => new Date();
@@ -182,11 +193,27 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
       await mgmt?.close();
       await raftListener.close();
       await replicator.close();
+      clusterAuth.close();
       await audit.close();
       sm.close();
       kms.close();
     },
   };
+}
+
+/**
+ * Signs and checks Raft traffic with VAULT_CLUSTER_KEY (and accepts
+ * VAULT_CLUSTER_KEY_PREVIOUS). A lone node without one gets a random key for
+ * this run: its Raft listener then refuses everyone, which is right for a
+ * node nobody may join (config refuses a missing key when VAULT_PEERS lists others).
+ */
+function raftAuth(config: ServerConfig, logger: Logger): ClusterAuth {
+  if (config.clusterKey) return new ClusterAuth({ nodeId: config.nodeId, key: config.clusterKey, previous: config.clusterKeyPrevious });
+  const ephemeral = randomBytes(KEY_BYTES);
+  const auth = new ClusterAuth({ nodeId: config.nodeId, key: ephemeral });
+  ephemeral.fill(0); // ClusterAuth keeps its own copy, zeroed on close
+  logger.warn('Raft traffic is authenticated with an ephemeral cluster key: no other node can join this one until VAULT_CLUSTER_KEY is set (base64 of 32 bytes, the same on every node)');
+  return auth;
 }
 
 function listenerUrl(app: FastifyInstance, configured: { host: string; port: number }, tls: boolean): string {

@@ -19,6 +19,8 @@ export interface CofferMetrics {
   /** Set by the raft node (or give it a collector with setCollector). */
   raftCommitIndex: Gauge;
   raftAppliedIndex: Gauge;
+  /** Requests the Raft listener refused for want of cluster authentication, by reason (cluster-auth.ts RefusalReason). */
+  raftAuthRefused: Counter<'reason'>;
   /** Prometheus text exposition of everything above. */
   render(): string;
 }
@@ -64,6 +66,11 @@ export function createCofferMetrics(): CofferMetrics {
     }),
     raftCommitIndex: registry.gauge({ name: 'coffer_raft_commit_index', help: 'Highest Raft log index known to be committed.' }),
     raftAppliedIndex: registry.gauge({ name: 'coffer_raft_applied_index', help: 'Highest Raft log index applied to state.db.' }),
+    raftAuthRefused: registry.counter({
+      name: 'coffer_raft_auth_refused_total',
+      help: 'Raft listener requests refused with 401: no, bad or replayed cluster MAC, stale time, or a sender that is not a member.',
+      labelNames: ['reason'],
+    }),
     render: () => registry.render(),
   };
 }

@@ -1,13 +1,19 @@
-// The Raft listener (VAULT_RAFT_ADDR, plain HTTP by design; the WireGuard
-// overlay protects it in Kubernetes). Routes: message batches (binary, and
-// JSON from older members), streamed snapshot images, proposals and membership
+// The Raft listener (VAULT_RAFT_ADDR, plain HTTP; the WireGuard overlay adds
+// encryption in Kubernetes). Routes: message batches (binary, and JSON from
+// older members), streamed snapshot images, proposals and membership
 // requests forwarded by followers, and the re-wrap nudge.
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
+//
+// Every request, on every route (and on unknown paths), must be signed with
+// the cluster key by a member (cluster-auth.ts): the hooks below refuse
+// anything else with 401 before a handler runs, and sign every reply to a
+// request they admitted.
+import Fastify, { LogController, type FastifyContextConfig, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import fs from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { admitForwardedCommand, UnknownCommandError } from '../store/commands.js';
+import { AuthRefusal, COVERED_HEADERS, type ClusterAuth, type CoveredHeaders, type KeySlot, type RefusalReason, type RequestClaim } from './cluster-auth.js';
 import { BATCH_CONTENT_TYPE, decodeBatch, decodeMessages } from './codec.js';
 import type { RaftReplicator } from './raft-replicator.js';
 import { ConflictError, NoLeaderError, NotFoundError } from './replicator.js';
@@ -17,20 +23,69 @@ export const NODE_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$';
 export const ADDRESS_PATTERN = '^[A-Za-z0-9.-]+:[0-9]{1,5}$';
 
 const NODE_HEADER = { type: 'object', properties: { 'x-coffer-node': { type: 'string', minLength: 1, maxLength: 64 } }, required: ['x-coffer-node'] } as const;
+/** Small JSON routes (membership, re-wrap) need no more than this. */
+const SMALL_BODY = 64 * 1024;
+/** One warning per refusal reason in this long at most; the metric counts every one. */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
 
 export interface ListenerHooks {
   /** A follower asks this node (the leader) to run a re-wrap pass now. */
   forceRewrap(): void;
+  /** Counts one refused request (coffer_raft_auth_refused_total). */
+  onAuthRefused?(reason: RefusalReason): void;
 }
 
-export async function buildRaftListener(rep: RaftReplicator, capabilities: string[], logger: Logger, hooks: ListenerHooks): Promise<FastifyInstance> {
+/** Per-request auth state: the claim from onRequest, then the key slot that verified it. */
+interface AuthState {
+  claim: RequestClaim | null;
+  slot: KeySlot | -1;
+}
+type AuthedRequest = FastifyRequest & { clusterAuth: AuthState | null };
+
+/** Route config flag: the body is streamed to disk, not in memory; the MAC covers its digest header instead. */
+interface RouteAuthConfig {
+  streamedBody?: boolean;
+}
+const STREAMED_BODY = { streamedBody: true } as RouteAuthConfig as FastifyContextConfig;
+
+/**
+ * Who may send to this node: its current voters and learners, and every peer
+ * in its address book (VAULT_PEERS at first; then the replicated peer list,
+ * which drops removed members). A joiner that is not yet in any configuration
+ * knows the voters it was started with, so it accepts the leader's appends.
+ */
+export function knownSender(rep: RaftReplicator): (id: string) => boolean {
+  return (id) => {
+    const t = rep.node.raft.tracker;
+    return t.voters.has(id) || t.learners.has(id) || rep.transport.address(id) !== undefined;
+  };
+}
+
+export async function buildRaftListener(
+  rep: RaftReplicator,
+  capabilities: string[],
+  logger: Logger,
+  hooks: ListenerHooks,
+  auth: ClusterAuth,
+): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: logger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 256 * 1024 * 1024,
   }) as unknown as FastifyInstance;
+  // Bodies stay raw until their MAC is checked: JSON is parsed only after that (preValidation).
+  app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
-  app.addContentTypeParser(BATCH_CONTENT_TYPE, { parseAs: 'buffer', bodyLimit: 256 * 1024 * 1024 }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  app.decorateRequest('clusterAuth', null);
+  installClusterAuth(app, auth, knownSender(rep), logger, hooks.onAuthRefused);
+  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, _req, res) => {
+    const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+    if (status >= 500) logger.error({ err: { name: err.name, message: err.message } }, 'raft listener error');
+    return res.code(status).send({ error: { code: status === 413 ? 'payload_too_large' : status < 500 ? 'bad_request' : 'internal', message: status < 500 ? err.message : 'internal error' } });
+  });
+  app.setNotFoundHandler((_req, res) => res.code(404).send({ error: { code: 'not_found', message: 'no such Raft route' } }));
+
   const nodeId = rep.status().node_id;
   const reply = () => ({ node_id: nodeId, capabilities });
   const parseCaps = (caps: string | undefined) => (caps === undefined ? null : caps.split(',').filter(Boolean));
@@ -51,6 +106,7 @@ export async function buildRaftListener(rep: RaftReplicator, capabilities: strin
   app.post<{ Body: Readable; Headers: { 'x-coffer-node': string; 'x-coffer-message': string; 'x-coffer-sha256': string } }>(
     RAFT_PATHS.snapshot,
     {
+      config: STREAMED_BODY,
       schema: {
         headers: {
           type: 'object',
@@ -64,6 +120,9 @@ export async function buildRaftListener(rep: RaftReplicator, capabilities: strin
       },
     },
     async (req) => {
+      if (Buffer.isBuffer(req.body) || typeof (req.body as Readable | undefined)?.pipe !== 'function') {
+        throw Object.assign(new Error('expected an application/octet-stream image'), { statusCode: 415 });
+      }
       const [m] = decodeMessages(JSON.parse(Buffer.from(req.headers['x-coffer-message'], 'base64url').toString('utf8')));
       if (!m || m.type !== 'snap' || !m.snapshot) throw Object.assign(new Error('not a snapshot message'), { statusCode: 400 });
       const file = rep.snapshotReceivePath(m.snapshot.meta.index);
@@ -107,6 +166,7 @@ export async function buildRaftListener(rep: RaftReplicator, capabilities: strin
   app.post<{ Body: { op: 'add' | 'remove'; id: string; address?: string } }>(
     RAFT_PATHS.membership,
     {
+      bodyLimit: SMALL_BODY,
       schema: {
         headers: NODE_HEADER,
         body: {
@@ -133,10 +193,110 @@ export async function buildRaftListener(rep: RaftReplicator, capabilities: strin
       }
     },
   );
-  app.post(RAFT_PATHS.rewrap, { schema: { headers: NODE_HEADER, body: { type: 'object', additionalProperties: false, properties: {} } } }, async (_req, res) => {
+  app.post(RAFT_PATHS.rewrap, { bodyLimit: SMALL_BODY, schema: { headers: NODE_HEADER, body: { type: 'object', additionalProperties: false, properties: {} } } }, async (_req, res) => {
     if (!rep.isLeader()) return res.code(503).send({ error: { code: 'no_leader', message: 'not the leader' } });
     hooks.forceRewrap();
     return { ok: true };
   });
   return app;
+}
+
+/**
+ * The authentication hooks, on the whole listener: headers first (before the
+ * body is read), then the MAC over the raw body and the nonce, then a MAC on
+ * the reply. Nothing reaches a handler, a schema or a JSON parser unless the
+ * request was signed by a member.
+ */
+function installClusterAuth(
+  app: FastifyInstance,
+  auth: ClusterAuth,
+  isMember: (id: string) => boolean,
+  logger: Logger,
+  onRefused: ((reason: RefusalReason) => void) | undefined,
+): void {
+  const lastLogged = new Map<RefusalReason, { at: number; suppressed: number }>();
+  const refuse = (req: FastifyRequest, res: FastifyReply, err: AuthRefusal) => {
+    onRefused?.(err.reason);
+    const now = Date.now();
+    const seen = lastLogged.get(err.reason);
+    if (!seen || now - seen.at >= REFUSAL_LOG_INTERVAL_MS) {
+      const claimed = req.headers['x-coffer-node'];
+      logger.warn(
+        {
+          reason: err.reason,
+          claimed_node: typeof claimed === 'string' ? claimed.slice(0, 64) : null,
+          remote: req.socket.remoteAddress ?? null,
+          path: req.url.slice(0, 128),
+          ...(seen?.suppressed ? { suppressed: seen.suppressed } : {}),
+        },
+        'refused an unauthenticated Raft request',
+      );
+      lastLogged.set(err.reason, { at: now, suppressed: 0 });
+    } else {
+      seen.suppressed++;
+    }
+    return res.code(401).send({ error: { code: 'unauthorized', message: err.message } });
+  };
+
+  app.addHook('onRequest', async (req, res) => {
+    try {
+      (req as AuthedRequest).clusterAuth = { claim: auth.checkClaim(req.headers, isMember), slot: -1 };
+    } catch (err) {
+      if (!(err instanceof AuthRefusal)) throw err;
+      return refuse(req, res, err);
+    }
+  });
+
+  app.addHook('preValidation', async (req, res) => {
+    const state = (req as AuthedRequest).clusterAuth;
+    try {
+      if (!state?.claim) throw new AuthRefusal('missing', 'Raft requests must carry the cluster authentication headers');
+      const streamed = (req.routeOptions.config as RouteAuthConfig | undefined)?.streamedBody === true;
+      const covered = coveredHeaders(req);
+      let body: Buffer | string = '';
+      if (streamed) {
+        // The body is checked against this digest as it lands on disk; the MAC covers the digest.
+        if (covered['x-coffer-sha256'] === undefined) throw new AuthRefusal('missing', 'a streamed body needs its x-coffer-sha256 digest');
+      } else if (Buffer.isBuffer(req.body)) {
+        body = req.body;
+      } else if (req.body !== undefined && req.body !== null) {
+        throw new AuthRefusal('malformed', 'this route takes its body in memory; it cannot be streamed');
+      }
+      state.slot = auth.verifyRequest(state.claim, req.method, req.url, covered, body);
+    } catch (err) {
+      if (!(err instanceof AuthRefusal)) throw err;
+      return refuse(req, res, err);
+    }
+    if (Buffer.isBuffer(req.body) && isJson(req.headers['content-type'])) {
+      try {
+        req.body = req.body.length === 0 ? undefined : JSON.parse(req.body.toString('utf8'));
+      } catch {
+        return res.code(400).send({ error: { code: 'bad_request', message: 'body is not valid JSON' } });
+      }
+    }
+  });
+
+  app.addHook('onSend', async (req, res, payload) => {
+    const state = (req as AuthedRequest).clusterAuth;
+    if (!state?.claim || state.slot === -1) return payload; // refused, or failed before the MAC was checked: left unsigned
+    if (typeof payload === 'string' || Buffer.isBuffer(payload) || payload === null || payload === undefined) {
+      const headers = auth.signResponse(state.slot, state.claim.nonce, res.statusCode, (payload as string | Buffer | null | undefined) ?? '');
+      for (const [k, v] of Object.entries(headers)) res.header(k, v);
+    }
+    return payload;
+  });
+}
+
+function coveredHeaders(req: FastifyRequest): CoveredHeaders {
+  const out: CoveredHeaders = {};
+  for (const h of COVERED_HEADERS) {
+    const v = req.headers[h];
+    if (typeof v === 'string') out[h] = v;
+    else if (v !== undefined) throw new AuthRefusal('malformed', `${h} appears more than once`);
+  }
+  return out;
+}
+
+function isJson(contentType: string | undefined): boolean {
+  return contentType !== undefined && /^application\/json\s*(;|$)/i.test(contentType);
 }

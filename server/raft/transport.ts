@@ -4,10 +4,13 @@
 // Whatever queues while a request is in flight goes out as the next batch, in
 // the binary form (codec.ts).
 // Snapshot images stream as the request body of their own request.
+// Every request is signed with the cluster key and every reply must carry a
+// member's MAC over it (cluster-auth.ts); an unauthenticated reply is an error.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import { pipeline } from 'node:stream/promises';
+import { AuthRefusal, type ClusterAuth, type CoveredHeaders } from './cluster-auth.js';
 import type { Message } from './core/index.js';
 import { BATCH_CONTENT_TYPE, encodeBatch, encodeMessages } from './codec.js';
 
@@ -42,6 +45,7 @@ class PeerSender {
     public address: string,
     private readonly agent: http.Agent,
     private readonly hooks: TransportHooks,
+    private readonly signer: () => Signer,
   ) {}
 
   send(m: Message): void {
@@ -57,7 +61,7 @@ class PeerSender {
         const batch = this.queue;
         this.queue = [];
         try {
-          const res = await postJson(this.agent, this.address, RAFT_PATHS.batch, encodeBatch(batch), this.hooks, REQUEST_TIMEOUT_MS, BATCH_CONTENT_TYPE);
+          const res = await postJson(this.agent, this.id, this.address, RAFT_PATHS.batch, encodeBatch(batch), this.signer(), REQUEST_TIMEOUT_MS, BATCH_CONTENT_TYPE);
           const caps = (res as { capabilities?: unknown }).capabilities;
           if (Array.isArray(caps)) this.hooks.onPeerCapabilities(this.id, caps.map(String));
         } catch {
@@ -84,16 +88,27 @@ function splitAddress(address: string): { host: string; port: number } {
   return { host: address.slice(0, i), port: Number(address.slice(i + 1)) };
 }
 
+/** What a request needs to go out signed: the cluster key and this node's capabilities. */
+export interface Signer {
+  auth: ClusterAuth;
+  /** x-coffer-capabilities, joined once. */
+  capabilities: string;
+}
+
+/** POSTs one signed request to `peer` at `address`; resolves with its parsed JSON reply once the reply's MAC holds. */
 export function postJson(
   agent: http.Agent,
+  peer: string,
   address: string,
   path: string,
   body: string | Buffer,
-  hooks: Pick<TransportHooks, 'nodeId' | 'capabilities'>,
+  signer: Signer,
   timeoutMs = REQUEST_TIMEOUT_MS,
   contentType = 'application/json',
 ): Promise<unknown> {
   const { host, port } = splitAddress(address);
+  const covered: CoveredHeaders = { 'x-coffer-capabilities': signer.capabilities };
+  const auth = signer.auth.signRequest('POST', path, covered, body);
   return new Promise((resolve, reject) => {
     const req = http.request(
       {
@@ -106,22 +121,31 @@ export function postJson(
         headers: {
           'content-type': contentType,
           'content-length': Buffer.byteLength(body),
-          'x-coffer-node': hooks.nodeId,
-          'x-coffer-capabilities': hooks.capabilities.join(','),
+          ...covered,
+          ...auth,
         },
       },
       (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (text += c));
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
+          const raw = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+          const status = res.statusCode ?? 0;
+          try {
+            signer.auth.verifyResponse(peer, auth['x-coffer-nonce'], status, res.headers, raw);
+          } catch (err) {
+            // Our request was refused (401, unsigned) or the reply is not a member's: trust nothing in it.
+            const reason = err instanceof AuthRefusal ? err.reason : 'error';
+            reject(Object.assign(new Error(`raft peer ${peer} answered ${status} without a valid cluster MAC (${reason})`), { statusCode: status, unauthenticated: true }));
+            return;
+          }
           let parsed: unknown = null;
           try {
-            parsed = text ? JSON.parse(text) : null;
+            parsed = raw.length > 0 ? JSON.parse(raw.toString('utf8')) : null;
           } catch {
             // fall through: not JSON
           }
-          if ((res.statusCode ?? 0) >= 300) reject(Object.assign(new Error(`raft peer answered ${res.statusCode}`), { body: parsed, statusCode: res.statusCode }));
+          if (status >= 300) reject(Object.assign(new Error(`raft peer answered ${status}`), { body: parsed, statusCode: status }));
           else resolve(parsed);
         });
         res.on('error', reject);
@@ -143,14 +167,24 @@ export class Transport {
   /** Snapshot streams can take a while; they must not hold up either of the above. */
   private readonly snapshotAgent = new http.Agent({ keepAlive: false });
   private readonly peers = new Map<string, PeerSender>();
+  private signing: Signer | null = null;
+  private readonly signer = (): Signer => {
+    if (!this.signing) throw new Error('raft transport has no cluster key yet; nothing is sent unsigned');
+    return this.signing;
+  };
 
   constructor(private readonly hooks: TransportHooks) {}
+
+  /** Signs every request from now on with `auth`. Until this is called, every send fails (nothing goes out unsigned). */
+  authenticate(auth: ClusterAuth): void {
+    this.signing = { auth, capabilities: this.hooks.capabilities.join(',') };
+  }
 
   setPeer(id: string, address: string): void {
     if (id === this.hooks.nodeId) return;
     const p = this.peers.get(id);
     if (p) p.address = address;
-    else this.peers.set(id, new PeerSender(id, address, this.agent, this.hooks));
+    else this.peers.set(id, new PeerSender(id, address, this.agent, this.hooks, this.signer));
   }
 
   removePeer(id: string): void {
@@ -172,9 +206,13 @@ export class Transport {
   async sendSnapshot(m: Message, imageFile: string): Promise<void> {
     const p = this.peers.get(m.to);
     if (!p) throw new Error(`unknown peer ${m.to}`);
+    const signer = this.signer();
     const { host, port } = splitAddress(p.address);
     const header = Buffer.from(encodeMessages([{ ...m, snapshot: { meta: m.snapshot!.meta, data: new Uint8Array(0) } }])).toString('base64url');
     const digest = await sha256File(imageFile);
+    // The image is not in memory: the MAC covers its digest and the message header; the receiver checks the digest.
+    const covered: CoveredHeaders = { 'x-coffer-message': header, 'x-coffer-sha256': digest };
+    const auth = signer.auth.signRequest('POST', RAFT_PATHS.snapshot, covered, '');
     await new Promise<void>((resolve, reject) => {
       const req = http.request(
         {
@@ -186,14 +224,25 @@ export class Transport {
           headers: {
             'content-type': 'application/octet-stream',
             'content-length': fs.statSync(imageFile).size,
-            'x-coffer-node': this.hooks.nodeId,
-            'x-coffer-message': header,
-            'x-coffer-sha256': digest,
+            ...covered,
+            ...auth,
           },
         },
         (res) => {
-          res.resume();
-          res.on('end', () => ((res.statusCode ?? 0) < 300 ? resolve() : reject(new Error(`snapshot refused: ${res.statusCode}`))));
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const status = res.statusCode ?? 0;
+            try {
+              signer.auth.verifyResponse(m.to, auth['x-coffer-nonce'], status, res.headers, Buffer.concat(chunks));
+            } catch (err) {
+              reject(new Error(`snapshot reply from ${m.to} (${status}) is not authenticated: ${(err as Error).message}`));
+              return;
+            }
+            if (status < 300) resolve();
+            else reject(new Error(`snapshot refused: ${status}`));
+          });
+          res.on('error', reject);
         },
       );
       req.on('error', reject);
@@ -206,7 +255,7 @@ export class Transport {
     const p = this.peers.get(leader);
     if (!p) return Promise.reject(new Error(`leader ${leader} has no known address`));
     const body = JSON.stringify({ command: Buffer.from(command).toString('base64') });
-    return postJson(this.forwardAgent, p.address, RAFT_PATHS.propose, body, this.hooks, 15_000);
+    return postJson(this.forwardAgent, leader, p.address, RAFT_PATHS.propose, body, this.signer(), 15_000);
   }
 
   /** Forwards an add/remove member request to the leader. */
@@ -218,7 +267,7 @@ export class Transport {
   forward(peer: string, path: string, body: unknown, timeoutMs = REQUEST_TIMEOUT_MS): Promise<unknown> {
     const p = this.peers.get(peer);
     if (!p) return Promise.reject(new Error(`member ${peer} has no known address`));
-    return postJson(this.forwardAgent, p.address, path, JSON.stringify(body), this.hooks, timeoutMs);
+    return postJson(this.forwardAgent, peer, p.address, path, JSON.stringify(body), this.signer(), timeoutMs);
   }
 
   close(): void {

@@ -16,6 +16,7 @@ const EXPECTED: Record<string, string> = {
   coffer_audit_write_failures_total: 'counter',
   coffer_raft_commit_index: 'gauge',
   coffer_raft_applied_index: 'gauge',
+  coffer_raft_auth_refused_total: 'counter',
   process_start_time_seconds: 'gauge',
   process_resident_memory_bytes: 'gauge',
 };
