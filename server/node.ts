@@ -35,8 +35,8 @@ export interface RunningNode {
   /** Management listener (VAULT_MGMT_ADDR), when separate. */
   mgmtUrl: string | null;
   logger: Logger;
-  /** For tests: the unmetered KMS provider (LocalKms.rotate) and the re-wrap worker. */
-  internals: { kms: KmsProvider; rewrap: RewrapWorker };
+  /** For tests: the unmetered KMS provider (LocalKms.rotate), the re-wrap worker and the Raft driver (to propose as a member would). */
+  internals: { kms: KmsProvider; rewrap: RewrapWorker; replicator: RaftReplicator };
   close(): Promise<void>;
 }
 
@@ -184,7 +184,7 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
     apiUrl,
     mgmtUrl,
     logger,
-    internals: { kms: kms.raw, rewrap },
+    internals: { kms: kms.raw, rewrap, replicator },
     async close() {
       // Hand leadership over first so the cluster does not wait out an election timeout.
       if (replicator.isLeader() && replicator.status().peers.length > 1) await replicator.transferLeadership();
