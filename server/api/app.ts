@@ -1,11 +1,15 @@
-// Builds the API listener: hooks that set up each request's context, write
-// its audit record before the response leaves, and count it; then one plugin
-// per route family.
+// Builds the API listener: hooks that set up each request's context, hold it
+// to the edge rules, write its audit record before the response leaves, and
+// count it; the same answer and record for what the HTTP parser refuses; then
+// one plugin per route family.
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type preHandlerHookHandler } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { ServerOptions as HttpsOptions } from 'node:https';
 import { performance } from 'node:perf_hooks';
-import { clientIpOf, auditIp, type RequestContext } from './context.js';
+import { applyForwardedFor, peerOf, type RequestContext } from './context.js';
+import { createEdgeCheck } from './edge.js';
+import { installJsonParser } from './edge-json.js';
+import { rawRefusals } from './edge-raw.js';
 import type { AuditDone } from '../audit/audit-log.js';
 import type { ApiDeps } from './deps.js';
 import { ApiError, errorBody, outcomeFor } from './errors.js';
@@ -53,18 +57,29 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: Api
     return lastIso;
   };
 
-  const newContext = (req: FastifyRequest, routeAction: string | undefined, route: string): RequestContext => ({
-    route,
-    ts: isoNow(),
-    startedAt: performance.now(),
-    clientIp: clientIpOf(req, deps.config.trustProxy),
-    principal: null,
-    action: routeAction ?? 'unknown',
-    // Handlers refine this; set here so even a request refused by validation names its target.
-    // Unmatched requests name their path (the 404 route's own `*` param would drop the leading slash).
-    target: routeAction ? targetOf(req.params, null) : req.url.split('?')[0]!.slice(0, MAX_TARGET),
-    version: null,
-  });
+  // X-Forwarded-For is read only with VAULT_TRUST_PROXY, and then only from VAULT_TRUSTED_PROXIES.
+  const trustedProxies = deps.config.trustProxy ? deps.config.trustedProxies : null;
+  const edgeCheck = createEdgeCheck({ apiHostnames: deps.config.apiHostnames });
+
+  const newContext = (req: FastifyRequest, routeAction: string | undefined, route: string): RequestContext => {
+    const peer = peerOf(req.socket, trustedProxies);
+    const ctx: RequestContext = {
+      route,
+      ts: isoNow(),
+      startedAt: performance.now(),
+      clientIp: peer.ip,
+      clientAddr: peer.addr,
+      peerAddr: peer.addr,
+      principal: null,
+      action: routeAction ?? 'unknown',
+      // Handlers refine this; set here so even a request refused by validation names its target.
+      // Unmatched requests name their path (the 404 route's own `*` param would drop the leading slash).
+      target: routeAction ? targetOf(req.params, null) : req.url.split('?')[0]!.slice(0, MAX_TARGET),
+      version: null,
+    };
+    if (peer.trusted) applyForwardedFor(req, ctx, trustedProxies!);
+    return ctx;
+  };
 
   /** Hands the request's record to the audit log; `done(null)` once it is durable, `done(err)` when it could not be written. */
   const writeAudit = (req: FastifyRequest, status: number, done: AuditDone): void => {
@@ -84,7 +99,8 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: Api
           node_id: deps.config.nodeId,
           request_id: req.id,
           actor: req.ctx.principal?.name ?? 'anonymous',
-          client_ip: auditIp(req),
+          client_ip: req.ctx.clientAddr,
+          peer_ip: req.ctx.peerAddr,
           action: req.ctx.action,
           target: req.ctx.target,
           version: req.ctx.version,
@@ -137,6 +153,15 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: Api
     });
   };
 
+  // What Node's HTTP parser refuses never reaches a hook: answered and audited on the socket.
+  const raw = rawRefusals({
+    audit: deps.audit,
+    nodeId: deps.config.nodeId,
+    now: isoNow,
+    trustedProxies,
+    count: (route, method, status) => seriesFor(route, method, status).count(),
+  });
+
   const app = Fastify({
     loggerInstance: deps.logger,
     // Per-request lines would carry every secret name at info level and cost throughput; failures are logged.
@@ -151,20 +176,30 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: Api
     routerOptions: { maxParamLength: 1024 },
     frameworkErrors,
     return503OnClosing: true,
+    clientErrorHandler: raw.clientError,
+    // A missing Host is refused by the edge check (HTTP/1.1 only), with the usual body and record.
+    http: { requireHostHeader: false },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
-    ...(https ? { https } : {}),
+    ...(https ? { https: { ...https, requireHostHeader: false } } : {}),
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
 
   app.decorateRequest('ctx', null as never);
   // Bodies are JSON only: drop Fastify's built-in text/plain parser so every other type is 415.
   app.removeContentTypeParser('text/plain');
+  installJsonParser(app);
+  // CONNECT is handed to this event (or the socket dropped without a word); answered like an unknown method.
+  app.server.on('connect', raw.connect);
+  // An Expect other than 100-continue would get a bare 417 from Node, unaudited; serve the request as usual
+  // (RFC 9110 lets a server ignore an expectation it does not understand).
+  app.server.on('checkExpectation', (req, res) => app.server.emit('request', req, res));
 
   // Synchronous hooks take the callback form: an async hook costs a promise per request on the hot read path.
+  // The edge rules (browsers, Host) run in this same hook: one hook call per request, not two.
   app.addHook('onRequest', (req, reply, done) => {
     reply.header('x-request-id', req.id);
     const route = req.routeOptions; // a getter that builds a new object: read it once
     req.ctx = newContext(req, route.config.action, route.url ?? 'unmatched');
-    done();
+    done(edgeCheck(req));
   });
 
   // The record is durable before the response is sent; if it cannot be written, the client gets 503 instead.

@@ -1,7 +1,7 @@
 // Per-request context: who is calling from where, and what the audit record
 // will say. Filled in by hooks and handlers, read by the audit hook.
 import type { FastifyRequest } from 'fastify';
-import { normalizeClientIp } from '../config/ipv4.js';
+import { normalizeClientIp, type Allowlist } from '../config/ipv4.js';
 import type { Principal } from '../auth/tokens.js';
 
 export interface RequestContext {
@@ -10,7 +10,12 @@ export interface RequestContext {
   ts: string;
   /** performance.now() when the request arrived, ms. */
   startedAt: number;
+  /** The client's IPv4 address (what the read allowlist is checked against), or null when it has none. */
   clientIp: string | null;
+  /** The client's address as the audit record names it (never empty). */
+  clientAddr: string;
+  /** The socket peer as the audit record names it: differs from clientAddr behind a trusted proxy. */
+  peerAddr: string;
   principal: Principal | null;
   action: string;
   target: string | null;
@@ -27,30 +32,65 @@ declare module 'fastify' {
   }
 }
 
-/** Normalized peer address per connection: keep-alive clients send many requests over one socket. */
-const socketIps = new WeakMap<object, string | null>();
-
-/** Socket address, or with trust-proxy the right-most X-Forwarded-For entry (the one our proxy appended). */
-export function clientIpOf(req: FastifyRequest, trustProxy: boolean): string | null {
-  if (trustProxy) {
-    const xff = req.headers['x-forwarded-for'];
-    const joined = Array.isArray(xff) ? xff.join(',') : xff;
-    if (joined) {
-      const last = joined.split(',').map((s) => s.trim()).filter(Boolean).at(-1);
-      return normalizeClientIp(last);
-    }
-  }
-  const socket = req.socket;
-  let ip = socketIps.get(socket);
-  if (ip === undefined) {
-    ip = normalizeClientIp(socket.remoteAddress);
-    // Only a connected socket has its address for good.
-    if (socket.remoteAddress !== undefined) socketIps.set(socket, ip);
-  }
-  return ip;
+/** What is known about a connection's peer; keep-alive clients send many requests over one socket. */
+export interface Peer {
+  /** Normalized IPv4, or null. */
+  ip: string | null;
+  /** Audit text: the IPv4, else the raw socket address, else `unknown`. */
+  addr: string;
+  /** Whether its X-Forwarded-For is read (VAULT_TRUST_PROXY with the peer inside VAULT_TRUSTED_PROXIES). */
+  trusted: boolean;
 }
 
-/** What the audit log calls a request's client when the address is not IPv4. */
-export function auditIp(req: FastifyRequest): string {
-  return req.ctx.clientIp ?? req.socket.remoteAddress ?? 'unknown';
+const peers = new WeakMap<object, Peer>();
+
+/** The longest X-Forwarded-For entry kept in an audit record when it is not an address. */
+const MAX_XFF_ENTRY = 64;
+
+/** The connection's peer; `trustedProxies` is null unless VAULT_TRUST_PROXY is on. */
+export function peerOf(socket: { remoteAddress?: string | undefined }, trustedProxies: Allowlist | null): Peer {
+  let p = peers.get(socket);
+  if (p === undefined) {
+    const raw = socket.remoteAddress;
+    const ip = normalizeClientIp(raw);
+    p = { ip, addr: ip ?? raw ?? 'unknown', trusted: trustedProxies !== null && trustedProxies.allows(ip) };
+    // Only a connected socket has its address for good.
+    if (raw !== undefined) peers.set(socket, p);
+  }
+  return p;
+}
+
+/**
+ * For a request from a trusted proxy (`peerOf(...).trusted`): takes the client
+ * from X-Forwarded-For into ctx.clientIp and clientAddr. The list is walked
+ * from the right: every proxy appends the address it was reached from, so the
+ * right-most entry that is not itself one of our trusted proxies is the client
+ * (entries further left were written by the client and prove nothing). An
+ * entry that is not an IPv4 address in that position is nobody: no allowlist
+ * match, and the audit record says what it was. Without the header the peer
+ * is the client.
+ */
+export function applyForwardedFor(req: FastifyRequest, ctx: RequestContext, trustedProxies: Allowlist): void {
+  const xff = req.headers['x-forwarded-for'];
+  const joined = Array.isArray(xff) ? xff.join(',') : xff;
+  if (!joined) return;
+  const entries = joined.split(',');
+  let seen: string | null = null;
+  for (let i = entries.length - 1; i >= 0; i--) {
+    const entry = entries[i]!.trim();
+    if (entry === '') continue;
+    const ip = normalizeClientIp(entry);
+    if (ip === null) {
+      ctx.clientIp = null;
+      ctx.clientAddr = entry.slice(0, MAX_XFF_ENTRY);
+      return;
+    }
+    seen = ip;
+    if (!trustedProxies.allows(ip)) break;
+  }
+  // Every entry a trusted proxy: the left-most one is as far as the chain can be followed.
+  if (seen !== null) {
+    ctx.clientIp = seen;
+    ctx.clientAddr = seen;
+  }
 }

@@ -5,6 +5,7 @@ import { AuditUnavailableError } from '../audit/audit-log.js';
 import { IntegrityError } from '../crypto/errors.js';
 import { KmsIntegrityError, KmsUnavailableError } from '../kms/provider.js';
 import { ConflictError, FatalStorageError, NoLeaderError, NotFoundError } from '../raft/replicator.js';
+import { parserRefusal } from './edge-raw.js';
 import { ApiError, errorBody } from './errors.js';
 
 function toApiError(err: FastifyError): ApiError {
@@ -24,6 +25,9 @@ function toApiError(err: FastifyError): ApiError {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return new ApiError('bad_request', 'malformed JSON body');
   }
+  // The HTTP parser failed inside this request's body (edge-raw.ts hands the error here).
+  const parser = parserRefusal(err.code);
+  if (parser !== null) return new ApiError('bad_request', parser.message, parser.status);
   if (err instanceof SyntaxError || (err.statusCode === 400 && /JSON/i.test(err.message))) {
     return new ApiError('bad_request', 'malformed JSON body');
   }

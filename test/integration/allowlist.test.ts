@@ -1,5 +1,5 @@
 // Value reads by source address (VAULT_READ_ALLOWLIST), fail-closed, and the
-// X-Forwarded-For rules (VAULT_TRUST_PROXY). Requests really come from other
+// X-Forwarded-For rules (VAULT_TRUST_PROXY, VAULT_TRUSTED_PROXIES). Requests really come from other
 // loopback addresses (127.0.0.2, 127.0.0.5) via the socket's local address.
 import { afterEach, describe, expect, it } from 'vitest';
 import { expectError } from '../helpers/assert.js';
@@ -82,8 +82,8 @@ describe('read allowlist', () => {
 });
 
 describe('VAULT_TRUST_PROXY', () => {
-  it('when true, the right-most X-Forwarded-For entry decides', async () => {
-    const n = await node({ VAULT_READ_ALLOWLIST: '127.0.0.1', VAULT_TRUST_PROXY: 'true' });
+  it('when true, the right-most X-Forwarded-For entry from a trusted proxy decides', async () => {
+    const n = await node({ VAULT_READ_ALLOWLIST: '127.0.0.1', VAULT_TRUST_PROXY: 'true', VAULT_TRUSTED_PROXIES: '127.0.0.2' });
     const from2 = (xff: string | string[]) => read(n, { localAddress: '127.0.0.2', headers: { 'x-forwarded-for': xff } });
     expectValue(await from2('10.9.9.9, 127.0.0.1'));
     expectValue(await from2('127.0.0.1'));
@@ -99,9 +99,15 @@ describe('VAULT_TRUST_PROXY', () => {
   });
 
   it('when true but no X-Forwarded-For is sent, the socket address is used', async () => {
-    const n = await node({ VAULT_READ_ALLOWLIST: '127.0.0.1', VAULT_TRUST_PROXY: 'true' });
+    const n = await node({ VAULT_READ_ALLOWLIST: '127.0.0.1', VAULT_TRUST_PROXY: 'true', VAULT_TRUSTED_PROXIES: '127.0.0.2' });
     expectValue(await read(n, { localAddress: '127.0.0.1' }));
     expectRefused(await read(n, { localAddress: '127.0.0.2' }));
+  });
+
+  it('when true, X-Forwarded-For from a peer outside VAULT_TRUSTED_PROXIES is ignored', async () => {
+    const n = await node({ VAULT_READ_ALLOWLIST: '127.0.0.1', VAULT_TRUST_PROXY: 'true', VAULT_TRUSTED_PROXIES: '127.0.0.2' });
+    expectRefused(await read(n, { localAddress: '127.0.0.5', headers: { 'x-forwarded-for': '127.0.0.1' } }));
+    expectValue(await read(n, { localAddress: '127.0.0.1', headers: { 'x-forwarded-for': '10.9.9.9' } }));
   });
 
   it('when false (the default), X-Forwarded-For cannot take the place of an allowlisted socket address', async () => {
@@ -124,6 +130,8 @@ describe('malformed configuration stops `coffer server`', () => {
     ['VAULT_READ_ALLOWLIST', '010.0.0.1'],
     ['VAULT_READ_ALLOWLIST', '10.0.0.0/'],
     ['VAULT_TRUST_PROXY', 'maybe'],
+    ['VAULT_TRUST_PROXY', 'true'], // without VAULT_TRUSTED_PROXIES: whose X-Forwarded-For would be believed?
+    ['VAULT_TRUSTED_PROXIES', '10.0.0.0/33'],
   ])('%s=%j exits non-zero naming the variable', async (name, value) => {
     const { code, output } = await runToExit({ ...base(), [name]: value });
     expect(code).not.toBe(0);

@@ -15,6 +15,7 @@ const auditRecord = {
     request_id: { type: 'string' },
     actor: { type: 'string' },
     client_ip: { type: 'string' },
+    peer_ip: { type: ['string', 'null'] },
     action: { type: 'string' },
     target: { type: ['string', 'null'] },
     version: { type: ['integer', 'null'] },
