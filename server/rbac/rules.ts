@@ -22,6 +22,37 @@ export const ADMIN_ROLE_RULES: RoleRule[] = [{ paths: ['*'], actions: [...ALL_AC
 /** JSON-schema pattern for one path rule. Like secret names, no `.` or `..` segment (such a rule could never match). */
 export const PATH_PATTERN = '^(?!(?:.*/)?\\.{1,2}(?:/|$))(\\*|(?:(?:[A-Za-z0-9._-]+|\\+)/)*(?:[A-Za-z0-9._-]+|\\+|\\*))$';
 
+/** Limits on a role's rules, shared by the route schema, command validation and the snapshot check. */
+export const MAX_RULES = 100;
+export const MAX_RULE_PATHS = 100;
+export const MAX_PATH_LENGTH = 256;
+
+const PATH_RE = new RegExp(PATH_PATTERN);
+
+/**
+ * Why `rules` is not a valid rule list (the shape PUT /v1/roles accepts), or
+ * null. Used wherever rules arrive from outside the route: replicated
+ * commands and restored images.
+ */
+export function roleRulesProblem(rules: unknown): string | null {
+  if (!Array.isArray(rules)) return 'rules must be an array';
+  if (rules.length > MAX_RULES) return `at most ${MAX_RULES} rules`;
+  for (const [i, rule] of rules.entries()) {
+    if (typeof rule !== 'object' || rule === null || Array.isArray(rule)) return `rule ${i} must be an object`;
+    const keys = Object.keys(rule);
+    if (keys.length !== 2 || !keys.includes('paths') || !keys.includes('actions')) return `rule ${i} must have exactly paths and actions`;
+    const { paths, actions } = rule as { paths: unknown; actions: unknown };
+    if (!Array.isArray(paths) || paths.length > MAX_RULE_PATHS) return `rule ${i}: paths must be an array of at most ${MAX_RULE_PATHS}`;
+    for (const p of paths) {
+      if (typeof p !== 'string' || p.length < 1 || p.length > MAX_PATH_LENGTH || !PATH_RE.test(p)) return `rule ${i}: invalid path pattern`;
+    }
+    if (!Array.isArray(actions) || actions.length < 1) return `rule ${i}: actions must be a non-empty array`;
+    if (new Set(actions).size !== actions.length) return `rule ${i}: actions must be unique`;
+    for (const a of actions) if (!(ALL_ACTIONS as readonly unknown[]).includes(a)) return `rule ${i}: unknown action`;
+  }
+  return null;
+}
+
 export function pathMatches(pattern: string, name: string): boolean {
   if (pattern === '*') return true;
   const pat = pattern.split('/');

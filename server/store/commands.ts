@@ -1,168 +1,67 @@
 // Replicated commands: the only way state.db changes. Each carries a type and
-// a version; every field the apply step needs (timestamps included) is decided
-// by the proposer, so applying the same log yields the same state on every node.
+// a version; the shapes live in commands/types.ts, their validation, forwarding
+// rule and cache effects in commands/definitions.ts.
 //
-// Wire form: UTF-8 JSON with binary fields as base64. A node that meets a type
-// or version it does not know must stop applying (UnknownCommandError), never skip.
-import type { RoleRule } from '../rbac/rules.js';
+// Wire form: UTF-8 JSON with binary fields as base64. Two kinds of failure:
+// - a type or version this build does not know (UnknownCommandError): version
+//   skew, so the node must stop applying, never skip;
+// - a known command whose content is invalid (InvalidCommandError): every node
+//   reaches the same verdict, so it applies as a deterministic rejection.
+import { COMMANDS, type CacheScope } from './commands/definitions.js';
+import { shapeProblem } from './commands/fields.js';
+import type { Command, CommandType } from './commands/types.js';
 
-export interface SecretPutV1 {
-  t: 'secret.put';
-  v: 1;
-  name: string;
-  version: number;
-  /** current_version the proposer sealed against (0 = new); apply refuses if it moved. */
-  expected_current: number;
-  /** Caller's check-and-set, if any; a mismatch is reported as cas_mismatch rather than a retryable race. */
-  cas: number | null;
-  ciphertext: Uint8Array;
-  nonce: Uint8Array;
-  wrapped_dek: Uint8Array;
-  kms_key_id: string;
-  created_at: string;
-  created_by: string;
-}
+export * from './commands/types.js';
+export type { CacheScope } from './commands/definitions.js';
 
-export interface SecretDeleteV1 {
-  t: 'secret.delete';
-  v: 1;
-  name: string;
-  at: string;
-}
-
-export interface TokenCreateV1 {
-  t: 'token.create';
-  v: 1;
-  name: string;
-  token_sha256: Uint8Array;
-  role: string;
-  created_at: string;
-  expires_at: string | null;
-}
-
-/** Creates bootstrap-admin only when no token of that name exists (revoked stays revoked). */
-export interface TokenBootstrapV1 {
-  t: 'token.bootstrap';
-  v: 1;
-  token_sha256: Uint8Array;
-  created_at: string;
-}
-
-export interface TokenRevokeV1 {
-  t: 'token.revoke';
-  v: 1;
-  name: string;
-  revoked_at: string;
-}
-
-export interface RolePutV1 {
-  t: 'role.put';
-  v: 1;
-  name: string;
-  rules: RoleRule[];
-}
-
-export interface RoleDeleteV1 {
-  t: 'role.delete';
-  v: 1;
-  name: string;
-}
-
-/** Records a member's Raft address so every node can dial it (precedes adding it as a learner). */
-export interface ClusterPeerV1 {
-  t: 'cluster.peer';
-  v: 1;
-  id: string;
-  address: string;
-}
-
-/** Replaces the secrets, versions, roles, tokens and KMS state with a saved image (membership is kept). */
-export interface StateRestoreV1 {
-  t: 'state.restore';
-  v: 1;
-  image: Uint8Array;
-}
-
-/** Re-wrapped DEK of one version (ciphertext, nonce and AAD untouched); applies only if the stored wrap is still `expected_wrapped_dek`. */
-export interface SecretRewrapV1 {
-  t: 'secret.rewrap';
-  v: 1;
-  name: string;
-  version: number;
-  expected_wrapped_dek: Uint8Array;
-  wrapped_dek: Uint8Array;
-  kms_key_id: string;
-  wrapped_rotation_at: string;
-}
-
-/** Sets re-wrap bookkeeping in kms_state (watermark, last pass). */
-export interface KmsStateV1 {
-  t: 'kms.state';
-  v: 1;
-  values: Record<string, string>;
-}
-
-export type Command =
-  | SecretPutV1
-  | SecretDeleteV1
-  | TokenCreateV1
-  | TokenBootstrapV1
-  | TokenRevokeV1
-  | RolePutV1
-  | RoleDeleteV1
-  | ClusterPeerV1
-  | StateRestoreV1
-  | SecretRewrapV1
-  | KmsStateV1;
-
-export type CommandType = Command['t'];
-
-/** Binary fields per type, for the base64 wire form. */
-const BINARY_FIELDS: Record<string, readonly string[]> = {
-  'secret.put': ['ciphertext', 'nonce', 'wrapped_dek'],
-  'token.create': ['token_sha256'],
-  'token.bootstrap': ['token_sha256'],
-  'state.restore': ['image'],
-  'secret.rewrap': ['expected_wrapped_dek', 'wrapped_dek'],
-};
-
-/** Highest version this build decodes, per type. Advertised as capabilities (`type@version`). */
-const BUILT_IN_COMMANDS: Record<CommandType, number> = {
-  'secret.put': 1,
-  'secret.delete': 1,
-  'token.create': 1,
-  'token.bootstrap': 1,
-  'token.revoke': 1,
-  'role.put': 1,
-  'role.delete': 1,
-  'cluster.peer': 1,
-  'state.restore': 1,
-  'secret.rewrap': 1,
-  'kms.state': 1,
-};
+/** Highest version this build decodes, per type (it decodes every version from 1 up). */
+const BUILT_IN_COMMANDS = Object.fromEntries(
+  Object.entries(COMMANDS).map(([t, def]) => [t, Math.max(...Object.keys(def.versions).map(Number))]),
+) as Record<CommandType, number>;
 
 /**
- * COFFER_UNSUPPORTED_COMMANDS (comma list of types) makes this process behave
- * like an older release that lacks them: it neither advertises nor decodes
- * them. Tests use it to exercise rollout gating; never set it in production.
+ * COFFER_UNSUPPORTED_COMMANDS makes this process behave like an older release
+ * that lacks some commands: `type` drops the type, `type@N` drops version N and
+ * later. Tests use it to exercise rollout gating; never set it in production.
  */
 function withoutUnsupported(all: Record<CommandType, number>): Record<CommandType, number> {
-  const off = new Set((process.env.COFFER_UNSUPPORTED_COMMANDS ?? '').split(',').map((s) => s.trim()).filter(Boolean));
-  return Object.fromEntries(Object.entries(all).filter(([t]) => !off.has(t))) as Record<CommandType, number>;
+  const out = { ...all } as Partial<Record<CommandType, number>>;
+  for (const item of (process.env.COFFER_UNSUPPORTED_COMMANDS ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    const [t, v] = item.split('@') as [CommandType, string | undefined];
+    if (!(t in out)) continue;
+    const below = v === undefined ? 0 : Number(v) - 1;
+    if (below < 1) delete out[t];
+    else out[t] = Math.min(out[t]!, below);
+  }
+  return out as Record<CommandType, number>;
 }
 
 export const SUPPORTED_COMMANDS = withoutUnsupported(BUILT_IN_COMMANDS);
 
+/**
+ * Advertised to peers as `type@version`, one entry per version this build
+ * decodes, so a leader can check for exactly the version it means to propose.
+ */
 export function capabilities(): string[] {
-  return Object.entries(SUPPORTED_COMMANDS).map(([t, v]) => `${t}@${v}`);
+  return Object.entries(SUPPORTED_COMMANDS).flatMap(([t, max]) => Array.from({ length: max }, (_, i) => `${t}@${i + 1}`));
 }
 
+export function capability(cmd: Pick<Command, 't' | 'v'>): string {
+  return `${cmd.t}@${cmd.v}`;
+}
+
+/** A type or version this build does not know: the node stops applying rather than skip it. */
 export class UnknownCommandError extends Error {
   override readonly name = 'UnknownCommandError';
 }
 
+/** A known command whose content is not valid: applied as a rejection, identically on every node. */
+export class InvalidCommandError extends Error {
+  override readonly name = 'InvalidCommandError';
+}
+
 export function encodeCommand(cmd: Command): Uint8Array {
-  const bin = BINARY_FIELDS[cmd.t] ?? [];
+  const bin = COMMANDS[cmd.t].binary;
   const out: Record<string, unknown> = {};
   for (const [k, val] of Object.entries(cmd)) {
     out[k] = bin.includes(k) ? Buffer.from(val as Uint8Array).toString('base64') : val;
@@ -170,32 +69,57 @@ export function encodeCommand(cmd: Command): Uint8Array {
   return Buffer.from(JSON.stringify(out), 'utf8');
 }
 
-/**
- * What the leader accepts from a follower on /raft/v1/propose: a command it
- * could have built itself. Throws UnknownCommandError for anything else.
- */
-export function admitForwardedCommand(data: Uint8Array): Command {
-  return decodeCommand(data);
-}
+/** Quotes an outside string for a message, bounded (it may end up in /v1/health). */
+const quote = (v: unknown): string => JSON.stringify(typeof v === 'string' ? v.slice(0, 64) : typeof v === 'number' ? v : typeof v);
 
+/**
+ * Decodes one command: UnknownCommandError when it is not a command this
+ * build knows (not JSON, not an object, unknown type or version),
+ * InvalidCommandError when its content fails validation.
+ */
 export function decodeCommand(data: Uint8Array): Command {
-  let raw: Record<string, unknown>;
+  let raw: unknown;
   try {
-    raw = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8')) as Record<string, unknown>;
+    raw = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8'));
   } catch {
     throw new UnknownCommandError('command is not valid JSON');
   }
-  const t = raw.t;
-  const v = raw.v;
-  if (typeof t !== 'string' || !(t in SUPPORTED_COMMANDS)) {
-    throw new UnknownCommandError(`unknown command type ${JSON.stringify(t)}`);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new UnknownCommandError('command is not a JSON object');
+  const fields = raw as Record<string, unknown>;
+  const t = fields.t;
+  const v = fields.v;
+  if (typeof t !== 'string' || !Object.hasOwn(SUPPORTED_COMMANDS, t)) throw new UnknownCommandError(`unknown command type ${quote(t)}`);
+  const type = t as CommandType;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > SUPPORTED_COMMANDS[type]) {
+    throw new UnknownCommandError(`unsupported version ${quote(v)} of command ${type}`);
   }
-  if (typeof v !== 'number' || v < 1 || v > SUPPORTED_COMMANDS[t as CommandType]) {
-    throw new UnknownCommandError(`unsupported version ${JSON.stringify(v)} of command ${t}`);
+  const def = COMMANDS[type];
+  for (const k of def.binary) {
+    if (typeof fields[k] === 'string') fields[k] = new Uint8Array(Buffer.from(fields[k] as string, 'base64'));
   }
-  for (const k of BINARY_FIELDS[t] ?? []) {
-    if (typeof raw[k] !== 'string') throw new UnknownCommandError(`command ${t} lacks ${k}`);
-    raw[k] = new Uint8Array(Buffer.from(raw[k] as string, 'base64'));
+  const problem = shapeProblem(fields, def.versions[v]!) ?? def.refine?.(fields as unknown as Command) ?? null;
+  if (problem) throw new InvalidCommandError(`invalid ${type}@${v}: ${problem}`);
+  return fields as unknown as Command;
+}
+
+/** The reader caches applying `cmd` may make stale. */
+export function invalidatedBy(cmd: Command): readonly CacheScope[] {
+  return COMMANDS[cmd.t].invalidates;
+}
+
+/**
+ * What the leader accepts from a follower on /raft/v1/propose: a command it
+ * could have built itself (decoded and validated the same way) of a type a
+ * follower may forward. Throws UnknownCommandError (answered 400) otherwise.
+ */
+export function admitForwardedCommand(data: Uint8Array): Command {
+  let cmd: Command;
+  try {
+    cmd = decodeCommand(data);
+  } catch (err) {
+    if (err instanceof InvalidCommandError) throw new UnknownCommandError(err.message);
+    throw err;
   }
-  return raw as unknown as Command;
+  if (!COMMANDS[cmd.t].forwardable) throw new UnknownCommandError(`command ${cmd.t} is not accepted from a follower`);
+  return cmd;
 }

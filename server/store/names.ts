@@ -1,4 +1,4 @@
-// Secret-name rules (DESIGN §4) shared by the JSON schemas and the core.
+// Name rules (DESIGN §4) shared by the JSON schemas, the command validation and the image check.
 
 const SEGMENT = '[A-Za-z0-9._-]+';
 /** Source for JSON-schema `pattern`: segments joined by '/', none empty, none '.' or '..'. */
@@ -14,3 +14,10 @@ export function isValidSecretName(name: string): boolean {
 
 /** Token and role names: one segment, no dots at the start. */
 export const IDENT_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$';
+
+export const IDENT_RE = new RegExp(IDENT_PATTERN);
+
+/** Raft member ids (VAULT_NODE_ID, VAULT_PEERS): as the configuration accepts them. */
+export const NODE_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$';
+/** A member's Raft address, `host:port`. */
+export const RAFT_ADDRESS_PATTERN = '^[A-Za-z0-9.-]{1,253}:[0-9]{1,5}$';

@@ -1,7 +1,7 @@
 // What applying a command reports back to the proposer. Failures here are
 // deterministic outcomes (every node computes the same), not exceptions.
 
-export type ApplyErrorCode = 'not_found' | 'conflict' | 'cas_mismatch' | 'bad_request' | 'stale';
+export type ApplyErrorCode = 'not_found' | 'conflict' | 'cas_mismatch' | 'bad_request' | 'forbidden' | 'stale';
 
 export type ApplyResult =
   | { ok: true; version?: number; created?: boolean; note?: 'exists' | 'revoked' | 'peers' }

@@ -4,7 +4,8 @@
 import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
-import { decodeCommand, type Command } from './commands.js';
+import { decodeCommand, InvalidCommandError, invalidatedBy, type Command } from './commands.js';
+import { restoreImage } from './restore.js';
 import { applied, refused, type ApplyResult } from './results.js';
 import { initStateSchema } from './schema.js';
 
@@ -39,6 +40,7 @@ function prepare(db: Database.Database) {
         'INSERT INTO tokens (name, token_sha256, role, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, NULL)',
       ),
       tokenRevoke: db.prepare('UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL'),
+      tokensRevokeByRole: db.prepare('UPDATE tokens SET revoked_at = ? WHERE role = ? AND revoked_at IS NULL'),
       roleGet: db.prepare('SELECT name, builtin FROM roles WHERE name = ?'),
       roleUpsert: db.prepare(
         'INSERT INTO roles (name, rules, builtin) VALUES (?, ?, 0) ON CONFLICT(name) DO UPDATE SET rules = excluded.rules',
@@ -62,6 +64,8 @@ export class StateMachine {
   secretsChanged = 0;
   /** Bumped whenever tokens or roles may have changed, so readers drop cached token and role rows. */
   authChanged = 0;
+  /** Valid commands whose execution failed on this state and were rejected instead (a bug or a violated constraint). */
+  faults = 0;
   private stmts: ReturnType<typeof prepare>;
   private readonly file: string;
 
@@ -87,14 +91,54 @@ export class StateMachine {
   }
 
   /**
-   * Decodes and applies one committed entry. Throws UnknownCommandError without
-   * changing anything. An entry at or below the applied index (replayed after a
-   * restart or a snapshot install) is skipped.
+   * Decodes and applies one committed entry. Applying is total: a command
+   * that decodes but fails validation, or whose execution fails in a way
+   * every node would repeat, applies as a rejection that changes nothing
+   * but the applied index. Throws UnknownCommandError (a type or version
+   * this build does not know) without changing anything, and rethrows
+   * faults of this node alone (disk full, I/O): those must stop it, never
+   * turn into an outcome other nodes would not share. An entry at or below
+   * the applied index (replayed after a restart or a snapshot install) is skipped.
    */
   applyEntry(index: number, term: number, data: Uint8Array): ApplyResult {
     if (index <= this.appliedIndex().index) return applied();
-    const cmd = decodeCommand(data);
-    return this.applyCommand(index, term, cmd);
+    let cmd: Command;
+    try {
+      cmd = decodeCommand(data);
+    } catch (err) {
+      if (!(err instanceof InvalidCommandError)) throw err;
+      return this.inTransaction(() => {
+        this.stmts.appliedSet.run(index, term);
+        return refused('bad_request', err.message);
+      });
+    }
+    return this.inTransaction(() => {
+      const result = this.executeTotal(cmd);
+      this.stmts.appliedSet.run(index, term);
+      return result;
+    });
+  }
+
+  /** Runs `fn` in the surrounding `batch` transaction, or in its own. */
+  private inTransaction<T>(fn: () => T): T {
+    return this.db.inTransaction ? fn() : this.db.transaction(fn)();
+  }
+
+  /**
+   * Executes a valid command in a savepoint. An exception that any node
+   * would raise on the same state (a violated constraint, a bug in this
+   * release) rolls the command back and becomes a rejection; one that
+   * belongs to this node's disk or memory is rethrown.
+   */
+  private executeTotal(cmd: Command): ApplyResult {
+    try {
+      return this.db.transaction(() => this.execute(cmd))();
+    } catch (err) {
+      if (!isDeterministicFault(err)) throw err;
+      this.faults++;
+      const e = err as { name?: string; code?: string };
+      return refused('bad_request', `command ${cmd.t}@${cmd.v} could not be applied (${String(e.code ?? e.name ?? 'error').slice(0, 40)})`);
+    }
   }
 
   /** Applies a log entry that carries no command (a Raft no-op), only advancing the index. */
@@ -120,30 +164,6 @@ export class StateMachine {
     })();
   }
 
-  /** Tables a saved image restores; raft_peers and applied describe this cluster, not the saved state. */
-  static readonly RESTORED_TABLES = ['secrets', 'secret_versions', 'roles', 'tokens', 'kms_state'] as const;
-
-  private restoreTables(image: Uint8Array): void {
-    const tmp = `${this.file}.restore-${process.pid}.tmp`;
-    fs.writeFileSync(tmp, image, { mode: 0o600 });
-    try {
-      // ATTACH cannot run inside the apply transaction, so the image is read into memory first.
-      const src = new Database(tmp, { readonly: true });
-      const rows = Object.fromEntries(StateMachine.RESTORED_TABLES.map((t) => [t, src.prepare(`SELECT * FROM ${t}`).all()]));
-      src.close();
-      for (const t of StateMachine.RESTORED_TABLES) {
-        this.db.prepare(`DELETE FROM ${t}`).run();
-        const list = rows[t] as Record<string, unknown>[];
-        if (list.length === 0) continue;
-        const cols = Object.keys(list[0]!);
-        const insert = this.db.prepare(`INSERT INTO ${t} (${cols.join(', ')}) VALUES (${cols.map((c) => '@' + c).join(', ')})`);
-        for (const r of list) insert.run(r);
-      }
-    } finally {
-      fs.rmSync(tmp, { force: true });
-    }
-  }
-
   /** Writes a consistent image of the whole state to `file` (for a snapshot sent to a follower). */
   writeImage(file: string): void {
     fs.rmSync(file, { force: true });
@@ -162,30 +182,21 @@ export class StateMachine {
     this.authChanged++;
   }
 
-  applyCommand(index: number, term: number, cmd: Command): ApplyResult {
-    if (this.db.inTransaction) {
-      // Inside `batch`: no savepoint per entry. An error here (other than a
-      // decode error, raised before anything changed) aborts the whole batch.
-      const result = this.execute(cmd);
-      this.stmts.appliedSet.run(index, term);
-      return result;
-    }
-    return this.db.transaction((): ApplyResult => {
-      const result = this.execute(cmd);
-      this.stmts.appliedSet.run(index, term);
-      return result;
-    })();
-  }
-
   private execute(cmd: Command): ApplyResult {
     const s = this.stmts;
-    if (cmd.t === 'secret.put' || cmd.t === 'secret.delete' || cmd.t === 'secret.rewrap' || cmd.t === 'state.restore') this.secretsChanged++;
     // Bumped before the change (applies are synchronous, so no read runs in between); a rolled-back change only costs a refill.
-    if (cmd.t.startsWith('token.') || cmd.t.startsWith('role.') || cmd.t === 'state.restore') this.authChanged++;
+    for (const scope of invalidatedBy(cmd)) {
+      if (scope === 'secrets') this.secretsChanged++;
+      else if (scope === 'auth') this.authChanged++;
+    }
     switch (cmd.t) {
       case 'secret.put': {
         const row = s.secretGet.get(cmd.name) as { current_version: number } | undefined;
         const current = row?.current_version ?? 0;
+        // The token's right decides, against the state the write lands on (the same refusal whichever way it fails).
+        if (cmd.v === 2 && ((cmd.mode === 'create' && row) || (cmd.mode === 'update' && !row))) {
+          return refused('forbidden', `this write may only ${cmd.mode} the secret`);
+        }
         if (cmd.cas !== null && cmd.cas !== current) {
           return refused('cas_mismatch', `current version is ${current}, not ${cmd.cas}`);
         }
@@ -242,13 +253,15 @@ export class StateMachine {
         for (const [k, v] of Object.entries(cmd.values)) s.kmsStateSet.run(k, v);
         return applied();
       case 'state.restore':
-        this.restoreTables(cmd.image);
+        restoreImage(this.db, cmd.image, cmd.v === 2 ? cmd.at : null);
         return applied();
       case 'role.delete': {
         const row = s.roleGet.get(cmd.name) as { builtin: number } | undefined;
         if (!row) return refused('not_found', 'no such role');
         if (row.builtin) return refused('conflict', `role ${cmd.name} is built in and cannot be deleted`);
         s.roleDelete.run(cmd.name);
+        // Its tokens end with it: a later role of the same name must not revive them.
+        if (cmd.v === 2) s.tokensRevokeByRole.run(cmd.at, cmd.name);
         return applied();
       }
     }
@@ -262,4 +275,20 @@ export class StateMachine {
   close(): void {
     this.db.close();
   }
+}
+
+/**
+ * SQLite result codes that depend on this node (its disk, memory, locks or
+ * file), not on the command and the state: the same entry may apply fine on
+ * another node or after a restart, so they must never become a rejection.
+ */
+const NODE_LOCAL_SQLITE = /^SQLITE_(FULL|IOERR|BUSY|LOCKED|NOMEM|CORRUPT|READONLY|CANTOPEN|NOTADB|PERM|PROTOCOL|INTERRUPT|ABORT|NOLFS|AUTH)/;
+
+function isDeterministicFault(err: unknown): boolean {
+  if (err instanceof Database.SqliteError) return !NODE_LOCAL_SQLITE.test(err.code);
+  if (!(err instanceof Error)) return false;
+  // System errors (ENOSPC, EIO, ...) and exhausted stacks belong to this node.
+  if ('errno' in err || 'syscall' in err) return false;
+  if (err instanceof RangeError && /call stack|allocation failed/i.test(err.message)) return false;
+  return true;
 }

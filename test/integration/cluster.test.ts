@@ -258,7 +258,10 @@ describe('3-node cluster', () => {
     // It applied what came before the unknown entry and nothing after it.
     expect((await request(old.url, 'GET', '/v1/secrets/dec/a?consistency=stale')).body.value).toBe('a');
     expect((await request(old.url, 'GET', '/v1/secrets/dec/b?consistency=stale')).status).not.toBe(200);
-    expect((await request(old.url, 'GET', '/v1/health')).body.status).toBe('degraded');
+    // Liveness fails too, so the kubelet restarts it (issue 11, finding 2).
+    const health = await request(old.url, 'GET', '/v1/health');
+    expect(health.status).toBe(503);
+    expect(health.body).toMatchObject({ status: 'stopped', problem: expect.stringMatching(/cannot decode committed entry \d+/) });
   });
 
   it('holds the re-wrap worker back while a voter does not advertise its commands, then proceeds', async () => {

@@ -1,6 +1,6 @@
 // Role management. `admin` is built in: readable, never changed or deleted.
 import type { FastifyPluginAsync } from 'fastify';
-import { ALL_ACTIONS, PATH_PATTERN, rulesAllow, rulesArePrivileged, type RoleRule } from '../../rbac/rules.js';
+import { ALL_ACTIONS, MAX_PATH_LENGTH, MAX_RULE_PATHS, MAX_RULES, PATH_PATTERN, rulesAllow, rulesArePrivileged, type RoleRule } from '../../rbac/rules.js';
 import { applyError } from '../../secrets/service.js';
 import type { ApiDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
@@ -11,7 +11,7 @@ const ruleSchema = {
   additionalProperties: false,
   required: ['paths', 'actions'],
   properties: {
-    paths: { type: 'array', maxItems: 100, items: { type: 'string', minLength: 1, maxLength: 256, pattern: PATH_PATTERN } },
+    paths: { type: 'array', maxItems: MAX_RULE_PATHS, items: { type: 'string', minLength: 1, maxLength: MAX_PATH_LENGTH, pattern: PATH_PATTERN } },
     actions: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', enum: [...ALL_ACTIONS] } },
   },
 } as const;
@@ -32,7 +32,7 @@ export const roleRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { d
           type: 'object',
           additionalProperties: false,
           required: ['rules'],
-          properties: { rules: { type: 'array', maxItems: 100, items: ruleSchema } },
+          properties: { rules: { type: 'array', maxItems: MAX_RULES, items: ruleSchema } },
         },
         response: { 200: roleResponse, 201: roleResponse, ...errorResponses },
       },

@@ -26,11 +26,14 @@ const bytes = (s: string) => new Uint8Array(Buffer.from(s));
 function put(name: string, version: number, expected: number, cas: number | null = null): Command {
   return {
     t: 'secret.put', v: 1, name, version, expected_current: expected, cas,
-    ciphertext: bytes(`ct-${name}-${version}`), nonce: bytes('n'.repeat(24)), wrapped_dek: bytes('wd'),
+    ciphertext: bytes(`ct-${name}-${version}`.padEnd(16, '.')), nonce: bytes('n'.repeat(24)), wrapped_dek: bytes('wd'),
     kms_key_id: 'local:test', created_at: '2026-01-01T00:00:00.000Z', created_by: 'tester',
   };
 }
 
+const T = '2026-01-01T00:00:00.000Z';
+const R1 = '2026-01-02T00:00:00.000Z';
+const R2 = '2026-01-03T00:00:00.000Z';
 const script: Command[] = [
   put('a', 1, 0),
   put('a', 2, 1),
@@ -38,17 +41,17 @@ const script: Command[] = [
   put('b', 1, 0, 0),
   put('b', 2, 1, 5), // cas mismatch
   { t: 'role.put', v: 1, name: 'reader', rules: [{ paths: ['a'], actions: ['read_metadata'] }] },
-  { t: 'token.create', v: 1, name: 't1', token_sha256: bytes('h'.repeat(32)), role: 'reader', created_at: 'x', expires_at: null },
-  { t: 'token.create', v: 1, name: 't1', token_sha256: bytes('i'.repeat(32)), role: 'reader', created_at: 'x', expires_at: null },
-  { t: 'token.create', v: 1, name: 't2', token_sha256: bytes('j'.repeat(32)), role: 'nope', created_at: 'x', expires_at: null },
-  { t: 'token.revoke', v: 1, name: 't1', revoked_at: 'r1' },
-  { t: 'token.revoke', v: 1, name: 't1', revoked_at: 'r2' },
-  { t: 'secret.delete', v: 1, name: 'b', at: 'x' },
-  { t: 'secret.delete', v: 1, name: 'b', at: 'x' },
+  { t: 'token.create', v: 1, name: 't1', token_sha256: bytes('h'.repeat(32)), role: 'reader', created_at: T, expires_at: null },
+  { t: 'token.create', v: 1, name: 't1', token_sha256: bytes('i'.repeat(32)), role: 'reader', created_at: T, expires_at: null },
+  { t: 'token.create', v: 1, name: 't2', token_sha256: bytes('j'.repeat(32)), role: 'nope', created_at: T, expires_at: null },
+  { t: 'token.revoke', v: 1, name: 't1', revoked_at: R1 },
+  { t: 'token.revoke', v: 1, name: 't1', revoked_at: R2 },
+  { t: 'secret.delete', v: 1, name: 'b', at: T },
+  { t: 'secret.delete', v: 1, name: 'b', at: T },
   { t: 'role.put', v: 1, name: 'admin', rules: [] },
-  { t: 'role.delete', v: 1, name: 'admin' },
-  { t: 'token.bootstrap', v: 1, token_sha256: bytes('k'.repeat(32)), created_at: 'x' },
-  { t: 'token.bootstrap', v: 1, token_sha256: bytes('l'.repeat(32)), created_at: 'x' },
+  { t: 'role.delete', v: 2, name: 'admin', at: T },
+  { t: 'token.bootstrap', v: 1, token_sha256: bytes('k'.repeat(32)), created_at: T },
+  { t: 'token.bootstrap', v: 1, token_sha256: bytes('l'.repeat(32)), created_at: T },
 ];
 
 function dump(sm: StateMachine): unknown {
@@ -72,35 +75,37 @@ describe('StateMachine', () => {
     const reader = new StateReader(a.db);
     expect(reader.currentVersion('a')).toBe(2);
     expect(reader.currentVersion('b')).toBe(0);
-    expect(reader.listTokens().find((t) => t.name === 't1')?.revoked_at).toBe('r1');
+    expect(reader.listTokens().find((t) => t.name === 't1')?.revoked_at).toBe(R1);
     expect(reader.role('admin')?.builtin).toBe(true);
   });
 
   it('keeps a revoked bootstrap token revoked', () => {
     const sm = fresh();
-    sm.applyEntry(1, 1, encodeCommand({ t: 'token.bootstrap', v: 1, token_sha256: bytes('k'.repeat(32)), created_at: 'x' }));
-    sm.applyEntry(2, 1, encodeCommand({ t: 'token.revoke', v: 1, name: 'bootstrap-admin', revoked_at: 'r' }));
-    const r = sm.applyEntry(3, 1, encodeCommand({ t: 'token.bootstrap', v: 1, token_sha256: bytes('k'.repeat(32)), created_at: 'y' }));
+    sm.applyEntry(1, 1, encodeCommand({ t: 'token.bootstrap', v: 1, token_sha256: bytes('k'.repeat(32)), created_at: T }));
+    sm.applyEntry(2, 1, encodeCommand({ t: 'token.revoke', v: 1, name: 'bootstrap-admin', revoked_at: R1 }));
+    const r = sm.applyEntry(3, 1, encodeCommand({ t: 'token.bootstrap', v: 1, token_sha256: bytes('k'.repeat(32)), created_at: R2 }));
     expect(r).toEqual({ ok: true, created: false, note: 'revoked' });
-    expect(new StateReader(sm.db).listTokens()[0]?.revoked_at).toBe('r');
+    expect(new StateReader(sm.db).listTokens()[0]?.revoked_at).toBe(R1);
   });
 
   it('refuses an unknown command type or a newer version without changing anything', () => {
     const sm = fresh();
     sm.applyEntry(1, 1, encodeCommand(put('a', 1, 0)));
     const before = dump(sm);
-    const future = Buffer.from(JSON.stringify({ t: 'secret.put', v: 2, name: 'a' }));
+    const future = Buffer.from(JSON.stringify({ t: 'secret.put', v: 99, name: 'a' }));
     const alien = Buffer.from(JSON.stringify({ t: 'secret.teleport', v: 1 }));
     expect(() => sm.applyEntry(2, 1, future)).toThrow(UnknownCommandError);
     expect(() => sm.applyEntry(2, 1, alien)).toThrow(UnknownCommandError);
     expect(() => sm.applyEntry(2, 1, Buffer.from('{not json'))).toThrow(UnknownCommandError);
+    expect(() => sm.applyEntry(2, 1, Buffer.from('null'))).toThrow(UnknownCommandError);
+    expect(() => sm.applyEntry(2, 1, Buffer.from('[1]'))).toThrow(UnknownCommandError);
     expect(dump(sm)).toEqual(before);
   });
 
   it('round-trips binary fields and advertises every command type', () => {
     const cmd = put('x/y', 3, 2);
     expect(decodeCommand(encodeCommand(cmd))).toEqual(cmd);
-    expect(capabilities()).toEqual(expect.arrayContaining(['secret.put@1', 'token.bootstrap@1', 'role.delete@1']));
+    expect(capabilities()).toEqual(expect.arrayContaining(['secret.put@1', 'secret.put@2', 'token.bootstrap@1', 'role.delete@1', 'role.delete@2']));
   });
 });
 
@@ -112,21 +117,21 @@ describe('StateReader auth cache (token and role rows kept between requests)', (
     const sm = fresh();
     const reader = new StateReader(sm);
     apply(sm, 1, { t: 'role.put', v: 1, name: 'reader', rules: [{ paths: ['a'], actions: ['read_metadata'] }] });
-    apply(sm, 2, { t: 'token.create', v: 1, name: 't1', token_sha256: hash('h'), role: 'reader', created_at: 'x', expires_at: null });
+    apply(sm, 2, { t: 'token.create', v: 1, name: 't1', token_sha256: hash('h'), role: 'reader', created_at: T, expires_at: null });
     const first = reader.tokenByHash(hash('h'));
     expect(first).toMatchObject({ name: 't1', revoked_at: null });
     expect(reader.tokenByHash(hash('h'))).toBe(first); // the same cached row
     expect(reader.role('reader')?.rules).toEqual([{ paths: ['a'], actions: ['read_metadata'] }]);
 
-    apply(sm, 3, { t: 'token.revoke', v: 1, name: 't1', revoked_at: 'r1' });
-    expect(reader.tokenByHash(hash('h'))?.revoked_at).toBe('r1');
+    apply(sm, 3, { t: 'token.revoke', v: 1, name: 't1', revoked_at: R1 });
+    expect(reader.tokenByHash(hash('h'))?.revoked_at).toBe(R1);
     apply(sm, 4, { t: 'role.put', v: 1, name: 'reader', rules: [{ paths: ['b/*'], actions: ['read_metadata'] }] });
     expect(reader.role('reader')?.rules).toEqual([{ paths: ['b/*'], actions: ['read_metadata'] }]);
     apply(sm, 5, { t: 'role.delete', v: 1, name: 'reader' });
     expect(reader.role('reader')).toBeUndefined();
     // A secret write is not an auth change, and a token created afterwards is found.
     apply(sm, 6, put('a', 1, 0));
-    apply(sm, 7, { t: 'token.create', v: 1, name: 't2', token_sha256: hash('j'), role: 'admin', created_at: 'x', expires_at: null });
+    apply(sm, 7, { t: 'token.create', v: 1, name: 't2', token_sha256: hash('j'), role: 'admin', created_at: T, expires_at: null });
     expect(reader.tokenByHash(hash('j'))?.name).toBe('t2');
   });
 
