@@ -5,7 +5,7 @@
 // test:k8s suite runs the operator under exactly these rules.
 //
 // What is deliberately absent:
-// - patch/delete on Secrets: the bootstrap-token and master-key Secrets are
+// - patch/delete on Secrets: the bootstrap-token, cluster-key and master-key Secrets are
 //   created once, immutable, and never overwritten; user-supplied ones are
 //   only read. `update` exists for one Secret only, the WireGuard key Secret
 //   (keys added on scale-up, removed on scale-down, replaced by a rotation),

@@ -24,10 +24,11 @@ operator would create: ServiceAccount, headless and client Services,
 StatefulSet and PodDisruptionBudget. No cluster is contacted.
 
 Secrets are shown as references only (name, key and who creates them), never
-with values: the bootstrap token and the local master key are generated once
-by the operator inside the cluster. VAULT_KMS_REWRAP_ENABLED is rendered from
-status.rollout.currentRewrap (false when absent): the operator switches it on
-through the two-step rollout, not straight from spec.kms.rewrap.enabled.
+with values: the bootstrap token, the cluster key and the local master key
+are generated once by the operator inside the cluster.
+VAULT_KMS_REWRAP_ENABLED is rendered from status.rollout.currentRewrap
+(false when absent): the operator switches it on through the two-step
+rollout, not straight from spec.kms.rewrap.enabled.
 
 With spec.wireguard.enabled the StatefulSet carries the WireGuard sidecar (a
 native sidecar, as on Kubernetes 1.29 and newer). Its key Secret holds one

@@ -33,7 +33,7 @@ import {
   RUN_AS_USER, SERVER_ARGS, TLS_MOUNT_PATH, TLS_VOLUME, TMP_MOUNT_PATH, TMP_VOLUME, commonLabels, namespaceOf, ownerReferences,
   peersValue, resourceNames, selectorLabels,
 } from './names.js';
-import { bootstrapTokenRef, masterKeyRef } from './secrets.js';
+import { bootstrapTokenRef, clusterKeyRef, masterKeyRef } from './secrets.js';
 
 /**
  * Additions to the pod from another part of the operator. This is where the
@@ -106,6 +106,8 @@ export function serverEnv(vc: VaultCluster, opts: BuildOptions): V1EnvVar[] {
   if (spec.kms.mode === 'aws' && spec.kms.keyId !== undefined) env.push({ name: 'VAULT_KMS_KEY_ID', value: spec.kms.keyId });
   const mk = masterKeyRef(vc);
   if (mk) env.push({ name: 'VAULT_LOCAL_MASTER_KEY', valueFrom: { secretKeyRef: { name: mk.name, key: mk.key, optional: false } } });
+  const ck = clusterKeyRef(vc);
+  env.push({ name: 'VAULT_CLUSTER_KEY', valueFrom: { secretKeyRef: { name: ck.name, key: ck.key, optional: false } } });
   const token = bootstrapTokenRef(vc);
   env.push(
     { name: 'VAULT_DEK_CACHE_TTL_SECS', value: String(spec.kms.dekCacheTtlSecs) },

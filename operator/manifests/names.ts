@@ -52,6 +52,7 @@ export const MANAGED_BY = 'coffer-operator';
  * | PVCs | `data-<name>-<ordinal>` |
  * | generated bootstrap-token Secret | `<name>-bootstrap-token`, key `token` |
  * | generated local master-key Secret | `<name>-master-key`, key `master-key` |
+ * | generated cluster-key Secret | `<name>-cluster-key`, key `cluster-key` |
  * | WireGuard key Secret | `<name>-wireguard-keys`, key `<pod name>.key` per pod |
  * | WireGuard peer ConfigMap | `<name>-wireguard-peers`, key `peers.json` |
  */
@@ -63,6 +64,7 @@ export interface ResourceNames {
   podDisruptionBudget: string;
   bootstrapTokenSecret: string;
   masterKeySecret: string;
+  clusterKeySecret: string;
   wireguardKeysSecret: string;
   wireguardPeersConfigMap: string;
 }
@@ -76,6 +78,7 @@ export function resourceNames(name: string): ResourceNames {
     podDisruptionBudget: name,
     bootstrapTokenSecret: `${name}-bootstrap-token`,
     masterKeySecret: `${name}-master-key`,
+    clusterKeySecret: `${name}-cluster-key`,
     wireguardKeysSecret: `${name}-wireguard-keys`,
     wireguardPeersConfigMap: `${name}-wireguard-peers`,
   };
@@ -83,6 +86,7 @@ export function resourceNames(name: string): ResourceNames {
 
 export const BOOTSTRAP_TOKEN_KEY = 'token';
 export const MASTER_KEY_KEY = 'master-key';
+export const CLUSTER_KEY_KEY = 'cluster-key';
 
 /** Namespace of the VaultCluster (`default` when a file for `render` names none). */
 export function namespaceOf(vc: VaultCluster): string {

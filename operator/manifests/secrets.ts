@@ -1,5 +1,6 @@
-// The two Secrets a VaultCluster may need generated: the bootstrap token and,
-// in local KMS mode, the master key. Manifests only ever reference them (by
+// The Secrets a VaultCluster may need generated: the bootstrap token, the
+// cluster key that authenticates Raft traffic between its pods, and, in local
+// KMS mode, the master key. Manifests only ever reference them (by
 // name and key, through secretKeyRef); their values exist in exactly one
 // place, the Secret the reconciler creates once with buildGeneratedSecret().
 //
@@ -7,16 +8,17 @@
 // Secret does not exist, create it with buildGeneratedSecret(); when it
 // exists (or the create returns 409 AlreadyExists), keep it untouched,
 // whatever it holds. Never update or re-generate: a new bootstrap token is
-// ignored by nodes that already minted `bootstrap-admin`, and a new master
-// key makes every stored secret undecryptable. The Secrets are immutable.
+// ignored by nodes that already minted `bootstrap-admin`, a new master key
+// makes every stored secret undecryptable, and a new cluster key splits pods
+// started before it from pods started after. The Secrets are immutable.
 import { randomBytes as nodeRandomBytes } from 'node:crypto';
 import type { V1Secret } from '@kubernetes/client-node';
 import type { SecretKeyRef, VaultCluster } from '../api/types.js';
 import {
-  BOOTSTRAP_TOKEN_KEY, LABEL_COMPONENT, MASTER_KEY_KEY, commonLabels, namespaceOf, ownerReferences, resourceNames,
+  BOOTSTRAP_TOKEN_KEY, CLUSTER_KEY_KEY, LABEL_COMPONENT, MASTER_KEY_KEY, commonLabels, namespaceOf, ownerReferences, resourceNames,
 } from './names.js';
 
-export type GeneratedSecretPurpose = 'bootstrap-token' | 'local-master-key';
+export type GeneratedSecretPurpose = 'bootstrap-token' | 'cluster-key' | 'local-master-key';
 
 export interface SecretTemplate {
   purpose: GeneratedSecretPurpose;
@@ -34,12 +36,17 @@ export interface SecretTemplate {
   description: string;
 }
 
-/** Size of the bootstrap token and of the local master key: 256 bits. */
+/** Size of the bootstrap token, the cluster key and the local master key: 256 bits. */
 export const SECRET_BYTES = 32;
 
 /** Where the pods read the bootstrap token from. */
 export function bootstrapTokenRef(vc: VaultCluster): SecretKeyRef {
   return vc.spec.bootstrap.tokenSecretRef ?? { name: resourceNames(vc.metadata.name).bootstrapTokenSecret, key: BOOTSTRAP_TOKEN_KEY };
+}
+
+/** Where the pods read VAULT_CLUSTER_KEY from: always the generated Secret. */
+export function clusterKeyRef(vc: VaultCluster): SecretKeyRef {
+  return { name: resourceNames(vc.metadata.name).clusterKeySecret, key: CLUSTER_KEY_KEY };
 }
 
 /** Where the pods read the local master key from; undefined in aws mode. */
@@ -60,6 +67,13 @@ export function secretTemplates(vc: VaultCluster): SecretTemplate[] {
     generated: vc.spec.bootstrap.tokenSecretRef === undefined,
     description: 'bootstrap admin token (256-bit random, the same for every pod)',
   });
+  out.push({
+    purpose: 'cluster-key',
+    namespace,
+    ...clusterKeyRef(vc),
+    generated: true,
+    description: 'cluster key authenticating Raft traffic between the pods (base64 of 32 random bytes, shared by every pod)',
+  });
   const key = masterKeyRef(vc);
   if (key) {
     out.push({
@@ -76,7 +90,8 @@ export function secretTemplates(vc: VaultCluster): SecretTemplate[] {
 /**
  * A fresh value for a generated Secret, as the server reads it from its env:
  * the token is 32 random bytes as base64url (43 characters), the master key
- * 32 random bytes as standard base64 (VAULT_LOCAL_MASTER_KEY).
+ * and the cluster key 32 random bytes as standard base64
+ * (VAULT_LOCAL_MASTER_KEY, VAULT_CLUSTER_KEY).
  */
 export function generateSecretValue(purpose: GeneratedSecretPurpose, random: (n: number) => Uint8Array = nodeRandomBytes): string {
   const bytes = random(SECRET_BYTES);

@@ -102,7 +102,7 @@ describe('helm chart on a real API server', () => {
     expect(lease).toBe('chart-test');
     await eventually('the StatefulSet', async () => (await getJson(['-n', NS, 'get', 'statefulset', 'vault'])).spec.replicas === 3);
     for (const [kind, name] of [['service', 'vault-headless'], ['service', 'vault-client'], ['poddisruptionbudget', 'vault'], ['serviceaccount', 'vault'],
-      ['secret', 'vault-bootstrap-token'], ['secret', 'vault-master-key']] as const) {
+      ['secret', 'vault-bootstrap-token'], ['secret', 'vault-master-key'], ['secret', 'vault-cluster-key']] as const) {
       await eventually(`${kind} ${name}`, async () => (await cp().kubectl(['-n', NS, 'get', kind, name])).code === 0);
     }
     await eventually('status.observedGeneration', async () => (await getJson(['-n', NS, 'get', 'vaultcluster', 'vault'])).status?.observedGeneration === 1);

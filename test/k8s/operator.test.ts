@@ -62,7 +62,13 @@ describe('coffer operator on a real control plane', () => {
       expect(o.metadata.ownerReferences, `${kind}/${name}`).toEqual([expect.objectContaining({ kind: 'VaultCluster', name: 'vault', uid: v.metadata.uid, controller: true })]);
       expect(o.metadata.managedFields.map((f: any) => f.manager)).toContain('coffer-operator');
     }
-    for (const s of ['vault-bootstrap-token', 'vault-master-key']) expect((await getJson(['-n', NS, 'get', 'secret', s])).immutable).toBe(true);
+    for (const s of ['vault-bootstrap-token', 'vault-master-key', 'vault-cluster-key']) expect((await getJson(['-n', NS, 'get', 'secret', s])).immutable).toBe(true);
+    // Every pod reads the same cluster key from that Secret (Raft traffic is refused without it).
+    const sts = await getJson(['-n', NS, 'get', 'statefulset', 'vault']);
+    const vaultEnv = sts.spec.template.spec.containers.find((c: any) => c.name === 'vault').env;
+    expect(vaultEnv.find((e: any) => e.name === 'VAULT_CLUSTER_KEY')?.valueFrom?.secretKeyRef).toEqual({ name: 'vault-cluster-key', key: 'cluster-key', optional: false });
+    const ck = await getJson(['-n', NS, 'get', 'secret', 'vault-cluster-key']);
+    expect(Buffer.from(Buffer.from(ck.data['cluster-key'], 'base64').toString(), 'base64')).toHaveLength(32);
     expect(v.status).toMatchObject({ observedGeneration: v.metadata.generation, readyReplicas: 3, leader: 'vault-0' });
     expect(cond(v, 'Progressing')).toMatchObject({ status: 'False', reason: 'RolloutFinished' });
     expect(cond(v, 'Degraded')).toMatchObject({ status: 'False', reason: 'AsExpected' });
@@ -72,8 +78,9 @@ describe('coffer operator on a real control plane', () => {
     expect(reasons).toEqual(expect.arrayContaining(['SecretGenerated', 'Created', 'RolloutStarted', 'RolloutComplete', 'Ready']));
   });
 
-  it('keeps the bootstrap Secret unchanged across reconciles and an operator restart; brings back a deleted object', async () => {
+  it('keeps the bootstrap and cluster-key Secrets unchanged across reconciles and an operator restart; brings back a deleted object', async () => {
     const before = await getJson(['-n', NS, 'get', 'secret', 'vault-bootstrap-token']);
+    const keyBefore = await getJson(['-n', NS, 'get', 'secret', 'vault-cluster-key']);
     const readyTime = cond(await vc(), 'Ready').lastTransitionTime;
     // Touch the VaultCluster to force reconciles.
     for (let i = 0; i < 3; i++) await cp().kubectlOk(['-n', NS, 'annotate', 'vaultcluster', 'vault', `test/touch=${i}`, '--overwrite']);
@@ -92,6 +99,9 @@ describe('coffer operator on a real control plane', () => {
     const after = await getJson(['-n', NS, 'get', 'secret', 'vault-bootstrap-token']);
     expect(after.data).toEqual(before.data);
     expect(after.metadata.resourceVersion).toBe(before.metadata.resourceVersion);
+    const keyAfter = await getJson(['-n', NS, 'get', 'secret', 'vault-cluster-key']);
+    expect(keyAfter.data).toEqual(keyBefore.data);
+    expect(keyAfter.metadata.resourceVersion).toBe(keyBefore.metadata.resourceVersion);
     expect(cond(await vc(), 'Ready').lastTransitionTime).toBe(readyTime);
   });
 

@@ -88,6 +88,7 @@ describe('buildManifests', () => {
     expect(e.has('VAULT_KMS_KEY_ID')).toBe(false);
     expect(e.get('VAULT_LOCAL_MASTER_KEY')?.valueFrom?.secretKeyRef).toEqual({ name: 'vault-master-key', key: 'master-key', optional: false });
     expect(e.get('VAULT_BOOTSTRAP_TOKEN')?.valueFrom?.secretKeyRef).toEqual({ name: 'vault-bootstrap-token', key: 'token', optional: false });
+    expect(e.get('VAULT_CLUSTER_KEY')?.valueFrom?.secretKeyRef).toEqual({ name: 'vault-cluster-key', key: 'cluster-key', optional: false });
     expect(envValue(m, 'VAULT_DEK_CACHE_TTL_SECS')).toBe('300');
     expect(envValue(m, 'VAULT_KMS_REWRAP_ENABLED')).toBe('false');
     expect(envValue(m, 'VAULT_KMS_REWRAP_POLL_SECS')).toBe('86400');
@@ -267,13 +268,15 @@ describe('buildManifests', () => {
 });
 
 describe('generated Secrets', () => {
-  it('lists the bootstrap token always and the master key in local mode only', () => {
+  it('lists the bootstrap token and the cluster key always, and the master key in local mode only', () => {
+    const clusterKey = expect.objectContaining({ purpose: 'cluster-key', namespace: 'secrets', name: 'vault-cluster-key', key: 'cluster-key', generated: true });
     expect(secretTemplates(cluster())).toEqual([
       expect.objectContaining({ purpose: 'bootstrap-token', namespace: 'secrets', name: 'vault-bootstrap-token', key: 'token', generated: true }),
+      clusterKey,
       expect.objectContaining({ purpose: 'local-master-key', namespace: 'secrets', name: 'vault-master-key', key: 'master-key', generated: true }),
     ]);
     const aws = secretTemplates(cluster({ kms: { mode: 'aws', keyId: 'k' }, bootstrap: { tokenSecretRef: { name: 't', key: 'k' } } }));
-    expect(aws).toEqual([expect.objectContaining({ purpose: 'bootstrap-token', name: 't', key: 'k', generated: false })]);
+    expect(aws).toEqual([expect.objectContaining({ purpose: 'bootstrap-token', name: 't', key: 'k', generated: false }), clusterKey]);
   });
 
   it('generates 256-bit values in the format the server reads', () => {
@@ -283,6 +286,10 @@ describe('generated Secrets', () => {
     const key = generateSecretValue('local-master-key');
     expect(Buffer.from(key, 'base64')).toHaveLength(32);
     expect(Buffer.from(key, 'base64').toString('base64')).toBe(key);
+    const clusterKey = generateSecretValue('cluster-key'); // VAULT_CLUSTER_KEY: standard base64 of 32 bytes
+    expect(Buffer.from(clusterKey, 'base64')).toHaveLength(32);
+    expect(Buffer.from(clusterKey, 'base64').toString('base64')).toBe(clusterKey);
+    expect(clusterKey).not.toBe(key);
     expect(generateSecretValue('bootstrap-token')).not.toBe(token);
   });
 

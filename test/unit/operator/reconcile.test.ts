@@ -187,13 +187,14 @@ describe('reconcile', () => {
     }
     expect(t.fake.get('Secret', 'vault-bootstrap-token')).toBeDefined();
     expect(t.fake.get('Secret', 'vault-master-key')).toBeDefined();
+    expect(t.fake.get('Secret', 'vault-cluster-key')).toMatchObject({ immutable: true, data: { 'cluster-key': expect.any(String) } });
     expect(t.fake.env('VAULT_KMS_REWRAP_ENABLED')).toBe('false');
     expect(t.status()).toMatchObject({ observedGeneration: 1, readyReplicas: 0, rollout: { phase: 'RollingOutFlagOff' } });
     expect(t.cond('Ready')).toMatchObject({ status: 'False', reason: 'ReplicasNotReady' });
     expect(t.cond('Progressing')).toMatchObject({ status: 'True', reason: 'RollingOutFlagOff' });
     expect(t.cond('Degraded')).toMatchObject({ status: 'False', reason: 'AsExpected' });
     expect(t.cond('RewrapEnabled')).toMatchObject({ status: 'False', reason: 'Disabled' });
-    expect(t.reasons()).toEqual(['SecretGenerated', 'SecretGenerated', 'Created', 'Created', 'Created', 'Created', 'Created', 'RolloutStarted']);
+    expect(t.reasons()).toEqual(['SecretGenerated', 'SecretGenerated', 'SecretGenerated', 'Created', 'Created', 'Created', 'Created', 'Created', 'RolloutStarted']);
     expect(t.fake.events[0]!.involvedObject).toMatchObject({ kind: 'VaultCluster', name: 'vault', namespace: 'secrets', apiVersion: 'coffer.dev/v1alpha1' });
     expect(r.requeueAfterMs).toBe(5_000);
   });
@@ -261,11 +262,13 @@ describe('reconcile', () => {
     await t.run();
     const token = clone(t.fake.get('Secret', 'vault-bootstrap-token'));
     const key = clone(t.fake.get('Secret', 'vault-master-key'));
+    const clusterKey = clone(t.fake.get('Secret', 'vault-cluster-key'));
     await t.run();
     await t.run();
     expect(t.fake.get('Secret', 'vault-bootstrap-token')).toEqual(token);
     expect(t.fake.get('Secret', 'vault-master-key')).toEqual(key);
-    expect(t.fake.writes.filter((w) => w.startsWith('create'))).toHaveLength(2);
+    expect(t.fake.get('Secret', 'vault-cluster-key')).toEqual(clusterKey);
+    expect(t.fake.writes.filter((w) => w.startsWith('create'))).toHaveLength(3);
     t.fake.objects.delete('Service/secrets/vault-client');
     await t.run();
     expect(t.fake.get('Service', 'vault-client')).toBeDefined();

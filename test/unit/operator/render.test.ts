@@ -53,6 +53,7 @@ describe('coffer operator render', () => {
     expect(r.stdout).toContain('# Secrets are never rendered with values');
     expect(r.stdout).toContain('Secret secrets/vault-bootstrap-token, key "token"');
     expect(r.stdout).toContain('Secret secrets/vault-master-key, key "master-key"');
+    expect(r.stdout).toContain('Secret secrets/vault-cluster-key, key "cluster-key": cluster key authenticating Raft traffic');
     expect(r.stdout).toContain('Secret secrets/vault-tls');
     expect(r.stdout).not.toMatch(/^kind: Secret$/m);
     expect(r.stdout).not.toMatch(/^\s*(data|stringData):/m);
