@@ -17,6 +17,7 @@ import { AuthRefusal, COVERED_HEADERS, type ClusterAuth, type CoveredHeaders, ty
 import { BATCH_CONTENT_TYPE, decodeBatch, decodeMessages } from './codec.js';
 import type { RaftReplicator } from './raft-replicator.js';
 import { ConflictError, NoLeaderError, NotFoundError } from './replicator.js';
+import { InsufficientStorageError } from '../storage/write-guard.js';
 import { RAFT_PATHS, sha256File } from './transport.js';
 
 export const NODE_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$';
@@ -158,8 +159,9 @@ export async function buildRaftListener(
         if (!rep.isLeader()) throw new NoLeaderError('not the leader');
         return await rep.proposeEncoded(data);
       } catch (err) {
-        const code = err instanceof UnknownCommandError ? 400 : 503;
-        return res.code(code).send({ error: { code: code === 400 ? 'bad_request' : 'no_leader', message: (err as Error).message } });
+        // 507: this leader refused it before proposing (short of space); the follower answers its client the same.
+        const [status, code] = err instanceof UnknownCommandError ? [400, 'bad_request'] : err instanceof InsufficientStorageError ? [507, 'insufficient_storage'] : [503, 'no_leader'];
+        return res.code(status).send({ error: { code, message: (err as Error).message } });
       }
     },
   );
@@ -238,16 +240,18 @@ function installClusterAuth(
     return res.code(401).send({ error: { code: 'unauthorized', message: err.message } });
   };
 
-  app.addHook('onRequest', async (req, res) => {
+  // Callback-style hooks: this is the replication hot path, and a refused request is answered here without calling done().
+  app.addHook('onRequest', (req, res, done) => {
     try {
       (req as AuthedRequest).clusterAuth = { claim: auth.checkClaim(req.headers, isMember), slot: -1 };
     } catch (err) {
-      if (!(err instanceof AuthRefusal)) throw err;
-      return refuse(req, res, err);
+      if (err instanceof AuthRefusal) return void refuse(req, res, err);
+      return done(err as Error);
     }
+    done();
   });
 
-  app.addHook('preValidation', async (req, res) => {
+  app.addHook('preValidation', (req, res, done) => {
     const state = (req as AuthedRequest).clusterAuth;
     try {
       if (!state?.claim) throw new AuthRefusal('missing', 'Raft requests must carry the cluster authentication headers');
@@ -264,26 +268,27 @@ function installClusterAuth(
       }
       state.slot = auth.verifyRequest(state.claim, req.method, req.url, covered, body);
     } catch (err) {
-      if (!(err instanceof AuthRefusal)) throw err;
-      return refuse(req, res, err);
+      if (err instanceof AuthRefusal) return void refuse(req, res, err);
+      return done(err as Error);
     }
     if (Buffer.isBuffer(req.body) && isJson(req.headers['content-type'])) {
       try {
         req.body = req.body.length === 0 ? undefined : JSON.parse(req.body.toString('utf8'));
       } catch {
-        return res.code(400).send({ error: { code: 'bad_request', message: 'body is not valid JSON' } });
+        return void res.code(400).send({ error: { code: 'bad_request', message: 'body is not valid JSON' } });
       }
     }
+    done();
   });
 
-  app.addHook('onSend', async (req, res, payload) => {
+  app.addHook('onSend', (req, res, payload, done) => {
     const state = (req as AuthedRequest).clusterAuth;
-    if (!state?.claim || state.slot === -1) return payload; // refused, or failed before the MAC was checked: left unsigned
-    if (typeof payload === 'string' || Buffer.isBuffer(payload) || payload === null || payload === undefined) {
+    // Refused, or failed before the MAC was checked: left unsigned, and the requester trusts nothing in it.
+    if (state?.claim && state.slot !== -1 && (typeof payload === 'string' || Buffer.isBuffer(payload) || payload === null || payload === undefined)) {
       const headers = auth.signResponse(state.slot, state.claim.nonce, res.statusCode, (payload as string | Buffer | null | undefined) ?? '');
-      for (const [k, v] of Object.entries(headers)) res.header(k, v);
+      for (const k in headers) res.header(k, headers[k]);
     }
-    return payload;
+    done(null, payload);
   });
 }
 
