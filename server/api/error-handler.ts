@@ -5,6 +5,7 @@ import { AuditUnavailableError } from '../audit/audit-log.js';
 import { IntegrityError } from '../crypto/errors.js';
 import { KmsIntegrityError, KmsUnavailableError } from '../kms/provider.js';
 import { ConflictError, FatalStorageError, NoLeaderError, NotFoundError } from '../raft/replicator.js';
+import { InsufficientStorageError } from '../storage/write-guard.js';
 import { parserRefusal } from './edge-raw.js';
 import { ApiError, errorBody } from './errors.js';
 
@@ -41,6 +42,8 @@ function toApiError(err: FastifyError): ApiError {
   if (err instanceof ConflictError) return new ApiError('conflict', err.message);
   if (err instanceof NotFoundError) return new ApiError('not_found', err.message);
   if (err instanceof AuditUnavailableError) return new ApiError('audit_unavailable', 'audit log unavailable');
+  // Refused before anything was proposed (DESIGN §3 VAULT_MIN_FREE_BYTES); the message names no path.
+  if (err instanceof InsufficientStorageError) return new ApiError('insufficient_storage', err.message);
   if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
     return new ApiError('bad_request', 'bad request', err.statusCode);
   }

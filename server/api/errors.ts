@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'integrity_error'
   | 'no_leader'
   | 'audit_unavailable'
+  | 'insufficient_storage'
   | 'internal';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -31,6 +32,7 @@ const STATUS: Record<ErrorCode, number> = {
   integrity_error: 500,
   no_leader: 503,
   audit_unavailable: 503,
+  insufficient_storage: 507,
   internal: 500,
 };
 

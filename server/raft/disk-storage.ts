@@ -80,22 +80,21 @@ export class DiskStorage {
     return disk;
   }
 
-  /** Persists what a Ready asks to persist; resolves when it is durable (if it had to be). */
+  /**
+   * Persists what a Ready asks to persist; resolves when it is durable (if it
+   * had to be). The in-memory log takes the records only once the file did,
+   * so a write that failed for lack of space (and was undone, see
+   * Wal.append) can simply be called again with the same Ready.
+   */
   async persist(rd: Ready): Promise<void> {
     const records: WalEntry[] = [];
-    if (rd.snapshot) {
-      records.push(snapshotRecord(rd.snapshot));
-      this.storage.applySnapshot(rd.snapshot);
-    }
-    if (rd.entries.length > 0) {
-      records.push(...rd.entries.map(entryRecord));
-      this.storage.append(rd.entries);
-    }
-    if (rd.hardState) {
-      records.push(hardStateRecord(rd.hardState));
-      this.storage.setHardState(rd.hardState);
-    }
+    if (rd.snapshot) records.push(snapshotRecord(rd.snapshot));
+    if (rd.entries.length > 0) records.push(...rd.entries.map(entryRecord));
+    if (rd.hardState) records.push(hardStateRecord(rd.hardState));
     if (records.length > 0) await this.wal.append(records, rd.mustSync);
+    if (rd.snapshot) this.storage.applySnapshot(rd.snapshot);
+    if (rd.entries.length > 0) this.storage.append(rd.entries);
+    if (rd.hardState) this.storage.setHardState(rd.hardState);
   }
 
   /** After the core compacted its storage to `snap`: rewrite the file from that point. */

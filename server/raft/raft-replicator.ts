@@ -13,8 +13,10 @@ import type { StateMachine } from '../store/state-machine.js';
 import type { StateReader } from '../store/queries.js';
 import { decodeConfChange, RaftNode, type Entry, type Message, type Ready } from './core/index.js';
 import { DiskStorage } from './disk-storage.js';
-import { ConflictError, FatalStorageError, NoLeaderError, NotFoundError, type NodeRole, type ReplicationStatus, type Replicator } from './replicator.js';
+import { ConflictError, FatalStorageError, NoLeaderError, NotFoundError, UndecodableEntryError, type NodeRole, type ReplicationStatus, type Replicator } from './replicator.js';
 import { Transport } from './transport.js';
+import { WalSyncError } from './wal.js';
+import { InsufficientStorageError, isNoSpace, type WriteGuard } from '../storage/write-guard.js';
 
 export interface RaftReplicatorOptions {
   nodeId: string;
@@ -31,6 +33,21 @@ export interface RaftReplicatorOptions {
   electionTicks?: number;
   /** Entries kept in the log before it is compacted behind a snapshot. */
   snapshotEntries?: number;
+  /**
+   * Refuses writes before they are proposed while the data volume is short of
+   * space, and hears when this node's own storage writes wait for space.
+   */
+  writeGuard?: Pick<WriteGuard, 'check' | 'waitForSpace' | 'resumed' | 'problem'>;
+  /**
+   * Called once when the node stops on a storage fault it cannot recover
+   * from in place (a failed fsync, a state.db I/O error, a snapshot that
+   * cannot be installed: anything but a full volume, which is waited out),
+   * BEFORE pending writes are failed. `coffer server` logs and exits here, so
+   * those writes, whose outcome is unknown, are never answered with an error
+   * and the restart recovers from the log; see stop(). Not called for an
+   * entry this release cannot decode (UndecodableEntryError): the node stays
+   * up and says why.
+   */
   onFatal?: (err: Error) => void;
   /** Called each time this node becomes leader (e.g. to propose the bootstrap token). */
   onLeader?: () => void;
@@ -49,6 +66,11 @@ interface ReadWaiter {
 }
 
 const LEADER_WAIT_MS = 3_000;
+/** A storage write that failed for lack of space is retried after this long, doubling up to STALL_RETRY_MAX_MS. */
+const STALL_RETRY_MS = 50;
+const STALL_RETRY_MAX_MS = 500;
+/** After a compaction failed for lack of space, the next attempt waits this long. */
+const COMPACT_BACKOFF_MS = 5_000;
 const READ_TIMEOUT_MS = 5_000;
 /** A ReadIndex request or its heartbeat round can be lost like any message: ask again after this long. */
 const READ_RETRY_MS = 1_000;
@@ -73,6 +95,7 @@ export class RaftReplicator implements Replicator {
   /** Term and vote last made durable (appends in that term may leave before their own fsync). */
   private persistedHard: { term: number; vote: string };
   private addresses: Map<string, string> | null = null;
+  private compactAfter = 0;
 
   constructor(opts: RaftReplicatorOptions) {
     this.opts = opts;
@@ -131,6 +154,8 @@ export class RaftReplicator implements Replicator {
 
   /** A forwarded proposal from a follower (this node should be the leader). */
   async proposeEncoded(data: Uint8Array): Promise<{ result: ApplyResult; index: number }> {
+    this.throwIfStopped();
+    this.opts.writeGuard?.check(); // the leader's own volume takes every entry first
     const cmd = decodeCommand(data);
     await this.waitForCapability(`${cmd.t}@${cmd.v}`);
     return this.proposeLocal(data);
@@ -140,6 +165,8 @@ export class RaftReplicator implements Replicator {
 
   async propose(cmd: Command): Promise<ApplyResult> {
     this.throwIfStopped();
+    // Refused before anything is proposed (507): this node stores and applies every entry too.
+    this.opts.writeGuard?.check();
     const data = encodeCommand(cmd);
     const cap = `${cmd.t}@${cmd.v}`;
     for (;;) {
@@ -153,7 +180,10 @@ export class RaftReplicator implements Replicator {
       let reply: { result?: ApplyResult; index?: number };
       try {
         reply = (await this.transport.forwardProposal(leader, data)) as { result?: ApplyResult; index?: number };
-      } catch {
+      } catch (err) {
+        // The leader refused it before proposing (its own volume is short of space): nothing was committed.
+        const body = (err as { body?: { error?: { code?: unknown; message?: unknown } } }).body?.error;
+        if (body?.code === 'insufficient_storage') throw new InsufficientStorageError(`the leader refused the write: ${String(body.message ?? 'insufficient storage')}`);
         throw new NoLeaderError('the leader could not be reached');
       }
       if (!reply.result || typeof reply.index !== 'number') throw new NoLeaderError('the leader did not commit the write');
@@ -189,6 +219,7 @@ export class RaftReplicator implements Replicator {
     ];
     const lead = st.lead || null;
     let problem: string | null = this.fatal ? this.fatal.message : null;
+    if (!problem) problem = this.opts.writeGuard?.problem() ?? null;
     if (!problem && !lead) problem = 'no leader known';
     if (!problem && this.applied.index < st.commit) problem = 'applying committed entries';
     return {
@@ -238,6 +269,7 @@ export class RaftReplicator implements Replicator {
   }
 
   private async confChange(cc: { type: 'addLearner' | 'addVoter' | 'removeNode'; nodeId: string }): Promise<void> {
+    this.opts.writeGuard?.check();
     const deadline = Date.now() + LEADER_WAIT_MS;
     for (;;) {
       const res = this.node.proposeConfChange(cc);
@@ -344,14 +376,18 @@ export class RaftReplicator implements Replicator {
     const early = this.sendsBeforePersist(rd);
     for (const m of early) this.sendOne(m);
     try {
-      await this.disk.persist(rd);
+      // A full volume: the write was undone (Wal.append), so the same Ready is simply tried again
+      // once there is room; nothing after it happens meanwhile.
+      await this.untilStored('appending to the raft log', () => this.disk.persist(rd));
     } catch (err) {
       // A failed fsync may have lost pages we cannot know about: stop rather than retry.
-      throw new FatalStorageError(`raft log write failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      if (this.closed) throw err;
+      throw new FatalStorageError(`raft log write failed: ${err instanceof WalSyncError ? err.message : ((err as NodeJS.ErrnoException).code ?? (err as Error).message)}`);
     }
     if (rd.hardState) this.persistedHard = { term: rd.hardState.term, vote: rd.hardState.vote };
     if (early.length < rd.messages.length) for (const m of rd.messages) if (!early.includes(m)) this.sendOne(m);
-    if (rd.committedEntries.length > 0) this.applyCommitted(rd.committedEntries);
+    // The apply transaction rolls back whole when state.db finds no room, so it is retried like the append.
+    if (rd.committedEntries.length > 0) await this.untilStored('applying to state.db', () => this.applyCommitted(rd.committedEntries));
     for (const rs of rd.readStates) this.releaseRead(rs.context, rs.index);
     if (rd.softState) {
       if (rd.softState.role === 'leader') this.opts.onLeader?.();
@@ -437,10 +473,15 @@ export class RaftReplicator implements Replicator {
    * only after that transaction committed. An entry this release cannot
    * decode stops applying right there: the entries before it commit, nothing
    * after it is applied, and the node stops.
+   *
+   * Nothing outside state.db changes until the transaction committed (the
+   * core and the transport learn of membership changes afterwards), so a
+   * batch that failed and rolled back can be applied again as it was.
    */
   private applyCommitted(ents: readonly Entry[]): void {
     const sm = this.opts.sm;
     const results: ApplyResult[] = [];
+    const confChanges: ReturnType<typeof decodeConfChange>[] = [];
     let stopAt: Error | null = null;
     let peersChanged = false;
     sm.batch(() => {
@@ -452,7 +493,7 @@ export class RaftReplicator implements Replicator {
           } catch (err) {
             if (!(err instanceof UnknownCommandError)) throw err;
             // Nothing of this entry was written (decoding comes first): commit the prefix.
-            stopAt = new FatalStorageError(`cannot decode committed entry ${e.index}: ${err.message}; stopped applying`);
+            stopAt = new UndecodableEntryError(`cannot decode committed entry ${e.index}: ${err.message}; stopped applying`);
             return;
           }
           if (result.ok && result.note === 'peers') peersChanged = true;
@@ -460,14 +501,17 @@ export class RaftReplicator implements Replicator {
           sm.applyNoop(e.index, e.term);
         } else {
           const cc = decodeConfChange(e.data);
-          this.node.applyConfChange(cc);
           sm.applyMembership(e.index, e.term, cc);
-          if (cc.type === 'removeNode') this.transport.removePeer(cc.nodeId);
-          this.addresses = null;
+          confChanges.push(cc);
         }
         results.push(result);
       }
     });
+    for (const cc of confChanges) {
+      this.node.applyConfChange(cc);
+      if (cc.type === 'removeNode') this.transport.removePeer(cc.nodeId);
+      this.addresses = null;
+    }
     if (peersChanged) this.syncPeers();
     const n = results.length;
     for (let k = 0; k < n; k++) {
@@ -515,15 +559,28 @@ export class RaftReplicator implements Replicator {
     }
   }
 
+  /**
+   * Compaction only saves space, so a volume too full for it skips it (and
+   * tries again later) instead of stalling the loop: the checkpoint failing
+   * leaves the log whole; the rewrite failing leaves the old, longer file,
+   * which still holds every entry (Wal.rewrite removes its partial copy).
+   */
   private maybeCompact(): void {
     const limit = this.opts.snapshotEntries ?? 10_000;
     const st = this.disk.storage;
     if (this.applied.index - st.firstIndex() < limit) return;
     const index = Math.min(this.applied.index, this.node.status().applied);
     if (index <= st.firstIndex()) return;
-    this.opts.sm.checkpoint(); // state.db now durably holds everything the log is about to drop
-    const meta = this.node.compact(index, st.term(index), this.node.status().confState, new Uint8Array(0));
-    if (meta) this.disk.rewriteFromSnapshot();
+    if (Date.now() < this.compactAfter) return;
+    try {
+      this.opts.sm.checkpoint(); // state.db now durably holds everything the log is about to drop
+      const meta = this.node.compact(index, st.term(index), this.node.status().confState, new Uint8Array(0));
+      if (meta) this.disk.rewriteFromSnapshot();
+    } catch (err) {
+      if (!isNoSpace(err)) throw err;
+      this.compactAfter = Date.now() + COMPACT_BACKOFF_MS;
+      this.opts.logger.warn({ err: { code: (err as NodeJS.ErrnoException).code } }, 'raft log compaction skipped: the data volume is full');
+    }
     for (const f of fs.readdirSync(this.snapshotDir)) if (f.startsWith('recv-')) fs.rmSync(path.join(this.snapshotDir, f), { force: true });
   }
 
@@ -617,6 +674,18 @@ export class RaftReplicator implements Replicator {
     }
   }
 
+  /**
+   * Whether the command version `cap` can be proposed now without waiting for
+   * a rollout to finish: as leader, every voter advertises it; as follower, so
+   * do this node and the leader (which checks the other voters when the
+   * forwarded command reaches it). Lets a proposer fall back to an older version.
+   */
+  canPropose(cap: string): boolean {
+    const st = this.node.status();
+    if (st.role === 'leader') return this.capabilityHoldout(cap) === null;
+    return this.opts.capabilities.includes(cap) && st.lead !== '' && (this.peerCaps.get(st.lead)?.includes(cap) ?? false);
+  }
+
   /** The first voter that does not (yet) advertise `cap`, or null. */
   capabilityHoldout(cap: string): string | null {
     for (const v of this.node.status().confState.voters) {
@@ -641,11 +710,51 @@ export class RaftReplicator implements Replicator {
     this.failReadRound(err);
   }
 
+  /**
+   * Runs a storage write, and while it fails for lack of space (ENOSPC,
+   * EDQUOT, SQLITE_FULL) runs it again after a pause, until it succeeds or
+   * the node closes. Meanwhile the loop holds this Ready (nothing later is
+   * sent, applied or answered), the write guard refuses new writes with 507
+   * and the node reports not ready; pending writes simply wait (a client that
+   * gives up meanwhile saw a timeout, whose outcome the contract leaves open).
+   * Any other failure is thrown at once.
+   */
+  private async untilStored<T>(what: string, write: () => T | Promise<T>): Promise<T> {
+    let waited = false;
+    for (let pause = STALL_RETRY_MS; ; pause = Math.min(pause * 2, STALL_RETRY_MAX_MS)) {
+      try {
+        const out = await write();
+        if (waited) {
+          this.opts.writeGuard?.resumed('raft');
+          this.opts.logger.info(`data volume has room again: ${what} resumed`);
+        }
+        return out;
+      } catch (err) {
+        if (err instanceof WalSyncError || !isNoSpace(err)) throw err;
+        if (this.closed) throw new NoLeaderError('node is shutting down');
+        if (!waited) {
+          waited = true;
+          this.opts.writeGuard?.waitForSpace('raft', what);
+          this.opts.logger.error({ err: { code: (err as NodeJS.ErrnoException).code } }, `data volume full: ${what} waits for space; writes are refused meanwhile`);
+        }
+      }
+      await new Promise((r) => setTimeout(r, pause));
+    }
+  }
+
+  /**
+   * The node stops for good. On a storage fault the exit hook runs first: the outcome of the
+   * writes still pending is unknown (a leader's appends left before its own
+   * fsync and may be committed by the next leader; a failed fsync may still
+   * have reached the disk), so `coffer server` exits right there and their
+   * connections drop, which a client must treat like a timeout. Only an
+   * embedder without an exit hook gets them failed with FatalStorageError.
+   */
   private stop(err: Error): void {
-    if (this.fatal) return;
+    if (this.fatal || this.closed) return;
     this.fatal = err;
     this.opts.logger.fatal({ err: { name: err.name, message: err.message } }, 'raft stopped; reporting not ready');
+    if (!(err instanceof UndecodableEntryError)) this.opts.onFatal?.(err);
     this.failPending(new FatalStorageError('node stopped after a storage fault'));
-    this.opts.onFatal?.(err);
   }
 }

@@ -62,3 +62,10 @@ export class NoLeaderError extends Error {
 export class FatalStorageError extends Error {
   override readonly name = 'FatalStorageError';
 }
+
+/**
+ * A committed entry this release cannot decode (version skew). The node stops
+ * applying and stays up, reporting why (/v1/health 503), rather than exiting:
+ * a restart would stop at the same entry, and the reason is worth reading.
+ */
+export class UndecodableEntryError extends FatalStorageError {}

@@ -38,6 +38,27 @@ export class WalCorruptError extends Error {
   override readonly name = 'WalCorruptError';
 }
 
+/** The log's fdatasync failed (or a failed write could not be undone): what is on disk is unknown. */
+export class WalSyncError extends Error {
+  override readonly name = 'WalSyncError';
+}
+
+function codeOf(err: unknown): string {
+  return String((err as NodeJS.ErrnoException).code ?? (err as Error).message);
+}
+
+/** fs.write may write less than asked (a volume filling up): keep writing until done or an error. */
+async function writeAll(fd: number, buf: Buffer, position: number): Promise<void> {
+  let off = 0;
+  while (off < buf.length) {
+    const n = await new Promise<number>((resolve, reject) => {
+      fs.write(fd, buf, off, buf.length - off, position + off, (err, written) => (err ? reject(err) : resolve(written)));
+    });
+    if (n === 0) throw Object.assign(new Error('ENOSPC: log write made no progress'), { code: 'ENOSPC' });
+    off += n;
+  }
+}
+
 export function encodeRecord(e: WalEntry): Buffer {
   const buf = Buffer.allocUnsafe(HEADER + e.data.byteLength);
   buf.writeUInt32LE(e.data.byteLength, 0);
@@ -104,36 +125,71 @@ export class Wal {
     return this.size;
   }
 
-  /** Appends records and, when `sync`, makes them durable with one fdatasync (group commit). */
+  /**
+   * Appends records and, when `sync`, makes them durable with one fdatasync
+   * (group commit). A write that fails (ENOSPC, or cut short by it) is undone:
+   * the file is truncated back to where it was, so the caller may retry the
+   * same records once there is room. A failed fdatasync is a WalSyncError and
+   * must not be retried: the kernel may have dropped the pages it could not
+   * write, and a later fsync would report success for them.
+   */
   async append(entries: readonly WalEntry[], sync = true): Promise<void> {
     const buf = Buffer.concat(entries.map(encodeRecord));
-    await new Promise<void>((resolve, reject) => {
-      fs.write(this.fd, buf, 0, buf.length, this.size, (err) => (err ? reject(err) : resolve()));
-    });
+    try {
+      await writeAll(this.fd, buf, this.size);
+    } catch (err) {
+      try {
+        fs.ftruncateSync(this.fd, this.size);
+      } catch (undo) {
+        throw new WalSyncError(`${codeOf(err)} on write, then ${codeOf(undo)} undoing it`);
+      }
+      throw err;
+    }
     this.size += buf.length;
-    if (sync) await new Promise<void>((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
+    if (sync) {
+      await new Promise<void>((resolve, reject) =>
+        fs.fdatasync(this.fd, (err) => (err ? reject(new WalSyncError(`${codeOf(err)} on fdatasync`)) : resolve())),
+      );
+    }
   }
 
-  /** Replaces the whole file with `entries`, atomically (write, fsync, rename, fsync the folder). */
+  /**
+   * Replaces the whole file with `entries`, atomically (write, fsync, rename,
+   * fsync the folder). A failure before the rename leaves the log as it was
+   * (and no temporary copy behind); one after it is a WalSyncError.
+   */
   rewrite(entries: readonly WalEntry[]): void {
     const tmp = `${this.file}.tmp`;
     const buf = Buffer.concat(entries.map(encodeRecord));
     const fd = fs.openSync(tmp, 'w', 0o600);
     try {
-      fs.writeSync(fd, buf);
+      for (let off = 0; off < buf.length; ) {
+        const n = fs.writeSync(fd, buf, off, buf.length - off);
+        if (n === 0) throw Object.assign(new Error('ENOSPC: log write made no progress'), { code: 'ENOSPC' });
+        off += n;
+      }
       fs.fsyncSync(fd);
-    } finally {
+    } catch (err) {
+      // The log itself is untouched until the rename; a half-written copy must not fill the volume.
       fs.closeSync(fd);
+      fs.rmSync(tmp, { force: true });
+      throw err;
     }
+    fs.closeSync(fd);
     fs.renameSync(tmp, this.file);
-    const dir = fs.openSync(path.dirname(this.file), 'r');
+    // Either file is a valid log, but from here on a failure leaves this handle unusable.
     try {
-      fs.fsyncSync(dir);
-    } finally {
-      fs.closeSync(dir);
+      const dir = fs.openSync(path.dirname(this.file), 'r');
+      try {
+        fs.fsyncSync(dir);
+      } finally {
+        fs.closeSync(dir);
+      }
+      fs.closeSync(this.fd);
+      this.fd = fs.openSync(this.file, fs.constants.O_RDWR);
+    } catch (err) {
+      throw new WalSyncError(`${codeOf(err)} after the rewrite's rename`);
     }
-    fs.closeSync(this.fd);
-    this.fd = fs.openSync(this.file, fs.constants.O_RDWR);
     this.size = buf.length;
   }
 
