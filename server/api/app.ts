@@ -41,6 +41,9 @@ const FRAMEWORK_ERRORS: Record<string, string> = {
 /** Routes a reads-only listener serves when management has a listener of its own (VAULT_MGMT_ADDR). */
 const READ_SURFACE = new Set(['secret.read', 'health', 'ready', 'metrics.read']);
 
+/** Not audited (DESIGN §4): they carry no secret data and must answer while audit.db cannot be written. */
+const UNAUDITED = new Set(['health', 'ready', 'metrics.read']);
+
 export type ApiSurface = 'all' | 'reads';
 
 export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: ApiSurface = 'all'): Promise<FastifyInstance> {
@@ -82,7 +85,7 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: Api
   };
 
   /** Hands the request's record to the audit log; `done(null)` once it is durable, `done(err)` when it could not be written. */
-  const writeAudit = (req: FastifyRequest, status: number, done: AuditDone): void => {
+  const writeAudit = (req: FastifyRequest, status: number, done: AuditDone, keep = false): void => {
     // A request refused before its handler authenticated (bad name, malformed body, unknown
     // route, body too large) still names a valid token's holder rather than `anonymous`.
     if (!req.ctx.principal) {
@@ -108,6 +111,7 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: Api
           status,
         },
         done,
+        keep,
       );
     } catch (err) {
       process.nextTick(done, err instanceof Error ? err : new Error(String(err)));
@@ -206,6 +210,14 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: Api
   // The request is counted here, with its final status, as it is handed to the socket (no onResponse hook:
   // that is one more hook run per request).
   app.addHook('onSend', (req, reply, payload, done) => {
+    if (UNAUDITED.has(req.ctx.action)) {
+      countRequest(req, reply.statusCode);
+      done(null, payload);
+      return;
+    }
+    // A change that succeeded was committed: its record is kept and retried until durable (audit-log.ts),
+    // never turned into an error answer.
+    const keep = reply.statusCode < 400 && req.method !== 'GET' && req.method !== 'HEAD';
     writeAudit(req, reply.statusCode, (err) => {
       if (err !== null) {
         void reply.code(503).header('content-type', 'application/json; charset=utf-8');
@@ -213,7 +225,7 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: Api
       }
       countRequest(req, reply.statusCode);
       done(null, payload);
-    });
+    }, keep);
   });
 
   if (surface === 'reads') {

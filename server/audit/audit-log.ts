@@ -7,17 +7,29 @@
 // how it ended (outcome, status). There is deliberately no column for secret
 // values, tokens, request bodies or headers, so none can leak into the log.
 //
+// A committed change is different: its record is never dropped. The API
+// submits it with `keep`, and if it cannot be written (a full volume, a lock,
+// an I/O error) it is held and written again until it is durable; only then
+// is the response sent. The client may give up meanwhile, which the contract
+// treats like any timeout (the write may have happened), but it never gets an
+// error for a change that was made, and the record is never lost while the
+// process lives. While records are held, probe() refuses further changes
+// (507 when the volume is full, else 503), so the backlog cannot grow past the
+// writes already in flight, and the owner hears of it (onHeld) to report the
+// node not ready.
+//
 // Writes run in a worker thread (audit-worker.ts) with its own connection, so
 // the commit and its fsync never block the event loop. Group commit: records
 // that arrive while one batch is in the worker accumulate and go as the next
 // batch (one transaction, one fsync). Queries read committed rows through a
 // separate read-only connection on the main thread (WAL allows it).
 import Database from 'better-sqlite3';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { InsufficientStorageError, isNoSpace } from '../storage/write-guard.js';
 import {
   AUDIT_COLUMNS,
   AUDIT_SCHEMA,
@@ -81,6 +93,11 @@ export interface AuditLogOptions {
    * behind it and this process should be the only writer, so keep it short.
    */
   busyTimeoutMs?: number;
+  /**
+   * Records of committed changes are waiting to be written (true, and
+   * whether for lack of space) or were all written at last (false).
+   */
+  onHeld?: (held: boolean, noSpace: boolean) => void;
 }
 
 /** The audit record could not be made durable (maps to 503 audit_unavailable). */
@@ -99,7 +116,13 @@ export type AuditDone = (err: Error | null) => void;
 interface Pending {
   row: AuditRow;
   done: AuditDone;
+  /** A committed change's record: held and retried on failure, never failed. */
+  keep: boolean;
 }
+
+/** First pause before held records are written again; doubles up to HELD_RETRY_MAX_MS. */
+const HELD_RETRY_MS = 50;
+const HELD_RETRY_MAX_MS = 1_000;
 
 interface Call {
   resolve: (seconds: number) => void;
@@ -122,11 +145,23 @@ export class AuditLog {
   private probing: Promise<void> | null = null;
   private closed = false;
   private closing: Promise<void> | null = null;
+  /** Records of committed changes that failed to write, oldest first, waiting for the retry timer. */
+  private held: Pending[] = [];
+  /** Why the last held record failed: for lack of space or not. */
+  private heldForSpace = false;
+  /** True from the first held record until every held record was written. */
+  private holding = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private retryPause = HELD_RETRY_MS;
 
   /** Opens (creating if needed) `<dataDir>/audit.db`. Throws if it cannot be opened at start. */
   constructor(dataDir: string, private readonly opts: AuditLogOptions = {}) {
-    mkdirSync(dataDir, { recursive: true });
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     this.path = join(dataDir, 'audit.db');
+    // SQLite creates a database 0644 and gives its -wal and -shm files the database's mode:
+    // creating it 0600 first keeps all three private whatever the umask.
+    closeSync(openSync(this.path, 'a', 0o600));
+    chmodSync(this.path, 0o600);
     this.busyTimeoutMs = Math.max(0, Math.floor(opts.busyTimeoutMs ?? 1000));
     // Create the schema synchronously, so a broken volume fails the start and
     // the table exists before the first query; the worker opens its own handle.
@@ -155,8 +190,12 @@ export class AuditLog {
    * fsynced, `done(err)` with an AuditUnavailableError (or the validation
    * error of a malformed record) otherwise. `done` is never called before
    * submit() returns.
+   *
+   * `keep`: the record of a change that was committed. It is never failed
+   * for a write error: it is held and written again until it is durable
+   * (see the top of this file); only close() gives up on it.
    */
-  submit(rec: AuditRecord, done: AuditDone): void {
+  submit(rec: AuditRecord, done: AuditDone, keep = false): void {
     if (this.closed) {
       process.nextTick(done, new AuditUnavailableError('audit log is closed'));
       return;
@@ -168,7 +207,7 @@ export class AuditLog {
       process.nextTick(done, err instanceof Error ? err : new Error(String(err)));
       return;
     }
-    this.queue.push({ row, done });
+    this.queue.push({ row, done, keep });
     // Group commit: everything queued before the check phase runs shares one
     // transaction; while that batch is in the worker, the next one gathers.
     if (!this.scheduled && this.inflight === null) {
@@ -190,6 +229,13 @@ export class AuditLog {
    */
   probe(): Promise<void> {
     if (this.closed) return Promise.reject(new AuditUnavailableError('audit log is closed'));
+    if (this.holding) {
+      return Promise.reject(
+        this.heldForSpace
+          ? new InsufficientStorageError('the data volume is full: audit records of committed writes wait for space; writes resume once space is freed')
+          : new AuditUnavailableError('audit log unavailable: records of committed writes wait to be written'),
+      );
+    }
     return new Promise<void>((resolve, reject) => {
       this.probeWaiters.push({ resolve: () => resolve(), reject });
       if (this.probing === null) this.startProbe();
@@ -226,6 +272,11 @@ export class AuditLog {
 
   private async shutdown(): Promise<void> {
     this.closed = true;
+    // Held records get one last attempt; one that fails now is failed (failed() settles it, closed).
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.queue.unshift(...this.held);
+    this.held = [];
     // Drain: the batch in flight, then whatever queued behind it.
     while (this.inflight !== null || this.queue.length > 0) {
       if (this.inflight === null) this.flush();
@@ -255,16 +306,48 @@ export class AuditLog {
         this.inflight = null;
         settle(batch, null);
         safely(() => this.opts.onFlush?.(seconds, batch.length));
+        if (this.holding && this.held.length === 0 && !this.queue.some((p) => p.keep)) this.released();
         this.next();
       },
       (err: Error) => {
         this.inflight = null;
         const e = this.failed(err);
-        settle(batch, e);
+        const keep = this.closed ? [] : batch.filter((p) => p.keep);
+        settle(keep.length === 0 ? batch : batch.filter((p) => !p.keep), e);
         safely(() => this.opts.onFailure?.(err, batch.length));
+        if (keep.length > 0) this.hold(keep, err);
         this.next();
       },
     );
+  }
+
+  /** Records of committed changes failed to write: keep them and write them again after a pause. */
+  private hold(records: Pending[], err: Error): void {
+    this.held.push(...records);
+    this.heldForSpace = isNoSpace(err);
+    if (!this.holding) {
+      this.holding = true;
+      safely(() => this.opts.onHeld?.(true, this.heldForSpace));
+    }
+    if (this.retryTimer !== null) return;
+    const pause = this.retryPause;
+    this.retryPause = Math.min(pause * 2, HELD_RETRY_MAX_MS);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      // Ahead of newer records, so the log keeps close to request order.
+      this.queue.unshift(...this.held);
+      this.held = [];
+      if (this.inflight === null && !this.scheduled) this.flush();
+    }, pause);
+    this.retryTimer.unref(); // the requests waiting on these records keep the process alive anyway
+  }
+
+  /** Every held record is durable. */
+  private released(): void {
+    this.holding = false;
+    this.heldForSpace = false;
+    this.retryPause = HELD_RETRY_MS;
+    safely(() => this.opts.onHeld?.(false, false));
   }
 
   /** Sends what gathered while a batch was in the worker. */

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { mkdirSync, mkdtempSync, renameSync, rmSync, rmdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, rmdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -29,6 +29,14 @@ function rec(i: number, over: Partial<AuditRecord> = {}): AuditRecord {
     peer_ip: '10.0.0.2',
     ...over,
   };
+}
+
+async function waitFor(cond: () => boolean, timeoutMs = 2_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 beforeEach(() => {
@@ -154,6 +162,69 @@ describe('AuditLog', () => {
     await log.record(rec(5));
     expect(log.query().records.map((r) => r.request_id)).toEqual(['req-1', 'req-5']);
     expect(failures).toEqual([2, 1]);
+  });
+
+  it('holds the record of a committed change until it is durable, instead of failing it, and refuses changes meanwhile', async () => {
+    const held: Array<[boolean, boolean]> = [];
+    const log = make({ busyTimeoutMs: 20, onHeld: (h, noSpace) => held.push([h, noSpace]) });
+    await log.record(rec(1));
+
+    const locker = new Database(join(dir, 'audit.db'));
+    locker.exec('BEGIN EXCLUSIVE');
+    const outcome: Record<string, Error | null | 'pending'> = { kept: 'pending', read: 'pending' };
+    log.submit(rec(2, { action: 'secret.write', status: 201 }), (err) => (outcome.kept = err), true);
+    log.submit(rec(3), (err) => (outcome.read = err));
+    try {
+      // The read's record fails closed as before; the committed write's record is held, not failed.
+      await waitFor(() => outcome.read !== 'pending');
+      expect(outcome.read).toBeInstanceOf(AuditUnavailableError);
+      await waitFor(() => held.length > 0);
+      expect(held).toEqual([[true, false]]);
+      await new Promise((r) => setTimeout(r, 300)); // several retries, all failing
+      expect(outcome.kept).toBe('pending');
+      // No further change is let in while a committed change still waits for its record.
+      await expect(log.probe()).rejects.toThrow(/records of committed writes wait to be written/);
+    } finally {
+      locker.exec('ROLLBACK');
+      locker.close();
+    }
+    await waitFor(() => outcome.kept !== 'pending', 3_000);
+    expect(outcome.kept).toBeNull();
+    expect(held).toEqual([[true, false], [false, false]]);
+    await expect(log.probe()).resolves.toBeUndefined();
+    expect(log.query().records.map((r) => r.request_id)).toEqual(['req-1', 'req-2']);
+  });
+
+  it('close() gives up on a held record with an error rather than hanging', async () => {
+    const log = make({ busyTimeoutMs: 20 });
+    await log.record(rec(1));
+    const locker = new Database(join(dir, 'audit.db'));
+    locker.exec('BEGIN EXCLUSIVE');
+    try {
+      let result: Error | null | 'pending' = 'pending';
+      log.submit(rec(2, { action: 'secret.write', status: 201 }), (err) => (result = err), true);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(result).toBe('pending');
+      await log.close();
+      expect(result).toBeInstanceOf(AuditUnavailableError);
+    } finally {
+      locker.exec('ROLLBACK');
+      locker.close();
+    }
+  });
+
+  it('creates audit.db and its -wal and -shm files 0600 whatever the umask, and tightens an existing one', async () => {
+    const before = process.umask(0o022);
+    try {
+      await make().record(rec(1));
+      for (const f of ['audit.db', 'audit.db-wal', 'audit.db-shm']) expect(statSync(join(dir, f)).mode & 0o777, f).toBe(0o600);
+      await open.pop()!.close();
+      chmodSync(join(dir, 'audit.db'), 0o644);
+      await make().record(rec(2));
+      expect(statSync(join(dir, 'audit.db')).mode & 0o777).toBe(0o600);
+    } finally {
+      process.umask(before);
+    }
   });
 
   it('submit() calls back once per record, never before it returns, with the same outcomes as record()', async () => {
