@@ -14,6 +14,7 @@ import { createKms, type KmsProvider, EPHEMERAL_MASTER_KEY_WARNING, parseLocalMa
 import { createLogger, type Logger } from './log/logger.js';
 import { auditMetricsHooks, createCofferMetrics } from './metrics/coffer-metrics.js';
 import { meteredKms } from './metrics/metered-kms.js';
+import { registerStorageMetrics } from './metrics/storage-metrics.js';
 import { ClusterAuth, KEY_BYTES, REFUSAL_REASONS } from './raft/cluster-auth.js';
 import { buildRaftListener } from './raft/listener.js';
 import { RaftReplicator } from './raft/raft-replicator.js';
@@ -25,6 +26,9 @@ import { capabilities } from './store/commands.js';
 import { StateReader } from './store/queries.js';
 import { BOOTSTRAP_TOKEN_NAME, StateMachine } from './store/state-machine.js';
 import { RELEASE } from './release.js';
+import { FreeSpaceWatcher } from './storage/free-space.js';
+import { ensurePrivateFile, prepareDataDir } from './storage/private-files.js';
+import { WriteGuard } from './storage/write-guard.js';
 import type { FastifyInstance } from 'fastify';
 
 export interface RunningNode {
@@ -40,8 +44,41 @@ export interface RunningNode {
   close(): Promise<void>;
 }
 
-export async function startNode(config: ServerConfig, logger: Logger = createLogger(config.nodeId)): Promise<RunningNode> {
-  fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+export interface NodeOptions {
+  /**
+   * Called once when the node stops on a storage fault it cannot recover
+   * from in place (a failed fsync, a state.db I/O error; a full volume is
+   * waited out instead): `coffer server` logs and exits there so it is
+   * restarted, before the writes that were pending (outcome unknown) could
+   * be answered. Without it the node stays up, reports `stopped` and fails
+   * them with 503.
+   */
+  onFatal?: (err: Error) => void;
+}
+
+/**
+ * Starts a node. If any step fails (a busy port, an unreadable TLS file, a
+ * bad key), what was already started is closed again before the error is
+ * thrown, so a failed start leaves nothing running behind it.
+ */
+export async function startNode(config: ServerConfig, logger: Logger = createLogger(config.nodeId), opts: NodeOptions = {}): Promise<RunningNode> {
+  const undo: Array<() => unknown> = [];
+  try {
+    return await assemble(config, logger, opts, undo);
+  } catch (err) {
+    for (const step of undo.reverse()) {
+      try {
+        await step();
+      } catch {
+        // keep closing the rest; the start error is the one worth reporting
+      }
+    }
+    throw err;
+  }
+}
+
+async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions, undo: Array<() => unknown>): Promise<RunningNode> {
+  prepareDataDir(config.dataDir, logger);
   const metrics = createCofferMetrics();
 
   const masterKey = config.kmsMode === 'local' && config.localMasterKeyB64 ? parseLocalMasterKey(config.localMasterKeyB64) : undefined;
@@ -52,6 +89,7 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
     dekCacheTtlSecs: config.dekCacheTtlSecs,
   }, { wrap: (inner) => meteredKms(inner, metrics) });
   masterKey?.fill(0);
+  undo.push(() => kms.close());
   if (kms.ephemeralMasterKey) logger.warn(`!!! ${EPHEMERAL_MASTER_KEY_WARNING} !!!`);
   const { provider, cache } = kms;
   const sealer: VersionSealer = {
@@ -66,8 +104,14 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
       }, utf8Text, row),
   };
 
+  ensurePrivateFile(path.join(config.dataDir, 'state.db')); // SQLite would create it 0644
   const sm = new StateMachine(config.dataDir);
+  undo.push(() => sm.close());
   const reader = new StateReader(sm);
+  // VAULT_MIN_FREE_BYTES: refused before proposing (507), re-measured at most every 250 ms as writes come.
+  const freeSpace = new FreeSpaceWatcher({ dir: config.dataDir, minFreeBytes: config.minFreeBytes });
+  const storageMetrics = registerStorageMetrics(metrics.registry, freeSpace, () => writeGuard, path.join(config.dataDir, 'audit.db'));
+  const writeGuard = new WriteGuard(freeSpace, { onRefused: (reason) => storageMetrics.writesRefused.inc({ reason }) });
   const raftListenAddr = { ...config.raftAddr };
   let bootstrapping: Promise<void> = Promise.resolve();
   const replicator = new RaftReplicator({
@@ -80,11 +124,15 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
     capabilities: capabilities(),
     logger,
     ...tuning(),
+    writeGuard,
+    ...(opts.onFatal ? { onFatal: opts.onFatal } : {}),
     onLeader: () => {
       if (config.bootstrapToken) bootstrapping = bootstrap(config.bootstrapToken, replicator, reader, logger, now);
     },
   });
+  undo.push(() => replicator.close());
   const clusterAuth = raftAuth(config, logger);
+  undo.push(() => clusterAuth.close());
   replicator.transport.authenticate(clusterAuth); // before the first Ready is handled (setImmediate): nothing leaves unsigned
   for (const reason of REFUSAL_REASONS) metrics.raftAuthRefused.inc({ reason }, 0);
   const rewrap = new RewrapWorker({
@@ -120,8 +168,14 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
     { forceRewrap: () => rewrap.force(), onAuthRefused: (reason) => metrics.raftAuthRefused.inc({ reason }) },
     clusterAuth,
   );
-  await raftListener.listen({ host: raftListenAddr.host, port: raftListenAddr.port });
-  const audit = new AuditLog(config.dataDir, auditMetricsHooks(metrics));
+  undo.push(() => raftListener.close());
+  await listenOn(raftListener, raftListenAddr, 'Raft listener (VAULT_RAFT_ADDR)');
+  const audit = new AuditLog(config.dataDir, {
+    ...auditMetricsHooks(metrics),
+    // Records of committed writes waiting for space: refuse writes and report not ready until they are durable.
+    onHeld: (held, noSpace) => (held && noSpace ? writeGuard.waitForSpace('audit', 'writing audit records') : writeGuard.resumed('audit')),
+  });
+  undo.push(() => audit.close());
   const now = () => new Date();
   const authz = new Authorizer(reader, config.readAllowlist, now);
   const secrets = new SecretService(reader, replicator, sealer, now);
@@ -140,22 +194,6 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
     },
   });
 
-  // The audit log is never pruned, and a full volume fails every request closed (503 audit_unavailable):
-  // these two let an operator alert long before that.
-  metrics.registry.gauge({
-    name: 'coffer_audit_db_bytes',
-    help: 'Size of audit.db and its WAL on disk, bytes.',
-    collect: () => fileBytes(audit.path) + fileBytes(`${audit.path}-wal`),
-  });
-  metrics.registry.gauge({
-    name: 'coffer_data_dir_available_bytes',
-    help: 'Bytes still available to this process on the data folder\'s filesystem.',
-    collect: () => {
-      const s = fs.statfsSync(config.dataDir);
-      return s.bavail * s.bsize;
-    },
-  });
-
   const https =
     config.tlsCertFile && config.tlsKeyFile
       ? { cert: fs.readFileSync(config.tlsCertFile), key: fs.readFileSync(config.tlsKeyFile) }
@@ -163,7 +201,9 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
   const apiDeps = { config, reader, replicator, secrets, authz, audit, metrics, logger, release: RELEASE, capabilities: capabilities(), now, rewrap: rewrapApi, writeImage: (file: string) => sm.writeImage(file) };
   // With VAULT_MGMT_ADDR, the API address serves value reads only and management gets its own listener.
   const api = await buildApi(apiDeps, https, config.mgmtAddr ? 'reads' : 'all');
+  undo.push(() => api.close());
   const mgmt = config.mgmtAddr ? await buildApi(apiDeps, https, 'all') : null;
+  if (mgmt) undo.push(() => mgmt.close());
 
   // A single voter elects itself at once; wait for that so the bootstrap token works as soon as we answer.
   if (config.peers.length === 1) {
@@ -171,8 +211,8 @@ export async function startNode(config: ServerConfig, logger: Logger = createLog
     await bootstrapping;
   }
 
-  await api.listen({ host: config.apiAddr.host, port: config.apiAddr.port });
-  if (mgmt && config.mgmtAddr) await mgmt.listen({ host: config.mgmtAddr.host, port: config.mgmtAddr.port });
+  await listenOn(api, config.apiAddr, 'API listener (VAULT_API_ADDR)');
+  if (mgmt && config.mgmtAddr) await listenOn(mgmt, config.mgmtAddr, 'management listener (VAULT_MGMT_ADDR)');
   const mgmtUrl = mgmt ? listenerUrl(mgmt, config.mgmtAddr!, Boolean(https)) : null;
   const apiUrl = listenerUrl(api, config.apiAddr, Boolean(https));
   rewrap.start();
@@ -214,6 +254,17 @@ function raftAuth(config: ServerConfig, logger: Logger): ClusterAuth {
   ephemeral.fill(0); // ClusterAuth keeps its own copy, zeroed on close
   logger.warn('Raft traffic is authenticated with an ephemeral cluster key: no other node can join this one until VAULT_CLUSTER_KEY is set (base64 of 32 bytes, the same on every node)');
   return auth;
+}
+
+/** Listens, or fails with a message that names the listener and the address (a busy port, a foreign address). */
+async function listenOn(app: FastifyInstance, addr: { host: string; port: number }, what: string): Promise<void> {
+  try {
+    await app.listen({ host: addr.host, port: addr.port });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'EADDRINUSE' ? 'the address is already in use' : code === 'EADDRNOTAVAIL' ? 'no such local address' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
+    throw new Error(`${what} cannot listen on ${addr.host}:${addr.port}: ${why}`, { cause: err });
+  }
 }
 
 function listenerUrl(app: FastifyInstance, configured: { host: string; port: number }, tls: boolean): string {
@@ -272,13 +323,4 @@ async function bootstrap(
 /** Decodes lent plaintext bytes (zeroed by the lender once this returns) to the value's text. */
 function utf8Text(plain: Uint8Array): string {
   return Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength).toString('utf8');
-}
-
-/** A file's size, 0 when it does not exist (a WAL between checkpoints may not). */
-function fileBytes(file: string): number {
-  try {
-    return fs.statSync(file).size;
-  } catch {
-    return 0;
-  }
 }

@@ -1,11 +1,20 @@
 // `coffer server`: parse the environment, start the node, stop cleanly on signals.
+// Every way it cannot serve ends the process with a non-zero code and one
+// clear line, so a supervisor (the kubelet, systemd) restarts or reports it:
+// a bad variable (2), a failed start such as a busy port (1), and a storage
+// fault after start (EXIT_STORAGE_FAULT).
 import { ConfigError, loadConfig } from '../config/config.js';
 import { createLogger } from '../log/logger.js';
 import { startNode } from '../node.js';
 import type { ParsedArgs } from './args.js';
 import { applyDevDefaults } from './dev.js';
 
+/** sysexits EX_IOERR: the node stopped on a storage fault and must be restarted. */
+export const EXIT_STORAGE_FAULT = 74;
+
 export async function runServer(args: ParsedArgs): Promise<number> {
+  // Before anything is created (the dev keys included): every file and folder the node makes is its user's only.
+  process.umask(0o077);
   let devToken: string | null = null;
   if (args.flags.has('dev')) devToken = applyDevDefaults(process.env).token;
   let config;
@@ -19,14 +28,22 @@ export async function runServer(args: ParsedArgs): Promise<number> {
     throw err;
   }
   const logger = createLogger(config.nodeId);
+  // A storage fault the node cannot recover from in place: exit at once, before pending writes
+  // (whose outcome is unknown) could be answered with an error; the restart recovers from the log.
+  const onFatal = (err: Error): void => {
+    logger.fatal({ err: { name: err.name, message: err.message } }, 'storage fault: exiting so the node is restarted');
+    process.stderr.write(`coffer server: stopped after a storage fault: ${err.message}\n`);
+    process.exit(EXIT_STORAGE_FAULT);
+  };
   let node;
   try {
-    node = await startNode(config, logger);
+    node = await startNode(config, logger, { onFatal });
   } catch (err) {
     // Startup failures (bad master key, unreadable TLS files, busy port) end with one clear line.
     logger.fatal({ err: { name: (err as Error).name, message: (err as Error).message } }, 'could not start');
     process.stderr.write(`coffer server: ${(err as Error).message}\n`);
-    return 1;
+    // startNode closed what it had opened; exit anyway, so no handle left behind can keep a failed start alive.
+    process.exit(1);
   }
   if (devToken) {
     process.stdout.write(
