@@ -5,6 +5,7 @@ import type { FastifyRequest } from 'fastify';
 import { authenticate, type Principal } from '../auth/tokens.js';
 import type { Allowlist } from '../config/ipv4.js';
 import { rulesAllow, type Action } from '../rbac/rules.js';
+import type { WriteMode } from '../store/commands.js';
 import type { StateReader } from '../store/queries.js';
 import { ApiError } from './errors.js';
 
@@ -44,6 +45,20 @@ export class Authorizer {
       throw new ApiError('forbidden', `role ${p.role} does not allow ${action}${name === undefined ? '' : ' on this path'}`);
     }
     return p;
+  }
+
+  /**
+   * What a value write may do to `name`, from the token's rights alone (never
+   * from whether the name exists, which would be a race and an oracle):
+   * `any` with both create and update, else the one it has. Neither: 403,
+   * the same answer whether or not the name exists.
+   */
+  writeMode(req: FastifyRequest, name: string): { principal: Principal; mode: WriteMode } {
+    const p = this.principal(req);
+    const create = rulesAllow(p.rules, 'create', name);
+    const update = rulesAllow(p.rules, 'update', name);
+    if (!create && !update) throw new ApiError('forbidden', `role ${p.role} does not allow create or update on this path`);
+    return { principal: p, mode: create && update ? 'any' : create ? 'create' : 'update' };
   }
 
   /** Names the caller in the audit record if a valid token came along, without requiring one. */

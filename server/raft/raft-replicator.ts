@@ -674,18 +674,6 @@ export class RaftReplicator implements Replicator {
     }
   }
 
-  /**
-   * Whether the command version `cap` can be proposed now without waiting for
-   * a rollout to finish: as leader, every voter advertises it; as follower, so
-   * do this node and the leader (which checks the other voters when the
-   * forwarded command reaches it). Lets a proposer fall back to an older version.
-   */
-  canPropose(cap: string): boolean {
-    const st = this.node.status();
-    if (st.role === 'leader') return this.capabilityHoldout(cap) === null;
-    return this.opts.capabilities.includes(cap) && st.lead !== '' && (this.peerCaps.get(st.lead)?.includes(cap) ?? false);
-  }
-
   /** The first voter that does not (yet) advertise `cap`, or null. */
   capabilityHoldout(cap: string): string | null {
     for (const v of this.node.status().confState.voters) {

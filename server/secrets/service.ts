@@ -4,6 +4,7 @@
 // seal time because it is the AAD.
 import { ApiError } from '../api/errors.js';
 import type { Replicator } from '../raft/replicator.js';
+import type { WriteMode } from '../store/commands.js';
 import type { StateReader, StoredVersion } from '../store/queries.js';
 import type { ApplyResult } from '../store/results.js';
 import { randomValue, type Charset } from './random-value.js';
@@ -31,13 +32,26 @@ export interface WriteResult {
 /** Concurrent writers to one name race on current_version; the loser re-seals for the next version. */
 const MAX_STALE_RETRIES = 8;
 
+/** A write the token's mode does not allow on the secret as it stands (`needed` is the right it lacks). */
+export class WriteModeError extends Error {
+  override readonly name = 'WriteModeError';
+  constructor(readonly needed: 'create' | 'update') {
+    super(`this token may not ${needed} the secret`);
+  }
+}
+
+/** Which voter, if any, does not advertise a command version (RaftReplicator knows; see DESIGN §5). */
+interface CapabilityProbe {
+  capabilityHoldout?(capability: string): string | null;
+}
+
 export class SecretService {
   /** Writes to one name queue up on this node, so local writers never race each other for a version. */
   private readonly nameLocks = new Map<string, Promise<unknown>>();
 
   constructor(
     private readonly reader: StateReader,
-    private readonly replicator: Replicator,
+    private readonly replicator: Replicator & CapabilityProbe,
     private readonly sealer: VersionSealer,
     private readonly now: () => Date = () => new Date(),
   ) {}
@@ -49,8 +63,15 @@ export class SecretService {
     return { name, version: row.version, value, created_at: row.created_at };
   }
 
-  async put(name: string, value: string, cas: number | null, actor: string): Promise<WriteResult> {
-    return this.serialized(name, () => this.putUnlocked(name, value, cas, actor));
+  /**
+   * Writes the next version of `name`. `mode` is what the writer's token may
+   * do (create, update or both); it is checked against the state the write is
+   * sealed for, again at every retry, and carried in the command so the state
+   * machine checks it against the state the write lands on. Throws
+   * WriteModeError when the mode does not allow the write.
+   */
+  async put(name: string, value: string, cas: number | null, actor: string, mode: WriteMode): Promise<WriteResult> {
+    return this.serialized(name, () => this.putUnlocked(name, value, cas, actor, mode));
   }
 
   private async serialized<T>(name: string, fn: () => Promise<T>): Promise<T> {
@@ -64,18 +85,20 @@ export class SecretService {
     return run;
   }
 
-  private async putUnlocked(name: string, value: string, cas: number | null, actor: string): Promise<WriteResult> {
+  private async putUnlocked(name: string, value: string, cas: number | null, actor: string, mode: WriteMode): Promise<WriteResult> {
     const bytes = new Uint8Array(Buffer.from(value, 'utf8'));
     try {
       for (let attempt = 0; attempt < MAX_STALE_RETRIES; attempt++) {
         const current = this.reader.currentVersion(name);
+        // Re-checked on every attempt: a create-only writer that lost the race to create must not write version 2.
+        if (mode === 'create' && current > 0) throw new WriteModeError('update');
+        if (mode === 'update' && current === 0) throw new WriteModeError('create');
         if (cas !== null && cas !== current) throw new ApiError('cas_mismatch', `current version is ${current}, not ${cas}`);
         const version = current + 1;
         const sealed = await this.sealer.seal(name, version, bytes);
         const created_at = this.now().toISOString();
-        const result = await this.replicator.propose({
-          t: 'secret.put',
-          v: 1,
+        const common = {
+          t: 'secret.put' as const,
           name,
           version,
           expected_current: current,
@@ -86,9 +109,16 @@ export class SecretService {
           kms_key_id: sealed.kmsKeyId,
           created_at,
           created_by: actor,
-        });
+        };
+        // v2 carries the mode, and the state machine refuses it against the state the write lands on. It is
+        // proposed when this node knows that every voter decodes it (always on the leader; a follower knows
+        // few voters' capabilities). Otherwise v1, which is exactly as safe: expected_current pins the write
+        // to the state its mode was checked against above (0 = only a create, k >= 1 = only an update).
+        const v2 = this.replicator.capabilityHoldout?.('secret.put@2') ?? null;
+        const result = await this.replicator.propose(v2 === null ? { ...common, v: 2, mode } : { ...common, v: 1 });
         if (result.ok) return { name, version, created: version === 1, created_at };
-        if (result.code !== 'stale') throw applyError(result);
+        // Refused by the mode or a concurrent write: look again (the check above then answers).
+        if (result.code !== 'stale' && result.code !== 'forbidden') throw applyError(result);
       }
       throw new ApiError('conflict', 'too many concurrent writes to this secret; retry');
     } finally {
@@ -96,12 +126,16 @@ export class SecretService {
     }
   }
 
-  /** A new version with a server-generated value; the secret must exist. */
+  /** A new version with a server-generated value; the secret must exist (checked where the write lands, too). */
   async rotate(name: string, length: number, charset: Charset, actor: string): Promise<WriteResult & { value: string }> {
-    if (this.reader.currentVersion(name) === 0) throw new ApiError('not_found', 'no such secret');
     const value = randomValue(length, charset);
-    const written = await this.put(name, value, null, actor);
-    return { ...written, value };
+    try {
+      const written = await this.put(name, value, null, actor, 'update');
+      return { ...written, value };
+    } catch (err) {
+      if (err instanceof WriteModeError) throw new ApiError('not_found', 'no such secret');
+      throw err;
+    }
   }
 
   async delete(name: string): Promise<void> {

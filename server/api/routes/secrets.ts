@@ -1,6 +1,7 @@
 // Secret values: allowlisted reads, token-authorized writes, rotate, delete.
 import type { FastifyPluginAsync } from 'fastify';
 import { CHARSETS, DEFAULT_ROTATE_LENGTH, type Charset } from '../../secrets/random-value.js';
+import { WriteModeError } from '../../secrets/service.js';
 import type { ApiDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
 import { errorResponses, positiveIntText, rotateParams, ROTATE_SUFFIX, secretNameParams } from '../schemas.js';
@@ -71,12 +72,20 @@ export const secretRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, {
     async (req, reply) => {
       const name = req.params['*'];
       req.ctx.target = name;
-      const exists = deps.reader.currentVersion(name) > 0;
-      const p = authz.require(req, exists ? 'update' : 'create', name);
+      // Create or update is decided by the token's rights, not by reading whether the name exists now:
+      // the mode travels with the write and is checked where it lands.
+      const { principal: p, mode } = authz.writeMode(req, name);
       if (Buffer.byteLength(req.body.value, 'utf8') > deps.config.maxValueBytes) {
         throw new ApiError('payload_too_large', `value exceeds ${deps.config.maxValueBytes} bytes`);
       }
-      const result = await secrets.put(name, req.body.value, req.body.cas ?? null, p.name);
+      let result;
+      try {
+        result = await secrets.put(name, req.body.value, req.body.cas ?? null, p.name, mode);
+      } catch (err) {
+        // Only a token with exactly one of the two rights gets here: it may learn existence by using the one it has.
+        if (err instanceof WriteModeError) throw new ApiError('forbidden', `role ${p.role} does not allow ${err.needed} on this path`);
+        throw err;
+      }
       req.ctx.version = result.version;
       void reply.code(result.created ? 201 : 200);
       return { name: result.name, version: result.version, created_at: result.created_at };

@@ -79,6 +79,19 @@ describe('StateMachine', () => {
     expect(reader.role('admin')?.builtin).toBe(true);
   });
 
+  it('refuses a secret.put v2 whose write mode the state it lands on does not allow', () => {
+    const sm = fresh();
+    const v2 = (name: string, version: number, expected: number, mode: 'create' | 'update' | 'any'): Command => ({ ...(put(name, version, expected) as Extract<Command, { t: 'secret.put'; v: 1 }>), v: 2, mode });
+    expect(sm.applyEntry(1, 1, encodeCommand(v2('a', 1, 0, 'create')))).toEqual({ ok: true, version: 1, created: true });
+    const before = dump(sm);
+    // The create-only writer lost the race: the name exists now. Refused even though its version would be next.
+    expect(sm.applyEntry(2, 1, encodeCommand(v2('a', 2, 1, 'create')))).toMatchObject({ ok: false, code: 'forbidden' });
+    expect(sm.applyEntry(3, 1, encodeCommand(v2('b', 1, 0, 'update')))).toMatchObject({ ok: false, code: 'forbidden' });
+    expect((dump(sm) as unknown[]).slice(0, -1)).toEqual((before as unknown[]).slice(0, -1));
+    expect(sm.applyEntry(4, 1, encodeCommand(v2('a', 2, 1, 'update')))).toEqual({ ok: true, version: 2, created: false });
+    expect(sm.applyEntry(5, 1, encodeCommand(v2('c', 1, 0, 'any')))).toEqual({ ok: true, version: 1, created: true });
+  });
+
   it('keeps a revoked bootstrap token revoked', () => {
     const sm = fresh();
     sm.applyEntry(1, 1, encodeCommand({ t: 'token.bootstrap', v: 1, token_sha256: bytes('k'.repeat(32)), created_at: T }));
