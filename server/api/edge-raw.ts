@@ -140,7 +140,7 @@ export function rawRefusals(deps: RawRefusalDeps): RawRefusals {
         socket.once('close', () => clearTimeout(limit));
         (err as { statusCode?: number }).statusCode = status;
         if (req.listenerCount('error') > 0) req.emit('error', err);
-        afterInFlight(socket, () => (socket.destroyed ? undefined : socket.end(() => socket.destroy())));
+        afterInFlight(socket, () => closeGently(socket));
         return;
       }
       refuse(socket, { status, code: 'bad_request', message, action: 'http.parse_error', target: null, route: 'unparsed', method: 'unknown' });
@@ -182,7 +182,7 @@ function afterInFlight(socket: Duplex, fn: () => void): void {
   current.once('close', next);
 }
 
-/** Writes the whole response and closes; a peer that does not read it is cut off after a while. */
+/** Writes the whole response and closes. */
 function answer(socket: Duplex, id: string, status: number, body: string): void {
   if (socket.destroyed || !socket.writable) {
     socket.destroy();
@@ -194,8 +194,22 @@ function answer(socket: Duplex, id: string, status: number, body: string): void 
     'content-type: application/json; charset=utf-8\r\n' +
     `content-length: ${Buffer.byteLength(body)}\r\n` +
     'connection: close\r\n\r\n';
+  closeGently(socket, head + body);
+}
+
+/**
+ * Ends the connection after `last` and waits for the peer to close its side,
+ * reading and dropping whatever it still sends: closing with unread bytes
+ * would make the kernel send a reset, which can discard the answer before
+ * the peer reads it. A peer that never closes is cut off after a while.
+ */
+function closeGently(socket: Duplex, last?: string): void {
+  if (socket.destroyed) return;
   const timer = setTimeout(() => socket.destroy(), 5_000);
   timer.unref();
   socket.once('close', () => clearTimeout(timer));
-  socket.end(head + body, () => socket.destroy());
+  socket.once('end', () => socket.destroy());
+  if (last === undefined) socket.end();
+  else socket.end(last);
+  socket.resume();
 }

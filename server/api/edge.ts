@@ -3,9 +3,12 @@
 // rebinding (a name the attacker controls, re-pointed at this address) nor
 // read a response across origins.
 //
-// - `Origin` (any value) or any `Sec-Fetch-*` header: a browser, or a client
-//   dressed as one. Refused with 403 forbidden. Programs (curl, SDKs, the
-//   coffer CLI, kubelet probes, Prometheus) send neither.
+// - `Origin` (any value), `Sec-Fetch-Site`, `Sec-Fetch-Dest` or
+//   `Sec-Fetch-User`: a browser, or a client dressed as one. Refused with 403
+//   forbidden. Programs (curl, SDKs, kubelet probes, Prometheus) send none of
+//   them. `Sec-Fetch-Mode` alone is not a browser: Node's fetch() (undici,
+//   which the coffer CLI uses) sends `Sec-Fetch-Mode: cors` on every request,
+//   and a browser that sends Sec-Fetch-Mode always sends Sec-Fetch-Site with it.
 // - `Host`: an IPv4 or IPv6 literal, `localhost`, or a name in
 //   VAULT_API_HOSTNAMES (case-insensitive, any port, one trailing dot
 //   allowed); anything else is 403 forbidden. An absolute-form request target
@@ -50,7 +53,6 @@ export function createEdgeCheck(opts: EdgeOptions): (req: FastifyRequest) => Api
     if (
       h.origin !== undefined ||
       h['sec-fetch-site'] !== undefined ||
-      h['sec-fetch-mode'] !== undefined ||
       h['sec-fetch-dest'] !== undefined ||
       h['sec-fetch-user'] !== undefined
     ) {

@@ -9,6 +9,8 @@ export interface RawResponse {
   /** Lower-cased header names; the last value wins. */
   headers: Record<string, string>;
   text: string;
+  /** Every byte received (all responses, when more than one came). */
+  raw: Buffer;
   /** The parsed JSON body, or null when it is not JSON. */
   body: any;
   /** Whether the server closed the connection. */
@@ -104,7 +106,7 @@ function parse(buf: Buffer, closed: boolean): RawResponse {
   } catch {
     body = null;
   }
-  return { status: m ? Number(m[1]) : 0, headers, text, body, closed };
+  return { status: m ? Number(m[1]) : 0, headers, text, raw: buf, body, closed };
 }
 
 function dechunk(text: string): string {

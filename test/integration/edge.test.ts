@@ -84,7 +84,7 @@ describe('browsers and unknown Host names (finding 7)', () => {
       { origin: `http://127.0.0.1:${port}` }, // same origin still means a browser
       { 'sec-fetch-site': 'cross-site' },
       { 'sec-fetch-site': 'same-origin' },
-      { 'sec-fetch-mode': 'no-cors' },
+      { 'sec-fetch-mode': 'no-cors', 'sec-fetch-site': 'cross-site' },
       { 'sec-fetch-dest': 'empty' },
       { 'sec-fetch-user': '?1' },
     ];
@@ -109,6 +109,13 @@ describe('browsers and unknown Host names (finding 7)', () => {
     const mgmtAudit = await auditById(n);
     expect(mgmtAudit.get(write.headers['x-request-id'] as string)).toMatchObject({ action: 'secret.write', actor: 'bootstrap-admin', outcome: 'denied', status: 403 });
     expect(mgmtAudit.get(browserHost.headers['x-request-id'] as string)).toMatchObject({ action: 'token.list', outcome: 'denied', status: 403 });
+  });
+
+  it("Node's fetch() is not a browser: its lone Sec-Fetch-Mode: cors is served (the coffer CLI uses fetch)", async () => {
+    const res = await fetch(`${n.url}/v1/secrets/edge/s`);
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { value: string }).value).toBe(VALUE);
+    expect((await read({ headers: { 'sec-fetch-mode': 'cors' } })).status).toBe(200);
   });
 
   it('IP literals, localhost and the configured names are served, in any case and with or without a port', async () => {
