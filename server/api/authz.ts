@@ -15,6 +15,7 @@ const REASONS = {
   unknown: 'unknown token',
   expired: 'token expired',
   revoked: 'token revoked',
+  role_gone: 'token revoked: its role was deleted',
 } as const;
 
 /** Allowlist answers kept per address; the list is fixed for the process, so only the size needs a bound. */

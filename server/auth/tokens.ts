@@ -20,7 +20,9 @@ export interface Principal {
   rules: readonly RoleRule[];
 }
 
-export type AuthOutcome = { ok: true; principal: Principal } | { ok: false; reason: 'missing' | 'malformed' | 'unknown' | 'expired' | 'revoked' };
+export type AuthOutcome =
+  | { ok: true; principal: Principal }
+  | { ok: false; reason: 'missing' | 'malformed' | 'unknown' | 'expired' | 'revoked' | 'role_gone' };
 
 /** Extracts the token from an `Authorization: Bearer …` header. */
 export function bearerToken(header: string | undefined): string | null | undefined {
@@ -39,6 +41,8 @@ export function authenticate(reader: StateReader, header: string | undefined, no
   if (!row || !timingSafeEqual(Buffer.from(row.token_sha256), Buffer.from(digest))) return { ok: false, reason: 'unknown' };
   if (row.revoked_at !== null) return { ok: false, reason: 'revoked' };
   if (row.expires_at !== null && Date.parse(row.expires_at) <= now.getTime()) return { ok: false, reason: 'expired' };
+  // A token outlives no role: once its role is deleted it is refused, also by releases whose role.delete did not revoke it.
   const role = reader.role(row.role);
-  return { ok: true, principal: { name: row.name, role: row.role, rules: role?.rules ?? [] } };
+  if (!role) return { ok: false, reason: 'role_gone' };
+  return { ok: true, principal: { name: row.name, role: row.role, rules: role.rules } };
 }

@@ -105,6 +105,7 @@ function prepare(db: Database.Database) {
       ),
       list: db.prepare('SELECT name FROM secrets WHERE name > ? AND substr(name, 1, ?) = ? ORDER BY name LIMIT ?').pluck(),
       tokenByHash: db.prepare('SELECT * FROM tokens WHERE token_sha256 = ?'),
+      tokenByName: db.prepare('SELECT * FROM tokens WHERE name = ?'),
       tokens: db.prepare('SELECT * FROM tokens ORDER BY name'),
       role: db.prepare('SELECT * FROM roles WHERE name = ?'),
       roles: db.prepare('SELECT * FROM roles ORDER BY name'),
@@ -200,6 +201,11 @@ export class StateReader {
     const frozen = Object.freeze(row);
     caches?.tokens.set(key, frozen);
     return frozen;
+  }
+
+  /** Management lookups only (not cached: authentication goes by digest). */
+  tokenByName(name: string): TokenRow | undefined {
+    return this.stmts.tokenByName.get(name) as TokenRow | undefined;
   }
 
   listTokens(): TokenRow[] {

@@ -283,7 +283,7 @@ describe('global actions', () => {
     expect((await admin.put('/v1/roles/ops', { rules: [{ paths: [], actions: ['manage_tokens'] }] })).status).toBe(201);
   });
 
-  it('a role change applies to existing tokens at once; a deleted role leaves its tokens powerless', async () => {
+  it('a role change applies to existing tokens at once; a deleted role\'s tokens are refused at once', async () => {
     await putRole('shifting', [{ paths: ['s/*'], actions: ['create'] }]);
     const t = await mint('t-shifting', 'shifting');
     const c = client(n.url, t);
@@ -291,6 +291,73 @@ describe('global actions', () => {
     expect((await admin.put('/v1/roles/shifting', { rules: [{ paths: ['other/*'], actions: ['create'] }] })).status).toBe(200);
     expectForbidden(await c.put('/v1/secrets/s/two', { value: 'x' }), 'after narrowing');
     expect((await admin.del('/v1/roles/shifting')).status).toBe(204);
-    expectForbidden(await c.put('/v1/secrets/other/x', { value: 'x' }), 'after role deletion');
+    expectError(await c.put('/v1/secrets/other/x', { value: 'x' }), 401, 'unauthorized');
+  });
+
+  // Issue 11, finding 11: recreating a deleted role with more rights silently upgraded its old tokens.
+  it('a deleted role\'s tokens never come back with a new role of that name', async () => {
+    await putRole('fleeting', [{ paths: ['f/*'], actions: ['read_metadata'] }]);
+    const old = client(n.url, await mint('t-fleeting', 'fleeting'));
+    expect((await admin.put('/v1/secrets/f/x', { value: 'x' })).status).toBe(201);
+    expect((await old.get('/v1/metadata/f/x')).status).toBe(200);
+    expect((await admin.del('/v1/roles/fleeting')).status).toBe(204);
+    expectError(await old.get('/v1/metadata/f/x'), 401, 'unauthorized');
+    // The same name again, now with every path action: the old token stays refused.
+    await putRole('fleeting', [{ paths: ['*'], actions: [...PATH_ACTIONS] }]);
+    expectError(await old.get('/v1/metadata/f/x'), 401, 'unauthorized');
+    expectError(await old.put('/v1/secrets/f/x', { value: 'taken over' }), 401, 'unauthorized');
+    const listed = (await admin.get('/v1/tokens')).body.tokens.find((t: { name: string }) => t.name === 't-fleeting');
+    expect(listed.revoked_at).toEqual(expect.any(String));
+    // A token minted for the new role gets the new role's rights.
+    const fresh = client(n.url, await mint('t-fleeting-2', 'fleeting'));
+    expect((await fresh.put('/v1/secrets/f/x', { value: 'v2' })).status).toBe(200);
+    expect((await admin.get('/v1/metadata/f/x')).body.current_version).toBe(2);
+  });
+
+  // Issue 11, finding 10: manage_tokens alone could revoke every admin token and lock the admins out.
+  it('manage_tokens without admin cannot revoke tokens it could not mint, bootstrap-admin included', async () => {
+    const c = client(n.url, tokens.tokensOnly);
+    const victims = ['bootstrap-admin', 't-admin-action', 't-roles-only'];
+    for (const name of victims) expectForbidden(await c.del(`/v1/tokens/${name}`), `revoke ${name}`);
+    expect((await admin.get('/v1/admin/cluster')).status).toBe(200);
+    expect((await client(n.url, tokens.adminAction).get('/v1/admin/audit')).status).toBe(200);
+    const listed = (await admin.get('/v1/tokens')).body.tokens as { name: string; revoked_at: string | null }[];
+    for (const name of victims) expect(listed.find((t) => t.name === name)?.revoked_at).toBeNull();
+    // Tokens of data roles are its business; an admin may revoke any token.
+    expect((await c.post('/v1/tokens', { name: 'data-victim', role: 'prefix' })).status).toBe(201);
+    expect((await c.del('/v1/tokens/data-victim')).status).toBe(204);
+    expect((await admin.post('/v1/tokens', { name: 'admin-victim', role: 'admin' })).status).toBe(201);
+    expect((await admin.del('/v1/tokens/admin-victim')).status).toBe(204);
+  });
+});
+
+// Issue 11, finding 9: 403 said "does not allow update" for existing names and "create" for missing ones.
+describe('names outside a token\'s rules', () => {
+  it('every path route answers the same 403 whether or not the name exists', async () => {
+    await admin.put('/v1/secrets/probe/exists', { value: 'x' });
+    const routes: [string, (c: ReturnType<typeof client>, name: string) => Promise<HttpResponse>][] = [
+      ['PUT', (c, name) => c.put(`/v1/secrets/${name}`, { value: 'y' })],
+      ['PUT with cas', (c, name) => c.put(`/v1/secrets/${name}`, { value: 'y', cas: 1 })],
+      ['rotate', (c, name) => c.post(`/v1/secrets/${name}:rotate`)],
+      ['DELETE', (c, name) => c.del(`/v1/secrets/${name}`)],
+      ['metadata', (c, name) => c.get(`/v1/metadata/${name}`)],
+      ['list', (c, name) => c.get(`/v1/metadata?prefix=${encodeURIComponent(name)}`)],
+    ];
+    for (const holder of ['nothing', 'prefix', 'plus', 'exact', 'split', 'tokensOnly']) {
+      const c = client(n.url, tokens[holder]);
+      for (const [route, call] of routes) {
+        const existing = await call(c, 'probe/exists');
+        const missing = await call(c, 'probe/missing');
+        const what = `${holder} ${route}`;
+        if (route === 'list' && existing.status === 200) {
+          // A role that may list elsewhere gets an empty page either way.
+          expect({ what, body: existing.body }).toEqual({ what, body: { names: [], next_cursor: null } });
+        } else {
+          expectForbidden(existing, what);
+        }
+        expect({ what, status: missing.status, body: missing.body }).toEqual({ what, status: existing.status, body: existing.body });
+      }
+    }
+    expect((await admin.get('/v1/metadata/probe/exists')).body.current_version).toBe(1);
   });
 });

@@ -83,7 +83,8 @@ export const roleRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { d
     async (req, reply) => {
       req.ctx.target = req.params.name;
       deps.authz.require(req, 'manage_roles');
-      const result = await deps.replicator.propose({ t: 'role.delete', v: 1, name: req.params.name });
+      // v2 revokes the role's tokens in the same apply, so a later role of this name never revives them.
+      const result = await deps.replicator.propose({ t: 'role.delete', v: 2, name: req.params.name, at: deps.now().toISOString() });
       if (!result.ok) throw applyError(result);
       void reply.code(204);
     },

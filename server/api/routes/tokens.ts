@@ -99,7 +99,14 @@ export const tokenRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { 
     { config: { action: 'token.revoke' }, schema: { params: identParams, response: errorResponses } },
     async (req, reply) => {
       req.ctx.target = req.params.name;
-      deps.authz.require(req, 'manage_tokens');
+      const caller = deps.authz.require(req, 'manage_tokens');
+      // Revoke only what you could mint (the rule of POST /v1/tokens): otherwise manage_tokens alone
+      // could revoke every admin token and lock the admins out. A token whose role is gone is powerless; anyone may tidy it.
+      const target = deps.reader.tokenByName(req.params.name);
+      const role = target && deps.reader.role(target.role);
+      if (role && rulesArePrivileged(role.rules) && !rulesAllow(caller.rules, 'admin')) {
+        throw new ApiError('forbidden', 'only admin may revoke tokens of roles with global actions');
+      }
       const result = await deps.replicator.propose({
         t: 'token.revoke',
         v: 1,
