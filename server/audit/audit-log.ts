@@ -16,7 +16,9 @@
 // process lives. While records are held, probe() refuses further changes
 // (507 when the volume is full, else 503), so the backlog cannot grow past the
 // writes already in flight, and the owner hears of it (onHeld) to report the
-// node not ready.
+// node not ready. A node asked to stop meanwhile waits for those responses
+// like for any other request in flight; if the supervisor's kill ends it
+// first, the client sees a dropped connection, still never an error.
 //
 // Writes run in a worker thread (audit-worker.ts) with its own connection, so
 // the commit and its fsync never block the event loop. Group commit: records

@@ -62,7 +62,7 @@ export function createCofferMetrics(): CofferMetrics {
     }),
     auditWriteFailures: registry.counter({
       name: 'coffer_audit_write_failures_total',
-      help: 'Audit batches that could not be written (requests failed closed with 503).',
+      help: 'Audit batches that could not be written: their requests failed closed with 503, except committed changes, whose records are held and written again.',
     }),
     raftCommitIndex: registry.gauge({ name: 'coffer_raft_commit_index', help: 'Highest Raft log index known to be committed.' }),
     raftAppliedIndex: registry.gauge({ name: 'coffer_raft_applied_index', help: 'Highest Raft log index applied to state.db.' }),
