@@ -2,8 +2,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { ENTRY_NORMAL, Wal, WalCorruptError } from '../../../server/raft/wal.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ENTRY_NORMAL, Wal, WalCorruptError, WalSyncError } from '../../../server/raft/wal.js';
+import { isNoSpace } from '../../../server/storage/write-guard.js';
 
 const dirs: string[] = [];
 function tmp(): string {
@@ -11,7 +12,12 @@ function tmp(): string {
   dirs.push(d);
   return d;
 }
-afterEach(() => dirs.splice(0).forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+afterEach(() => {
+  vi.restoreAllMocks();
+  dirs.splice(0).forEach((d) => fs.rmSync(d, { recursive: true, force: true }));
+});
+
+const enospc = () => Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
 
 const entry = (index: number, text: string) => ({ index, term: 1, kind: ENTRY_NORMAL, data: new Uint8Array(Buffer.from(text)) });
 
@@ -66,5 +72,69 @@ describe('Wal', () => {
     w2.close();
     expect(entries.map((e) => e.index)).toEqual([1]);
     expect(fs.statSync(file).size).toBe(32);
+  });
+
+  it('undoes a write that a full volume cut short, so the same records can be appended again', async () => {
+    const file = path.join(tmp(), 'log');
+    const { wal } = Wal.open(file);
+    await wal.append([entry(1, 'one')]);
+    const before = fs.statSync(file).size;
+
+    // The volume takes part of the buffer, then nothing more (what a filling disk does).
+    const real = fs.write;
+    let calls = 0;
+    vi.spyOn(fs, 'write').mockImplementation(((fd: number, buf: Buffer, off: number, len: number, pos: number, cb: (err: Error | null, n?: number) => void) => {
+      calls++;
+      if (calls === 1) return real(fd, buf, off, Math.floor(len / 2), pos, cb as never);
+      process.nextTick(cb, enospc());
+    }) as unknown as typeof fs.write);
+    const failed = wal.append([entry(2, 'two'), entry(3, 'three'.repeat(100))]);
+    await expect(failed).rejects.toMatchObject({ code: 'ENOSPC' });
+    expect(isNoSpace(await failed.catch((e: unknown) => e))).toBe(true);
+    expect(calls).toBe(2);
+    expect(fs.statSync(file).size).toBe(before); // the half-written records are gone
+    expect(wal.bytes).toBe(before);
+
+    vi.mocked(fs.write).mockRestore(); // space again: the same records go in once, intact
+    await wal.append([entry(2, 'two'), entry(3, 'three'.repeat(100))]);
+    wal.close();
+    const { wal: again, entries } = Wal.open(file);
+    again.close();
+    expect(entries.map((e) => e.index)).toEqual([1, 2, 3]);
+  });
+
+  it('reports a failed fdatasync as a WalSyncError, never as a full volume to retry', async () => {
+    const { wal } = Wal.open(path.join(tmp(), 'log'));
+    for (const code of ['EIO', 'ENOSPC']) {
+      vi.spyOn(fs, 'fdatasync').mockImplementation(((_fd: number, cb: (err: Error) => void) => {
+        process.nextTick(cb, Object.assign(new Error(`${code}: fdatasync`), { code }));
+      }) as unknown as typeof fs.fdatasync);
+      const err = await wal.append([entry(1, 'one')]).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(WalSyncError);
+      expect((err as Error).message).toBe(`${code} on fdatasync`);
+      expect(isNoSpace(err)).toBe(false);
+      vi.restoreAllMocks();
+    }
+    wal.close();
+  });
+
+  it('leaves the log as it was, and no temporary copy, when a rewrite finds no room', async () => {
+    const dir = tmp();
+    const file = path.join(dir, 'log');
+    const { wal } = Wal.open(file);
+    await wal.append([entry(1, 'one'), entry(2, 'two')]);
+    const before = fs.readFileSync(file);
+    vi.spyOn(fs, 'writeSync').mockImplementation(() => {
+      throw enospc();
+    });
+    expect(() => wal.rewrite([entry(2, 'two')])).toThrow(/ENOSPC/);
+    vi.restoreAllMocks();
+    expect(fs.readdirSync(dir)).toEqual(['log']);
+    expect(fs.readFileSync(file)).toEqual(before);
+    await wal.append([entry(3, 'three')]); // still usable
+    wal.close();
+    const reopened = Wal.open(file);
+    reopened.wal.close();
+    expect(reopened.entries.map((e) => e.index)).toEqual([1, 2, 3]);
   });
 });
