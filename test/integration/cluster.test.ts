@@ -226,7 +226,7 @@ describe('3-node cluster', () => {
       method: 'POST', body: saved, headers: { authorization: `Bearer ${cluster.token}`, 'content-type': 'application/octet-stream' },
     });
     expect(refused.status).toBe(503);
-    expect(((await refused.json()) as { error: { message: string } }).error.message).toContain(`voter ${old.id} does not advertise state.restore@1`);
+    expect(((await refused.json()) as { error: { message: string } }).error.message).toContain(`voter ${old.id} does not advertise state.restore@2`);
   });
 
   it('stops applying and reports not ready at a committed command it cannot decode', async () => {

@@ -1,16 +1,18 @@
 // Save and restore the replicated state. The image holds ciphertext, wrapped
-// DEKs and token digests only; restoring goes through the log like any write.
+// DEKs and token digests only; restoring goes through the log like any write,
+// and never undoes a revocation.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { FastifyPluginAsync } from 'fastify';
 import { applyError } from '../../secrets/service.js';
+import { MAX_IMAGE_BYTES } from '../../store/commands/fields.js';
 import { imageProblem } from '../../store/image.js';
 import type { ApiDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
 import { errorResponses } from '../schemas.js';
 
-export const MAX_IMAGE_BYTES = 64 * 1024 * 1024;
+export { MAX_IMAGE_BYTES };
 
 export const snapshotRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { deps }) => {
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: MAX_IMAGE_BYTES }, (_req, body, done) => done(null, body));
@@ -42,9 +44,11 @@ export const snapshotRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app,
     async (req) => {
       deps.authz.require(req, 'admin');
       if (!Buffer.isBuffer(req.body)) throw new ApiError('bad_request', 'send the image as application/octet-stream', 415);
+      // The whole image is checked before anything is proposed (and again by every node as it applies it).
       const problem = imageProblem(req.body);
       if (problem) throw new ApiError('bad_request', `cannot restore: ${problem}`);
-      const result = await deps.replicator.propose({ t: 'state.restore', v: 1, image: new Uint8Array(req.body) });
+      // v2 keeps every revocation made since the image was taken.
+      const result = await deps.replicator.propose({ t: 'state.restore', v: 2, image: new Uint8Array(req.body), at: deps.now().toISOString() });
       if (!result.ok) throw applyError(result);
       return { restored: true, secrets: deps.reader.listNames('', '', Number.MAX_SAFE_INTEGER).length };
     },
