@@ -40,7 +40,7 @@ function survivingRevocations(db: Database.Database, at: string): (token: Record
  * `keepRevocationsAt` (state.restore v2) is the command's time, used for
  * tokens revoked by a role deletion that left no revocation time.
  */
-export function restoreImage(db: Database.Database, image: Uint8Array, keepRevocationsAt: string | null): void {
+export function applyRestore(db: Database.Database, image: Uint8Array, keepRevocationsAt: string | null): void {
   const rows = readImageRows(image);
   if (keepRevocationsAt !== null) {
     const kept = survivingRevocations(db, keepRevocationsAt);

@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
 import { decodeCommand, InvalidCommandError, invalidatedBy, type Command } from './commands.js';
-import { restoreImage } from './restore.js';
+import { applyRestore } from './restore.js';
 import { applied, refused, type ApplyResult } from './results.js';
 import { initStateSchema } from './schema.js';
 
@@ -253,7 +253,7 @@ export class StateMachine {
         for (const [k, v] of Object.entries(cmd.values)) s.kmsStateSet.run(k, v);
         return applied();
       case 'state.restore':
-        restoreImage(this.db, cmd.image, cmd.v === 2 ? cmd.at : null);
+        applyRestore(this.db, cmd.image, cmd.v === 2 ? cmd.at : null);
         return applied();
       case 'role.delete': {
         const row = s.roleGet.get(cmd.name) as { builtin: number } | undefined;
