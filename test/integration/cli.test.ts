@@ -99,7 +99,10 @@ describe('dev node', () => {
     const token = /COFFER_TOKEN=(\S+)/.exec(node.output())?.[1];
     expect(token).toBeTruthy();
     expect(node.output()).toMatch(/DEV MODE/);
-    expect(fs.readdirSync(path.join(cwd, 'data')).filter((f) => f.startsWith('DEV-ONLY'))).toHaveLength(2);
+    // Master key, bootstrap token and cluster key, each 0600.
+    const devFiles = fs.readdirSync(path.join(cwd, 'data')).filter((f) => f.startsWith('DEV-ONLY')).sort();
+    expect(devFiles).toEqual(['DEV-ONLY-bootstrap-token', 'DEV-ONLY-cluster-key.b64', 'DEV-ONLY-local-master-key.b64']);
+    for (const f of devFiles) expect(fs.statSync(path.join(cwd, 'data', f)).mode & 0o777).toBe(0o600);
     const clientEnv = { COFFER_ADDR: node.url, COFFER_TOKEN: token! };
     const put = await coffer(['secret', 'put', 'dev/greeting'], clientEnv, 'hello from stdin');
     expect(put.code).toBe(0);
