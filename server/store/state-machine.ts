@@ -67,12 +67,15 @@ export class StateMachine {
   /** Valid commands whose execution failed on this state and were rejected instead (a bug or a violated constraint). */
   faults = 0;
   private stmts: ReturnType<typeof prepare>;
+  /** execute() in a savepoint; made once per database (creating a transaction function prepares statements). */
+  private executeInSavepoint: (cmd: Command) => ApplyResult;
   private readonly file: string;
 
   constructor(dataDir: string) {
     this.file = path.join(dataDir, 'state.db');
     this.db = openDb(this.file);
     this.stmts = prepare(this.db);
+    this.executeInSavepoint = this.db.transaction((cmd: Command) => this.execute(cmd));
   }
 
   /**
@@ -132,7 +135,7 @@ export class StateMachine {
    */
   private executeTotal(cmd: Command): ApplyResult {
     try {
-      return this.db.transaction(() => this.execute(cmd))();
+      return this.executeInSavepoint(cmd);
     } catch (err) {
       if (!isDeterministicFault(err)) throw err;
       this.faults++;
@@ -177,6 +180,7 @@ export class StateMachine {
     fs.renameSync(image, this.file);
     this.db = openDb(this.file);
     this.stmts = prepare(this.db);
+    this.executeInSavepoint = this.db.transaction((cmd: Command) => this.execute(cmd));
     this.generation++;
     this.secretsChanged++;
     this.authChanged++;
