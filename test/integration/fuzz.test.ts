@@ -10,19 +10,23 @@
 //   - a refused request changes nothing in state.db;
 //   - exactly one audit record per request (none for health, ready, metrics);
 //   - the process is alive and healthy at the end.
+// Run against a single node and against a follower of a 3-node cluster
+// (whose writes are forwarded to the leader and audited where they arrived).
 // Seeded: COFFER_FUZZ_SEED replays a run, COFFER_FUZZ_COUNT sets its length.
 // Failures name the request (method, target, status, code), never a body.
 import Database from 'better-sqlite3';
 import { createHash, randomInt } from 'node:crypto';
 import http from 'node:http';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { TestCluster } from '../helpers/cluster.js';
 import { request } from '../helpers/http.js';
 import { nodeEnv, randomMasterKey, randomToken, spawnNode, tempDir, type SpawnedNode } from '../helpers/node.js';
 import { rawRequest } from '../helpers/raw-http.js';
 
 const SEED = process.env.COFFER_FUZZ_SEED ? Number(process.env.COFFER_FUZZ_SEED) : randomInt(2 ** 31);
 const COUNT = Number(process.env.COFFER_FUZZ_COUNT ?? 2500);
+const FOLLOWER_COUNT = Math.ceil(COUNT / 5);
 const MAX_VALUE = 512;
 const BODY_LIMIT = MAX_VALUE * 6 + 4096;
 
@@ -275,7 +279,8 @@ const ROUTES: Route[] = [
           : { id: 'n2', address: '127.0.0.9:1' },
       ),
   },
-  { route: 'admin.cluster.remove_peer', method: 'DELETE', path: (r) => `/v1/admin/cluster/peers/${r.pick(['n2', 'ghost', 'n%201', '..', 'x'.repeat(100)])}` },
+  // n2 and n3 are members of the follower run's cluster: `httpCase` keeps admin rights away from them.
+  { route: 'admin.cluster.remove_peer', method: 'DELETE', path: (r) => `/v1/admin/cluster/peers/${r.pick(['n2', 'n3', 'ghost', 'n%201', '..', 'x'.repeat(100)])}` },
   {
     route: 'admin.cluster.transfer_leadership',
     method: 'POST',
@@ -321,7 +326,7 @@ const METHODS = ['GET', 'PUT', 'POST', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS', 'PR
 const CONTENT_TYPES = ['text/plain', 'application/json; charset=utf-8', 'APPLICATION/JSON', 'application/octet-stream', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/json, text/plain', 'application/jsonx', ''];
 const HOSTS = ['attacker.example', 'localhost', 'vault.fuzz.svc:8200', 'VAULT.FUZZ.SVC', '127.0.0.1', '[::1]:1', 'localhost.attacker.example', '127.0.0.1.nip.io', '', 'a'.repeat(300), 'localhost:x'];
 
-function httpCase(rng: Rng, t: Tokens, image: Buffer): HttpCase {
+function httpCase(rng: Rng, t: Tokens, image: Buffer, members: readonly string[]): HttpCase {
   const r = rng.pick(ROUTES);
   const method = rng.chance(0.1) ? rng.pick(METHODS) : r.method;
   let p = r.path(rng) + (r.query ? r.query(rng) : rng.chance(0.05) ? rng.pick(['?x=1', '?%zz', `?${'q'.repeat(3000)}=1`, '?a=1&a=2']) : '');
@@ -332,6 +337,8 @@ function httpCase(rng: Rng, t: Tokens, image: Buffer): HttpCase {
   const admin = auth !== undefined && (Array.isArray(auth) || auth.includes(t.admin));
   // The run needs its admin token: never revoke it with admin rights.
   if (r.route === 'token.revoke' && p.endsWith('/bootstrap-admin') && auth !== undefined) p = '/v1/tokens/nope';
+  // Nor remove a member of the cluster under test (the fuzz is about requests, not about shrinking it).
+  if (r.route === 'admin.cluster.remove_peer' && admin && members.some((m) => p.endsWith(`/${m}`))) p = '/v1/admin/cluster/peers/ghost';
   let body: Buffer | undefined;
   const b = r.body?.(rng, admin, image);
   if (b !== undefined) {
@@ -500,144 +507,192 @@ function describeCase(i: number, c: Case): string {
 
 // ---- the run ---------------------------------------------------------------------
 
-describe(`fuzz (COFFER_FUZZ_SEED=${SEED})`, () => {
-  let node: SpawnedNode;
-  let dataDir: string;
-  let tokens: Tokens;
-  let image: Buffer;
+interface Target {
+  /** The API the requests go to. */
+  url: string;
+  proc: SpawnedNode;
+  /** That node's data folder: its audit.db and state.db are read (read-only) to check the run. */
+  dataDir: string;
+  /** Node ids of the cluster, protected from removal. */
+  members: string[];
+  /**
+   * Waits until the target has applied every acknowledged write (a follower applies after the
+   * leader answered); returns the request id of what it sent, which is audited like the rest.
+   */
+  settle?: () => Promise<string | undefined>;
+}
 
-  beforeAll(async () => {
-    dataDir = tempDir('coffer-fuzz-');
-    const env = nodeEnv({ dataDir, masterKey: randomMasterKey(), bootstrapToken: randomToken() });
-    env.VAULT_MAX_VALUE_BYTES = String(MAX_VALUE);
-    env.VAULT_API_HOSTNAMES = 'vault.fuzz.svc';
-    env.VAULT_TRUST_PROXY = 'true';
-    env.VAULT_TRUSTED_PROXIES = '127.0.0.3';
-    env.VAULT_DEK_CACHE_TTL_SECS = '0';
-    node = await spawnNode(env);
-    const admin = env.VAULT_BOOTSTRAP_TOKEN!;
-    const call = async (method: string, p: string, body?: unknown) => {
-      const res = await request(node.url, method, p, { token: admin, ...(body === undefined ? {} : { body }) });
-      expect(res.status, `${method} ${p}: ${res.text}`).toBeLessThan(300);
-      return res;
-    };
-    await call('PUT', '/v1/roles/fz-limited', { rules: [{ paths: ['fz/*'], actions: ['create', 'read_metadata', 'list'] }] });
-    const limited = (await call('POST', '/v1/tokens', { name: 'fz-lim', role: 'fz-limited' })).body.token as string;
-    const revoked = (await call('POST', '/v1/tokens', { name: 'fz-revoked', role: 'admin' })).body.token as string;
-    await call('DELETE', '/v1/tokens/fz-revoked');
-    for (const name of ['fz/a', 'fz/b', 'other/x']) await call('PUT', `/v1/secrets/${name}`, { value: `seed-${name}` });
-    tokens = { admin, limited, revoked };
-    image = (await sendHttp(node.url, { kind: 'http', route: 'setup', method: 'GET', path: '/v1/admin/snapshot', headers: { authorization: `Bearer ${admin}` }, localAddress: '127.0.0.1' })).body;
-    expect(image.subarray(0, 15).toString()).toBe('SQLite format 3');
-  });
+interface Fixture {
+  tokens: Tokens;
+  image: Buffer;
+}
 
-  afterAll(async () => {
-    await node?.stop();
-  });
+/** Roles, tokens (one limited, one revoked) and secrets every run starts from, and a snapshot image of them. */
+async function prepare(url: string, admin: string): Promise<Fixture> {
+  const call = async (method: string, p: string, body?: unknown) => {
+    const res = await request(url, method, p, { token: admin, ...(body === undefined ? {} : { body }) });
+    expect(res.status, `${method} ${p}: ${res.text}`).toBeLessThan(300);
+    return res;
+  };
+  await call('PUT', '/v1/roles/fz-limited', { rules: [{ paths: ['fz/*'], actions: ['create', 'read_metadata', 'list'] }] });
+  const limited = (await call('POST', '/v1/tokens', { name: 'fz-lim', role: 'fz-limited' })).body.token as string;
+  const revoked = (await call('POST', '/v1/tokens', { name: 'fz-revoked', role: 'admin' })).body.token as string;
+  await call('DELETE', '/v1/tokens/fz-revoked');
+  for (const name of ['fz/a', 'fz/b', 'other/x']) await call('PUT', `/v1/secrets/${name}`, { value: `seed-${name}` });
+  const image = (await sendHttp(url, { kind: 'http', route: 'setup', method: 'GET', path: '/v1/admin/snapshot', headers: { authorization: `Bearer ${admin}` }, localAddress: '127.0.0.1' })).body;
+  expect(image.subarray(0, 15).toString()).toBe('SQLite format 3');
+  return { tokens: { admin, limited, revoked }, image };
+}
 
-  it(`${COUNT} random requests: documented statuses only, the error shape, no change from a refusal, one audit record each`, async () => {
-    const rng = new Rng(SEED);
-    const failures: string[] = [];
-    const fail = (i: number, c: Case, problem: string) => {
-      if (failures.length < 60) failures.push(`${describeCase(i, c)}: ${problem}`);
-    };
-    const auditDb = new Database(path.join(dataDir, 'audit.db'), { readonly: true, fileMustExist: true });
-    const stateDb = new Database(path.join(dataDir, 'state.db'), { readonly: true, fileMustExist: true });
-    const baseline = (auditDb.prepare('SELECT coalesce(max(id), 0) AS n FROM audit_log').get() as { n: number }).n;
-    /** Request id → how many records it should have (0 for the unaudited routes). */
-    const expected = new Map<string, number>();
-    const hits = new Map<string, number>();
-    /** route + status + code → count; printed with COFFER_FUZZ_STATS=1 to see what a seed covers. */
-    const outcomes = new Map<string, number>();
-    let digest = stateDigest(stateDb);
-    const started = Date.now();
+/** Sends `count` seeded cases to the target; returns what went wrong (empty when nothing did). */
+async function fuzz(t: Target, fx: Fixture, seed: number, count: number): Promise<string[]> {
+  const rng = new Rng(seed);
+  const failures: string[] = [];
+  const fail = (i: number, c: Case, problem: string) => {
+    if (failures.length < 60) failures.push(`${describeCase(i, c)}: ${problem}`);
+  };
+  const auditDb = new Database(path.join(t.dataDir, 'audit.db'), { readonly: true, fileMustExist: true });
+  const stateDb = new Database(path.join(t.dataDir, 'state.db'), { readonly: true, fileMustExist: true });
+  const baseline = (auditDb.prepare('SELECT coalesce(max(id), 0) AS n FROM audit_log').get() as { n: number }).n;
+  /** Request id → how many records it should have (0 for the unaudited routes). */
+  const expected = new Map<string, number>();
+  const hits = new Map<string, number>();
+  /** route + status + code → count; printed with COFFER_FUZZ_STATS=1 to see what a seed covers. */
+  const outcomes = new Map<string, number>();
+  const settle = async () => {
+    const id = await t.settle?.();
+    if (id !== undefined) expected.set(id, 1);
+  };
+  await settle();
+  let digest = stateDigest(stateDb);
 
-    try {
-      for (let i = 0; i < COUNT; i++) {
-        const c: Case = rng.chance(0.2) ? rawCase(rng, tokens) : httpCase(rng, tokens, image);
-        hits.set(c.route, (hits.get(c.route) ?? 0) + 1);
-        if (process.env.COFFER_FUZZ_SHOW?.split(',').includes(String(i))) console.log(i, c.kind === 'http' ? { ...c, body: c.body?.subarray(0, 200).toString('latin1') } : c.bytes.subarray(0, 300).toString('latin1'));
-        let a: Answer;
+  try {
+    for (let i = 0; i < count; i++) {
+      const c: Case = rng.chance(0.2) ? rawCase(rng, fx.tokens) : httpCase(rng, fx.tokens, fx.image, t.members);
+      hits.set(c.route, (hits.get(c.route) ?? 0) + 1);
+      if (process.env.COFFER_FUZZ_SHOW?.split(',').includes(String(i))) console.log(i, c.kind === 'http' ? { ...c, body: c.body?.subarray(0, 200).toString('latin1') } : c.bytes.subarray(0, 300).toString('latin1'));
+      let a: Answer;
+      try {
+        a = c.kind === 'http' ? await sendHttp(t.url, c) : await sendRaw(t.url, c);
+      } catch (err) {
+        fail(i, c, `no answer (${(err as Error).message})`);
+        if (t.proc.proc.exitCode !== null) break;
+        continue;
+      }
+      if (a.status === 0) fail(i, c, 'no HTTP answer');
+      if (a.ids.length === 0) fail(i, c, `status ${a.status} without x-request-id`);
+      for (const id of a.ids) {
+        if (expected.has(id)) fail(i, c, 'request id seen twice');
+        const unaudited = c.kind === 'http' && (c.method === 'GET' || c.method === 'HEAD') && UNAUDITED_PATHS.has(c.path.split('?')[0]!);
+        expected.set(id, unaudited ? 0 : 1);
+      }
+
+      const pathname = c.kind === 'http' ? c.path.split('?')[0]! : '';
+      const statusBody = pathname === '/v1/ready' || pathname === '/v1/health';
+      let code = '';
+      if (a.status >= 400 && !(c.kind === 'http' && c.method === 'HEAD') && !(statusBody && a.status === 503)) {
+        let parsed: unknown = null;
         try {
-          a = c.kind === 'http' ? await sendHttp(node.url, c) : await sendRaw(node.url, c);
-        } catch (err) {
-          fail(i, c, `no answer (${(err as Error).message})`);
-          if (node.proc.exitCode !== null) break;
-          continue;
+          parsed = JSON.parse(a.body.toString('utf8'));
+        } catch {
+          // judged below
         }
-        if (a.status === 0) fail(i, c, 'no HTTP answer');
-        if (a.ids.length === 0) fail(i, c, `status ${a.status} without x-request-id`);
-        for (const id of a.ids) {
-          if (expected.has(id)) fail(i, c, 'request id seen twice');
-          const unaudited = c.kind === 'http' && (c.method === 'GET' || c.method === 'HEAD') && UNAUDITED_PATHS.has(c.path.split('?')[0]!);
-          expected.set(id, unaudited ? 0 : 1);
-        }
-
-        const pathname = c.kind === 'http' ? c.path.split('?')[0]! : '';
-        const statusBody = pathname === '/v1/ready' || pathname === '/v1/health';
-        let code = '';
-        if (a.status >= 400 && !(c.kind === 'http' && c.method === 'HEAD') && !(statusBody && a.status === 503)) {
-          let parsed: unknown = null;
-          try {
-            parsed = JSON.parse(a.body.toString('utf8'));
-          } catch {
-            // judged below
-          }
-          const e = (parsed as { error?: { code?: unknown; message?: unknown } } | null)?.error;
-          code = typeof e?.code === 'string' ? e.code : '';
-          const shapeOk =
-            parsed !== null && typeof parsed === 'object' && Object.keys(parsed).join() === 'error' &&
-            e !== undefined && e !== null && Object.keys(e).sort().join() === 'code,message' && ERROR_CODES.has(code) && typeof e.message === 'string';
-          // The body itself is not printed: it could echo a value.
-          if (!shapeOk) fail(i, c, `status ${a.status}: error body not in the contract shape (${parsed === null ? `${a.body.length} bytes, not JSON` : `keys ${Object.keys(parsed as object).join(',')}${e ? ` / ${Object.keys(e).join(',')}` : ''}, code ${printable(code)}`})`);
-          if (!/^application\/json/.test(a.contentType)) fail(i, c, `status ${a.status}: content-type ${a.contentType}`);
-          if (/\n\s+at |node_modules|\.[cm]?[jt]s:\d+/.test(a.body.toString('utf8')) || a.body.includes(dataDir)) fail(i, c, `status ${a.status}: internals in the body`);
-        }
-        if (a.status >= 500 && !DOCUMENTED_5XX.has(`${a.status} ${code}`) && !(pathname === '/v1/ready' && a.status === 503)) {
-          fail(i, c, `undocumented ${a.status} ${code}`);
-        }
-
-        const key = `${c.route} ${a.status}${code ? ` ${code}` : ''}`;
-        outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
-        // A refusal changes nothing; an accepted change moves the reference.
-        const now = stateDigest(stateDb);
-        if (a.status >= 400 && now !== digest) fail(i, c, `status ${a.status} ${code} but state.db changed`);
-        digest = now;
-        if (node.proc.exitCode !== null) {
-          fail(i, c, `the server exited with ${node.proc.exitCode}`);
-          break;
-        }
+        const e = (parsed as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+        code = typeof e?.code === 'string' ? e.code : '';
+        const shapeOk =
+          parsed !== null && typeof parsed === 'object' && Object.keys(parsed).join() === 'error' &&
+          e !== undefined && e !== null && Object.keys(e).sort().join() === 'code,message' && ERROR_CODES.has(code) && typeof e.message === 'string';
+        // The body itself is not printed: it could echo a value.
+        if (!shapeOk) fail(i, c, `status ${a.status}: error body not in the contract shape (${parsed === null ? `${a.body.length} bytes, not JSON` : `keys ${Object.keys(parsed as object).join(',')}${e ? ` / ${Object.keys(e).join(',')}` : ''}, code ${printable(code)}`})`);
+        if (!/^application\/json/.test(a.contentType)) fail(i, c, `status ${a.status}: content-type ${a.contentType}`);
+        if (/\n\s+at |node_modules|\.[cm]?[jt]s:\d+/.test(a.body.toString('utf8')) || a.body.includes(t.dataDir)) fail(i, c, `status ${a.status}: internals in the body`);
       }
+      if (a.status >= 500 && !DOCUMENTED_5XX.has(`${a.status} ${code}`) && !(pathname === '/v1/ready' && a.status === 503)) {
+        fail(i, c, `undocumented ${a.status} ${code}`);
+      }
+      const key = `${c.route} ${a.status}${code ? ` ${code}` : ''}`;
+      outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
 
-      // Alive and healthy at the end.
-      if (node.proc.exitCode !== null) failures.push(`the server process exited with ${node.proc.exitCode}`);
-      else {
-        const health = await request(node.url, 'GET', '/v1/health');
-        if (health.status !== 200 || health.body?.status !== 'ok') failures.push(`unhealthy at the end: ${health.status} ${printable(health.text)}`);
+      // A refusal changes nothing; an accepted change moves the reference.
+      await settle();
+      const now = stateDigest(stateDb);
+      if (a.status >= 400 && now !== digest) fail(i, c, `status ${a.status} ${code} but state.db changed`);
+      digest = now;
+      if (t.proc.proc.exitCode !== null) {
+        fail(i, c, `the server exited with ${t.proc.proc.exitCode}`);
+        break;
       }
-
-      // Exactly one record per answered request (none for health, ready, metrics), and none for anything else.
-      const counts = new Map<string, number>();
-      for (const r of auditDb.prepare('SELECT request_id FROM audit_log WHERE id > ?').all(baseline) as { request_id: string }[]) {
-        counts.set(r.request_id, (counts.get(r.request_id) ?? 0) + 1);
-      }
-      const wrong: string[] = [];
-      for (const [id, want] of expected) if ((counts.get(id) ?? 0) !== want) wrong.push(`${id}: ${counts.get(id) ?? 0} records, expected ${want}`);
-      const strays = auditDb.prepare('SELECT action, status, target FROM audit_log WHERE id > ? AND request_id = ?');
-      for (const id of counts.keys()) {
-        if (!expected.has(id)) wrong.push(`record(s) for a request no answer named: ${JSON.stringify(strays.all(baseline, id))}`);
-      }
-      failures.push(...wrong.slice(0, 20).map((w) => `audit: ${w}`));
-    } finally {
-      auditDb.close();
-      stateDb.close();
     }
 
-    if (process.env.COFFER_FUZZ_STATS) console.log([...outcomes].sort().map(([k, n]) => `${n}\t${k}`).join('\n'));
-    expect(failures, `replay with COFFER_FUZZ_SEED=${SEED}`).toEqual([]);
-    // Every route of DESIGN §4 was tried, and the raw kinds.
-    for (const r of [...ROUTES.map((x) => x.route), 'raw.request', 'raw.garbage']) expect(hits.get(r) ?? 0, `route ${r} never tried`).toBeGreaterThan(0);
-    // Kept in budget on a loaded two-core machine.
-    expect(Date.now() - started).toBeLessThan(120_000);
+    // Alive and healthy at the end.
+    if (t.proc.proc.exitCode !== null) failures.push(`the server process exited with ${t.proc.proc.exitCode}`);
+    else {
+      const health = await request(t.url, 'GET', '/v1/health');
+      if (health.status !== 200 || health.body?.status !== 'ok') failures.push(`unhealthy at the end: ${health.status} ${printable(health.text)}`);
+    }
+
+    // Exactly one record per answered request (none for health, ready, metrics), and none for anything else.
+    const counts = new Map<string, number>();
+    for (const r of auditDb.prepare('SELECT request_id FROM audit_log WHERE id > ?').all(baseline) as { request_id: string }[]) {
+      counts.set(r.request_id, (counts.get(r.request_id) ?? 0) + 1);
+    }
+    const wrong: string[] = [];
+    for (const [id, want] of expected) if ((counts.get(id) ?? 0) !== want) wrong.push(`${id}: ${counts.get(id) ?? 0} records, expected ${want}`);
+    const strays = auditDb.prepare('SELECT action, status, target FROM audit_log WHERE id > ? AND request_id = ?');
+    for (const id of counts.keys()) {
+      if (!expected.has(id)) wrong.push(`record(s) for a request no answer named: ${JSON.stringify(strays.all(baseline, id))}`);
+    }
+    failures.push(...wrong.slice(0, 20).map((w) => `audit: ${w}`));
+  } finally {
+    auditDb.close();
+    stateDb.close();
+  }
+
+  if (process.env.COFFER_FUZZ_STATS) console.log([...outcomes].sort().map(([k, n]) => `${n}\t${k}`).join('\n'));
+  // Every route of DESIGN §4 was tried, and the raw kinds.
+  for (const r of [...ROUTES.map((x) => x.route), 'raw.request', 'raw.garbage']) if (!hits.has(r)) failures.push(`route ${r} never tried`);
+  return failures;
+}
+
+/** Settings the runs share: a small value limit (413 paths), a host name, a trusted proxy at 127.0.0.3. */
+const FUZZ_ENV = {
+  VAULT_MAX_VALUE_BYTES: String(MAX_VALUE),
+  VAULT_API_HOSTNAMES: 'vault.fuzz.svc',
+  VAULT_TRUST_PROXY: 'true',
+  VAULT_TRUSTED_PROXIES: '127.0.0.3',
+  VAULT_READ_ALLOWLIST: '127.0.0.1',
+  VAULT_DEK_CACHE_TTL_SECS: '0',
+};
+
+describe(`fuzz (COFFER_FUZZ_SEED=${SEED})`, () => {
+  it(`a single node: ${COUNT} random requests, documented statuses only, the error shape, no change from a refusal, one audit record each`, async () => {
+    const dataDir = tempDir('coffer-fuzz-');
+    const env: Record<string, string> = { ...nodeEnv({ dataDir, masterKey: randomMasterKey(), bootstrapToken: randomToken() }), ...FUZZ_ENV };
+    const node = await spawnNode(env);
+    try {
+      const fx = await prepare(node.url, env.VAULT_BOOTSTRAP_TOKEN!);
+      const started = Date.now();
+      expect(await fuzz({ url: node.url, proc: node, dataDir, members: ['n1'] }, fx, SEED, COUNT), `replay with COFFER_FUZZ_SEED=${SEED}`).toEqual([]);
+      // Kept in budget on a loaded two-core machine.
+      expect(Date.now() - started).toBeLessThan(120_000);
+    } finally {
+      await node.stop();
+    }
+  }, 180_000);
+
+  it(`a follower of a 3-node cluster: ${FOLLOWER_COUNT} random requests (writes forwarded to the leader), same checks`, async () => {
+    const cluster = await TestCluster.start(3, FUZZ_ENV);
+    try {
+      const lead = await cluster.waitForLeader();
+      await cluster.waitForBootstrapToken();
+      const follower = cluster.running().find((m) => m.id !== lead)!;
+      const fx = await prepare(follower.url, cluster.token);
+      // A linearizable read on the follower waits until it has applied what the leader committed.
+      const settle = async () => (await sendHttp(follower.url, { kind: 'http', route: 'settle', method: 'GET', path: '/v1/secrets/fz/settle', headers: {}, localAddress: '127.0.0.1' })).ids[0];
+      const target = { url: follower.url, proc: follower.proc!, dataDir: follower.dataDir, members: cluster.members.map((m) => m.id), settle };
+      expect(await fuzz(target, fx, SEED + 1, FOLLOWER_COUNT), `replay with COFFER_FUZZ_SEED=${SEED}`).toEqual([]);
+    } finally {
+      await cluster.stop();
+    }
   }, 180_000);
 });
