@@ -179,7 +179,10 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: Api
     // Above every name limit, so overlong token/role names reach their schema (400) instead of the router.
     routerOptions: { maxParamLength: 1024 },
     frameworkErrors,
-    return503OnClosing: true,
+    // While the listener drains on shutdown, a request still arriving on a busy keep-alive connection is
+    // served (with Connection: close) and audited like any other; Fastify's own 503 would have neither
+    // the contract's body nor a record.
+    return503OnClosing: false,
     clientErrorHandler: raw.clientError,
     // A missing Host is refused by the edge check (HTTP/1.1 only), with the usual body and record.
     http: { requireHostHeader: false },

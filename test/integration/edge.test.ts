@@ -7,6 +7,8 @@
 //   audit record like any other request;
 // - bytes that are not UTF-8, and lone surrogates, are refused, not stored as U+FFFD.
 import Database from 'better-sqlite3';
+import { once } from 'node:events';
+import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectError } from '../helpers/assert.js';
@@ -286,6 +288,49 @@ describe('parser-level rejects (finding 14)', () => {
     }
     expectRawError(res, 503, 'audit_unavailable');
     expect((await auditById(n)).has(res.headers['x-request-id']!)).toBe(false);
+  });
+});
+
+describe('while the listener drains on shutdown', () => {
+  it('a request arriving on a busy keep-alive connection is served and audited, not given a bare 503', async () => {
+    const n = await startTestNode();
+    let closing: Promise<void> | null = null;
+    try {
+      const { port } = new URL(n.url);
+      const socket = net.connect(Number(port), '127.0.0.1');
+      await once(socket, 'connect');
+      let received = '';
+      socket.setEncoding('latin1');
+      socket.on('data', (d: string) => (received += d));
+      const responses = async (count: number) => {
+        for (let i = 0; i < 100 && (received.match(/\r\n\r\n\{/g) ?? []).length < count; i++) await new Promise((r) => setTimeout(r, 50));
+      };
+      // A write whose body is still arriving keeps the connection busy while the node starts to close.
+      const body = JSON.stringify({ value: 'drain' });
+      socket.write(`PUT /v1/secrets/drain/x HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${n.token}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 5)}`);
+      await new Promise((r) => setTimeout(r, 100));
+      closing = n.close();
+      await new Promise((r) => setTimeout(r, 100));
+      socket.write(body.slice(5));
+      await responses(1);
+      expect(received).toMatch(/^HTTP\/1\.1 201 /);
+      // The next request on that connection comes after the close began.
+      socket.write(`GET /v1/metadata/drain/x HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${n.token}\r\n\r\n`);
+      await responses(2);
+      const second = received.slice(received.indexOf('HTTP/1.1', 10));
+      expect(second).toMatch(/^HTTP\/1\.1 200 /);
+      const id = /x-request-id: ([0-9a-f-]{36})/.exec(second)?.[1];
+      socket.destroy();
+      await closing;
+      const db = new Database(path.join(n.dataDir, 'audit.db'), { readonly: true });
+      try {
+        expect(db.prepare('SELECT action, status FROM audit_log WHERE request_id = ?').all(id)).toEqual([{ action: 'secret.read_metadata', status: 200 }]);
+      } finally {
+        db.close();
+      }
+    } finally {
+      await (closing ?? n.close());
+    }
   });
 });
 
