@@ -26,7 +26,11 @@
 // Other flags (or BENCH_* env): --warmup=3 (seconds per system, at the highest
 // connection count) --names=1000 --only=etcd,coffer --fsync-seconds=2
 // --cpu-prof (profile every coffer node; kept in the temp dir) --keep (keep
-// the temp dir) --etcd-bin=etcd --coffer-bin=dist/bin/coffer.js.
+// the temp dir) --etcd-bin=etcd --coffer-bin=dist/bin/coffer.js
+// --baseline-bin=<other build>/dist/bin/coffer.js (a second Coffer cluster
+// from that build runs beside the first, on its own ports, and its runs,
+// `coffer@base`, are interleaved with the others: a before/after comparison
+// under the same machine noise).
 //
 // Everything listens on loopback only. Every child preloads
 // bench/orphan-guard.ts (etcd through bench/etcd-member.ts), so nothing
@@ -57,7 +61,8 @@ import {
   runBench,
 } from './common.js';
 
-type System = 'etcd' | 'coffer';
+type System = 'etcd' | 'coffer' | 'coffer@base';
+const isCoffer = (sys: System) => sys !== 'etcd';
 type Target = 'spread' | 'leader';
 
 interface Settings {
@@ -73,6 +78,7 @@ interface Settings {
   keep: boolean;
   etcdBin: string;
   cofferBin: string;
+  baselineBin: string | null;
 }
 
 interface Member {
@@ -122,7 +128,7 @@ let keepTemp = false;
 
 function settings(argv: string[]): Settings {
   const flags = parseFlags(argv);
-  rejectUnknownFlags(flags, ['duration', 'warmup', 'connections', 'repeats', 'names', 'only', 'target', 'fsync-seconds', 'cpu-prof', 'keep', 'etcd-bin', 'coffer-bin']);
+  rejectUnknownFlags(flags, ['duration', 'warmup', 'connections', 'repeats', 'names', 'only', 'target', 'fsync-seconds', 'cpu-prof', 'keep', 'etcd-bin', 'coffer-bin', 'baseline-bin']);
   const { get, num } = flagReaders(flags);
   const connections = get('connections', '1,64').split(',').map((s) => Number(s.trim()));
   if (connections.some((c) => !Number.isInteger(c) || c < 1 || c > 1024)) throw new Error('--connections must be a comma list of integers 1..1024');
@@ -143,6 +149,7 @@ function settings(argv: string[]): Settings {
     keep: get('keep', 'false') === 'true',
     etcdBin: get('etcd-bin', 'etcd'),
     cofferBin: path.resolve(get('coffer-bin', path.join(ROOT, 'dist', 'bin', 'coffer.js'))),
+    baselineBin: get('baseline-bin', '') ? path.resolve(get('baseline-bin', '')) : null,
   };
 }
 
@@ -260,7 +267,7 @@ async function startEtcd(s: Settings, root: string): Promise<{ members: Member[]
 
 // ---------------------------------------------------------------- coffer
 
-async function startCoffer(s: Settings, root: string, token: string): Promise<{ members: Member[]; leader: () => Promise<string> }> {
+async function startCoffer(s: Settings, root: string, token: string, bin: string, label: string): Promise<{ members: Member[]; leader: () => Promise<string> }> {
   const spec: { id: string; host: string; api: number; raft: number }[] = [];
   for (let i = 1; i <= 3; i++) {
     const host = `127.0.0.${i}`;
@@ -271,7 +278,7 @@ async function startCoffer(s: Settings, root: string, token: string): Promise<{ 
   const peers = spec.map((m) => `${m.id}=${m.host}:${m.raft}`).join(',');
   const members = await Promise.all(
     spec.map(async (m) => {
-      const dir = path.join(root, 'coffer', m.id);
+      const dir = path.join(root, label, m.id);
       fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       const env: NodeJS.ProcessEnv = {
         ...process.env,
@@ -287,8 +294,8 @@ async function startCoffer(s: Settings, root: string, token: string): Promise<{ 
         VAULT_BOOTSTRAP_TOKEN: token,
         VAULT_READ_ALLOWLIST: '127.0.0.0/8',
       };
-      const prof = s.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${path.join(root, 'profile', m.id)}`] : [];
-      const { child } = await startChild([...prof, s.cofferBin, 'server'], env, 'api', `coffer ${m.id}`, path.join(dir, 'node.log'));
+      const prof = s.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${path.join(root, 'profile', label, m.id)}`] : [];
+      const { child } = await startChild([...prof, bin, 'server'], env, 'api', `${label} ${m.id}`, path.join(dir, 'node.log'));
       return { id: m.id, url: `http://${m.host}:${m.api}`, pid: child.pid!, child } satisfies Member;
     }),
   );
@@ -349,10 +356,15 @@ async function main(): Promise<void> {
     process.stderr.write(`${path.relative(ROOT, s.cofferBin)} is missing: run \`npx tsc -p .\` first\n`);
     process.exit(3);
   }
+  if (s.baselineBin && (!s.only.includes('coffer') || !fs.existsSync(s.baselineBin))) {
+    process.stderr.write(`--baseline-bin needs coffer in --only and an existing file: ${s.baselineBin}\n`);
+    process.exit(3);
+  }
 
   // Hard deadline: set-up, warm-ups, runs and fsync probes, with generous slack.
-  const runs = s.repeats * s.connections.length * s.only.length;
-  const budgetS = 180 + 2 * (runs * (s.duration + 5) + s.only.length * (s.warmup + 5) + 2 * s.fsyncSeconds);
+  const systemCount = s.only.length + (s.baselineBin ? 1 : 0);
+  const runs = s.repeats * s.connections.length * systemCount;
+  const budgetS = 180 + 2 * (runs * (s.duration + 5) + systemCount * (s.warmup + 5) + 2 * s.fsyncSeconds);
   setTimeout(() => {
     process.stderr.write(`bench: hard deadline of ${budgetS.toFixed(0)} s passed; stopping everything\n`);
     killAllNow();
@@ -373,7 +385,8 @@ async function main(): Promise<void> {
 
   const systems = new Map<System, { members: Member[]; leader: () => Promise<string> }>();
   if (s.only.includes('etcd')) systems.set('etcd', await startEtcd(s, tempDir));
-  if (s.only.includes('coffer')) systems.set('coffer', await startCoffer(s, tempDir, token));
+  if (s.only.includes('coffer')) systems.set('coffer', await startCoffer(s, tempDir, token, s.cofferBin, 'coffer'));
+  if (s.baselineBin) systems.set('coffer@base', await startCoffer(s, tempDir, token, s.baselineBin, 'coffer-base'));
 
   // Seed every key in both systems so all measured writes are updates.
   // (Through the leader: a Coffer follower forwarding many writes at once can stall its own Raft traffic; see bench/RESULTS.md.)
@@ -437,8 +450,8 @@ async function main(): Promise<void> {
     const { members, leader } = systems.get(sys)!;
     const lead = await poll(`${sys} has no agreed leader before a run`, 30_000, leader);
     const leadMember = members.find((m) => m.id === lead)!;
-    const audit0 = sys === 'coffer' ? await auditBatches(members) : NaN;
-    const loop0 = sys === 'coffer' ? await loopTimes(leadMember.child) : null;
+    const audit0 = isCoffer(sys) ? await auditBatches(members) : NaN;
+    const loop0 = isCoffer(sys) ? await loopTimes(leadMember.child) : null;
     const cpu0 = members.map((m) => cpuSeconds(m.pid));
     const load0 = process.cpuUsage();
     const machine0 = machineBusySeconds();
@@ -450,8 +463,8 @@ async function main(): Promise<void> {
     const load = process.cpuUsage(load0);
     const loadS = (load.user + load.system) / 1e6;
     const machine = machineBusySeconds() - machine0;
-    const loop1 = sys === 'coffer' ? await loopTimes(leadMember.child) : null;
-    const audit1 = sys === 'coffer' ? await auditBatches(members) : NaN;
+    const loop1 = isCoffer(sys) ? await loopTimes(leadMember.child) : null;
+    const audit1 = isCoffer(sys) ? await auditBatches(members) : NaN;
     const leadAfter = await leader().catch(() => '?');
     const ok = r['2xx'];
     return {
@@ -473,7 +486,7 @@ async function main(): Promise<void> {
     };
   }
 
-  const order = (['etcd', 'coffer'] as const).filter((x) => s.only.includes(x));
+  const order = (['etcd', 'coffer', 'coffer@base'] as const).filter((x) => systems.has(x));
   const maxConn = Math.max(...s.connections);
   info(
     `cluster bench: etcd ${etcdVer ?? '-'} vs coffer, 3 members each; ${s.repeats} x ${s.connections.join('/')} connections, ${s.duration} s per run ` +
@@ -485,13 +498,15 @@ async function main(): Promise<void> {
   const samples: Sample[] = [];
   for (let rep = 1; rep <= s.repeats; rep++) {
     for (const c of s.connections) {
-      for (const sys of order) {
+      // Every other repeat in reverse order: a run right after another system's busiest run pays for its aftermath
+      // (apply, audit flush, compaction), so a fixed order would favour whoever goes second.
+      for (const sys of rep % 2 === 1 ? order : [...order].reverse()) {
         const x = await measure(sys, c, s.duration);
         samples.push(x);
         info(
-          `  [${rep}/${s.repeats}] ${sys.padEnd(6)} c=${String(c).padEnd(3)} ${x.rps.toFixed(0).padStart(6)} req/s  p50 ${x.p50.toFixed(2)} ms  p99 ${x.p99.toFixed(2)} ms  ` +
+          `  [${rep}/${s.repeats}] ${sys.padEnd(11)} c=${String(c).padEnd(3)} ${x.rps.toFixed(0).padStart(6)} req/s  p50 ${x.p50.toFixed(2)} ms  p99 ${x.p99.toFixed(2)} ms  ` +
             `cpu ${x.cpu.toFixed(0)}% (leader ${x.leaderCpu.toFixed(0)}%) ${x.cpuPerReq.toFixed(0)} µs/req  load ${x.loadCpu.toFixed(0)}% other ${x.otherCpu.toFixed(0)}%` +
-            `${sys === 'coffer' ? `  leader loop ${x.leaderLoop.toFixed(0)}% audit ${x.auditBatches.toFixed(0)}/s` : ''}` +
+            `${isCoffer(sys) ? `  leader loop ${x.leaderLoop.toFixed(0)}% audit ${x.auditBatches.toFixed(0)}/s` : ''}` +
             `${x.bad ? `  NON-2XX/ERRORS ${x.bad}` : ''}${x.leaderChanged ? '  LEADER CHANGED' : ''}`,
         );
       }
@@ -516,14 +531,14 @@ async function main(): Promise<void> {
   for (const c of s.connections) {
     for (const sys of order) {
       out.push(
-        `| ${sys === 'etcd' ? `etcd ${etcdVer} PUT /v3/kv/put` : 'Coffer PUT /v1/secrets/{name}'} | ${c} | ${fmt(med(sys, c, (x) => x.rps))} | ` +
+        `| ${sys === 'etcd' ? `etcd ${etcdVer} PUT /v3/kv/put` : `Coffer${sys === 'coffer@base' ? ' (baseline build)' : ''} PUT /v1/secrets/{name}`} | ${c} | ${fmt(med(sys, c, (x) => x.rps))} | ` +
           `${fmt(med(sys, c, (x) => x.p50), 2)} | ${fmt(med(sys, c, (x) => x.p99), 2)} | ${fmt(med(sys, c, (x) => x.cpu))} | ${fmt(med(sys, c, (x) => x.leaderCpu))} | ` +
-          `${fmt(med(sys, c, (x) => x.cpuPerReq))} | ${sys === 'coffer' ? fmt(med(sys, c, (x) => x.leaderLoop)) : '–'} | ${sys === 'coffer' ? fmt(med(sys, c, (x) => x.auditBatches)) : '–'} | ` +
+          `${fmt(med(sys, c, (x) => x.cpuPerReq))} | ${isCoffer(sys) ? fmt(med(sys, c, (x) => x.leaderLoop)) : '–'} | ${isCoffer(sys) ? fmt(med(sys, c, (x) => x.auditBatches)) : '–'} | ` +
           `${fmt(med(sys, c, (x) => x.loadCpu))} | ${fmt(med(sys, c, (x) => x.otherCpu))} | ${pick(sys, c).reduce((a, x) => a + x.bad, 0)} |`,
       );
     }
   }
-  if (order.length === 2) {
+  if (systems.has('etcd') && systems.has('coffer')) {
     out.push('');
     for (const c of s.connections) {
       const ratios = Array.from({ length: s.repeats }, (_, i) => {
@@ -537,6 +552,21 @@ async function main(): Promise<void> {
         `- c=${c}: coffer/etcd throughput = ${ratio.toFixed(2)}× (per-repeat ${ratios.map((r) => r.toFixed(2)).join(', ')}); ` +
           `p50 ${fmt(med('coffer', c, (x) => x.p50), 2)} vs ${fmt(med('etcd', c, (x) => x.p50), 2)} ms` +
           (c === 1 || c === 64 ? `; target ≥ ${want}×: ${ratio >= want ? 'met' : 'NOT met'}` : ''),
+      );
+    }
+  }
+  if (systems.has('coffer@base')) {
+    out.push('');
+    for (const c of s.connections) {
+      const ratios = Array.from({ length: s.repeats }, (_, i) => {
+        const b = pick('coffer@base', c)[i];
+        const k = pick('coffer', c)[i];
+        return b && k ? k.rps / b.rps : NaN;
+      });
+      out.push(
+        `- c=${c}: coffer/baseline throughput = ${(med('coffer', c, (x) => x.rps) / med('coffer@base', c, (x) => x.rps)).toFixed(2)}× ` +
+          `(per-repeat ${ratios.map((r) => r.toFixed(2)).join(', ')}); p50 ${fmt(med('coffer', c, (x) => x.p50), 2)} vs ${fmt(med('coffer@base', c, (x) => x.p50), 2)} ms; ` +
+          `CPU µs/req ${fmt(med('coffer', c, (x) => x.cpuPerReq))} vs ${fmt(med('coffer@base', c, (x) => x.cpuPerReq))}`,
       );
     }
   }
