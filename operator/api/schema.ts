@@ -77,6 +77,14 @@ export interface CrossFieldRule<T> {
   readonly message: string;
   /** Path of the object the rule is attached to, dotted (`spec.kms`). */
   readonly at: string;
+  /**
+   * The field a failure is reported on, relative to `at` (`.trustedProxies`):
+   * CEL's `fieldPath`, and appended to `at` in the operator's own report.
+   * Absent: the failure is reported on `at` itself.
+   */
+  readonly fieldPath?: string;
+  /** CEL's `reason` (the API server's error type); FieldValueInvalid when absent. */
+  readonly reason?: 'FieldValueRequired' | 'FieldValueInvalid' | 'FieldValueForbidden';
   readonly check: (self: T) => boolean;
 }
 
@@ -97,6 +105,23 @@ export const KMS_RULES: readonly CrossFieldRule<{ mode: string; keyId?: string; 
 ];
 
 /**
+ * Rules on `spec`. A proxy's X-Forwarded-For is believed only from the
+ * addresses in trustedProxies; the server refuses to start with
+ * VAULT_TRUST_PROXY=true and none, so the API server refuses the object
+ * instead of leaving pods in a crash loop.
+ */
+export const SPEC_RULES: readonly CrossFieldRule<{ trustProxy: boolean; trustedProxies?: readonly string[] }>[] = [
+  {
+    at: 'spec',
+    rule: '!self.trustProxy || (has(self.trustedProxies) && size(self.trustedProxies) > 0)',
+    message: 'trustedProxies is required when trustProxy is true: list the addresses or CIDRs of the proxies whose X-Forwarded-For is believed',
+    fieldPath: '.trustedProxies',
+    reason: 'FieldValueRequired',
+    check: (s) => !s.trustProxy || (s.trustedProxies ?? []).length > 0,
+  },
+];
+
+/**
  * Transition rules on `spec.storage` (API server only: they compare with the
  * stored object). volumeClaimTemplates of a StatefulSet cannot change, so a
  * changed size or class would leave the StatefulSet unpatchable.
@@ -112,8 +137,12 @@ export const STORAGE_TRANSITION_RULES: readonly { rule: string; message: string 
   },
 ];
 
-function celRules(rules: readonly { rule: string; message: string }[]): { rule: string; message: string }[] {
-  return rules.map(({ rule, message }) => ({ rule, message }));
+function celRules(
+  rules: readonly { rule: string; message: string; fieldPath?: string; reason?: string }[],
+): { rule: string; message: string; fieldPath?: string; reason?: string }[] {
+  return rules.map(({ rule, message, fieldPath, reason }) => ({
+    rule, message, ...(fieldPath !== undefined ? { fieldPath } : {}), ...(reason !== undefined ? { reason } : {}),
+  }));
 }
 
 // ---------------------------------------------------------------- building blocks
@@ -281,7 +310,17 @@ export const VaultClusterSpecSchema = Type.Object(
       Type.String({ pattern: IPV4_OR_CIDR, errorMessage: 'must be an IPv4 address or CIDR such as 10.0.0.0/8' } as Friendly),
       { default: [], maxItems: 256, description: 'IPv4 addresses and CIDRs allowed to read secret values. Empty: nobody.' },
     ),
-    trustProxy: Type.Boolean({ default: false, description: 'Take the client IP from the right-most X-Forwarded-For entry.' }),
+    trustProxy: Type.Boolean({
+      default: false,
+      description: 'Take the client IP from the right-most X-Forwarded-For entry of a request that comes from one of trustedProxies (required with it).',
+    }),
+    trustedProxies: Type.Array(
+      Type.String({ pattern: IPV4_OR_CIDR, errorMessage: 'must be an IPv4 address or CIDR such as 10.0.0.0/8' } as Friendly),
+      {
+        default: [], maxItems: 64,
+        description: 'IPv4 addresses and CIDRs of the proxies (ingress controllers, load balancers) whose X-Forwarded-For is believed; required when trustProxy is true.',
+      },
+    ),
     kms: KmsSchema,
     bootstrap: BootstrapSchema,
     wireguard: WireguardSchema,
@@ -290,7 +329,7 @@ export const VaultClusterSpecSchema = Type.Object(
     serviceAccount: ServiceAccountSchema,
     resources: Type.Optional(ResourceRequirementsSchema),
   },
-  { ...strict, description: 'Desired state of a coffer vault cluster.' },
+  { ...strict, 'x-kubernetes-validations': celRules(SPEC_RULES), description: 'Desired state of a coffer vault cluster.' },
 );
 
 // ---------------------------------------------------------------- status

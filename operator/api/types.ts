@@ -5,7 +5,9 @@ import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors';
 import { Value } from '@sinclair/typebox/value';
 import {
   KMS_RULES,
+  SPEC_RULES,
   VaultClusterSchema,
+  type CrossFieldRule,
   type CONDITION_TYPES,
   type ConditionSchema,
   type KmsSchema,
@@ -84,13 +86,17 @@ export function validateVaultCluster(obj: unknown): ValidationResult {
     seen.add(path);
     errors.push({ path: path || '(root)', message: describe(err) });
   }
-  // Cross-field rules, once the object they read is itself well-formed.
-  const kms = (value as { spec?: { kms?: unknown } } | null)?.spec?.kms;
-  const kmsClean = !errors.some((e) => e.path === '(root)' || e.path === 'spec' || e.path.startsWith('spec.kms'));
-  if (kmsClean && typeof kms === 'object' && kms !== null) {
-    for (const rule of KMS_RULES) {
-      if (!rule.check(kms as VaultCluster['spec']['kms'])) errors.push({ path: rule.at, message: rule.message });
-    }
+  // Cross-field rules, once the fields they read are themselves well-formed.
+  const broken = (...prefixes: string[]) =>
+    errors.some((e) => e.path === '(root)' || e.path === 'spec' || prefixes.some((p) => e.path === p || e.path.startsWith(`${p}.`) || e.path.startsWith(`${p}[`)));
+  const failed = <T>(rules: readonly CrossFieldRule<T>[], self: T) => {
+    for (const rule of rules) if (!rule.check(self)) errors.push({ path: rule.at + (rule.fieldPath ?? ''), message: rule.message });
+  };
+  const specValue = (value as { spec?: unknown } | null)?.spec;
+  const kms = (specValue as { kms?: unknown } | undefined)?.kms;
+  if (!broken('spec.kms') && typeof kms === 'object' && kms !== null) failed(KMS_RULES, kms as VaultCluster['spec']['kms']);
+  if (!broken('spec.trustProxy', 'spec.trustedProxies') && typeof specValue === 'object' && specValue !== null) {
+    failed(SPEC_RULES, specValue as VaultCluster['spec']);
   }
   // The overlay range must hold every replica (operator-side only: CEL has no
   // CIDR arithmetic in the Kubernetes versions the CRD supports).

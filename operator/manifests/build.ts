@@ -117,6 +117,8 @@ export function serverEnv(vc: VaultCluster, opts: BuildOptions): V1EnvVar[] {
     { name: 'VAULT_BOOTSTRAP_TOKEN', valueFrom: { secretKeyRef: { name: token.name, key: token.key, optional: false } } },
     { name: 'VAULT_READ_ALLOWLIST', value: spec.readAllowlist.join(',') },
     { name: 'VAULT_TRUST_PROXY', value: String(spec.trustProxy) },
+    // Empty unless set: the server reads an empty value as unset.
+    { name: 'VAULT_TRUSTED_PROXIES', value: spec.trustedProxies.join(',') },
   );
   if (spec.tls) {
     env.push(

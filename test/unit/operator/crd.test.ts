@@ -91,6 +91,9 @@ describe('VaultCluster CRD', () => {
     const re = new RegExp((allow.items as Node).pattern as string);
     expect(re.test('10.0.0.0/8')).toBe(true);
     expect(re.test('10.0.0.0/33')).toBe(false);
+    const proxies = at(schema, 'spec.trustedProxies');
+    expect(proxies).toMatchObject({ type: 'array', default: [], maxItems: 64, items: { type: 'string', pattern: (allow.items as Node).pattern } });
+    expect(at(schema, 'spec.trustProxy')).toMatchObject({ type: 'boolean', default: false });
     expect(at(schema, 'spec.wireguard')).toMatchObject({ default: {} });
     expect(at(schema, 'spec.wireguard.cidr')).toMatchObject({ type: 'string', default: '10.77.0.0/24' });
     expect(at(schema, 'spec.wireguard.keyGeneration')).toMatchObject({ type: 'integer', default: 1, minimum: 1 });
@@ -114,6 +117,14 @@ describe('VaultCluster CRD', () => {
     });
     const storageRules = at(schema, 'spec.storage')['x-kubernetes-validations'] as Node[];
     expect(storageRules.map((r) => r.rule)).toContain('self.size == oldSelf.size');
+    expect(at(schema, 'spec')['x-kubernetes-validations']).toEqual([
+      {
+        rule: '!self.trustProxy || (has(self.trustedProxies) && size(self.trustedProxies) > 0)',
+        message: 'trustedProxies is required when trustProxy is true: list the addresses or CIDRs of the proxies whose X-Forwarded-For is believed',
+        fieldPath: '.trustedProxies',
+        reason: 'FieldValueRequired',
+      },
+    ]);
     const wgRules = at(schema, 'spec.wireguard')['x-kubernetes-validations'] as Node[];
     expect(wgRules.map((r) => r.rule)).toEqual(['self.keyGeneration >= oldSelf.keyGeneration']);
   });

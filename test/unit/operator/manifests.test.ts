@@ -95,6 +95,7 @@ describe('buildManifests', () => {
     expect(envValue(m, 'VAULT_KMS_REWRAP_MAX_PER_SEC')).toBe('20');
     expect(envValue(m, 'VAULT_READ_ALLOWLIST')).toBe('');
     expect(envValue(m, 'VAULT_TRUST_PROXY')).toBe('false');
+    expect(envValue(m, 'VAULT_TRUSTED_PROXIES')).toBe('');
     expect(e.has('VAULT_TLS_CERT_FILE')).toBe(false);
     // $(VAULT_NODE_ID) only expands when VAULT_NODE_ID comes earlier in the list.
     const names = (vaultContainer(m).env ?? []).map((x) => x.name);
@@ -107,7 +108,7 @@ describe('buildManifests', () => {
     const x = buildManifests(
       cluster({
         kms: { mode: 'aws', keyId: 'arn:aws:kms:eu-west-1:1:key/k', dekCacheTtlSecs: 0, rewrap: { enabled: true, pollSecs: 60, maxPerSec: 5 } },
-        readAllowlist: ['10.0.0.0/8', '192.168.1.5'], trustProxy: true, tls: { secretName: 'vault-tls' },
+        readAllowlist: ['10.0.0.0/8', '192.168.1.5'], trustProxy: true, trustedProxies: ['10.42.0.0/16', '10.9.8.7'], tls: { secretName: 'vault-tls' },
         bootstrap: { tokenSecretRef: { name: 'my-token', key: 'value' } },
       }),
       OFF,
@@ -124,6 +125,7 @@ describe('buildManifests', () => {
     expect(envValue(buildManifests(cluster(), { rewrapEnabled: true }), 'VAULT_KMS_REWRAP_ENABLED')).toBe('true');
     expect(envValue(x, 'VAULT_READ_ALLOWLIST')).toBe('10.0.0.0/8,192.168.1.5');
     expect(envValue(x, 'VAULT_TRUST_PROXY')).toBe('true');
+    expect(envValue(x, 'VAULT_TRUSTED_PROXIES')).toBe('10.42.0.0/16,10.9.8.7');
     expect(e.get('VAULT_BOOTSTRAP_TOKEN')?.valueFrom?.secretKeyRef).toEqual({ name: 'my-token', key: 'value', optional: false });
     expect(envValue(x, 'VAULT_TLS_CERT_FILE')).toBe('/etc/coffer/tls/tls.crt');
     expect(envValue(x, 'VAULT_TLS_KEY_FILE')).toBe('/etc/coffer/tls/tls.key');

@@ -79,6 +79,14 @@ describe('coffer operator render', () => {
     expect(small.stderr).toContain('spec.wireguard.cidr: 10.80.0.0/30 has room for 2 pod addresses');
   });
 
+  it('refuses trustProxy without trustedProxies, saying what is missing, before anything is rendered', () => {
+    const bad = GOOD.replace('  kms:', '  trustProxy: true\n  kms:');
+    const r = run({ positionals: ['render'], flags: { file: 'vc.yaml' } }, { 'vc.yaml': bad });
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain('spec.trustedProxies: trustedProxies is required when trustProxy is true');
+  });
+
   it('reads stdin with -f -, skips empty documents and renders several clusters', () => {
     const second = GOOD.replace('name: vault', 'name: other');
     const r = run({ positionals: ['render'], flags: { file: '-' } }, {}, `${GOOD}---\n---\n${second}`);

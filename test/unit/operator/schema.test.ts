@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { KMS_RULES, REPLICA_COUNTS, WIREGUARD_TRANSITION_RULES } from '../../../operator/api/schema.js';
+import { KMS_RULES, REPLICA_COUNTS, SPEC_RULES, WIREGUARD_TRANSITION_RULES } from '../../../operator/api/schema.js';
 import {
   VaultClusterValidationError, parseVaultCluster, validateVaultCluster, type ValidationIssue,
 } from '../../../operator/api/types.js';
@@ -19,6 +19,7 @@ describe('VaultCluster validation', () => {
       replicas: 3,
       readAllowlist: [],
       trustProxy: false,
+      trustedProxies: [],
       kms: { mode: 'local', dekCacheTtlSecs: 300, rewrap: { enabled: false, pollSecs: 86_400, maxPerSec: 20 } },
       bootstrap: {},
       wireguard: { enabled: false, port: 51_820, cidr: '10.77.0.0/24', keyGeneration: 1, managementOnOverlay: false },
@@ -68,6 +69,29 @@ describe('VaultCluster validation', () => {
       ]);
     },
   );
+
+  it('refuses trustProxy without trustedProxies (the server would refuse to start), naming the missing field', () => {
+    const message = 'trustedProxies is required when trustProxy is true: list the addresses or CIDRs of the proxies whose X-Forwarded-For is believed';
+    expect(errorsOf(rawCluster({ trustProxy: true }))).toEqual([{ path: 'spec.trustedProxies', message }]);
+    expect(errorsOf(rawCluster({ trustProxy: true, trustedProxies: [] }))).toEqual([{ path: 'spec.trustedProxies', message }]);
+    expect(() => parseVaultCluster(rawCluster({ trustProxy: true }))).toThrow(`spec.trustedProxies: ${message}`);
+    expect(parseVaultCluster(rawCluster({ trustProxy: true, trustedProxies: ['10.42.0.0/16', '192.168.1.7'] })).spec).toMatchObject({
+      trustProxy: true, trustedProxies: ['10.42.0.0/16', '192.168.1.7'],
+    });
+    // Listing proxies without believing them is harmless (and lets trustProxy be switched off and on again).
+    expect(validateVaultCluster(rawCluster({ trustedProxies: ['10.42.0.0/16'] })).ok).toBe(true);
+    // A malformed entry is reported once, as itself, not again as "required".
+    expect(errorsOf(rawCluster({ trustProxy: true, trustedProxies: ['10.42.0.0/16', 'ingress.example'] }))).toEqual([
+      { path: 'spec.trustedProxies[1]', message: 'must be an IPv4 address or CIDR such as 10.0.0.0/8' },
+    ]);
+    expect(errorsOf(rawCluster({ trustProxy: 'yes' })).map((e) => e.path)).toEqual(['spec.trustProxy']);
+  });
+
+  it.each(['10.0.0.0/33', '10.0.0', '256.1.1.1', 'fd00::/8', 'example.com', ''])('refuses trusted proxy entry %j', (entry) => {
+    expect(errorsOf(rawCluster({ trustedProxies: [entry] }))).toEqual([
+      { path: 'spec.trustedProxies[0]', message: 'must be an IPv4 address or CIDR such as 10.0.0.0/8' },
+    ]);
+  });
 
   it('requires kms.keyId in aws mode (the same rule the CRD carries as CEL)', () => {
     expect(errorsOf(rawCluster({ kms: { mode: 'aws' } }))).toEqual([
@@ -179,7 +203,15 @@ describe('VaultCluster validation', () => {
   });
 
   it('pairs every cross-field CEL rule with a runtime check', () => {
-    for (const rule of [...KMS_RULES, ...WIREGUARD_TRANSITION_RULES]) expect(rule.rule).toMatch(/self\./);
+    for (const rule of [...KMS_RULES, ...SPEC_RULES, ...WIREGUARD_TRANSITION_RULES]) expect(rule.rule).toMatch(/self\./);
+    for (const rule of SPEC_RULES) {
+      expect(rule.at).toBe('spec');
+      expect(typeof rule.check).toBe('function');
+      // The CEL rule and the check agree on the cases that matter.
+      expect(rule.check({ trustProxy: false, trustedProxies: [] })).toBe(true);
+      expect(rule.check({ trustProxy: true, trustedProxies: [] })).toBe(false);
+      expect(rule.check({ trustProxy: true, trustedProxies: ['10.0.0.1'] })).toBe(true);
+    }
     expect(WIREGUARD_TRANSITION_RULES[0]!.rule).toContain('oldSelf.keyGeneration');
     for (const rule of KMS_RULES) {
       expect(rule.rule).toMatch(/self\./);
