@@ -106,6 +106,11 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
 
   ensurePrivateFile(path.join(config.dataDir, 'state.db')); // SQLite would create it 0644
   const sm = new StateMachine(config.dataDir);
+  // Every node applies the same rejection; one log line per node says which check it failed.
+  sm.onRejected = (kind, message) => {
+    metrics.applyRejected.inc({ kind });
+    logger.warn({ kind, problem: message }, 'committed command applied as a rejection');
+  };
   undo.push(() => sm.close());
   const reader = new StateReader(sm);
   // VAULT_MIN_FREE_BYTES: refused before proposing (507), re-measured at most every 250 ms as writes come.
@@ -135,6 +140,7 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
   undo.push(() => clusterAuth.close());
   replicator.transport.authenticate(clusterAuth); // before the first Ready is handled (setImmediate): nothing leaves unsigned
   for (const reason of REFUSAL_REASONS) metrics.raftAuthRefused.inc({ reason }, 0);
+  for (const kind of ['invalid', 'fault'] as const) metrics.applyRejected.inc({ kind }, 0);
   const rewrap = new RewrapWorker({
     enabled: config.rewrapEnabled,
     pollSecs: config.rewrapPollSecs,

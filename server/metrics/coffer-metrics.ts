@@ -21,6 +21,8 @@ export interface CofferMetrics {
   raftAppliedIndex: Gauge;
   /** Requests the Raft listener refused for want of cluster authentication, by reason (cluster-auth.ts RefusalReason). */
   raftAuthRefused: Counter<'reason'>;
+  /** Committed commands applied as rejections, by kind (`invalid`, `fault`). */
+  applyRejected: Counter<'kind'>;
   /** Prometheus text exposition of everything above. */
   render(): string;
 }
@@ -70,6 +72,11 @@ export function createCofferMetrics(): CofferMetrics {
       name: 'coffer_raft_auth_refused_total',
       help: 'Raft listener requests refused with 401: no, bad or replayed cluster MAC, stale time, or a sender that is not a member.',
       labelNames: ['reason'],
+    }),
+    applyRejected: registry.counter({
+      name: 'coffer_apply_rejected_total',
+      help: 'Committed commands applied as a rejection with no state change: invalid content, or a fault every node repeats (a bug worth reporting).',
+      labelNames: ['kind'],
     }),
     render: () => registry.render(),
   };

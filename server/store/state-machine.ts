@@ -66,6 +66,12 @@ export class StateMachine {
   authChanged = 0;
   /** Valid commands whose execution failed on this state and were rejected instead (a bug or a violated constraint). */
   faults = 0;
+  /**
+   * Told of every committed command applied as a rejection: `invalid` (it
+   * failed validation) or `fault` (its execution failed the same way on every
+   * node). The message names the command type and the check, never a value.
+   */
+  onRejected: (kind: 'invalid' | 'fault', message: string) => void = () => {};
   private stmts: ReturnType<typeof prepare>;
   /** execute() in a savepoint; made once per database (creating a transaction function prepares statements). */
   private executeInSavepoint: (cmd: Command) => ApplyResult;
@@ -110,6 +116,7 @@ export class StateMachine {
       cmd = decodeCommand(data);
     } catch (err) {
       if (!(err instanceof InvalidCommandError)) throw err;
+      this.onRejected('invalid', err.message);
       return this.inTransaction(() => {
         this.stmts.appliedSet.run(index, term);
         return refused('bad_request', err.message);
@@ -140,7 +147,9 @@ export class StateMachine {
       if (!isDeterministicFault(err)) throw err;
       this.faults++;
       const e = err as { name?: string; code?: string };
-      return refused('bad_request', `command ${cmd.t}@${cmd.v} could not be applied (${String(e.code ?? e.name ?? 'error').slice(0, 40)})`);
+      const message = `command ${cmd.t}@${cmd.v} could not be applied (${String(e.code ?? e.name ?? 'error').slice(0, 40)})`;
+      this.onRejected('fault', message);
+      return refused('bad_request', message);
     }
   }
 

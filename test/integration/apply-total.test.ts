@@ -85,6 +85,10 @@ describe('applying is total (issue 11, finding 2)', () => {
     for (const n of cluster.nodes) {
       expect(n.internals.replicator.status()).toMatchObject({ stopped: false, problem: null });
       expect((await request(n.apiUrl, 'GET', '/v1/health')).body.status).toBe('ok');
+      // Operators see it: every node counts the rejection.
+      const metrics = await request(n.apiUrl, 'GET', '/metrics');
+      expect(metrics.text).toMatch(/^coffer_apply_rejected_total\{kind="invalid"\} 1$/m);
+      expect(metrics.text).toMatch(/^coffer_apply_rejected_total\{kind="fault"\} 0$/m);
     }
     // Writes through every node (followers forward) commit and are read back everywhere.
     for (const [i, n] of cluster.nodes.entries()) {
