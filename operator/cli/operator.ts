@@ -29,7 +29,8 @@ Options (environment variable in brackets):
   --pod-health-url TEMPLATE          pod health URL [COFFER_OPERATOR_POD_HEALTH_URL],
                                      default {scheme}://{podIP}:{port}/v1/health;
                                      placeholders {scheme} {podIP} {pod} {namespace} {port}
-  --cluster-domain DOMAIN            append .svc.DOMAIN to Raft peer hostnames
+  --cluster-domain DOMAIN            append .svc.DOMAIN to Raft peer hostnames; also the domain of
+                                     the API's fully qualified Host names (default cluster.local)
   --log-level LEVEL                  trace|debug|info|warn|error [COFFER_OPERATOR_LOG_LEVEL], default info`;
 
 const VALUE_FLAGS = new Set([

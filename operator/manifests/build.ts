@@ -31,7 +31,7 @@ import type { VaultCluster } from '../api/types.js';
 import {
   API_PORT, API_PORT_NAME, CONTAINER_NAME, DATA_MOUNT_PATH, DATA_VOLUME, RAFT_PORT, RAFT_PORT_NAME, RUN_AS_GROUP,
   RUN_AS_USER, SERVER_ARGS, TLS_MOUNT_PATH, TLS_VOLUME, TMP_MOUNT_PATH, TMP_VOLUME, commonLabels, namespaceOf, ownerReferences,
-  peersValue, resourceNames, selectorLabels,
+  apiHostnames, peersValue, resourceNames, selectorLabels,
 } from './names.js';
 import { bootstrapTokenRef, clusterKeyRef, masterKeyRef } from './secrets.js';
 
@@ -68,7 +68,11 @@ export interface BuildOptions {
   rewrapEnabled: boolean;
   /** Server image; defaults to spec.image. */
   image?: string;
-  /** Appends `.svc.<clusterDomain>` to Raft hostnames instead of relying on the DNS search path (`.svc`). */
+  /**
+   * Appends `.svc.<clusterDomain>` to Raft hostnames instead of relying on the
+   * DNS search path (`.svc`); also the domain of the fully qualified names in
+   * VAULT_API_HOSTNAMES (cluster.local when unset).
+   */
   clusterDomain?: string;
   /** Extra pod template annotations (e.g. a restart stamp). */
   podAnnotations?: Record<string, string>;
@@ -119,6 +123,8 @@ export function serverEnv(vc: VaultCluster, opts: BuildOptions): V1EnvVar[] {
     { name: 'VAULT_TRUST_PROXY', value: String(spec.trustProxy) },
     // Empty unless set: the server reads an empty value as unset.
     { name: 'VAULT_TRUSTED_PROXIES', value: spec.trustedProxies.join(',') },
+    // After VAULT_NODE_ID: the pod's own names refer to it.
+    { name: 'VAULT_API_HOSTNAMES', value: apiHostnames(name, ns, opts.clusterDomain).join(',') },
   );
   if (spec.tls) {
     env.push(

@@ -132,6 +132,29 @@ export function ownerReferences(vc: VaultCluster): OwnerReference[] {
   return [{ apiVersion: API_VERSION, kind: KIND, name: vc.metadata.name, uid, controller: true, blockOwnerDeletion: true }];
 }
 
+/** Cluster DNS domain when the operator is given none (--cluster-domain). */
+export const DEFAULT_CLUSTER_DOMAIN = 'cluster.local';
+
+/**
+ * VAULT_API_HOSTNAMES: every DNS name a client in the cluster can reach a
+ * vault pod's API by, so the server's Host check (DNS-rebinding defence)
+ * answers them and nothing else besides IP literals and localhost. Each
+ * Service is named the four ways the resolver's search path allows
+ * (`<svc>`, `<svc>.<ns>`, `<svc>.<ns>.svc`, `<svc>.<ns>.svc.<domain>`), and so
+ * is the pod's own record under the headless Service, written with
+ * `$(VAULT_NODE_ID)`: Kubernetes expands it in the pod (VAULT_NODE_ID comes
+ * first in the env list), so each pod answers only to its own names and the
+ * value does not grow with the replica count. Were the reference ever left
+ * unexpanded, the server would refuse the name at start instead of serving
+ * under a wrong list.
+ */
+export function apiHostnames(name: string, namespace: string, clusterDomain?: string): string[] {
+  const domain = clusterDomain || DEFAULT_CLUSTER_DOMAIN;
+  const { clientService, headlessService } = resourceNames(name);
+  const forms = (base: string) => [base, `${base}.${namespace}`, `${base}.${namespace}.svc`, `${base}.${namespace}.svc.${domain}`];
+  return [...forms(clientService), ...forms(headlessService), ...forms(`$(VAULT_NODE_ID).${headlessService}`)];
+}
+
 /** Raft address of one ordinal, through the headless Service. */
 export function raftHost(name: string, namespace: string, ordinal: number, clusterDomain?: string): string {
   const svc = clusterDomain ? `svc.${clusterDomain}` : 'svc';

@@ -4,6 +4,8 @@ import {
   buildGeneratedSecret, buildManifests, generateSecretValue, resourceNames, secretTemplates, selectorLabels,
   type BuildOptions, type VaultClusterManifests,
 } from '../../../operator/manifests/index.js';
+import { judgeHost } from '../../../server/api/edge.js';
+import { loadConfig } from '../../../server/config/config.js';
 import { cluster } from './fixtures.js';
 
 const OFF: BuildOptions = { rewrapEnabled: false };
@@ -20,6 +22,24 @@ function env(m: VaultClusterManifests): Map<string, V1EnvVar> {
 
 function envValue(m: VaultClusterManifests, name: string): string | undefined {
   return env(m).get(name)?.value;
+}
+
+/**
+ * The environment the kubelet gives the vault container of pod `pod`:
+ * metadata.name for the fieldRef, a well-formed value for each Secret
+ * reference, and `$(VAR)` expanded from the variables defined before it (an
+ * undefined or later one stays as written, as the kubelet leaves it).
+ */
+function kubeletEnv(list: readonly V1EnvVar[], pod: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const e of list) {
+    let value: string;
+    if (e.valueFrom?.fieldRef) value = e.valueFrom.fieldRef.fieldPath === 'metadata.name' ? pod : '';
+    else if (e.valueFrom?.secretKeyRef) value = e.name === 'VAULT_BOOTSTRAP_TOKEN' ? generateSecretValue('bootstrap-token') : generateSecretValue('cluster-key');
+    else value = (e.value ?? '').replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (ref, name: string) => out[name] ?? ref);
+    out[e.name] = value;
+  }
+  return out;
 }
 
 describe('buildManifests', () => {
@@ -148,6 +168,60 @@ describe('buildManifests', () => {
     const x = buildManifests(cluster({ replicas: 1 }), { rewrapEnabled: false, clusterDomain: 'cluster.local' });
     expect(envValue(x, 'VAULT_PEERS')).toBe('vault-0=vault-0.vault-headless.secrets.svc.cluster.local:8201');
     expect(envValue(x, 'VAULT_RAFT_ADVERTISE')).toBe('$(VAULT_NODE_ID).vault-headless.secrets.svc.cluster.local:8201');
+  });
+
+  it('answers to every Service and pod DNS name of the cluster (VAULT_API_HOSTNAMES), with the default cluster domain', () => {
+    expect((envValue(m, 'VAULT_API_HOSTNAMES') ?? '').split(',')).toEqual([
+      'vault-client', 'vault-client.secrets', 'vault-client.secrets.svc', 'vault-client.secrets.svc.cluster.local',
+      'vault-headless', 'vault-headless.secrets', 'vault-headless.secrets.svc', 'vault-headless.secrets.svc.cluster.local',
+      '$(VAULT_NODE_ID).vault-headless', '$(VAULT_NODE_ID).vault-headless.secrets',
+      '$(VAULT_NODE_ID).vault-headless.secrets.svc', '$(VAULT_NODE_ID).vault-headless.secrets.svc.cluster.local',
+    ]);
+    // The pod's own names only expand when VAULT_NODE_ID comes earlier in the list.
+    const names = (vaultContainer(m).env ?? []).map((x) => x.name);
+    expect(names.indexOf('VAULT_NODE_ID')).toBe(0);
+    expect(names.indexOf('VAULT_API_HOSTNAMES')).toBeGreaterThan(0);
+    // The Services' real names, whatever the VaultCluster and namespace are called.
+    const other = buildManifests(cluster({ replicas: 1 }, { name: 'kv', namespace: 'team-a' }), { rewrapEnabled: false, clusterDomain: 'corp.internal' });
+    expect((envValue(other, 'VAULT_API_HOSTNAMES') ?? '').split(',')).toEqual([
+      'kv-client', 'kv-client.team-a', 'kv-client.team-a.svc', 'kv-client.team-a.svc.corp.internal',
+      'kv-headless', 'kv-headless.team-a', 'kv-headless.team-a.svc', 'kv-headless.team-a.svc.corp.internal',
+      '$(VAULT_NODE_ID).kv-headless', '$(VAULT_NODE_ID).kv-headless.team-a',
+      '$(VAULT_NODE_ID).kv-headless.team-a.svc', '$(VAULT_NODE_ID).kv-headless.team-a.svc.corp.internal',
+    ]);
+    expect(other.clientService.metadata?.name).toBe('kv-client');
+    expect(other.headlessService.metadata?.name).toBe('kv-headless');
+    // The overlay replaces VAULT_PEERS and drops VAULT_RAFT_ADVERTISE; the names stay, after VAULT_NODE_ID.
+    const wg = buildManifests(cluster(), {
+      rewrapEnabled: false,
+      podExtensions: [{ env: [{ name: 'VAULT_PEERS', value: 'vault-0=10.77.0.1:8201' }], removeEnv: ['VAULT_RAFT_ADVERTISE', 'VAULT_RAFT_ADDR'] }],
+    });
+    const wgNames = (vaultContainer(wg).env ?? []).map((x) => x.name);
+    expect(wgNames.indexOf('VAULT_NODE_ID')).toBe(0);
+    expect(envValue(wg, 'VAULT_API_HOSTNAMES')).toBe(envValue(m, 'VAULT_API_HOSTNAMES'));
+  });
+
+  it('gives the server an environment it starts with, whose Host check takes the cluster\'s names and nothing else', () => {
+    const x = buildManifests(cluster({ trustProxy: true, trustedProxies: ['10.42.0.0/16'] }), OFF);
+    const podEnv = kubeletEnv(vaultContainer(x).env ?? [], 'vault-1');
+    const config = loadConfig(podEnv);
+    expect(config.trustProxy).toBe(true);
+    expect(config.trustedProxies?.allows('10.42.3.4')).toBe(true);
+    expect(config.trustedProxies?.allows('10.43.0.1')).toBe(false);
+    const names = new Set(config.apiHostnames);
+    for (const host of [
+      'vault-client:8200', 'vault-client.secrets', 'vault-client.secrets.svc:8200', 'VAULT-CLIENT.secrets.svc.cluster.local.:8200',
+      'vault-headless.secrets.svc', 'vault-1.vault-headless:8200', 'vault-1.vault-headless.secrets.svc.cluster.local:8200',
+      '10.244.0.7:8200', 'localhost:8200',
+    ]) expect(judgeHost(host, names), host).toBe(true);
+    // Another pod's name, another namespace's Service, a rebinding attacker's name.
+    for (const host of ['vault-0.vault-headless.secrets.svc', 'vault-client.other.svc', 'vault.attacker.example', 'vault-client.secrets.svc.evil.example']) {
+      expect(judgeHost(host, names), host).toBe(false);
+    }
+    // trustProxy without trustedProxies would not start: the schema refuses it first (schema.test.ts).
+    const unproxied = kubeletEnv(vaultContainer(m).env ?? [], 'vault-0');
+    expect(loadConfig(unproxied).trustedProxies).toBeNull();
+    expect(() => loadConfig({ ...unproxied, VAULT_TRUST_PROXY: 'true' })).toThrow(/VAULT_TRUSTED_PROXIES/);
   });
 
   it('probes readiness on /v1/ready and liveness on /v1/health', () => {

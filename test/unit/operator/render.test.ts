@@ -79,6 +79,19 @@ describe('coffer operator render', () => {
     expect(small.stderr).toContain('spec.wireguard.cidr: 10.80.0.0/30 has room for 2 pod addresses');
   });
 
+  it('sets the vault pods\' Host names and trusted proxies in the rendered StatefulSet', () => {
+    const proxied = GOOD.replace('  kms:', '  trustProxy: true\n  trustedProxies: ["10.42.0.0/16"]\n  kms:');
+    const r = run({ positionals: ['render'], flags: { file: 'vc.yaml' } }, { 'vc.yaml': proxied });
+    expect(r.code).toBe(0);
+    const sts = parseAllDocuments(r.stdout).map((d) => d.toJS() as Record<string, any> | null).find((o) => o?.kind === 'StatefulSet')!;
+    const env = new Map<string, string>(sts.spec.template.spec.containers[0].env.map((e: any) => [e.name, e.value]));
+    expect(env.get('VAULT_TRUST_PROXY')).toBe('true');
+    expect(env.get('VAULT_TRUSTED_PROXIES')).toBe('10.42.0.0/16');
+    expect(env.get('VAULT_API_HOSTNAMES')?.split(',')).toEqual(expect.arrayContaining([
+      'vault-client', 'vault-client.secrets.svc.cluster.local', 'vault-headless.secrets.svc', '$(VAULT_NODE_ID).vault-headless.secrets.svc.cluster.local',
+    ]));
+  });
+
   it('refuses trustProxy without trustedProxies, saying what is missing, before anything is rendered', () => {
     const bad = GOOD.replace('  kms:', '  trustProxy: true\n  kms:');
     const r = run({ positionals: ['render'], flags: { file: 'vc.yaml' } }, { 'vc.yaml': bad });
