@@ -23,6 +23,7 @@ import { TestCluster } from '../helpers/cluster.js';
 import { request } from '../helpers/http.js';
 import { nodeEnv, randomMasterKey, randomToken, spawnNode, tempDir, type SpawnedNode } from '../helpers/node.js';
 import { rawRequest } from '../helpers/raw-http.js';
+import { SeededRng } from '../../server/raft/core/rand.js';
 
 const SEED = process.env.COFFER_FUZZ_SEED ? Number(process.env.COFFER_FUZZ_SEED) : randomInt(2 ** 31);
 const COUNT = Number(process.env.COFFER_FUZZ_COUNT ?? 2500);
@@ -40,28 +41,8 @@ const UNAUDITED_PATHS = new Set(['/v1/health', '/v1/ready', '/metrics']);
 
 // ---- seeded randomness ------------------------------------------------------
 
-class Rng {
-  private s: number;
-  constructor(seed: number) {
-    this.s = seed >>> 0;
-  }
-  /** mulberry32 */
-  next(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)]!;
-  }
+/** The Raft simulation's seeded generator (mulberry32), with what requests need on top. */
+class Rng extends SeededRng {
   bytes(n: number): Buffer {
     const b = Buffer.alloc(n);
     for (let i = 0; i < n; i++) b[i] = this.int(256);
