@@ -47,6 +47,14 @@ describe('coffer operator on a real control plane', () => {
     const aws = await cp().kubectl(['apply', '-f', '-'], cluster({ kms: { mode: 'aws' } }));
     expect(aws.code).not.toBe(0);
     expect(aws.stderr).toContain('kms.keyId is required when kms.mode is aws');
+    // The server would refuse to start: the API server refuses the object instead.
+    const proxy = await cp().kubectl(['apply', '-f', '-'], cluster({ trustProxy: true }));
+    expect(proxy.code).not.toBe(0);
+    expect(proxy.stderr).toContain('spec.trustedProxies');
+    expect(proxy.stderr).toContain('trustedProxies is required when trustProxy is true');
+    const named = await cp().kubectl(['apply', '-f', '-'], cluster({ trustProxy: true, trustedProxies: ['ingress.example'] }));
+    expect(named.code).not.toBe(0);
+    expect(named.stderr).toContain('spec.trustedProxies[0]');
   });
 
   it('creates every object for a new VaultCluster, with owner references, and reports status', async () => {
@@ -67,6 +75,15 @@ describe('coffer operator on a real control plane', () => {
     const sts = await getJson(['-n', NS, 'get', 'statefulset', 'vault']);
     const vaultEnv = sts.spec.template.spec.containers.find((c: any) => c.name === 'vault').env;
     expect(vaultEnv.find((e: any) => e.name === 'VAULT_CLUSTER_KEY')?.valueFrom?.secretKeyRef).toEqual({ name: 'vault-cluster-key', key: 'cluster-key', optional: false });
+    // The pods answer to the Services' and their own DNS names (the server's Host check).
+    expect(vaultEnv[0].name).toBe('VAULT_NODE_ID');
+    expect(vaultEnv.find((e: any) => e.name === 'VAULT_API_HOSTNAMES')?.value.split(',')).toEqual([
+      'vault-client', `vault-client.${NS}`, `vault-client.${NS}.svc`, `vault-client.${NS}.svc.cluster.local`,
+      'vault-headless', `vault-headless.${NS}`, `vault-headless.${NS}.svc`, `vault-headless.${NS}.svc.cluster.local`,
+      '$(VAULT_NODE_ID).vault-headless', `$(VAULT_NODE_ID).vault-headless.${NS}`,
+      `$(VAULT_NODE_ID).vault-headless.${NS}.svc`, `$(VAULT_NODE_ID).vault-headless.${NS}.svc.cluster.local`,
+    ]);
+    expect(vaultEnv.find((e: any) => e.name === 'VAULT_TRUSTED_PROXIES')?.value ?? '').toBe('');
     const ck = await getJson(['-n', NS, 'get', 'secret', 'vault-cluster-key']);
     expect(Buffer.from(Buffer.from(ck.data['cluster-key'], 'base64').toString(), 'base64')).toHaveLength(32);
     expect(v.status).toMatchObject({ observedGeneration: v.metadata.generation, readyReplicas: 3, leader: 'vault-0' });
@@ -162,5 +179,22 @@ describe('coffer operator on a real control plane', () => {
       return r.code === 0 && JSON.parse(r.stdout).metadata.uid !== svc.metadata.uid;
     }, 60_000);
     op = other;
+  });
+
+  it('refuses turning trustProxy on without trustedProxies; with them, the pods get VAULT_TRUSTED_PROXIES', async () => {
+    const envOf = async () => new Map<string, string>(
+      (await getJson(['-n', NS, 'get', 'statefulset', 'vault'])).spec.template.spec.containers.find((c: any) => c.name === 'vault').env.map((e: any) => [e.name, e.value]),
+    );
+    const alone = await cp().kubectl(['-n', NS, 'patch', 'vaultcluster', 'vault', '--type=merge', '-p', JSON.stringify({ spec: { trustProxy: true } })]);
+    expect(alone.code).not.toBe(0);
+    expect(alone.stderr).toContain('spec.trustedProxies');
+    expect(alone.stderr).toContain('trustedProxies is required when trustProxy is true');
+    expect((await vc()).spec.trustProxy).toBe(false);
+    await cp().kubectlOk(['-n', NS, 'patch', 'vaultcluster', 'vault', '--type=merge', '-p', JSON.stringify({ spec: { trustProxy: true, trustedProxies: ['10.42.0.0/16', '10.9.8.7'] } })]);
+    const env = await eventually('VAULT_TRUSTED_PROXIES in the pod template', async () => {
+      const e = await envOf();
+      return e.get('VAULT_TRUST_PROXY') === 'true' ? e : undefined;
+    }, 30_000);
+    expect(env.get('VAULT_TRUSTED_PROXIES')).toBe('10.42.0.0/16,10.9.8.7');
   });
 });

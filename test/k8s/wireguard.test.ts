@@ -107,6 +107,9 @@ describe('WireGuard overlay: operator on a real control plane', () => {
     expect(env.get('VAULT_MGMT_ADDR')).toBe('overlay:8202');
     expect(env.has('VAULT_RAFT_ADVERTISE')).toBe(false);
     expect(env.has('VAULT_RAFT_ADDR')).toBe(false);
+    // The overlay leaves the API's Host names, and VAULT_NODE_ID ahead of them so $(VAULT_NODE_ID) expands.
+    expect(vault.env[0].name).toBe('VAULT_NODE_ID');
+    expect(String(env.get('VAULT_API_HOSTNAMES')).split(',')).toEqual(expect.arrayContaining([`vault-client.${NS}.svc`, `$(VAULT_NODE_ID).vault-headless.${NS}.svc`]));
     expect(vault.volumeMounts.map((m: any) => m.name)).not.toContain('wireguard-keys');
     // The pods the StatefulSet controller made carry it too.
     const pods = await getJson(['-n', NS, 'get', 'pods', '-l', 'app.kubernetes.io/instance=vault']);
