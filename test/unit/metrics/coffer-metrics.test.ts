@@ -7,6 +7,7 @@ import { auditMetricsHooks, createCofferMetrics } from '../../../server/metrics/
 import { checkHistogram, parseExposition } from './parse.js';
 
 const EXPECTED: Record<string, string> = {
+  coffer_apply_rejected_total: 'counter',
   coffer_http_requests_total: 'counter',
   coffer_http_request_duration_seconds: 'histogram',
   coffer_kms_requests_total: 'counter',
