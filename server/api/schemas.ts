@@ -30,8 +30,6 @@ export const identParams = {
 export const positiveIntText = { type: 'string', pattern: '^[1-9][0-9]{0,9}$' } as const;
 export const nonNegativeIntText = { type: 'string', pattern: '^(0|[1-9][0-9]{0,15})$' } as const;
 
-export const emptyObject = { type: 'object', additionalProperties: false, properties: {} } as const;
-
 /** Error responses share one shape on every route. */
 export const errorResponses = {
   '4xx': errorSchema,

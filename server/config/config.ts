@@ -1,7 +1,7 @@
 // Server configuration from the environment (DESIGN §3). Every variable is
 // parsed here, once; a malformed one stops the process with a message naming it.
 import os from 'node:os';
-import { Allowlist, parseCidr, parseIPv4, type Cidr } from './ipv4.js';
+import { Allowlist, parseCidr, type Cidr } from './ipv4.js';
 
 export interface HostPort {
   host: string;
@@ -291,9 +291,4 @@ function checkOverlay(cidrText: string, raftAddr: HostPort, raftAdvertise: HostP
   if (mgmtAddr && !inside(mgmtAddr.host)) {
     throw new ConfigError('VAULT_MGMT_ADDR', `${mgmtAddr.host} is not inside the overlay ${cidrText}: management would be reachable off the overlay`);
   }
-}
-
-/** True when the host is a literal IPv4 address (used to validate advertise addresses elsewhere). */
-export function isIPv4Literal(host: string): boolean {
-  return parseIPv4(host) !== null;
 }
