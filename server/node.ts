@@ -8,7 +8,6 @@ import { Authorizer } from './api/authz.js';
 import { AuditLog } from './audit/audit-log.js';
 import { tokenSha256 } from './auth/tokens.js';
 import type { ServerConfig } from './config/config.js';
-import { openVersionAs, sealVersion } from './crypto/envelope.js';
 import { XCHACHA_IMPL } from './crypto/xchacha.js';
 import { createKms, type KmsProvider, EPHEMERAL_MASTER_KEY_WARNING, parseLocalMasterKey } from './kms/index.js';
 import { createLogger, type Logger } from './log/logger.js';
@@ -17,11 +16,12 @@ import { meteredKms } from './metrics/metered-kms.js';
 import { registerStorageMetrics } from './metrics/storage-metrics.js';
 import { ClusterAuth, KEY_BYTES, REFUSAL_REASONS } from './raft/cluster-auth.js';
 import { buildRaftListener } from './raft/listener.js';
-import { RaftReplicator } from './raft/raft-replicator.js';
+import { RaftReplicator } from './raft/driver/raft-replicator.js';
 import { NoLeaderError, type Replicator } from './raft/replicator.js';
 import { RAFT_PATHS } from './raft/transport.js';
 import { RewrapWorker } from './rewrap/worker.js';
-import { SecretService, type VersionSealer } from './secrets/service.js';
+import { createVersionSealer } from './sealing/version-sealer.js';
+import { SecretService } from './secrets/service.js';
 import { capabilities } from './store/commands.js';
 import { StateReader } from './store/queries.js';
 import { BOOTSTRAP_TOKEN_NAME, StateMachine } from './store/state-machine.js';
@@ -92,17 +92,7 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
   undo.push(() => kms.close());
   if (kms.ephemeralMasterKey) logger.warn(`!!! ${EPHEMERAL_MASTER_KEY_WARNING} !!!`);
   const { provider, cache } = kms;
-  const sealer: VersionSealer = {
-    seal: (name, version, value) => sealVersion(provider, name, version, value),
-    // The row object is the reader's cached row: it stands for this exact record while it lives.
-    openText: (row) =>
-      openVersionAs(cache, row.name, row.version, {
-        ciphertext: row.ciphertext,
-        nonce: row.nonce,
-        wrappedDek: row.wrapped_dek,
-        kmsKeyId: row.kms_key_id,
-      }, utf8Text, row),
-  };
+  const sealer = createVersionSealer(kms);
 
   ensurePrivateFile(path.join(config.dataDir, 'state.db')); // SQLite would create it 0644
   const sm = new StateMachine(config.dataDir);
@@ -119,14 +109,16 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
   const writeGuard = new WriteGuard(freeSpace, { onRefused: (reason) => storageMetrics.writesRefused.inc({ reason }) });
   const raftListenAddr = { ...config.raftAddr };
   let bootstrapping: Promise<void> = Promise.resolve();
+  const clusterAuth = raftAuth(config, logger);
+  undo.push(() => clusterAuth.close());
   const replicator = new RaftReplicator({
     nodeId: config.nodeId,
     dataDir: config.dataDir,
-    advertise: `${config.raftAdvertise.host}:${config.raftAdvertise.port}`,
     initialPeers: config.peers.map((p) => ({ id: p.id, address: `${p.addr.host}:${p.addr.port}` })),
     sm,
     reader,
     capabilities: capabilities(),
+    auth: clusterAuth,
     logger,
     ...tuning(),
     writeGuard,
@@ -136,9 +128,6 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
     },
   });
   undo.push(() => replicator.close());
-  const clusterAuth = raftAuth(config, logger);
-  undo.push(() => clusterAuth.close());
-  replicator.transport.authenticate(clusterAuth); // before the first Ready is handled (setImmediate): nothing leaves unsigned
   for (const reason of REFUSAL_REASONS) metrics.raftAuthRefused.inc({ reason }, 0);
   for (const kind of ['invalid', 'fault'] as const) metrics.applyRejected.inc({ kind }, 0);
   const rewrap = new RewrapWorker({
@@ -324,9 +313,4 @@ async function bootstrap(
   } else if (result.created) {
     logger.info(`created token ${BOOTSTRAP_TOKEN_NAME} (role admin); mint per-service tokens with it, then revoke it`);
   }
-}
-
-/** Decodes lent plaintext bytes (zeroed by the lender once this returns) to the value's text. */
-function utf8Text(plain: Uint8Array): string {
-  return Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength).toString('utf8');
 }

@@ -48,6 +48,16 @@ export interface DekSource {
   withDek<T>(keyId: string, wrapped: Uint8Array, ctx: EncryptionContext, fn: (dek: Uint8Array) => T | Promise<T>): Promise<T>;
 }
 
+/**
+ * Kept by a caller for one record it opens again and again (the sealing layer
+ * keeps one per cached row): the cache notes in `entry` which entry the
+ * record was last opened with, so the next open finds it by identity. Only
+ * the cache reads or writes `entry`; a memo must never be used for another record.
+ */
+export interface DekMemo {
+  entry: unknown;
+}
+
 /** Derives a key from a DEK and a non-secret salt (e.g. HChaCha20 of a nonce). Returns a new array the cache owns. */
 export type DeriveKey = (dek: Uint8Array, salt: Uint8Array) => Uint8Array;
 
@@ -59,11 +69,13 @@ interface Derived {
 }
 
 interface Entry {
+  /** The cache holding it: a memo shared by two caches never hands one's entry to the other. */
+  owner: DekCache;
   /** Key in `entries`. */
   slot: string;
-  /** False once dropped (zeroed): a reference kept by a stable binding must not be used. */
+  /** False once dropped (zeroed): a reference kept in a DekMemo must not be used. */
   live: boolean;
-  /** When a stable-binding hit last moved the entry to most-recently-used (ms). */
+  /** When a memo hit last moved the entry to most-recently-used (ms). */
   touchedAt: number;
   secret: string;
   version: number;
@@ -93,8 +105,6 @@ export class DekCache implements DekSource {
   private readonly now: () => number;
   private readonly entries = new Map<string, Entry>(); // insertion order = LRU order
   private readonly inflight = new Map<string, Promise<void>>();
-  /** Entry a stable record object was last opened with (see useDerivedKey). */
-  private readonly byStable = new WeakMap<object, Entry>();
   private readonly timer: NodeJS.Timeout | undefined;
   private counters = { hits: 0, misses: 0, evictions: 0, expirations: 0 };
   private generation = 0; // bumped by clear()/close() so in-flight loads do not repopulate
@@ -143,23 +153,22 @@ export class DekCache implements DekSource {
    * through KMS first. Errors from KMS or from `use` propagate unchanged
    * (thrown on the synchronous path, rejected otherwise).
    *
-   * `stable`: an object that stands for exactly (keyId, wrapped, ctx) for as
-   * long as it lives and is never mutated (the reader's cached row). The
-   * entry it was last opened with is then found by its identity, without
-   * building the slot key or comparing the wrapped DEK; the entry must still
-   * be live and unexpired, and it moves to most-recently-used at most once a
-   * second through this path.
+   * `memo`: kept by the caller for exactly this (keyId, wrapped, ctx). The
+   * entry it was last opened with is then found through it, without building
+   * the slot key or comparing the wrapped DEK; the entry must still be live
+   * and unexpired, and it moves to most-recently-used at most once a second
+   * through this path.
    */
   useDerivedKey<T>(
     keyId: string, wrapped: Uint8Array, ctx: EncryptionContext, derive: DeriveKey, salt: Uint8Array, use: (key: Uint8Array) => T,
-    stable?: object,
+    memo?: DekMemo,
   ): T | Promise<T> {
     if (this.closed) throw new Error('DEK cache is closed');
     if (this.enabled) {
-      let hit = stable === undefined ? undefined : this.stableHit(stable);
+      let hit = memo === undefined ? undefined : this.memoHit(memo);
       if (hit === undefined) {
         hit = this.lookup(keyId, wrapped, ctx);
-        if (hit !== undefined && stable !== undefined) this.byStable.set(stable, hit);
+        if (hit !== undefined && memo !== undefined) memo.entry = hit;
       }
       if (hit) {
         this.counters.hits++;
@@ -248,6 +257,7 @@ export class DekCache implements DekSource {
     if (old) this.drop(old); // another wrap of this version (or a stale one): the newest unwrap wins
     const t = this.now();
     this.entries.set(slot, {
+      owner: this,
       slot,
       live: true,
       touchedAt: t,
@@ -266,10 +276,10 @@ export class DekCache implements DekSource {
     }
   }
 
-  /** The live, unexpired entry `stable` was last opened with; expired entries are left to lookup() to drop. */
-  private stableHit(stable: object): Entry | undefined {
-    const e = this.byStable.get(stable);
-    if (e === undefined || !e.live) return undefined;
+  /** The live, unexpired entry noted in `memo`; expired entries are left to lookup() to drop. */
+  private memoHit(memo: DekMemo): Entry | undefined {
+    const e = memo.entry as Entry | undefined;
+    if (e === undefined || !e.live || e.owner !== this) return undefined;
     const t = this.now();
     if (t >= e.expiresAt) return undefined;
     if (t - e.touchedAt >= 1000) {

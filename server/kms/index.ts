@@ -9,7 +9,7 @@
 //   config.mode 'aws'   -> AwsKms for config.keyId (VAULT_KMS_KEY_ID, required);
 //                          AWS region/credentials/endpoint come from the SDK env.
 //   config.dekCacheTtlSecs (VAULT_DEK_CACHE_TTL_SECS) -> DekCache; 0 disables it.
-// Reads go through `cache` (openVersion(cache, …)); writes and re-wraps use
+// Reads go through `cache` (server/sealing opens values with it); writes and re-wraps use
 // `provider` directly. close() zeroes cached DEKs and the local master key.
 
 import type { KMSClient } from '@aws-sdk/client-kms';

@@ -5,22 +5,10 @@
 import { ApiError } from '../api/errors.js';
 import type { Replicator } from '../raft/replicator.js';
 import type { WriteMode } from '../store/commands.js';
-import type { StateReader, StoredVersion } from '../store/queries.js';
+import type { VersionSealer } from '../sealing/version-sealer.js';
+import type { StateReader } from '../store/queries.js';
 import type { ApplyResult } from '../store/results.js';
 import { randomValue, type Charset } from './random-value.js';
-
-export interface SealedVersion {
-  ciphertext: Uint8Array;
-  nonce: Uint8Array;
-  wrappedDek: Uint8Array;
-  kmsKeyId: string;
-}
-
-export interface VersionSealer {
-  seal(name: string, version: number, value: Uint8Array): Promise<SealedVersion>;
-  /** The value of a stored version as UTF-8 text; its plaintext bytes are zeroed before this returns. */
-  openText(row: StoredVersion): string | Promise<string>;
-}
 
 export interface WriteResult {
   name: string;

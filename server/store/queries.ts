@@ -169,7 +169,7 @@ export class StateReader {
     const cached = rows?.get(key);
     if (cached !== undefined) return cached ?? undefined;
     const row = (version === undefined ? this.stmts.latest.get(name) : this.stmts.version.get(name, version)) as VersionTuple | undefined;
-    // Frozen: a cached row stands for its record by identity (the read path keys per-record constants on it).
+    // Frozen: a cached row stands for its record by identity (sealing/row-binding.ts keys per-record constants on it).
     const out = row === undefined ? null : Object.freeze({ name, version: row[0], ciphertext: row[1], nonce: row[2], wrapped_dek: row[3], kms_key_id: row[4], created_at: row[5] });
     rows?.set(key, out);
     return out ?? undefined;

@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { DekCache } from '../../../server/kms/dek-cache.js';
+import { DekCache, type DekMemo } from '../../../server/kms/dek-cache.js';
 import { LocalKms } from '../../../server/kms/local.js';
 import { KmsIntegrityError, KmsUnavailableError, type EncryptionContext, type KmsProvider } from '../../../server/kms/provider.js';
 
@@ -183,13 +183,13 @@ describe('DekCache.useDerivedKey (the per-version subkey beside the DEK)', () =>
 
   /** Runs useDerivedKey and returns [a copy of the key `use` saw, the very array it saw, whether the call was synchronous]. */
   async function use(
-    c: DekCache, dk: { keyId: string; wrapped: Uint8Array }, opts: { cx?: EncryptionContext; salt?: Uint8Array; d?: typeof derive; stable?: object } = {},
+    c: DekCache, dk: { keyId: string; wrapped: Uint8Array }, opts: { cx?: EncryptionContext; salt?: Uint8Array; d?: typeof derive; memo?: DekMemo } = {},
   ) {
     let seen: Uint8Array | undefined;
     const out = c.useDerivedKey(dk.keyId, dk.wrapped, opts.cx ?? ctx(), opts.d ?? derive, opts.salt ?? salt, (k) => {
       seen = k;
       return k.slice();
-    }, opts.stable);
+    }, opts.memo);
     const sync = !isPromise(out);
     return { copy: await out, seen: seen!, sync };
   }
@@ -322,13 +322,15 @@ describe('DekCache.useDerivedKey (the per-version subkey beside the DEK)', () =>
     expect(s.decrypt).toHaveBeenCalledTimes(1);
   });
 
-  describe('by a stable record object (the reader\'s cached row)', () => {
-    it('hits through the object: synchronous, no KMS call, the same derived key, counted as a hit', async () => {
+  describe('through a memo (kept per cached row by the sealing layer)', () => {
+    const memo = (): DekMemo => ({ entry: undefined });
+
+    it('hits through the memo: synchronous, no KMS call, the same derived key, counted as a hit', async () => {
       const s = setup();
       const dk = await s.kms.generateDataKey(ctx());
-      const row = {};
-      const first = await use(s.cache, dk, { stable: row });
-      const second = await use(s.cache, dk, { stable: row });
+      const row = memo();
+      const first = await use(s.cache, dk, { memo: row });
+      const second = await use(s.cache, dk, { memo: row });
       expect(second.sync).toBe(true);
       expect(second.seen).toBe(first.seen);
       expect(s.decrypt).toHaveBeenCalledTimes(1);
@@ -338,50 +340,61 @@ describe('DekCache.useDerivedKey (the per-version subkey beside the DEK)', () =>
     it('never hands over a dropped entry: expiry, clear and a re-wrap that replaced it all go back to KMS or the new entry', async () => {
       const s = setup({ ttlSecs: 10 });
       const dk = await s.kms.generateDataKey(ctx());
-      const row = {};
-      const a = await use(s.cache, dk, { stable: row });
+      const row = memo();
+      const a = await use(s.cache, dk, { memo: row });
       s.clock.t += 10_000; // expired, not yet swept
-      const b = await use(s.cache, dk, { stable: row });
+      const b = await use(s.cache, dk, { memo: row });
       expect(b.sync).toBe(false);
       expect(a.seen).toEqual(new Uint8Array(32));
       s.cache.clear();
-      const c = await use(s.cache, dk, { stable: row });
+      const c = await use(s.cache, dk, { memo: row });
       expect(c.sync).toBe(false);
       expect(b.seen).toEqual(new Uint8Array(32));
       expect(s.decrypt).toHaveBeenCalledTimes(3);
-      // Another row object with a new wrap of this version replaces the entry; the old row's binding is dead.
+      // Another row's memo with a new wrap of this version replaces the entry; the old memo's entry is dead.
       const rewrapped = await s.kms.reEncrypt(dk.wrapped, dk.keyId, ctx());
-      await use(s.cache, rewrapped, { stable: {} });
+      await use(s.cache, rewrapped, { memo: memo() });
       expect(c.seen).toEqual(new Uint8Array(32));
-      const d = await use(s.cache, dk, { stable: row });
+      const d = await use(s.cache, dk, { memo: row });
       expect(d.copy).toEqual(derive(dk.plaintext, salt));
       expect(d.sync).toBe(false); // the old wrap is no longer cached: KMS again
       expect(s.decrypt).toHaveBeenCalledTimes(5);
     });
 
-    it('a new row object for changed bytes is compared in full: a flipped wrapped DEK still misses', async () => {
+    it('a memo shared by two caches never hands one cache\'s entry to the other', async () => {
+      const s = setup();
+      const other = new DekCache(s.kms, { ttlSecs: 60, sweepIntervalMs: 0 });
+      const dk = await s.kms.generateDataKey(ctx());
+      const row = memo();
+      await use(s.cache, dk, { memo: row });
+      expect((await use(other, dk, { memo: row })).sync).toBe(false);
+      expect(other.stats()).toMatchObject({ hits: 0, misses: 1 });
+      other.close();
+    });
+
+    it('a new memo for changed bytes is compared in full: a flipped wrapped DEK still misses', async () => {
       const s = setup();
       const dk = await s.kms.generateDataKey(ctx());
-      await use(s.cache, dk, { stable: {} });
+      await use(s.cache, dk, { memo: memo() });
       const flipped = dk.wrapped.slice();
       flipped[3]! ^= 0x01;
-      await expect(use(s.cache, { ...dk, wrapped: flipped }, { stable: {} })).rejects.toThrow(KmsIntegrityError);
+      await expect(use(s.cache, { ...dk, wrapped: flipped }, { memo: memo() })).rejects.toThrow(KmsIntegrityError);
       expect(s.decrypt).toHaveBeenCalledTimes(2);
     });
 
-    it('keeps LRU order: a row read through its object at least once a second stays, an idle one is evicted', async () => {
+    it('keeps LRU order: a row read through its memo at least once a second stays, an idle one is evicted', async () => {
       const s = setup({ maxEntries: 2 });
       const one = await s.kms.generateDataKey(ctx(1));
       const two = await s.kms.generateDataKey(ctx(2));
       const three = await s.kms.generateDataKey(ctx(3));
-      const rowOne = {};
-      await use(s.cache, one, { cx: ctx(1), stable: rowOne });
+      const rowOne = memo();
+      await use(s.cache, one, { cx: ctx(1), memo: rowOne });
       s.clock.t += 1;
-      await use(s.cache, two, { cx: ctx(2), stable: {} });
+      await use(s.cache, two, { cx: ctx(2), memo: memo() });
       s.clock.t += 1_000;
-      expect((await use(s.cache, one, { cx: ctx(1), stable: rowOne })).sync).toBe(true); // moves version 1 to most recent
-      await use(s.cache, three, { cx: ctx(3), stable: {} }); // evicts version 2, the least recently used
-      expect((await use(s.cache, one, { cx: ctx(1), stable: rowOne })).sync).toBe(true);
+      expect((await use(s.cache, one, { cx: ctx(1), memo: rowOne })).sync).toBe(true); // moves version 1 to most recent
+      await use(s.cache, three, { cx: ctx(3), memo: memo() }); // evicts version 2, the least recently used
+      expect((await use(s.cache, one, { cx: ctx(1), memo: rowOne })).sync).toBe(true);
       expect((await use(s.cache, two, { cx: ctx(2) })).sync).toBe(false);
       expect(s.cache.stats().evictions).toBe(2);
     });

@@ -1,6 +1,6 @@
 import { KMSClient } from '@aws-sdk/client-kms';
 import { describe, expect, it } from 'vitest';
-import { openVersion, sealVersion } from '../../../server/crypto/envelope.js';
+import { openVersion, sealVersion } from '../../../server/sealing/envelope.js';
 import { AwsKms, EPHEMERAL_MASTER_KEY_WARNING, LocalKms, createKms, parseLocalMasterKey } from '../../../server/kms/index.js';
 
 describe('createKms', () => {

@@ -1,5 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
-import { openVersion, openVersionAs, sealVersion, versionAad, type SealedVersion } from '../../../server/crypto/envelope.js';
+import { openVersion, openVersionAs, sealVersion, versionAad, type SealedVersion } from '../../../server/sealing/envelope.js';
+import { createVersionSealer } from '../../../server/sealing/version-sealer.js';
+import type { StoredVersion } from '../../../server/store/queries.js';
 import { IntegrityError } from '../../../server/crypto/errors.js';
 import { openXChaCha } from '../../../server/crypto/xchacha.js';
 import { DekCache } from '../../../server/kms/dek-cache.js';
@@ -184,42 +186,60 @@ describe('envelope', () => {
       }
     });
 
-    it('a warm read by a stable row object is synchronous; the object stands for its record', async () => {
-      const kms = newKms();
-      const decrypt = vi.spyOn(kms, 'decrypt');
-      const cache = new DekCache(kms, { ttlSecs: 60, sweepIntervalMs: 0 });
-      const rec = await sealVersion(kms, 'app/db', 1, value);
-      const row = Object.freeze({});
-      expect(await openVersionAs(cache, 'app/db', 1, rec, text, row)).toBe('s3cr3t-password');
-      expect(openVersionAs(cache, 'app/db', 1, rec, text, row)).toBe('s3cr3t-password');
-      expect(decrypt).toHaveBeenCalledTimes(1);
-    });
-
-    it('a stable object reused for another name or version gets that record\'s AAD, not the first one\'s', async () => {
-      const kms = newKms();
-      const cache = new DekCache(kms, { ttlSecs: 60, sweepIntervalMs: 0 });
-      const v1 = await sealVersion(kms, 'app/db', 1, value);
-      const v2 = await sealVersion(kms, 'app/db', 2, value);
-      const row = {};
-      expect(await openVersionAs(cache, 'app/db', 1, v1, text, row)).toBe('s3cr3t-password');
-      expect(await openVersionAs(cache, 'app/db', 2, v2, text, row)).toBe('s3cr3t-password');
-      // Version 1's record under version 2's name is refused, with or without the object.
-      await expect(openVersionAs(cache, 'app/db', 2, v1, text, row)).rejects.toThrow(IntegrityError);
-      await expect(openVersionAs(cache, 'app/db', 2, v1, text)).rejects.toThrow(IntegrityError);
-    });
-
     it('tampered records fail on the warm synchronous path too, and read() never sees their bytes', async () => {
       const kms = newKms();
       const cache = new DekCache(kms, { ttlSecs: 60, sweepIntervalMs: 0 });
       const rec = await sealVersion(kms, 'app/db', 1, value);
-      await openVersionAs(cache, 'app/db', 1, rec, text, {});
+      await openVersionAs(cache, 'app/db', 1, rec, text);
       const read = vi.fn(text);
       for (const field of ['ciphertext', 'nonce'] as const) {
         for (let i = 0; i < rec[field].length; i++) {
-          expect(() => openVersionAs(cache, 'app/db', 1, flip(rec, field, i), read, {})).toThrow(IntegrityError);
+          expect(() => openVersionAs(cache, 'app/db', 1, flip(rec, field, i), read)).toThrow(IntegrityError);
         }
       }
       expect(read).not.toHaveBeenCalled();
+    });
+  });
+
+  describe('createVersionSealer().openText (the value read path, by the reader\'s cached row)', () => {
+    /** A row as StateReader.getVersion hands it out: frozen, replaced rather than changed. */
+    const row = (name: string, version: number, rec: SealedVersion): StoredVersion => Object.freeze({
+      name, version, ciphertext: rec.ciphertext, nonce: rec.nonce, wrapped_dek: rec.wrappedDek, kms_key_id: rec.kmsKeyId, created_at: '2026-01-01T00:00:00.000Z',
+    });
+    const sealerOver = (kms: LocalKms) => {
+      const cache = new DekCache(kms, { ttlSecs: 60, sweepIntervalMs: 0 });
+      return { cache, sealer: createVersionSealer({ provider: kms, cache }) };
+    };
+
+    it('seals a value that opens as text; a warm read of the same row is synchronous', async () => {
+      const kms = newKms();
+      const decrypt = vi.spyOn(kms, 'decrypt');
+      const { sealer } = sealerOver(kms);
+      const r = row('app/db', 1, await sealer.seal('app/db', 1, value));
+      expect(await sealer.openText(r)).toBe('s3cr3t-password');
+      expect(sealer.openText(r)).toBe('s3cr3t-password');
+      expect(decrypt).toHaveBeenCalledTimes(1);
+    });
+
+    it('each row opens with its own name and version: a record stored under another version fails', async () => {
+      const kms = newKms();
+      const { sealer } = sealerOver(kms);
+      const v1 = await sealer.seal('app/db', 1, value);
+      const v2 = await sealer.seal('app/db', 2, value);
+      expect(await sealer.openText(row('app/db', 1, v1))).toBe('s3cr3t-password');
+      expect(await sealer.openText(row('app/db', 2, v2))).toBe('s3cr3t-password');
+      await expect(Promise.resolve().then(() => sealer.openText(row('app/db', 2, v1)))).rejects.toThrow(IntegrityError);
+    });
+
+    it('a tampered row fails on the warm synchronous path too', async () => {
+      const kms = newKms();
+      const { cache, sealer } = sealerOver(kms);
+      const rec = await sealer.seal('app/db', 1, value);
+      await sealer.openText(row('app/db', 1, rec));
+      for (const field of ['ciphertext', 'nonce'] as const) {
+        expect(() => sealer.openText(row('app/db', 1, flip(rec, field, 3)))).toThrow(IntegrityError);
+      }
+      expect(cache.stats().misses).toBe(1);
     });
   });
 });

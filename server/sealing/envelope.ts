@@ -4,10 +4,10 @@
 // only the ciphertext, nonce, KMS-wrapped DEK and its key id are stored.
 
 import { randomFillSync } from 'node:crypto';
+import { IntegrityError } from '../crypto/errors.js';
+import { NONCE_BYTES, openXChaCha, openXChaChaWithSubkeyAs, sealXChaCha, xchachaSubkey } from '../crypto/xchacha.js';
+import { DekCache, type DekMemo, type DekSource } from '../kms/dek-cache.js';
 import { KmsIntegrityError, type EncryptionContext, type KmsProvider } from '../kms/provider.js';
-import { DekCache, type DekSource } from '../kms/dek-cache.js';
-import { IntegrityError } from './errors.js';
-import { NONCE_BYTES, openXChaCha, openXChaChaWithSubkeyAs, sealXChaCha, xchachaSubkey } from './xchacha.js';
 
 /** The stored columns of `secret_versions` this module produces and consumes. */
 export interface SealedVersion {
@@ -15,6 +15,18 @@ export interface SealedVersion {
   nonce: Uint8Array;
   wrappedDek: Uint8Array;
   kmsKeyId: string;
+}
+
+/**
+ * Everything an open of one record needs besides the DEK: its KMS context,
+ * its AAD and the record itself. Being a DekMemo, it also remembers the DEK
+ * cache entry the record was last opened with; a binding kept for as long as
+ * its record lives (row-binding.ts) makes a repeated read one lookup.
+ */
+export interface OpenBinding extends DekMemo {
+  readonly ctx: EncryptionContext;
+  readonly aad: Uint8Array;
+  readonly record: SealedVersion;
 }
 
 /** AAD binding a ciphertext to its row: UTF-8 of `name:version`. */
@@ -27,6 +39,11 @@ export function versionAad(name: string, version: number): Uint8Array {
 function context(name: string, version: number): EncryptionContext {
   if (!Number.isSafeInteger(version) || version < 1) throw new RangeError('secret version must be a positive integer');
   return { secret: name, version };
+}
+
+/** The binding of `record` as version `version` of `name`; throws RangeError for a version that cannot exist. */
+export function openBinding(name: string, version: number, record: SealedVersion): OpenBinding {
+  return { ctx: context(name, version), aad: versionAad(name, version), record, entry: undefined };
 }
 
 export async function sealVersion(kms: KmsProvider, name: string, version: number, value: Uint8Array): Promise<SealedVersion> {
@@ -52,52 +69,32 @@ export async function openVersion(keys: DekSource | KmsProvider, name: string, v
   return openVersionAs(keys, name, version, record, (plain) => plain.slice());
 }
 
-/** Per-record constants of a read, kept per `stable` record object. */
-interface ReadBinding {
-  name: string;
-  version: number;
-  ctx: EncryptionContext;
-  aad: Uint8Array;
-}
-const bindings = new WeakMap<object, ReadBinding>();
-
-function bindingOf(name: string, version: number, stable: object | undefined): ReadBinding {
-  const known = stable === undefined ? undefined : bindings.get(stable);
-  if (known !== undefined && known.name === name && known.version === version) return known;
-  const made = { name, version, ctx: context(name, version), aad: versionAad(name, version) };
-  if (stable !== undefined) bindings.set(stable, made);
-  return made;
-}
-
 /**
  * openVersion that lends the plaintext to `read` (synchronous; it must not
  * keep the bytes, which are zeroed when it returns) and returns what `read`
  * returns: synchronously on a DEK cache hit, else as a promise.
- *
- * Through a DekCache, the XChaCha20 subkey of the record's nonce is cached
- * beside the DEK (bound to the same key id, context and wrapped DEK, and to
- * the nonce), so a cached read is one ChaCha20-Poly1305 open and nothing
- * else. `stable`, when given, is an object that stands for exactly this
- * record for as long as it lives (the reader's cached row, which is never
- * mutated and is replaced when the row changes): the AAD, the context and the
- * DEK cache entry are then found by its identity rather than rebuilt and
- * compared byte by byte on every read.
  */
 export function openVersionAs<T>(
-  keys: DekSource | KmsProvider,
-  name: string,
-  version: number,
-  record: SealedVersion,
-  read: (plain: Uint8Array) => T,
-  stable?: object,
+  keys: DekSource | KmsProvider, name: string, version: number, record: SealedVersion, read: (plain: Uint8Array) => T,
 ): T | Promise<T> {
+  return openBoundAs(keys, openBinding(name, version, record), read);
+}
+
+/**
+ * openVersionAs for a record already bound. Through a DekCache, the XChaCha20
+ * subkey of the record's nonce is cached beside the DEK (bound to the same key
+ * id, context and wrapped DEK, and to the nonce), so a cached read is one
+ * ChaCha20-Poly1305 open and nothing else; the binding's memo finds the cache
+ * entry by identity rather than by slot key and a byte comparison.
+ */
+export function openBoundAs<T>(keys: DekSource | KmsProvider, b: OpenBinding, read: (plain: Uint8Array) => T): T | Promise<T> {
+  const record = b.record;
   try {
-    const b = bindingOf(name, version, stable);
     if (keys instanceof DekCache) {
       const opened = keys.useDerivedKey(
         record.kmsKeyId, record.wrappedDek, b.ctx, xchachaSubkey, record.nonce,
         (subkey) => openXChaChaWithSubkeyAs(subkey, record.nonce, record.ciphertext, b.aad, read),
-        stable,
+        b,
       );
       return opened instanceof Promise ? opened.catch(integrity) : opened;
     }
