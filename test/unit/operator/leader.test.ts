@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { LeaderElector, type LeaderElectionRecord, type LeaseLock, type LockedRecord } from '../../../operator/leader/election.js';
-import { FakeClock } from '../../../operator/reconcile/clock.js';
+import { FakeClock } from './fake-clock.js';
 
 /** An in-memory Lease with resourceVersion checks, like the API server. */
 class MemoryLease {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FakeClock, flushMicrotasks } from '../../../operator/reconcile/clock.js';
+import { FakeClock, flushMicrotasks } from './fake-clock.js';
 import { WorkerPool } from '../../../operator/reconcile/controller.js';
 import { every, WorkQueue } from '../../../operator/reconcile/queue.js';
 import { NotLeaderError } from '../../../operator/reconcile/reconciler.js';

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { CoreV1Event, KubernetesObject, V1ConfigMap, V1Pod, V1Secret, V1StatefulSet } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import type { VaultClusterStatus } from '../../../operator/api/types.js';
-import { FakeClock } from '../../../operator/reconcile/clock.js';
+import { FakeClock } from './fake-clock.js';
 import type { ClusterClient, EvictionResult, ObjectRef } from '../../../operator/reconcile/client.js';
 import { setCondition } from '../../../operator/reconcile/conditions.js';
 import { ownerKey } from '../../../operator/reconcile/controller.js';
