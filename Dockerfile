@@ -44,7 +44,9 @@ RUN export npm_config_nodedir="$(dirname "$(dirname "$(command -v node)")")" \
 
 COPY tsconfig.json ./
 COPY bin ./bin
+COPY common ./common
 COPY server ./server
+COPY wg-agent ./wg-agent
 COPY operator ./operator
 COPY bench ./bench
 RUN npm run build
@@ -89,7 +91,9 @@ WORKDIR /app
 COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist/bin ./dist/bin
+COPY --from=build /src/dist/common ./dist/common
 COPY --from=build /src/dist/server ./dist/server
+COPY --from=build /src/dist/wg-agent ./dist/wg-agent
 COPY --from=build /src/dist/operator ./dist/operator
 
 ENV NODE_ENV=production \

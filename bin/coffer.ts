@@ -3,13 +3,14 @@
 import { parseArgs, UsageError } from '../server/cli/args.js';
 import { ClientError } from '../server/cli/client.js';
 import {
-  CLUSTER_HELP, ROLE_HELP, SECRET_HELP, SERVER_HELP, TOKEN_HELP, TOP_HELP, WG_AGENT_HELP,
-  clusterCommand, roleCommand, runWgAgent, secretCommand, tokenCommand,
+  CLUSTER_HELP, ROLE_HELP, SECRET_HELP, SERVER_HELP, TOKEN_HELP, TOP_HELP,
+  clusterCommand, roleCommand, secretCommand, tokenCommand,
 } from '../server/cli/commands.js';
 import { DEV_CLUSTER_HELP, runDevCluster } from '../server/cli/dev-cluster.js';
 import { OPERATOR_HELP } from '../operator/cli/help.js';
+import { WG_AGENT_HELP } from '../wg-agent/help.js';
 
-// The server, the operator and `operator render` are imported when their command runs: a client
+// The server, the operator, `operator render` and the wg-agent are imported when their command runs: a client
 // call or `--help` should not pay for Fastify, the AWS SDK, SQLite, the Kubernetes client and cdk8s.
 
 // The operator's line in the top-level help (TOP_HELP lists the server-side commands).
@@ -58,7 +59,7 @@ async function main(argv: string[]): Promise<number> {
     return (await import('../operator/cli/render.js')).operatorCommand(args.positionals.slice(1), args.flags);
   }
   // wg-agent parses its own flags (strictly: an unknown one is an error).
-  if (command === 'wg-agent') return runWgAgent(argv.slice(argv.indexOf('wg-agent') + 1));
+  if (command === 'wg-agent') return (await import('../wg-agent/cli.js')).runWgAgent(argv.slice(argv.indexOf('wg-agent') + 1));
   if (args.flags.has('help')) {
     process.stdout.write(help + '\n');
     return 0;

@@ -3,7 +3,8 @@
 // This file is the single source of truth for the resource: the CRD in crds/
 // is generated from it (operator/crd/generate.ts), the static TypeScript types
 // are derived from it (operator/api/types.ts), and the operator validates and
-// defaults every object it reads with it. Field names follow DESIGN §6.
+// defaults every object it reads with it (operator/api/validate.ts). Field
+// names follow DESIGN §6.
 //
 // Dialect notes: the schema is written for TypeBox's runtime checker. The CRD
 // generator translates the few constructs Kubernetes structural schemas do not

@@ -4,11 +4,12 @@
 // generated inside the cluster, once, and never printed.
 import { readFileSync } from 'node:fs';
 import { parseAllDocuments, stringify } from 'yaml';
-import { formatIssues, validateVaultCluster, type VaultCluster } from '../api/types.js';
+import { overlayAddress } from '../api/overlay.js';
+import type { VaultCluster } from '../api/types.js';
+import { formatIssues, validateVaultCluster } from '../api/validate.js';
 import { buildManifests } from '../manifests/build.js';
 import { namespaceOf, podName, resourceNames } from '../manifests/names.js';
 import { secretTemplates } from '../manifests/secrets.js';
-import { overlayAddress } from '../wireguard/addresses.js';
 import { PEERS_KEY } from '../wireguard/peers.js';
 import { keyName } from '../wireguard/secret.js';
 import { wireguardPodExtension } from '../wireguard/sidecar.js';

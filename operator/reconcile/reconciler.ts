@@ -15,9 +15,8 @@
 // stopped being the leader: a lost lease stops acting at the next write.
 import type { KubernetesObject, V1Pod, V1StatefulSet } from '@kubernetes/client-node';
 import { ROLLOUT_PHASES } from '../api/schema.js';
-import {
-  formatIssues, validateVaultCluster, type Condition, type RolloutStatus, type VaultCluster, type VaultClusterStatus,
-} from '../api/types.js';
+import type { Condition, RolloutStatus, VaultCluster, VaultClusterStatus } from '../api/types.js';
+import { formatIssues, validateVaultCluster } from '../api/validate.js';
 import { buildManifests, type BuildOptions, type PodExtension } from '../manifests/build.js';
 import { CONTAINER_NAME, claimName, podName, resourceNames, selectorLabels } from '../manifests/names.js';
 import { buildGeneratedSecret, secretTemplates } from '../manifests/secrets.js';

@@ -4,7 +4,7 @@
 // Private keys are only ever handled as opaque strings that go into the key
 // Secret; nothing here logs them or puts them into an error message.
 import { generateKeyPairSync } from 'node:crypto';
-import { isWgKey, PrivateKey } from '../../server/wireguard/keys.js';
+import { isWgKey, PrivateKey } from '../../common/wireguard-key.js';
 
 export const KEY_BYTES = 32;
 

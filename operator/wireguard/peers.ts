@@ -9,9 +9,10 @@
 // of the stored private key), so it cannot drift from it, and follows
 // spec.replicas. Applied with server-side apply like the other owned objects.
 import type { V1ConfigMap } from '@kubernetes/client-node';
+import { parseCidr } from '../../common/ipv4.js';
+import { overlayAddress } from '../api/overlay.js';
 import type { VaultCluster } from '../api/types.js';
 import { LABEL_COMPONENT, commonLabels, namespaceOf, ownerReferences, podName, raftHost, resourceNames } from '../manifests/names.js';
-import { overlayAddress, parseCidr } from './addresses.js';
 import { publicKeyOf } from './keys.js';
 
 export const PEERS_KEY = 'peers.json';

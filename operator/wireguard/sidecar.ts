@@ -33,10 +33,11 @@
 // first restarted pod cannot reach the others (nor they it). Decide at
 // creation (see WIREGUARD.md).
 import type { V1Container, V1EnvVar, V1Volume } from '@kubernetes/client-node';
+import { parseCidr } from '../../common/ipv4.js';
+import { overlayAddress } from '../api/overlay.js';
 import type { VaultCluster } from '../api/types.js';
 import type { PodExtension } from '../manifests/build.js';
 import { MGMT_PORT, RAFT_PORT, podName, resourceNames } from '../manifests/names.js';
-import { overlayAddress, parseCidr } from './addresses.js';
 
 export const WIREGUARD_CONTAINER = 'wireguard';
 /** Arguments of the sidecar; the image's entrypoint is `coffer`. */

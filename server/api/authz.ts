@@ -3,7 +3,7 @@
 // so the audit record names the actor even when the answer is no.
 import type { FastifyRequest } from 'fastify';
 import { authenticate, type Principal } from '../auth/tokens.js';
-import type { Allowlist } from '../config/ipv4.js';
+import type { Allowlist } from '../../common/ipv4.js';
 import { rulesAllow, type Action } from '../rbac/rules.js';
 import type { WriteMode } from '../store/commands.js';
 import type { StateReader } from '../store/queries.js';

@@ -1,7 +1,7 @@
 // Per-request context: who is calling from where, and what the audit record
 // will say. Filled in by hooks and handlers, read by the audit hook.
 import type { FastifyRequest } from 'fastify';
-import { normalizeClientIp, type Allowlist } from '../config/ipv4.js';
+import { normalizeClientIp, type Allowlist } from '../../common/ipv4.js';
 import type { Principal } from '../auth/tokens.js';
 
 export interface RequestContext {

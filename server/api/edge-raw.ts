@@ -21,7 +21,7 @@ import { randomUUID } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { AuditLog } from '../audit/audit-log.js';
-import type { Allowlist } from '../config/ipv4.js';
+import type { Allowlist } from '../../common/ipv4.js';
 import { peerOf } from './context.js';
 import { errorBody, outcomeFor, type ErrorCode } from './errors.js';
 

@@ -2,7 +2,6 @@
 import fs from 'node:fs';
 import { call, encodeName, type ClientOptions } from './client.js';
 import { UsageError, type ParsedArgs } from './args.js';
-export { WG_AGENT_HELP, runWgAgent } from './wg-agent.js';
 
 export const TOP_HELP = `coffer — a small secrets vault for Kubernetes
 

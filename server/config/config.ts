@@ -1,7 +1,7 @@
 // Server configuration from the environment (DESIGN §3). Every variable is
 // parsed here, once; a malformed one stops the process with a message naming it.
 import os from 'node:os';
-import { Allowlist, parseCidr, type Cidr } from './ipv4.js';
+import { Allowlist, parseCidr, type Cidr } from '../../common/ipv4.js';
 
 export interface HostPort {
   host: string;

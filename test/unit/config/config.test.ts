@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../../server/config/config.js';
-import { Allowlist, parseCidr } from '../../../server/config/ipv4.js';
+import { Allowlist, parseCidr } from '../../../common/ipv4.js';
 
 const KEY = Buffer.alloc(32, 7).toString('base64');
 
@@ -88,7 +88,7 @@ describe('Allowlist', () => {
   });
 
   it('normalizes a CIDR base and accepts /0', () => {
-    expect(parseCidr('10.1.2.3/8').base).toBe(parseCidr('10.0.0.0/8').base);
+    expect(parseCidr('10.1.2.3/8').network).toBe(parseCidr('10.0.0.0/8').network);
     expect(Allowlist.parse('0.0.0.0/0').allows('8.8.8.8')).toBe(true);
   });
 

@@ -1,5 +1,6 @@
 // Shared VaultCluster inputs for the operator unit tests.
-import { parseVaultCluster, type VaultCluster } from '../../../operator/api/types.js';
+import type { VaultCluster } from '../../../operator/api/types.js';
+import { parseVaultCluster } from '../../../operator/api/validate.js';
 
 export function rawCluster(spec: Record<string, unknown> = {}, metadata: Record<string, unknown> = {}): Record<string, unknown> {
   return {

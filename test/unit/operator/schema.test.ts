@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { KMS_RULES, REPLICA_COUNTS, SPEC_RULES, WIREGUARD_TRANSITION_RULES } from '../../../operator/api/schema.js';
 import {
   VaultClusterValidationError, parseVaultCluster, validateVaultCluster, type ValidationIssue,
-} from '../../../operator/api/types.js';
+} from '../../../operator/api/validate.js';
 import { rawCluster } from './fixtures.js';
 
 function errorsOf(obj: unknown): ValidationIssue[] {

@@ -1,10 +1,12 @@
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import type { V1Container, V1Secret } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
+import { parseCidr } from '../../../common/ipv4.js';
+import { overlayAddress, overlayCidrProblem } from '../../../operator/api/overlay.js';
 import { buildManifests } from '../../../operator/manifests/index.js';
 import {
   GENERATIONS_ANNOTATION, GENERATION_ANNOTATION, generateKeyPair, generatePrivateKey, isWireguardKey, keySecretFor,
-  overlayAddress, overlayCidrProblem, parseCidr, peersConfigMap, publicKeyOf, readKeySecret, scaleKeys, wireguardPodExtension,
+  peersConfigMap, publicKeyOf, readKeySecret, scaleKeys, wireguardPodExtension,
   type PeersDocument,
 } from '../../../operator/wireguard/index.js';
 import { cluster } from './fixtures.js';
@@ -66,7 +68,7 @@ describe('overlay addresses', () => {
     expect(overlayAddress('10.77.0.0/24', 6)).toBe('10.77.0.7');
     expect(overlayAddress('192.168.255.248/29', 5)).toBe('192.168.255.254');
     expect(overlayAddress('10.0.0.0/8', 300)).toBe('10.0.1.45');
-    expect(parseCidr('10.77.1.9/16')).toEqual({ address: 0x0a4d0109, prefix: 16, network: 0x0a4d0000 });
+    expect(parseCidr('10.77.1.9/16')).toEqual({ text: '10.77.1.9/16', address: 0x0a4d0109, prefix: 16, network: 0x0a4d0000 });
   });
 
   it('checks the range holds every replica plus network and broadcast', () => {

@@ -5,9 +5,9 @@ import http from 'node:http';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { WgAgent, type AgentSettings, type WireguardGoHandle } from '../../../server/wireguard/agent.js';
-import { createAgentServer, listen } from '../../../server/wireguard/http.js';
-import { EndpointResolver } from '../../../server/wireguard/resolver.js';
+import { WgAgent, type AgentSettings, type WireguardGoHandle } from '../../../wg-agent/agent.js';
+import { createAgentServer, listen } from '../../../wg-agent/http.js';
+import { EndpointResolver } from '../../../wg-agent/resolver.js';
 import { FakeHost, KEYS, peersDoc } from './fixtures.js';
 
 const PUB_OF = new Map(Object.values(KEYS).map((k) => [k.priv, k.pub]));

@@ -1,8 +1,8 @@
 // Test keys (generated with `wg genkey | wg pubkey` for these tests only) and
 // a fake host for the agent: an in-memory interface that answers the `ip` and
 // `wg` commands the agent runs, the way wireguard-go and iproute2 do.
-import type { CommandRunner, RunOptions, RunResult } from '../../../server/wireguard/runner.js';
-import { CommandError } from '../../../server/wireguard/runner.js';
+import type { CommandRunner, RunOptions, RunResult } from '../../../wg-agent/runner.js';
+import { CommandError } from '../../../wg-agent/runner.js';
 
 export const KEYS = {
   n1: { priv: 'eIwMUp7NT06DIPNI1dzafLrMXSEH23zg6NykffYkyE8=', pub: '8JOUOnF/vjve6Bjo+1uqh/BxYPw9gWemTKWCBG23mDA=' },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeBase64Into, isWgKey, KeyFileError, PrivateKey } from '../../../server/wireguard/keys.js';
+import { decodeBase64Into, isWgKey, KeyFileError, PrivateKey } from '../../../common/wireguard-key.js';
 import { KEYS } from './fixtures.js';
 
 describe('WireGuard keys', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { OptionsError, parseAgentOptions } from '../../../server/wireguard/options.js';
+import { OptionsError, parseAgentOptions } from '../../../wg-agent/options.js';
 
 describe('coffer wg-agent options', () => {
   it('has the documented defaults', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseEndpoint, parsePeersFile, PeersFileError, selfEntry } from '../../../server/wireguard/peers.js';
+import { parseEndpoint, parsePeersFile, PeersFileError, selfEntry } from '../../../wg-agent/peers.js';
 import { KEYS, peersDoc } from './fixtures.js';
 
 const parse = (doc: unknown) => parsePeersFile(JSON.stringify(doc));

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { parsePeersFile } from '../../../server/wireguard/peers.js';
-import { describePlan, desiredState, isEmptyPlan, planLink, planWg, wgSetArgs, type Desired } from '../../../server/wireguard/plan.js';
-import type { WgState } from '../../../server/wireguard/wg-state.js';
+import { parsePeersFile } from '../../../wg-agent/peers.js';
+import { describePlan, desiredState, isEmptyPlan, planLink, planWg, wgSetArgs, type Desired } from '../../../wg-agent/plan.js';
+import type { WgState } from '../../../wg-agent/wg-state.js';
 import { KEYS, peersDoc } from './fixtures.js';
 
 const file = parsePeersFile(JSON.stringify(peersDoc()));

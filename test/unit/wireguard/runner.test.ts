@@ -2,8 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { EndpointResolver } from '../../../server/wireguard/resolver.js';
-import { CommandError, maskKeys, ProcessRunner } from '../../../server/wireguard/runner.js';
+import { EndpointResolver } from '../../../wg-agent/resolver.js';
+import { CommandError, maskKeys, ProcessRunner } from '../../../wg-agent/runner.js';
 import { KEYS } from './fixtures.js';
 
 describe('command runner', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseDump, parseIpAddrJson, redactDump } from '../../../server/wireguard/wg-state.js';
+import { parseDump, parseIpAddrJson, redactDump } from '../../../wg-agent/wg-state.js';
 import { KEYS } from './fixtures.js';
 
 const dump = [

@@ -3,41 +3,14 @@
 // and ConfigMap, and serves /health, /ready and /status.
 import fs from 'node:fs';
 import os from 'node:os';
-import { createLogger } from '../log/logger.js';
-import { WgAgent } from '../wireguard/agent.js';
-import { createAgentServer, listen } from '../wireguard/http.js';
-import { DEFAULTS, OptionsError, parseAgentOptions } from '../wireguard/options.js';
-import { EndpointResolver, systemLookup } from '../wireguard/resolver.js';
-import { ProcessRunner } from '../wireguard/runner.js';
-import { WireguardGoSupervisor } from '../wireguard/supervisor.js';
-
-export const WG_AGENT_HELP = `Usage: coffer wg-agent [options]
-
-The WireGuard sidecar: runs wireguard-go (userspace, needs NET_ADMIN and
-/dev/net/tun), gives the interface this pod's overlay address, applies its
-private key and one peer per other pod from the mounted files, re-reads them
-when the kubelet updates them and re-resolves peer endpoints. The private key
-is passed to wg on stdin only, never on a command line or in a log.
-
-Options:
-  --name NAME                 this pod's entry in peers.json and its key file NAME.key
-                              (default: $COFFER_WG_NAME, then $VAULT_NODE_ID, then the hostname)
-  --interface IFACE           WireGuard interface to create (default ${DEFAULTS.interface})
-  --keys-dir DIR              mounted Secret <vc>-wireguard-keys (default ${DEFAULTS.keysDir})
-  --peers-file FILE           mounted ConfigMap's peers.json (default ${DEFAULTS.peersFile})
-  --listen IP:PORT            /health, /ready and /status (default ${DEFAULTS.listen})
-  --wireguard-go PATH         wireguard-go binary (default ${DEFAULTS.wireguardGo})
-  --wg PATH                   wg binary (default ${DEFAULTS.wg})
-  --ip PATH                   ip binary (default ${DEFAULTS.ip})
-  --poll-interval-ms MS       how often the files are re-read and the interface checked (default ${DEFAULTS.pollIntervalMs})
-  --resolve-interval-ms MS    how often peer endpoints are re-resolved (default ${DEFAULTS.resolveIntervalMs})
-  --help                      show this help
-
-HTTP: GET /health (200 while running), GET /ready (200 once wireguard-go runs,
-the interface is up with its address and the current files are applied; else
-503 {"ready":false,"reason":"…"}), GET /status (interface, address, public key,
-peers with resolved endpoints and handshake ages). SIGTERM/SIGINT stop
-wireguard-go and exit 0. Logs are JSON on stdout (LOG_LEVEL).`;
+import { createLogger } from '../server/log/logger.js';
+import { WgAgent } from './agent.js';
+import { createAgentServer, listen } from './http.js';
+import { WG_AGENT_HELP } from './help.js';
+import { OptionsError, parseAgentOptions } from './options.js';
+import { EndpointResolver, systemLookup } from './resolver.js';
+import { ProcessRunner } from './runner.js';
+import { WireguardGoSupervisor } from './supervisor.js';
 
 export async function runWgAgent(argv: readonly string[]): Promise<number> {
   let opts;

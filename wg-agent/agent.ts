@@ -7,7 +7,7 @@
 // with the reason. All I/O (commands, DNS, files, wireguard-go) is injected.
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { KeyFileError, PrivateKey } from './keys.js';
+import { KeyFileError, PrivateKey } from '../common/wireguard-key.js';
 import { PeersFileError, parsePeersFile, selfEntry, type PeersFile } from './peers.js';
 import { describePlan, desiredState, isEmptyPlan, planLink, planWg, wgSetArgs, type Desired } from './plan.js';
 import type { EndpointResolver } from './resolver.js';

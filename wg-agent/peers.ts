@@ -1,8 +1,8 @@
 // peers.json, the operator's ConfigMap `<vc>-wireguard-peers` (WIREGUARD.md):
 // strict validation into a typed value. Pure: no I/O. Every error names the
 // field, e.g. `peers[2].publicKey: …`, so /ready can say exactly what is wrong.
-import { formatIPv4 as ipText, parseCidr, parseIPv4 } from '../config/ipv4.js';
-import { isWgKey } from './keys.js';
+import { formatIPv4, parseCidr, parseIPv4 } from '../common/ipv4.js';
+import { isWgKey } from '../common/wireguard-key.js';
 
 export interface PeerEntry {
   name: string;
@@ -101,10 +101,9 @@ export function parsePeersFile(text: string): PeersFile {
     throw new PeersFileError('cidr', (err as Error).message);
   }
   if (cidr.prefix < 1 || cidr.prefix > 30) throw new PeersFileError('cidr', `prefix must be between /1 and /30, got /${cidr.prefix}`);
-  const given = parseIPv4(cidrText.split('/')[0] as string);
-  if (given !== cidr.base) throw new PeersFileError('cidr', `${cidrText} has host bits set; the network is ${ipText(cidr.base)}/${cidr.prefix}`);
+  if (cidr.address !== cidr.network) throw new PeersFileError('cidr', `${cidrText} has host bits set; the network is ${formatIPv4(cidr.network)}/${cidr.prefix}`);
   const size = 2 ** (32 - cidr.prefix);
-  const broadcast = cidr.base + size - 1;
+  const broadcast = cidr.network + size - 1;
 
   if (!Array.isArray(doc.peers)) throw new PeersFileError('peers', 'expected an array');
   if (doc.peers.length === 0) throw new PeersFileError('peers', 'empty: at least this pod must be listed');
@@ -128,8 +127,8 @@ export function parsePeersFile(text: string): PeersFile {
     const address = str(raw.address, `${at}.address`);
     const n = parseIPv4(address);
     if (n === null) throw new PeersFileError(`${at}.address`, `not an IPv4 address: ${JSON.stringify(address)}`);
-    if (n < cidr.base || n > broadcast) throw new PeersFileError(`${at}.address`, `${address} is outside ${cidrText}`);
-    if (n === cidr.base || n === broadcast) throw new PeersFileError(`${at}.address`, `${address} is the network or broadcast address of ${cidrText}`);
+    if (n < cidr.network || n > broadcast) throw new PeersFileError(`${at}.address`, `${address} is outside ${cidrText}`);
+    if (n === cidr.network || n === broadcast) throw new PeersFileError(`${at}.address`, `${address} is the network or broadcast address of ${cidrText}`);
     if (addresses.has(address)) throw new PeersFileError(`${at}.address`, `${address} is listed twice`);
     addresses.add(address);
 
@@ -139,7 +138,7 @@ export function parsePeersFile(text: string): PeersFile {
     }
     return { name, publicKey, address, endpoint };
   });
-  return { version: 1, listenPort: lp, cidr: `${ipText(cidr.base)}/${cidr.prefix}`, prefix: cidr.prefix, peers };
+  return { version: 1, listenPort: lp, cidr: `${formatIPv4(cidr.network)}/${cidr.prefix}`, prefix: cidr.prefix, peers };
 }
 
 /** This pod's own entry, found by name; throws PeersFileError when it is not listed. */

@@ -4,7 +4,7 @@
 // A name that stops resolving keeps its last address; one never resolved has
 // none, and is retried.
 import dns from 'node:dns';
-import { parseIPv4 } from '../config/ipv4.js';
+import { parseIPv4 } from '../common/ipv4.js';
 import { parseEndpoint } from './peers.js';
 
 export type LookupIPv4 = (host: string) => Promise<string>;

@@ -1,6 +1,6 @@
 // `coffer wg-agent` options: parsed and checked here, pure (env and hostname are passed in).
 import { parseArgs } from 'node:util';
-import { parseIPv4 } from '../config/ipv4.js';
+import { parseIPv4 } from '../common/ipv4.js';
 import type { AgentSettings } from './agent.js';
 import { PEER_NAME } from './peers.js';
 

@@ -1,15 +1,23 @@
-// IPv4 addresses and CIDRs for the read allowlist. Only IPv4 is accepted by
+// IPv4 addresses, CIDRs and allowlists: the vault node's read allowlist,
+// trusted proxies and overlay checks, the wg-agent's peers.json and the
+// operator's overlay addresses all read them here. Only IPv4 is accepted by
 // design (DESIGN §1); IPv4-mapped IPv6 client addresses (::ffff:a.b.c.d) are
-// unwrapped, any other IPv6 client is never on the list.
+// unwrapped, any other IPv6 client is never on a list.
 
+/** An IPv4 CIDR as numbers (unsigned 32-bit ints). */
 export interface Cidr {
-  base: number; // network address as an unsigned 32-bit int
-  prefix: number;
+  /** The CIDR as written. */
   text: string;
+  /** The address as written (host bits may be set). */
+  address: number;
+  /** `address` with the host bits cleared. */
+  network: number;
+  prefix: number;
 }
 
 const OCTETS = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 
+/** The address as an unsigned 32-bit int, or null when it is not dotted IPv4. */
 export function parseIPv4(text: string): number | null {
   const m = OCTETS.exec(text);
   if (!m) return null;
@@ -29,11 +37,12 @@ export function formatIPv4(n: number): string {
   return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
 }
 
+/** `a.b.c.d/p`, or a bare address as a /32; throws on anything else. */
 export function parseCidr(text: string): Cidr {
   const [addr, prefixText, extra] = text.split('/');
   if (extra !== undefined || addr === undefined) throw new Error(`not an IPv4 address or CIDR: ${JSON.stringify(text)}`);
-  const ip = parseIPv4(addr);
-  if (ip === null) throw new Error(`not an IPv4 address or CIDR: ${JSON.stringify(text)}`);
+  const address = parseIPv4(addr);
+  if (address === null) throw new Error(`not an IPv4 address or CIDR: ${JSON.stringify(text)}`);
   let prefix = 32;
   if (prefixText !== undefined) {
     if (!/^\d{1,2}$/.test(prefixText) || Number(prefixText) > 32) {
@@ -41,8 +50,16 @@ export function parseCidr(text: string): Cidr {
     }
     prefix = Number(prefixText);
   }
-  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-  return { base: (ip & mask) >>> 0, prefix, text };
+  return { text, address, network: (address & netmask(prefix)) >>> 0, prefix };
+}
+
+function netmask(prefix: number): number {
+  return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+}
+
+/** True when the address (as parseIPv4 returns it) is inside the CIDR. */
+export function cidrContains(cidr: Cidr, address: number): boolean {
+  return ((address & netmask(cidr.prefix)) >>> 0) === cidr.network;
 }
 
 /** Normalizes a socket/proxy address to dotted IPv4, or null when it is not IPv4. */
@@ -66,9 +83,6 @@ export class Allowlist {
     if (ip === null) return false;
     const n = parseIPv4(ip);
     if (n === null) return false;
-    return this.entries.some((c) => {
-      const mask = c.prefix === 0 ? 0 : (0xffffffff << (32 - c.prefix)) >>> 0;
-      return ((n & mask) >>> 0) === c.base;
-    });
+    return this.entries.some((c) => cidrContains(c, n));
   }
 }
