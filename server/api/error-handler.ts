@@ -3,14 +3,26 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { AuditUnavailableError } from '../audit/audit-log.js';
 import { IntegrityError } from '../crypto/errors.js';
+import { DomainError, type DomainErrorKind } from '../domain-errors.js';
 import { KmsIntegrityError, KmsUnavailableError } from '../kms/provider.js';
 import { ConflictError, FatalStorageError, NoLeaderError, NotFoundError } from '../raft/replicator.js';
 import { InsufficientStorageError } from '../storage/write-guard.js';
 import { parserRefusal } from './edge-raw.js';
-import { ApiError, errorBody } from './errors.js';
+import { ApiError, errorBody, type ErrorCode } from './errors.js';
+
+/** How each kind of domain error answers (DESIGN §4 codes). */
+const DOMAIN_CODES: Readonly<Record<DomainErrorKind, ErrorCode>> = {
+  not_found: 'not_found',
+  conflict: 'conflict',
+  cas_mismatch: 'cas_mismatch',
+  forbidden: 'forbidden',
+  invalid: 'bad_request',
+};
 
 function toApiError(err: FastifyError): ApiError {
   if (err instanceof ApiError) return err;
+  // A service's own message: it names what is wrong, never internals.
+  if (err instanceof DomainError) return new ApiError(DOMAIN_CODES[err.kind], err.message);
   if (err.validation) {
     const where = err.validationContext ?? 'request';
     if (where === 'params' && err.message.includes('/*')) return new ApiError('invalid_name', 'invalid secret name');

@@ -2,12 +2,12 @@
 // that received the request (leader or follower) before they are proposed, so
 // the log and state.db only ever see ciphertext; the version number is fixed at
 // seal time because it is the AAD.
-import { ApiError } from '../api/errors.js';
+import { CasMismatchError, ConflictError, ForbiddenError, NotFoundError } from '../domain-errors.js';
 import type { Replicator } from '../raft/replicator.js';
 import type { WriteMode } from '../store/commands.js';
 import type { VersionSealer } from '../sealing/version-sealer.js';
 import type { StateReader } from '../store/queries.js';
-import type { ApplyResult } from '../store/results.js';
+import { refusalError } from '../store/results.js';
 import { randomValue, type Charset } from './random-value.js';
 
 export interface WriteResult {
@@ -21,7 +21,7 @@ export interface WriteResult {
 const MAX_STALE_RETRIES = 8;
 
 /** A write the token's mode does not allow on the secret as it stands (`needed` is the right it lacks). */
-export class WriteModeError extends Error {
+export class WriteModeError extends ForbiddenError {
   override readonly name = 'WriteModeError';
   constructor(readonly needed: 'create' | 'update') {
     super(`this token may not ${needed} the secret`);
@@ -46,7 +46,7 @@ export class SecretService {
 
   async read(name: string, version: number | undefined): Promise<{ name: string; version: number; value: string; created_at: string }> {
     const row = this.reader.getVersion(name, version);
-    if (!row) throw new ApiError('not_found', version === undefined ? 'no such secret' : 'no such secret version');
+    if (!row) throw new NotFoundError(version === undefined ? 'no such secret' : 'no such secret version');
     const value = await this.sealer.openText(row);
     return { name, version: row.version, value, created_at: row.created_at };
   }
@@ -81,7 +81,7 @@ export class SecretService {
         // Re-checked on every attempt: a create-only writer that lost the race to create must not write version 2.
         if (mode === 'create' && current > 0) throw new WriteModeError('update');
         if (mode === 'update' && current === 0) throw new WriteModeError('create');
-        if (cas !== null && cas !== current) throw new ApiError('cas_mismatch', `current version is ${current}, not ${cas}`);
+        if (cas !== null && cas !== current) throw new CasMismatchError(`current version is ${current}, not ${cas}`);
         const version = current + 1;
         const sealed = await this.sealer.seal(name, version, bytes);
         const created_at = this.now().toISOString();
@@ -106,9 +106,9 @@ export class SecretService {
         const result = await this.replicator.propose(v2 === null ? { ...common, v: 2, mode } : { ...common, v: 1 });
         if (result.ok) return { name, version, created: version === 1, created_at };
         // Refused by the mode or a concurrent write: look again (the check above then answers).
-        if (result.code !== 'stale' && result.code !== 'forbidden') throw applyError(result);
+        if (result.code !== 'stale' && result.code !== 'forbidden') throw refusalError(result);
       }
-      throw new ApiError('conflict', 'too many concurrent writes to this secret; retry');
+      throw new ConflictError('too many concurrent writes to this secret; retry');
     } finally {
       bytes.fill(0);
     }
@@ -121,22 +121,13 @@ export class SecretService {
       const written = await this.put(name, value, null, actor, 'update');
       return { ...written, value };
     } catch (err) {
-      if (err instanceof WriteModeError) throw new ApiError('not_found', 'no such secret');
+      if (err instanceof WriteModeError) throw new NotFoundError('no such secret');
       throw err;
     }
   }
 
   async delete(name: string): Promise<void> {
     const result = await this.replicator.propose({ t: 'secret.delete', v: 1, name, at: this.now().toISOString() });
-    if (!result.ok) throw applyError(result);
-  }
-}
-
-export function applyError(result: Extract<ApplyResult, { ok: false }>): ApiError {
-  switch (result.code) {
-    case 'stale':
-      return new ApiError('conflict', result.message);
-    default:
-      return new ApiError(result.code, result.message);
+    if (!result.ok) throw refusalError(result);
   }
 }

@@ -1,7 +1,7 @@
 // Role management. `admin` is built in: readable, never changed or deleted.
 import type { FastifyPluginAsync } from 'fastify';
 import { ALL_ACTIONS, MAX_PATH_LENGTH, MAX_RULE_PATHS, MAX_RULES, PATH_PATTERN, rulesAllow, rulesArePrivileged, type RoleRule } from '../../rbac/rules.js';
-import { applyError } from '../../secrets/service.js';
+import { refusalError } from '../../store/results.js';
 import type { ApiDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
 import { errorResponses, identParams } from '../schemas.js';
@@ -47,7 +47,7 @@ export const roleRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { d
         throw new ApiError('forbidden', 'only admin may grant global actions to a role');
       }
       const result = await deps.replicator.propose({ t: 'role.put', v: 1, name, rules: req.body.rules });
-      if (!result.ok) throw applyError(result);
+      if (!result.ok) throw refusalError(result);
       void reply.code(result.created ? 201 : 200);
       return { name, builtin: false, rules: req.body.rules };
     },
@@ -85,7 +85,7 @@ export const roleRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { d
       deps.authz.require(req, 'manage_roles');
       // v2 revokes the role's tokens in the same apply, so a later role of this name never revives them.
       const result = await deps.replicator.propose({ t: 'role.delete', v: 2, name: req.params.name, at: deps.now().toISOString() });
-      if (!result.ok) throw applyError(result);
+      if (!result.ok) throw refusalError(result);
       void reply.code(204);
     },
   );

@@ -5,9 +5,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { FastifyPluginAsync } from 'fastify';
-import { applyError } from '../../secrets/service.js';
 import { MAX_IMAGE_BYTES } from '../../store/commands/fields.js';
 import { imageProblem } from '../../store/image.js';
+import { refusalError } from '../../store/results.js';
 import type { ApiDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
 import { errorResponses } from '../schemas.js';
@@ -49,7 +49,7 @@ export const snapshotRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app,
       if (problem) throw new ApiError('bad_request', `cannot restore: ${problem}`);
       // v2 keeps every revocation made since the image was taken.
       const result = await deps.replicator.propose({ t: 'state.restore', v: 2, image: new Uint8Array(req.body), at: deps.now().toISOString() });
-      if (!result.ok) throw applyError(result);
+      if (!result.ok) throw refusalError(result);
       return { restored: true, secrets: deps.reader.listNames('', '', Number.MAX_SAFE_INTEGER).length };
     },
   );

@@ -2,8 +2,8 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { generateToken, tokenSha256 } from '../../auth/tokens.js';
 import { rulesAllow, rulesArePrivileged } from '../../rbac/rules.js';
-import { applyError } from '../../secrets/service.js';
 import { IDENT_PATTERN } from '../../store/names.js';
+import { refusalError } from '../../store/results.js';
 import type { ApiDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
 import { errorResponses, identParams } from '../schemas.js';
@@ -73,7 +73,7 @@ export const tokenRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { 
         created_at: now.toISOString(),
         expires_at,
       });
-      if (!result.ok) throw applyError(result);
+      if (!result.ok) throw refusalError(result);
       void reply.code(201);
       return { name, role, token, expires_at };
     },
@@ -113,7 +113,7 @@ export const tokenRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { 
         name: req.params.name,
         revoked_at: deps.now().toISOString(),
       });
-      if (!result.ok) throw applyError(result);
+      if (!result.ok) throw refusalError(result);
       void reply.code(204);
     },
   );
