@@ -22,7 +22,7 @@ import { RAFT_PATHS } from './raft/transport.js';
 import { RewrapWorker } from './rewrap/worker.js';
 import { createVersionSealer } from './sealing/version-sealer.js';
 import { SecretService } from './secrets/service.js';
-import { capabilities } from './store/commands.js';
+import { capabilities, tokenBootstrap } from './store/commands.js';
 import { StateReader } from './store/queries.js';
 import { BOOTSTRAP_TOKEN_NAME, StateMachine } from './store/state-machine.js';
 import { RELEASE } from './release.js';
@@ -299,7 +299,7 @@ async function bootstrap(
   const digest = tokenSha256(token);
   let result;
   try {
-    result = await replicator.propose({ t: 'token.bootstrap', v: 1, token_sha256: digest, created_at: now().toISOString() });
+    result = await replicator.propose(tokenBootstrap({ token_sha256: digest, created_at: now().toISOString() }));
   } catch (err) {
     logger.warn({ err: (err as Error).message }, `could not propose ${BOOTSTRAP_TOKEN_NAME}; the next leader will`);
     return;

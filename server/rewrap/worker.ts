@@ -11,6 +11,7 @@
 import type { Logger } from 'pino';
 import { KmsUnavailableError, type KmsProvider } from '../kms/provider.js';
 import type { Replicator } from '../raft/replicator.js';
+import { kmsState, secretRewrap } from '../store/commands.js';
 import type { StateReader } from '../store/queries.js';
 
 export const WATERMARK_KEY = 'rewrap.watermark';
@@ -168,16 +169,14 @@ export class RewrapWorker {
         nextSlot = Math.max(nextSlot, Date.now()) + spacingMs;
         try {
           const re = await this.o.kms.reEncrypt(v.wrapped_dek, v.kms_key_id, { secret: v.name, version: v.version });
-          const res = await this.o.replicator.propose({
-            t: 'secret.rewrap',
-            v: 1,
+          const res = await this.o.replicator.propose(secretRewrap({
             name: v.name,
             version: v.version,
             expected_wrapped_dek: v.wrapped_dek,
             wrapped_dek: re.wrapped,
             kms_key_id: re.keyId,
             wrapped_rotation_at: latest,
-          });
+          }));
           if (res.ok) report.rewrapped++;
         } catch (err) {
           report.failed++;
@@ -199,7 +198,7 @@ export class RewrapWorker {
   }
 
   private async commitState(values: Record<string, string>): Promise<void> {
-    const res = await this.o.replicator.propose({ t: 'kms.state', v: 1, values });
+    const res = await this.o.replicator.propose(kmsState({ values }));
     if (!res.ok) throw new Error(`could not record re-wrap state: ${res.message}`);
   }
 }

@@ -4,7 +4,7 @@
 // seal time because it is the AAD.
 import { CasMismatchError, ConflictError, ForbiddenError, NotFoundError } from '../domain-errors.js';
 import type { Replicator } from '../raft/replicator.js';
-import type { WriteMode } from '../store/commands.js';
+import { SECRET_PUT_WITH_MODE, secretDelete, secretPut, type WriteMode } from '../store/commands.js';
 import type { VersionSealer } from '../sealing/version-sealer.js';
 import type { StateReader } from '../store/queries.js';
 import { refusalError } from '../store/results.js';
@@ -85,25 +85,24 @@ export class SecretService {
         const version = current + 1;
         const sealed = await this.sealer.seal(name, version, bytes);
         const created_at = this.now().toISOString();
-        const common = {
-          t: 'secret.put' as const,
-          name,
-          version,
-          expected_current: current,
-          cas,
-          ciphertext: sealed.ciphertext,
-          nonce: sealed.nonce,
-          wrapped_dek: sealed.wrappedDek,
-          kms_key_id: sealed.kmsKeyId,
-          created_at,
-          created_by: actor,
-        };
-        // v2 carries the mode, and the state machine refuses it against the state the write lands on. It is
-        // proposed when this node knows that every voter decodes it (always on the leader; a follower knows
-        // few voters' capabilities). Otherwise v1, which is exactly as safe: expected_current pins the write
-        // to the state its mode was checked against above (0 = only a create, k >= 1 = only an update).
-        const v2 = this.replicator.capabilityHoldout?.('secret.put@2') ?? null;
-        const result = await this.replicator.propose(v2 === null ? { ...common, v: 2, mode } : { ...common, v: 1 });
+        // The mode travels with the write when every voter decodes it; secretPut says why either way is safe.
+        const cmd = secretPut(
+          {
+            name,
+            version,
+            expected_current: current,
+            cas,
+            ciphertext: sealed.ciphertext,
+            nonce: sealed.nonce,
+            wrapped_dek: sealed.wrappedDek,
+            kms_key_id: sealed.kmsKeyId,
+            created_at,
+            created_by: actor,
+          },
+          mode,
+          (this.replicator.capabilityHoldout?.(SECRET_PUT_WITH_MODE) ?? null) === null,
+        );
+        const result = await this.replicator.propose(cmd);
         if (result.ok) return { name, version, created: version === 1, created_at };
         // Refused by the mode or a concurrent write: look again (the check above then answers).
         if (result.code !== 'stale' && result.code !== 'forbidden') throw refusalError(result);
@@ -127,7 +126,7 @@ export class SecretService {
   }
 
   async delete(name: string): Promise<void> {
-    const result = await this.replicator.propose({ t: 'secret.delete', v: 1, name, at: this.now().toISOString() });
+    const result = await this.replicator.propose(secretDelete({ name, at: this.now().toISOString() }));
     if (!result.ok) throw refusalError(result);
   }
 }

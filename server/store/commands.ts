@@ -1,18 +1,27 @@
 // Replicated commands: the only way state.db changes. Each carries a type and
-// a version; the shapes live in commands/types.ts, their validation, forwarding
-// rule and cache effects in commands/definitions.ts.
+// a version. One module per family under commands/ (secret, token, role,
+// cluster, state, kms) holds its shapes, its builders (proposers never write
+// a command literal; the builder decides the version), its validation, its
+// forwarding rule and the caches it invalidates; commands/registry.ts joins
+// them. This file is the wire codec and what is derived from the table.
 //
 // Wire form: UTF-8 JSON with binary fields as base64. Two kinds of failure:
 // - a type or version this build does not know (UnknownCommandError): version
 //   skew, so the node must stop applying, never skip;
 // - a known command whose content is invalid (InvalidCommandError): every node
 //   reaches the same verdict, so it applies as a deterministic rejection.
-import { COMMANDS, type CacheScope } from './commands/definitions.js';
+import type { CacheScope } from './commands/definition.js';
 import { shapeProblem } from './commands/fields.js';
-import type { Command, CommandType } from './commands/types.js';
+import { COMMANDS, type Command, type CommandType } from './commands/registry.js';
 
-export * from './commands/types.js';
-export type { CacheScope } from './commands/definitions.js';
+export type { CacheScope } from './commands/definition.js';
+export * from './commands/cluster.js';
+export * from './commands/kms.js';
+export type { Command, CommandType } from './commands/registry.js';
+export * from './commands/role.js';
+export * from './commands/secret.js';
+export * from './commands/state.js';
+export * from './commands/token.js';
 
 /** Highest version this build decodes, per type (it decodes every version from 1 up). */
 const BUILT_IN_COMMANDS = Object.fromEntries(

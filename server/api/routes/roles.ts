@@ -1,6 +1,7 @@
 // Role management. `admin` is built in: readable, never changed or deleted.
 import type { FastifyPluginAsync } from 'fastify';
 import { ALL_ACTIONS, MAX_PATH_LENGTH, MAX_RULE_PATHS, MAX_RULES, PATH_PATTERN, rulesAllow, rulesArePrivileged, type RoleRule } from '../../rbac/rules.js';
+import { roleDelete, rolePut } from '../../store/commands.js';
 import { refusalError } from '../../store/results.js';
 import type { ApiDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
@@ -46,7 +47,7 @@ export const roleRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { d
       if (rulesArePrivileged(req.body.rules) && !rulesAllow(caller.rules, 'admin')) {
         throw new ApiError('forbidden', 'only admin may grant global actions to a role');
       }
-      const result = await deps.replicator.propose({ t: 'role.put', v: 1, name, rules: req.body.rules });
+      const result = await deps.replicator.propose(rolePut({ name, rules: req.body.rules }));
       if (!result.ok) throw refusalError(result);
       void reply.code(result.created ? 201 : 200);
       return { name, builtin: false, rules: req.body.rules };
@@ -83,8 +84,8 @@ export const roleRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { d
     async (req, reply) => {
       req.ctx.target = req.params.name;
       deps.authz.require(req, 'manage_roles');
-      // v2 revokes the role's tokens in the same apply, so a later role of this name never revives them.
-      const result = await deps.replicator.propose({ t: 'role.delete', v: 2, name: req.params.name, at: deps.now().toISOString() });
+      // Its tokens are revoked in the same apply, so a later role of this name never revives them.
+      const result = await deps.replicator.propose(roleDelete({ name: req.params.name, at: deps.now().toISOString() }));
       if (!result.ok) throw refusalError(result);
       void reply.code(204);
     },

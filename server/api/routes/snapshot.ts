@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { FastifyPluginAsync } from 'fastify';
+import { stateRestore } from '../../store/commands.js';
 import { MAX_IMAGE_BYTES } from '../../store/commands/fields.js';
 import { imageProblem } from '../../store/image.js';
 import { refusalError } from '../../store/results.js';
@@ -47,8 +48,8 @@ export const snapshotRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app,
       // The whole image is checked before anything is proposed (and again by every node as it applies it).
       const problem = imageProblem(req.body);
       if (problem) throw new ApiError('bad_request', `cannot restore: ${problem}`);
-      // v2 keeps every revocation made since the image was taken.
-      const result = await deps.replicator.propose({ t: 'state.restore', v: 2, image: new Uint8Array(req.body), at: deps.now().toISOString() });
+      // Every revocation made since the image was taken is kept.
+      const result = await deps.replicator.propose(stateRestore({ image: new Uint8Array(req.body), at: deps.now().toISOString() }));
       if (!result.ok) throw refusalError(result);
       return { restored: true, secrets: deps.reader.listNames('', '', Number.MAX_SAFE_INTEGER).length };
     },

@@ -2,6 +2,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { generateToken, tokenSha256 } from '../../auth/tokens.js';
 import { rulesAllow, rulesArePrivileged } from '../../rbac/rules.js';
+import { tokenCreate, tokenRevoke } from '../../store/commands.js';
 import { IDENT_PATTERN } from '../../store/names.js';
 import { refusalError } from '../../store/results.js';
 import type { ApiDeps } from '../deps.js';
@@ -64,15 +65,9 @@ export const tokenRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { 
       const now = deps.now();
       const expires_at = ttl_secs === undefined ? null : new Date(now.getTime() + ttl_secs * 1000).toISOString();
       const token = generateToken();
-      const result = await deps.replicator.propose({
-        t: 'token.create',
-        v: 1,
-        name,
-        token_sha256: tokenSha256(token),
-        role,
-        created_at: now.toISOString(),
-        expires_at,
-      });
+      const result = await deps.replicator.propose(
+        tokenCreate({ name, token_sha256: tokenSha256(token), role, created_at: now.toISOString(), expires_at }),
+      );
       if (!result.ok) throw refusalError(result);
       void reply.code(201);
       return { name, role, token, expires_at };
@@ -107,12 +102,7 @@ export const tokenRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { 
       if (role && rulesArePrivileged(role.rules) && !rulesAllow(caller.rules, 'admin')) {
         throw new ApiError('forbidden', 'only admin may revoke tokens of roles with global actions');
       }
-      const result = await deps.replicator.propose({
-        t: 'token.revoke',
-        v: 1,
-        name: req.params.name,
-        revoked_at: deps.now().toISOString(),
-      });
+      const result = await deps.replicator.propose(tokenRevoke({ name: req.params.name, revoked_at: deps.now().toISOString() }));
       if (!result.ok) throw refusalError(result);
       void reply.code(204);
     },
