@@ -11,7 +11,8 @@ import { KubeEventRecorder } from './reconcile/events.js';
 import { httpHealthProbe, DEFAULT_HEALTH_URL } from './reconcile/health.js';
 import { KubeClusterClient } from './reconcile/kube-client.js';
 import { silentLogger, type Logger } from './reconcile/logger.js';
-import { NotLeaderError, Reconciler } from './reconcile/reconciler.js';
+import { NotLeaderError } from './reconcile/pass.js';
+import { Reconciler } from './reconcile/reconciler.js';
 
 export interface OperatorConfig {
   /** Watch one namespace; undefined = all. */

@@ -21,8 +21,9 @@ import { LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY } from '../manifests/names
 import { realClock, type Clock } from './clock.js';
 import { describeError } from './client.js';
 import { silentLogger, type Logger } from './logger.js';
+import { NotLeaderError } from './pass.js';
 import { every, WorkQueue } from './queue.js';
-import { NotLeaderError, type ReconcileResult } from './reconciler.js';
+import type { ReconcileResult } from './reconciler.js';
 
 export interface Reconcile {
   reconcile(key: string): Promise<ReconcileResult>;

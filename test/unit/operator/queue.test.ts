@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { FakeClock, flushMicrotasks } from './fake-clock.js';
 import { WorkerPool } from '../../../operator/reconcile/controller.js';
 import { every, WorkQueue } from '../../../operator/reconcile/queue.js';
-import { NotLeaderError } from '../../../operator/reconcile/reconciler.js';
+import { NotLeaderError } from '../../../operator/reconcile/pass.js';
 
 describe('WorkQueue', () => {
   it('deduplicates queued keys and keeps order', async () => {
