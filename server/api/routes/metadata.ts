@@ -1,6 +1,7 @@
 // Secret metadata (never values) and listing by prefix.
 import type { FastifyPluginAsync } from 'fastify';
 import { rulesAllow, rulesGrantAnywhere } from '../../rbac/rules.js';
+import { SECRET_OPERATIONS } from '../../secrets/operations.js';
 import type { ApiDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
 import { errorResponses, positiveIntText, secretNameParams } from '../schemas.js';
@@ -41,13 +42,13 @@ export const metadataRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app,
   app.get<{ Params: { '*': string } }>(
     '/v1/metadata/*',
     {
-      config: { action: 'secret.read_metadata' },
+      config: { action: SECRET_OPERATIONS.readMetadata.audit },
       schema: { params: secretNameParams, response: { 200: metadataResponse, ...errorResponses } },
     },
     async (req) => {
       const name = req.params['*'];
       req.ctx.target = name;
-      deps.authz.require(req, 'read_metadata', name);
+      deps.authz.require(req, SECRET_OPERATIONS.readMetadata.rights[0], name);
       const versions = deps.reader.listVersions(name);
       if (versions.length === 0) throw new ApiError('not_found', 'no such secret');
       return { name, current_version: deps.reader.currentVersion(name), versions };
@@ -57,7 +58,7 @@ export const metadataRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app,
   app.get<{ Querystring: { prefix?: string; limit?: string; cursor?: string } }>(
     '/v1/metadata',
     {
-      config: { action: 'secret.list' },
+      config: { action: SECRET_OPERATIONS.list.audit },
       schema: {
         querystring: {
           type: 'object',
@@ -81,7 +82,8 @@ export const metadataRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app,
       const prefix = req.query.prefix ?? '';
       req.ctx.target = prefix || null;
       const p = deps.authz.principal(req);
-      if (!rulesGrantAnywhere(p.rules, 'list')) throw new ApiError('forbidden', `role ${p.role} does not allow list`);
+      const right = SECRET_OPERATIONS.list.rights[0];
+      if (!rulesGrantAnywhere(p.rules, right)) throw new ApiError('forbidden', `role ${p.role} does not allow ${right}`);
       const limit = Math.min(Number(req.query.limit ?? DEFAULT_LIST), MAX_LIST);
       let after = req.query.cursor ? decodeCursor(req.query.cursor) : '';
       // Names the role may not list are skipped, not reported, and never decide whether a next page exists:
@@ -91,7 +93,7 @@ export const metadataRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app,
         const batch = deps.reader.listNames(prefix, after, limit + 1);
         for (const n of batch) {
           after = n;
-          if (rulesAllow(p.rules, 'list', n)) names.push(n);
+          if (rulesAllow(p.rules, right, n)) names.push(n);
           if (names.length > limit) break;
         }
         if (names.length > limit || batch.length <= limit) break;

@@ -1,6 +1,7 @@
 // Secret values: allowlisted reads, token-authorized writes, rotate, delete.
 import type { FastifyPluginAsync } from 'fastify';
 import { CHARSETS, DEFAULT_ROTATE_LENGTH, type Charset } from '../../secrets/random-value.js';
+import { SECRET_OPERATIONS } from '../../secrets/operations.js';
 import { WriteModeError } from '../../secrets/service.js';
 import type { ApiDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
@@ -29,7 +30,7 @@ export const secretRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, {
   app.get<{ Params: NameParams; Querystring: { version?: string; consistency?: 'stale' | 'linearizable' } }>(
     '/v1/secrets/*',
     {
-      config: { action: 'secret.read' },
+      config: { action: SECRET_OPERATIONS.read.audit },
       schema: {
         params: secretNameParams,
         querystring: {
@@ -57,7 +58,7 @@ export const secretRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, {
   app.put<{ Params: NameParams; Body: { value: string; cas?: number } }>(
     '/v1/secrets/*',
     {
-      config: { action: 'secret.write' },
+      config: { action: SECRET_OPERATIONS.write.audit },
       schema: {
         params: secretNameParams,
         body: {
@@ -72,8 +73,8 @@ export const secretRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, {
     async (req, reply) => {
       const name = req.params['*'];
       req.ctx.target = name;
-      // Create or update is decided by the token's rights, not by reading whether the name exists now:
-      // the mode travels with the write and is checked where it lands.
+      // Which of the write's rights the token holds (not whether the name exists now) is the write mode:
+      // it travels with the write and is checked where it lands.
       const { principal: p, mode } = authz.writeMode(req, name);
       if (Buffer.byteLength(req.body.value, 'utf8') > deps.config.maxValueBytes) {
         throw new ApiError('payload_too_large', `value exceeds ${deps.config.maxValueBytes} bytes`);
@@ -95,7 +96,7 @@ export const secretRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, {
   app.post<{ Params: NameParams; Body: { length?: number; charset?: Charset } }>(
     '/v1/secrets/*',
     {
-      config: { action: 'secret.rotate' },
+      config: { action: SECRET_OPERATIONS.rotate.audit },
       // Both fields are optional, so an empty POST (no body at all) is a valid rotate.
       preValidation: async (req) => {
         if (req.body === undefined || req.body === null) req.body = {};
@@ -116,7 +117,7 @@ export const secretRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, {
     async (req) => {
       const name = req.params['*'].slice(0, -ROTATE_SUFFIX.length);
       req.ctx.target = name;
-      const p = authz.require(req, 'rotate', name);
+      const p = authz.require(req, SECRET_OPERATIONS.rotate.rights[0], name);
       const body = req.body;
       const length = body.length ?? DEFAULT_ROTATE_LENGTH;
       if (length > deps.config.maxValueBytes) throw new ApiError('payload_too_large', `length exceeds ${deps.config.maxValueBytes}`);
@@ -128,11 +129,11 @@ export const secretRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, {
 
   app.delete<{ Params: NameParams }>(
     '/v1/secrets/*',
-    { config: { action: 'secret.delete' }, schema: { params: secretNameParams, response: errorResponses } },
+    { config: { action: SECRET_OPERATIONS.delete.audit }, schema: { params: secretNameParams, response: errorResponses } },
     async (req, reply) => {
       const name = req.params['*'];
       req.ctx.target = name;
-      authz.require(req, 'delete', name);
+      authz.require(req, SECRET_OPERATIONS.delete.rights[0], name);
       await secrets.delete(name);
       void reply.code(204);
     },
