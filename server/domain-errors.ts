@@ -7,34 +7,23 @@ export type DomainErrorKind = 'not_found' | 'conflict' | 'cas_mismatch' | 'forbi
 
 export abstract class DomainError extends Error {
   abstract readonly kind: DomainErrorKind;
+
+  override get name(): string {
+    return this.constructor.name;
+  }
 }
 
 /** The named secret, version, token, role or member does not exist. */
-export class NotFoundError extends DomainError {
-  override readonly name: string = 'NotFoundError';
-  readonly kind = 'not_found';
-}
+export class NotFoundError extends DomainError { readonly kind = 'not_found'; }
 
 /** The change contradicts the current state: a name taken, a built-in role, a membership that does not allow it, a lost race. */
-export class ConflictError extends DomainError {
-  override readonly name: string = 'ConflictError';
-  readonly kind = 'conflict';
-}
+export class ConflictError extends DomainError { readonly kind = 'conflict'; }
 
 /** A check-and-set write found another current version. */
-export class CasMismatchError extends DomainError {
-  override readonly name: string = 'CasMismatchError';
-  readonly kind = 'cas_mismatch';
-}
+export class CasMismatchError extends DomainError { readonly kind = 'cas_mismatch'; }
 
 /** The caller's rights do not allow the change on the state it would land on. */
-export class ForbiddenError extends DomainError {
-  override readonly name: string = 'ForbiddenError';
-  readonly kind = 'forbidden';
-}
+export class ForbiddenError extends DomainError { readonly kind = 'forbidden'; }
 
 /** A well-formed request the state refuses: it names a role that does not exist, carries an unusable image, … */
-export class InvalidError extends DomainError {
-  override readonly name: string = 'InvalidError';
-  readonly kind = 'invalid';
-}
+export class InvalidError extends DomainError { readonly kind = 'invalid'; }

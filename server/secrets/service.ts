@@ -22,7 +22,6 @@ const MAX_STALE_RETRIES = 8;
 
 /** A write the token's mode does not allow on the secret as it stands (`needed` is the right it lacks). */
 export class WriteModeError extends ForbiddenError {
-  override readonly name = 'WriteModeError';
   constructor(readonly needed: 'create' | 'update') {
     super(`this token may not ${needed} the secret`);
   }
