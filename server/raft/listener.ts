@@ -15,7 +15,7 @@ import type { Logger } from 'pino';
 import { admitForwardedCommand, UnknownCommandError } from '../store/commands.js';
 import { AuthRefusal, COVERED_HEADERS, type ClusterAuth, type CoveredHeaders, type KeySlot, type RefusalReason, type RequestClaim } from './cluster-auth.js';
 import { BATCH_CONTENT_TYPE, decodeBatch, decodeMessages } from './codec.js';
-import type { RaftReplicator } from './raft-replicator.js';
+import type { RaftReplicator } from './driver/raft-replicator.js';
 import { ConflictError, NoLeaderError, NotFoundError } from './replicator.js';
 import { InsufficientStorageError } from '../storage/write-guard.js';
 import { RAFT_PATHS, sha256File } from './transport.js';
@@ -49,19 +49,6 @@ interface RouteAuthConfig {
 }
 const STREAMED_BODY = { streamedBody: true } as RouteAuthConfig as FastifyContextConfig;
 
-/**
- * Who may send to this node: its current voters and learners, and every peer
- * in its address book (VAULT_PEERS at first; then the replicated peer list,
- * which drops removed members). A joiner that is not yet in any configuration
- * knows the voters it was started with, so it accepts the leader's appends.
- */
-export function knownSender(rep: RaftReplicator): (id: string) => boolean {
-  return (id) => {
-    const t = rep.node.raft.tracker;
-    return t.voters.has(id) || t.learners.has(id) || rep.transport.address(id) !== undefined;
-  };
-}
-
 export async function buildRaftListener(
   rep: RaftReplicator,
   capabilities: string[],
@@ -79,7 +66,7 @@ export async function buildRaftListener(
   app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   app.decorateRequest('clusterAuth', null);
-  installClusterAuth(app, auth, knownSender(rep), logger, hooks.onAuthRefused);
+  installClusterAuth(app, auth, (id) => rep.knows(id), logger, hooks.onAuthRefused);
   app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, _req, res) => {
     const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
     if (status >= 500) logger.error({ err: { name: err.name, message: err.message } }, 'raft listener error');

@@ -1,6 +1,6 @@
 // The seam between the API and consensus. The API proposes commands and waits
-// for their result; it never writes tables. The single-node implementation
-// commits by a durable local append; the Raft implementation by quorum.
+// for their result; it never writes tables. RaftReplicator (driver/) is the
+// implementation: it commits by quorum (a lone voter is a quorum of one).
 import type { Command } from '../store/commands.js';
 import type { ApplyResult } from '../store/results.js';
 

@@ -42,6 +42,13 @@
  *     6. rd.softState (if set) reports leader / role changes.
  *     7. node.advance(rd)
  *
+ * ## Reading state
+ *
+ * node.basicStatus() (term, vote, commit, applied, lead, role, membership) is
+ * cheap enough for every request; node.status() adds the log bounds and, on
+ * the leader, each member's progress. A driver reads nothing else: node.raft
+ * is there for tests.
+ *
  * ## Compaction
  *
  * After the state machine has a durable image at applied index i (term t,
@@ -72,4 +79,4 @@ export * from './confchange.js';
 export { Raft, CAMPAIGN_TRANSFER } from './raft.js';
 export type { Config, ProposeResult, ProposeError } from './raft.js';
 export { RaftNode } from './node.js';
-export type { Ready, Status, ProgressStatus } from './node.js';
+export type { Ready, BasicStatus, Status, ProgressStatus } from './node.js';

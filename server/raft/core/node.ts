@@ -49,7 +49,8 @@ export interface ProgressStatus {
   readonly recentActive: boolean;
 }
 
-export interface Status {
+/** What a driver asks on its hot paths: cheap, no per-member progress (etcd's BasicStatus). */
+export interface BasicStatus {
   readonly id: NodeId;
   readonly term: number;
   readonly vote: NodeId;
@@ -57,10 +58,13 @@ export interface Status {
   readonly applied: number;
   readonly lead: NodeId;
   readonly role: Role;
-  readonly firstIndex: number;
-  readonly lastIndex: number;
   readonly confState: ConfState;
   readonly leadTransferee: NodeId;
+}
+
+export interface Status extends BasicStatus {
+  readonly firstIndex: number;
+  readonly lastIndex: number;
   /** Leader only: per-member replication progress. */
   readonly progress: ReadonlyMap<NodeId, ProgressStatus>;
 }
@@ -224,6 +228,21 @@ export class RaftNode {
     if (lastApplied) log.appliedTo(lastApplied.index);
   }
 
+  basicStatus(): BasicStatus {
+    const r = this.raft;
+    return {
+      id: r.id,
+      term: r.term,
+      vote: r.vote,
+      commit: r.log.committed,
+      applied: r.log.applied,
+      lead: r.lead,
+      role: r.role,
+      confState: r.confState(),
+      leadTransferee: r.leadTransferee,
+    };
+  }
+
   status(): Status {
     const r = this.raft;
     const progress = new Map<NodeId, ProgressStatus>();
@@ -238,19 +257,6 @@ export class RaftNode {
         });
       }
     }
-    return {
-      id: r.id,
-      term: r.term,
-      vote: r.vote,
-      commit: r.log.committed,
-      applied: r.log.applied,
-      lead: r.lead,
-      role: r.role,
-      firstIndex: r.log.firstIndex(),
-      lastIndex: r.log.lastIndex(),
-      confState: r.confState(),
-      leadTransferee: r.leadTransferee,
-      progress,
-    };
+    return { ...this.basicStatus(), firstIndex: r.log.firstIndex(), lastIndex: r.log.lastIndex(), progress };
   }
 }
