@@ -5,7 +5,7 @@ import { AuditUnavailableError } from '../audit/audit-log.js';
 import { IntegrityError } from '../crypto/errors.js';
 import { DomainError, type DomainErrorKind } from '../domain-errors.js';
 import { KmsIntegrityError, KmsUnavailableError } from '../kms/provider.js';
-import { ConflictError, FatalStorageError, NoLeaderError, NotFoundError } from '../raft/replicator.js';
+import { FatalStorageError, NoLeaderError } from '../raft/replicator.js';
 import { InsufficientStorageError } from '../storage/write-guard.js';
 import { parserRefusal } from './edge-raw.js';
 import { ApiError, errorBody, type ErrorCode } from './errors.js';
@@ -51,8 +51,6 @@ function toApiError(err: FastifyError): ApiError {
   // Our own messages (no internals): which voter holds a rollout back, why a write was lost, …
   if (err instanceof NoLeaderError) return new ApiError('no_leader', err.message);
   if (err instanceof FatalStorageError) return new ApiError('no_leader', 'this node stopped after a storage fault');
-  if (err instanceof ConflictError) return new ApiError('conflict', err.message);
-  if (err instanceof NotFoundError) return new ApiError('not_found', err.message);
   if (err instanceof AuditUnavailableError) return new ApiError('audit_unavailable', 'audit log unavailable');
   // Refused before anything was proposed (DESIGN §3 VAULT_MIN_FREE_BYTES); the message names no path.
   if (err instanceof InsufficientStorageError) return new ApiError('insufficient_storage', err.message);

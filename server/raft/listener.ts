@@ -12,11 +12,12 @@ import fs from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
+import { ConflictError, NotFoundError } from '../domain-errors.js';
 import { admitForwardedCommand, UnknownCommandError } from '../store/commands.js';
 import { AuthRefusal, COVERED_HEADERS, type ClusterAuth, type CoveredHeaders, type KeySlot, type RefusalReason, type RequestClaim } from './cluster-auth.js';
 import { BATCH_CONTENT_TYPE, decodeBatch, decodeMessages } from './codec.js';
 import type { RaftReplicator } from './driver/raft-replicator.js';
-import { ConflictError, NoLeaderError, NotFoundError } from './replicator.js';
+import { NoLeaderError } from './replicator.js';
 import { InsufficientStorageError } from '../storage/write-guard.js';
 import { RAFT_PATHS, sha256File } from './transport.js';
 
@@ -142,9 +143,9 @@ export async function buildRaftListener(
     async (req, res) => {
       const data = new Uint8Array(Buffer.from(req.body.command, 'base64'));
       try {
-        admitForwardedCommand(data); // refuse what this leader would not have proposed itself before it reaches the log
+        const cmd = admitForwardedCommand(data); // refuse what this leader would not have proposed itself before it reaches the log
         if (!rep.isLeader()) throw new NoLeaderError('not the leader');
-        return await rep.proposeEncoded(data);
+        return await rep.proposeForwarded(cmd, data);
       } catch (err) {
         // 507: this leader refused it before proposing (short of space); the follower answers its client the same.
         const [status, code] = err instanceof UnknownCommandError ? [400, 'bad_request'] : err instanceof InsufficientStorageError ? [507, 'insufficient_storage'] : [503, 'no_leader'];

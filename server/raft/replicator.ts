@@ -43,16 +43,6 @@ export interface Replicator {
   close(): Promise<void>;
 }
 
-/** A membership change that contradicts the current membership (maps to 409 conflict). */
-export class ConflictError extends Error {
-  override readonly name = 'ConflictError';
-}
-
-/** A member that does not exist (maps to 404 not_found). */
-export class NotFoundError extends Error {
-  override readonly name = 'NotFoundError';
-}
-
 /** No leader is known or this node cannot commit (maps to 503 no_leader). */
 export class NoLeaderError extends Error {
   override readonly name = 'NoLeaderError';

@@ -2,9 +2,11 @@
 // caught up, and leaves by one conf change; leadership moves by transfer.
 // Changes run on the leader; a follower forwards them there.
 import { setTimeout as sleep } from 'node:timers/promises';
+import { clusterPeer } from '../../store/commands.js';
 import type { ConfChange } from '../core/index.js';
 import type { Transport } from '../transport.js';
-import { ConflictError, NoLeaderError, NotFoundError } from '../replicator.js';
+import { ConflictError, NotFoundError } from '../../domain-errors.js';
+import { NoLeaderError } from '../replicator.js';
 import { isLeader, LEADER_WAIT_MS, waitForLeader, type DriverContext } from './context.js';
 import type { PendingProposals } from './pending-proposals.js';
 import type { Proposer } from './proposals.js';
@@ -29,7 +31,7 @@ export class Membership {
     if (!isLeader(this.ctx)) return this.forward({ op: 'add', id, address });
     const cs = this.ctx.node.basicStatus().confState;
     if (cs.voters.includes(id)) throw new ConflictError(`${id} is already a voter`);
-    const r = await this.proposer.propose({ t: 'cluster.peer', v: 1, id, address });
+    const r = await this.proposer.propose(clusterPeer({ id, address }));
     if (!r.ok) throw new ConflictError(r.message);
     if (!cs.learners.includes(id)) await this.confChange({ type: 'addLearner', nodeId: id });
     const deadline = Date.now() + timeoutMs;

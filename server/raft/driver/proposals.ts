@@ -3,7 +3,7 @@
 // Either way the write guard refuses it first when the volume is short of
 // space, and the leader proposes a command version only once every voter
 // advertises it (capabilities.ts).
-import { decodeCommand, encodeCommand, type Command } from '../../store/commands.js';
+import { capability, encodeCommand, type Command } from '../../store/commands.js';
 import type { ApplyResult } from '../../store/results.js';
 import { InsufficientStorageError } from '../../storage/write-guard.js';
 import type { Transport } from '../transport.js';
@@ -48,12 +48,15 @@ export class Proposer {
     }
   }
 
-  /** A proposal a follower forwarded (this node should be the leader). */
-  async proposeEncoded(data: Uint8Array): Promise<Committed> {
+  /**
+   * A proposal a follower forwarded (this node should be the leader): `data`
+   * as it arrived, `cmd` what the listener decoded and admitted from it, so
+   * the bytes are not decoded again before they reach the log.
+   */
+  async proposeForwarded(cmd: Command, data: Uint8Array): Promise<Committed> {
     this.ctx.throwIfStopped();
     this.ctx.writeGuard?.check(); // the leader's own volume takes every entry first
-    const cmd = decodeCommand(data);
-    await this.gate.waitFor(`${cmd.t}@${cmd.v}`);
+    await this.gate.waitFor(capability(cmd));
     return this.proposeLocal(data);
   }
 

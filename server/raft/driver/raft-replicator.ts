@@ -153,9 +153,9 @@ export class RaftReplicator implements Replicator {
     return this.snapshots.receivePath(index);
   }
 
-  /** A forwarded proposal from a follower (this node should be the leader). */
-  proposeEncoded(data: Uint8Array): Promise<Committed> {
-    return this.proposer.proposeEncoded(data);
+  /** A forwarded proposal from a follower, admitted and decoded once by the listener (this node should be the leader). */
+  proposeForwarded(cmd: Command, data: Uint8Array): Promise<Committed> {
+    return this.proposer.proposeForwarded(cmd, data);
   }
 
   /**
