@@ -1,30 +1,31 @@
 // Assembles one vault node from its configuration: state machine, commit
 // seam, KMS, audit, metrics and the API listener. Returned handle stops it.
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { buildApi } from './api/app.js';
 import { Authorizer } from './api/authz.js';
 import { AuditLog } from './audit/audit-log.js';
-import { tokenSha256 } from './auth/tokens.js';
 import type { ServerConfig } from './config/config.js';
 import { XCHACHA_IMPL } from './crypto/xchacha.js';
 import { createKms, type KmsProvider, EPHEMERAL_MASTER_KEY_WARNING, parseLocalMasterKey } from './kms/index.js';
 import { createLogger, type Logger } from './log/logger.js';
 import { auditMetricsHooks, createCofferMetrics } from './metrics/coffer-metrics.js';
 import { meteredKms } from './metrics/metered-kms.js';
+import { registerDekCacheMetrics } from './metrics/dek-cache-metrics.js';
 import { registerStorageMetrics } from './metrics/storage-metrics.js';
-import { ClusterAuth, KEY_BYTES, REFUSAL_REASONS } from './raft/cluster-auth.js';
+import { proposeBootstrapToken } from './node/bootstrap-token.js';
+import { listenerUrl, listenOn } from './node/listen.js';
+import { raftAuth } from './node/raft-auth.js';
+import { raftTuning } from './node/raft-tuning.js';
+import { rewrapAdmin } from './node/rewrap-admin.js';
 import { buildRaftListener } from './raft/listener.js';
 import { RaftReplicator } from './raft/driver/raft-replicator.js';
-import { NoLeaderError, type Replicator } from './raft/replicator.js';
-import { RAFT_PATHS } from './raft/transport.js';
 import { RewrapWorker } from './rewrap/worker.js';
 import { createVersionSealer } from './sealing/version-sealer.js';
 import { SecretService } from './secrets/service.js';
-import { capabilities, tokenBootstrap } from './store/commands.js';
+import { capabilities } from './store/commands.js';
 import { StateReader } from './store/queries.js';
-import { BOOTSTRAP_TOKEN_NAME, StateMachine } from './store/state-machine.js';
+import { StateMachine } from './store/state-machine.js';
 import { RELEASE } from './release.js';
 import { FreeSpaceWatcher } from './storage/free-space.js';
 import { ensurePrivateFile, prepareDataDir } from './storage/private-files.js';
@@ -91,7 +92,6 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
   masterKey?.fill(0);
   undo.push(() => kms.close());
   if (kms.ephemeralMasterKey) logger.warn(`!!! ${EPHEMERAL_MASTER_KEY_WARNING} !!!`);
-  const { provider, cache } = kms;
   const sealer = createVersionSealer(kms);
 
   ensurePrivateFile(path.join(config.dataDir, 'state.db')); // SQLite would create it 0644
@@ -120,42 +120,23 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
     capabilities: capabilities(),
     auth: clusterAuth,
     logger,
-    ...tuning(),
+    ...raftTuning(),
     writeGuard,
     ...(opts.onFatal ? { onFatal: opts.onFatal } : {}),
     onLeader: () => {
-      if (config.bootstrapToken) bootstrapping = bootstrap(config.bootstrapToken, replicator, reader, logger, now);
+      if (config.bootstrapToken) bootstrapping = proposeBootstrapToken(config.bootstrapToken, replicator, reader, logger, now);
     },
   });
   undo.push(() => replicator.close());
-  for (const reason of REFUSAL_REASONS) metrics.raftAuthRefused.inc({ reason }, 0);
-  for (const kind of ['invalid', 'fault'] as const) metrics.applyRejected.inc({ kind }, 0);
   const rewrap = new RewrapWorker({
     enabled: config.rewrapEnabled,
     pollSecs: config.rewrapPollSecs,
     maxPerSec: config.rewrapMaxPerSec,
-    kms: provider,
+    kms: kms.provider,
     replicator,
     reader,
     logger,
   });
-  const rewrapApi = {
-    status: () => rewrap.status(),
-    async forceOnLeader(): Promise<string | null> {
-      if (replicator.isLeader()) {
-        rewrap.force();
-        return config.nodeId;
-      }
-      const leader = replicator.status().leader_id;
-      if (!leader) throw new NoLeaderError('no leader to run the pass');
-      try {
-        await replicator.transport.forward(leader, RAFT_PATHS.rewrap, {});
-      } catch {
-        throw new NoLeaderError('the leader could not be reached');
-      }
-      return leader;
-    },
-  };
   const raftListener = await buildRaftListener(
     replicator,
     capabilities(),
@@ -175,25 +156,13 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
   const authz = new Authorizer(reader, config.readAllowlist, now);
   const secrets = new SecretService(reader, replicator, sealer, now);
 
-  // Cache counters live in the cache; fold their growth into the metric counters at scrape time.
-  let seen = { hits: 0, misses: 0 };
-  metrics.registry.gauge({
-    name: 'coffer_dek_cache_entries',
-    help: 'Unwrapped DEKs held in memory.',
-    collect: () => {
-      const s = cache.stats();
-      metrics.dekCacheHits.inc(s.hits - seen.hits);
-      metrics.dekCacheMisses.inc(s.misses - seen.misses);
-      seen = { hits: s.hits, misses: s.misses };
-      return s.size;
-    },
-  });
+  registerDekCacheMetrics(metrics, kms.cache);
 
   const https =
     config.tlsCertFile && config.tlsKeyFile
       ? { cert: fs.readFileSync(config.tlsCertFile), key: fs.readFileSync(config.tlsKeyFile) }
       : undefined;
-  const apiDeps = { config, reader, replicator, secrets, authz, audit, metrics, logger, release: RELEASE, capabilities: capabilities(), now, rewrap: rewrapApi, writeImage: (file: string) => sm.writeImage(file) };
+  const apiDeps = { config, reader, replicator, secrets, authz, audit, metrics, logger, release: RELEASE, capabilities: capabilities(), now, rewrap: rewrapAdmin(rewrap, replicator, config.nodeId), writeImage: (file: string) => sm.writeImage(file) };
   // With VAULT_MGMT_ADDR, the API address serves value reads only and management gets its own listener.
   const api = await buildApi(apiDeps, https, config.mgmtAddr ? 'reads' : 'all');
   undo.push(() => api.close());
@@ -236,81 +205,7 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
   };
 }
 
-/**
- * Signs and checks Raft traffic with VAULT_CLUSTER_KEY (and accepts
- * VAULT_CLUSTER_KEY_PREVIOUS). A lone node without one gets a random key for
- * this run: its Raft listener then refuses everyone, which is right for a
- * node nobody may join (config refuses a missing key when VAULT_PEERS lists others).
- */
-function raftAuth(config: ServerConfig, logger: Logger): ClusterAuth {
-  if (config.clusterKey) return new ClusterAuth({ nodeId: config.nodeId, key: config.clusterKey, previous: config.clusterKeyPrevious });
-  const ephemeral = randomBytes(KEY_BYTES);
-  const auth = new ClusterAuth({ nodeId: config.nodeId, key: ephemeral });
-  ephemeral.fill(0); // ClusterAuth keeps its own copy, zeroed on close
-  logger.warn('Raft traffic is authenticated with an ephemeral cluster key: no other node can join this one until VAULT_CLUSTER_KEY is set (base64 of 32 bytes, the same on every node)');
-  return auth;
-}
-
-/** Listens, or fails with a message that names the listener and the address (a busy port, a foreign address). */
-async function listenOn(app: FastifyInstance, addr: { host: string; port: number }, what: string): Promise<void> {
-  try {
-    await app.listen({ host: addr.host, port: addr.port });
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'EADDRINUSE' ? 'the address is already in use' : code === 'EADDRNOTAVAIL' ? 'no such local address' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
-    throw new Error(`${what} cannot listen on ${addr.host}:${addr.port}: ${why}`, { cause: err });
-  }
-}
-
-function listenerUrl(app: FastifyInstance, configured: { host: string; port: number }, tls: boolean): string {
-  const addr = app.server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : configured.port;
-  return `${tls ? 'https' : 'http'}://${configured.host === '0.0.0.0' ? '127.0.0.1' : configured.host}:${port}`;
-}
-
-/** Test and benchmark knobs for Raft timing; not part of the VAULT_* contract. */
-function tuning(): { tickMs?: number; electionTicks?: number; snapshotEntries?: number } {
-  const num = (name: string) => {
-    const v = process.env[name];
-    return v && /^\d+$/.test(v) ? Number(v) : undefined;
-  };
-  const out: { tickMs?: number; electionTicks?: number; snapshotEntries?: number } = {};
-  const tick = num('COFFER_RAFT_TICK_MS');
-  const election = num('COFFER_RAFT_ELECTION_TICKS');
-  const snap = num('COFFER_RAFT_SNAPSHOT_ENTRIES');
-  if (tick) out.tickMs = tick;
-  if (election) out.electionTicks = election;
-  if (snap) out.snapshotEntries = snap;
-  return out;
-}
-
 async function waitUntil(cond: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!cond() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-}
-
-async function bootstrap(
-  token: string,
-  replicator: Replicator,
-  reader: StateReader,
-  logger: Logger,
-  now: () => Date,
-): Promise<void> {
-  const digest = tokenSha256(token);
-  let result;
-  try {
-    result = await replicator.propose(tokenBootstrap({ token_sha256: digest, created_at: now().toISOString() }));
-  } catch (err) {
-    logger.warn({ err: (err as Error).message }, `could not propose ${BOOTSTRAP_TOKEN_NAME}; the next leader will`);
-    return;
-  }
-  if (!result.ok) {
-    logger.error({ reason: result.message }, `could not create ${BOOTSTRAP_TOKEN_NAME}`);
-  } else if (result.note === 'revoked') {
-    logger.warn(`${BOOTSTRAP_TOKEN_NAME} was revoked and stays revoked; VAULT_BOOTSTRAP_TOKEN is ignored`);
-  } else if (result.note === 'exists' && !reader.tokenByHash(digest)) {
-    logger.warn(`${BOOTSTRAP_TOKEN_NAME} exists with a different value; VAULT_BOOTSTRAP_TOKEN is ignored`);
-  } else if (result.created) {
-    logger.info(`created token ${BOOTSTRAP_TOKEN_NAME} (role admin); mint per-service tokens with it, then revoke it`);
-  }
 }

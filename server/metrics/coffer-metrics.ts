@@ -2,6 +2,8 @@
 // other modules get the typed handles injected rather than importing a global.
 // Label values must be bounded: `route` is the route template
 // (`/v1/secrets/:name`), never the raw URL, so secret names stay out of metrics.
+import { REFUSAL_REASONS } from '../raft/cluster-auth.js';
+import type { StateMachine } from '../store/state-machine.js';
 import { Registry, type Counter, type Gauge, type Histogram } from './registry.js';
 
 export type HttpOutcome = 'allowed' | 'denied' | 'error';
@@ -29,6 +31,7 @@ export interface CofferMetrics {
 
 // Audit writes are one fsync per batch: sub-millisecond on good disks, seconds when storage struggles.
 const AUDIT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+const APPLY_REJECTION_KINDS: readonly Parameters<StateMachine['onRejected']>[0][] = ['invalid', 'fault'];
 
 export function createCofferMetrics(): CofferMetrics {
   const registry = new Registry();
@@ -37,6 +40,20 @@ export function createCofferMetrics(): CofferMetrics {
 
   registry.gauge({ name: 'process_start_time_seconds', help: 'Start time of the process since unix epoch in seconds.', collect: () => startSeconds });
   registry.gauge({ name: 'process_resident_memory_bytes', help: 'Resident memory size in bytes.', collect: () => process.memoryUsage.rss() });
+
+  const raftAuthRefused = registry.counter({
+    name: 'coffer_raft_auth_refused_total',
+    help: 'Raft listener requests refused with 401: no, bad or replayed cluster MAC, stale time, or a sender that is not a member.',
+    labelNames: ['reason'],
+  });
+  const applyRejected = registry.counter({
+    name: 'coffer_apply_rejected_total',
+    help: 'Committed commands applied as a rejection with no state change: invalid content, or a fault every node repeats (a bug worth reporting).',
+    labelNames: ['kind'],
+  });
+  // Every label value from zero, so a rate() or an alert sees the first one.
+  for (const reason of REFUSAL_REASONS) raftAuthRefused.inc({ reason }, 0);
+  for (const kind of APPLY_REJECTION_KINDS) applyRejected.inc({ kind }, 0);
 
   return {
     registry,
@@ -68,16 +85,8 @@ export function createCofferMetrics(): CofferMetrics {
     }),
     raftCommitIndex: registry.gauge({ name: 'coffer_raft_commit_index', help: 'Highest Raft log index known to be committed.' }),
     raftAppliedIndex: registry.gauge({ name: 'coffer_raft_applied_index', help: 'Highest Raft log index applied to state.db.' }),
-    raftAuthRefused: registry.counter({
-      name: 'coffer_raft_auth_refused_total',
-      help: 'Raft listener requests refused with 401: no, bad or replayed cluster MAC, stale time, or a sender that is not a member.',
-      labelNames: ['reason'],
-    }),
-    applyRejected: registry.counter({
-      name: 'coffer_apply_rejected_total',
-      help: 'Committed commands applied as a rejection with no state change: invalid content, or a fault every node repeats (a bug worth reporting).',
-      labelNames: ['kind'],
-    }),
+    raftAuthRefused,
+    applyRejected,
     render: () => registry.render(),
   };
 }

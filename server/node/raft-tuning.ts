@@ -1,0 +1,15 @@
+// Test and benchmark knobs for Raft timing (COFFER_RAFT_*): not part of the VAULT_* contract.
+export function raftTuning(): { tickMs?: number; electionTicks?: number; snapshotEntries?: number } {
+  const num = (name: string) => {
+    const v = process.env[name];
+    return v && /^\d+$/.test(v) ? Number(v) : undefined;
+  };
+  const out: { tickMs?: number; electionTicks?: number; snapshotEntries?: number } = {};
+  const tick = num('COFFER_RAFT_TICK_MS');
+  const election = num('COFFER_RAFT_ELECTION_TICKS');
+  const snap = num('COFFER_RAFT_SNAPSHOT_ENTRIES');
+  if (tick) out.tickMs = tick;
+  if (election) out.electionTicks = election;
+  if (snap) out.snapshotEntries = snap;
+  return out;
+}
