@@ -10,7 +10,7 @@ import { applyForwardedFor, peerOf, type RequestContext } from './context.js';
 import { createEdgeCheck } from './edge.js';
 import { installJsonParser } from './edge-json.js';
 import { rawRefusals } from './edge-raw.js';
-import type { AuditDone } from '../audit/audit-log.js';
+import type { AuditDone } from '../audit/record.js';
 import type { ApiDeps } from './deps.js';
 import { ApiError, errorBody, outcomeFor } from './errors.js';
 import { installErrorHandling } from './error-handler.js';

@@ -1,7 +1,7 @@
 // Maps every failure to the fixed error vocabulary. Unknown errors become
 // 500 internal with a generic message; their detail goes to the log only.
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { AuditUnavailableError } from '../audit/audit-log.js';
+import { AuditUnavailableError } from '../audit/record.js';
 import { IntegrityError } from '../crypto/errors.js';
 import { DomainError, type DomainErrorKind } from '../domain-errors.js';
 import { KmsIntegrityError, KmsUnavailableError } from '../kms/provider.js';

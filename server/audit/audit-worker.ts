@@ -14,7 +14,7 @@
 //
 // This module must stay self-contained: no relative imports and no bare
 // package imports, because under vitest it is loaded from a `data:` URL (see
-// workerUrl() in audit-log.ts). better-sqlite3 is therefore loaded through
+// worker-url.ts). better-sqlite3 is therefore loaded through
 // createRequire from the path the owner passes in `workerData.requireFrom`.
 import { createRequire } from 'node:module';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -83,7 +83,7 @@ interface Handle {
 function main(): void {
   const port = parentPort;
   const data = workerData as AuditWorkerData | undefined;
-  // Imported for its types and constants (audit-log.ts), not started as our worker.
+  // Imported for its types and constants (the owner side), not started as our worker.
   if (!port || data?.role !== AUDIT_WORKER_ROLE) return;
   const Database = createRequire(data.requireFrom)('better-sqlite3') as typeof BetterSqlite3;
   let handle: Handle | null = null;

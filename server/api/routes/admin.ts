@@ -1,6 +1,6 @@
 // Admin routes that work on one node: this node's audit trail and cluster status.
 import type { FastifyPluginAsync } from 'fastify';
-import { AUDIT_DEFAULT_LIMIT, AUDIT_MAX_LIMIT } from '../../audit/audit-log.js';
+import { AUDIT_DEFAULT_LIMIT, AUDIT_MAX_LIMIT } from '../../audit/reader.js';
 import type { ApiDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
 import { ADDRESS_PATTERN, NODE_ID_PATTERN } from '../../raft/listener.js';

@@ -3,7 +3,8 @@ import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, rmdirSync, statS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AuditLog, AuditUnavailableError, type AuditRecord } from '../../../server/audit/audit-log.js';
+import { AuditLog } from '../../../server/audit/audit-log.js';
+import { AuditUnavailableError, type AuditRecord } from '../../../server/audit/record.js';
 
 let dir: string;
 const open: AuditLog[] = [];
@@ -333,7 +334,7 @@ describe('AuditLog', () => {
     const failures: number[] = [];
     const log = make({ onFailure: (_e, n) => failures.push(n) });
     await log.record(rec(1));
-    const worker = () => (log as unknown as { worker: { terminate(): Promise<number> } | null }).worker;
+    const worker = () => (log as unknown as { worker: { worker: { terminate(): Promise<number> } | null } }).worker.worker;
 
     // Killed while idle: the next record starts a new worker.
     await worker()!.terminate();
