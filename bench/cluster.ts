@@ -36,8 +36,9 @@
 // bench/orphan-guard.ts (etcd through bench/etcd-member.ts), so nothing
 // outlives a killed bench, and the whole run has a hard deadline.
 //
-// This file runs the measurement; bench/cluster/ holds its flags
-// (settings.ts), the two systems (etcd.ts, coffer.ts) and the output (report.ts).
+// This file runs the measurement; beside it are its flags
+// (cluster-settings.ts), the two systems (cluster-etcd.ts, cluster-coffer.ts)
+// and the output (cluster-report.ts).
 import type { Options } from 'autocannon';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -56,11 +57,11 @@ import {
   stopChild,
   runBench,
 } from './common.js';
-import { auditBatches, startCoffer } from './cluster/coffer.js';
-import { etcdVersion, INSTALL_HINT, killEtcdNow, startEtcd } from './cluster/etcd.js';
-import { fetchJson, poll, type Cluster, type Member } from './cluster/members.js';
-import { report, runLine, type Sample } from './cluster/report.js';
-import { isCoffer, settings, VALUE_BYTES, type System } from './cluster/settings.js';
+import { auditBatches, startCoffer } from './cluster-coffer.js';
+import { etcdVersion, INSTALL_HINT, killEtcdNow, startEtcd } from './cluster-etcd.js';
+import { fetchJson, poll, type Cluster, type Member } from './cluster-members.js';
+import { report, runLine, type Sample } from './cluster-report.js';
+import { isCoffer, settings, VALUE_BYTES, type System } from './cluster-settings.js';
 
 let tempDir: string | null = null;
 let keepTemp = false;

@@ -3,9 +3,9 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { freePort, startChild } from '../common.js';
-import { fetchJson, poll, type Cluster, type Member } from './members.js';
-import type { Settings } from './settings.js';
+import { freePort, startChild } from './common.js';
+import { fetchJson, poll, type Cluster, type Member } from './cluster-members.js';
+import type { Settings } from './cluster-settings.js';
 
 export async function startCoffer(s: Settings, root: string, token: string, bin: string, label: string): Promise<Cluster> {
   const spec: { id: string; host: string; api: number; raft: number }[] = [];

@@ -1,6 +1,6 @@
 // The cluster bench's flags (see bench/cluster.ts for what each does).
 import path from 'node:path';
-import { ROOT, flagReaders, parseFlags, rejectUnknownFlags } from '../common.js';
+import { ROOT, flagReaders, parseFlags, rejectUnknownFlags } from './common.js';
 
 export type System = 'etcd' | 'coffer' | 'coffer@base';
 export const isCoffer = (sys: System) => sys !== 'etcd';

@@ -1,7 +1,7 @@
 // What one run measured, the line printed after it, and the final table
 // (medians over the repeats) with the throughput ratios.
 import os from 'node:os';
-import { isCoffer, VALUE_BYTES, type Settings, type System } from './settings.js';
+import { isCoffer, VALUE_BYTES, type Settings, type System } from './cluster-settings.js';
 
 export interface Sample {
   system: System;

@@ -5,9 +5,9 @@ import { execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { HERE, freePort, startChild } from '../common.js';
-import { fetchJson, poll, type Cluster, type Member } from './members.js';
-import type { Settings } from './settings.js';
+import { HERE, freePort, startChild } from './common.js';
+import { fetchJson, poll, type Cluster, type Member } from './cluster-members.js';
+import type { Settings } from './cluster-settings.js';
 
 const ETCD_MEMBER = path.join(HERE, 'etcd-member.js');
 export const INSTALL_HINT = 'etcd is not installed. On Debian/Ubuntu: apt-get update && apt-get install -y etcd-server (or pass --etcd-bin=/path/to/etcd)';
