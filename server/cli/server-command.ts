@@ -5,7 +5,7 @@
 // fault after start (EXIT_STORAGE_FAULT).
 import { ConfigError, loadConfig } from '../config/config.js';
 import { createLogger } from '../log/logger.js';
-import { startNode } from '../node.js';
+import { startNode } from '../node/node.js';
 import type { ParsedArgs } from './args.js';
 import { applyDevDefaults } from './dev.js';
 

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { loadConfig } from '../../server/config/config.js';
-import { startNode, type RunningNode } from '../../server/node.js';
+import { startNode, type RunningNode } from '../../server/node/node.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const COFFER_BIN = path.join(ROOT, 'dist/bin/coffer.js');

@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../server/config/config.js';
-import { startNode, type RunningNode } from '../../server/node.js';
+import { startNode, type RunningNode } from '../../server/node/node.js';
 import type { Command } from '../../server/store/commands.js';
 import { client, request } from '../helpers/http.js';
 import { freePort } from '../helpers/net.js';

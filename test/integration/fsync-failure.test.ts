@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../server/config/config.js';
-import { startNode, type RunningNode } from '../../server/node.js';
+import { startNode, type RunningNode } from '../../server/node/node.js';
 import { client, request } from '../helpers/http.js';
 import { nodeEnv, randomMasterKey, randomToken, spawnNode, tempDir, type SpawnedNode } from '../helpers/node.js';
 

@@ -1,36 +1,38 @@
 // Assembles one vault node from its configuration: state machine, commit
 // seam, KMS, audit, metrics and the API listener. Returned handle stops it.
+// Composition only: the policies it wires in (bootstrap token, cluster key,
+// re-wrap admin, listeners) live beside it in this folder.
 import fs from 'node:fs';
 import path from 'node:path';
-import { buildApi } from './api/app.js';
-import { Authorizer } from './api/authz.js';
-import { AuditLog } from './audit/audit-log.js';
-import type { ServerConfig } from './config/config.js';
-import { XCHACHA_IMPL } from './crypto/xchacha.js';
-import { createKms, type KmsProvider, EPHEMERAL_MASTER_KEY_WARNING, parseLocalMasterKey } from './kms/index.js';
-import { createLogger, type Logger } from './log/logger.js';
-import { auditMetricsHooks, createCofferMetrics } from './metrics/coffer-metrics.js';
-import { meteredKms } from './metrics/metered-kms.js';
-import { registerDekCacheMetrics } from './metrics/dek-cache-metrics.js';
-import { registerStorageMetrics } from './metrics/storage-metrics.js';
-import { proposeBootstrapToken } from './node/bootstrap-token.js';
-import { listenerUrl, listenOn } from './node/listen.js';
-import { raftAuth } from './node/raft-auth.js';
-import { raftTuning } from './node/raft-tuning.js';
-import { rewrapAdmin } from './node/rewrap-admin.js';
-import { buildRaftListener } from './raft/listener.js';
-import { RaftReplicator } from './raft/driver/raft-replicator.js';
-import { RewrapWorker } from './rewrap/worker.js';
-import { createVersionSealer } from './sealing/version-sealer.js';
-import { SecretService } from './secrets/service.js';
-import { capabilities } from './store/commands.js';
-import { StateReader } from './store/queries.js';
-import { StateMachine } from './store/state-machine.js';
-import { RELEASE } from './release.js';
-import { FreeSpaceWatcher } from './storage/free-space.js';
-import { ensurePrivateFile, prepareDataDir } from './storage/private-files.js';
-import { WriteGuard } from './storage/write-guard.js';
+import { buildApi } from '../api/app.js';
+import { Authorizer } from '../api/authz.js';
+import { AuditLog } from '../audit/audit-log.js';
+import type { ServerConfig } from '../config/config.js';
+import { XCHACHA_IMPL } from '../crypto/xchacha.js';
+import { createKms, type KmsProvider, EPHEMERAL_MASTER_KEY_WARNING, parseLocalMasterKey } from '../kms/index.js';
+import { createLogger, type Logger } from '../log/logger.js';
+import { auditMetricsHooks, createCofferMetrics } from '../metrics/coffer-metrics.js';
+import { meteredKms } from '../metrics/metered-kms.js';
+import { registerDekCacheMetrics } from '../metrics/dek-cache-metrics.js';
+import { registerStorageMetrics } from '../metrics/storage-metrics.js';
+import { buildRaftListener } from '../raft/listener.js';
+import { RaftReplicator } from '../raft/driver/raft-replicator.js';
+import { RewrapWorker } from '../rewrap/worker.js';
+import { createVersionSealer } from '../sealing/version-sealer.js';
+import { SecretService } from '../secrets/service.js';
+import { capabilities } from '../store/commands.js';
+import { StateReader } from '../store/queries.js';
+import { StateMachine } from '../store/state-machine.js';
+import { RELEASE } from '../release.js';
+import { FreeSpaceWatcher } from '../storage/free-space.js';
+import { ensurePrivateFile, prepareDataDir } from '../storage/private-files.js';
+import { WriteGuard } from '../storage/write-guard.js';
 import type { FastifyInstance } from 'fastify';
+import { proposeBootstrapToken } from './bootstrap-token.js';
+import { listenerUrl, listenOn } from './listen.js';
+import { raftAuth } from './raft-auth.js';
+import { raftTuning } from './raft-tuning.js';
+import { rewrapAdmin } from './rewrap-admin.js';
 
 export interface RunningNode {
   config: ServerConfig;
