@@ -182,7 +182,7 @@ export function buildManifests(vc: VaultCluster, opts: BuildOptions): VaultClust
     ports,
   });
   // Clients: ready pods only, API port only.
-  const client = new kplus.Service(chart, 'client', {
+  new kplus.Service(chart, 'client', {
     metadata: meta(names.clientService),
     type: kplus.ServiceType.CLUSTER_IP,
     ports: [ports[0] as (typeof ports)[number]],
