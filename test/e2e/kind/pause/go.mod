@@ -1,0 +1,3 @@
+module coffer.local/kind/pause
+
+go 1.22
