@@ -35,7 +35,7 @@ function parse(path: string): SourceFile {
   const imports: string[] = [];
   const packages: string[] = [];
   for (const m of text.matchAll(IMPORT)) {
-    const spec = m[1] ?? m[2] ?? m[3];
+    const spec = m[1] ?? m[2] ?? m[3] ?? '';
     if (spec.startsWith('.')) imports.push(relative(ROOT, resolve(ROOT, dirname(path), spec)).replace(/\.js$/, '.ts'));
     else packages.push(spec);
   }
@@ -49,7 +49,7 @@ const files = SOURCE_ROOTS.flatMap(listTs).map(parse);
 // not a cycle, while server/api <-> server/secrets is.
 const folderOf = (path: string) => {
   const parts = dirname(path).split('/');
-  return parts[0] === 'server' || parts[0] === 'operator' ? parts.slice(0, 2).join('/') : parts[0];
+  return parts[0] === 'server' || parts[0] === 'operator' ? parts.slice(0, 2).join('/') : (parts[0] ?? '');
 };
 const withoutComments = (text: string) => text.replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:])\/\/.*$/gm, '$1');
 
