@@ -243,11 +243,26 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: Api
   const probeAudit: preHandlerHookHandler = (_req, _reply, done) => {
     deps.audit.probe().then(() => done(), (err: Error) => done(err));
   };
+  // A token minted through another node a moment ago may not have been applied here yet (a client
+  // Service spreads one client's requests over the pods). Before a follower answers 401 "unknown token"
+  // it catches up with the leader's commit once (a ReadIndex round, shared by the requests that arrive
+  // together) and looks again. Known tokens pay nothing: the principal found here is kept for the route.
+  const catchUpOnUnknownToken: preHandlerHookHandler = (req, _reply, done) => {
+    if (req.headers.authorization === undefined || deps.authz.settled(req) || deps.replicator.isLeader()) {
+      done();
+      return;
+    }
+    deps.replicator.readBarrier().then(() => done(), () => done());
+  };
   app.addHook('onRoute', (route) => {
+    const action = (route.config as { action?: string } | undefined)?.action ?? '';
     const methods = Array.isArray(route.method) ? route.method : [route.method];
-    if (methods.every((m) => m === 'GET' || m === 'HEAD')) return;
+    const hooks: preHandlerHookHandler[] = [];
+    if (!UNAUDITED.has(action) && action !== 'secret.read') hooks.push(catchUpOnUnknownToken);
+    if (!methods.every((m) => m === 'GET' || m === 'HEAD')) hooks.push(probeAudit);
+    if (hooks.length === 0) return;
     const own = route.preHandler;
-    route.preHandler = own === undefined ? [probeAudit] : [probeAudit, ...(Array.isArray(own) ? own : [own])];
+    route.preHandler = own === undefined ? hooks : [...hooks, ...(Array.isArray(own) ? own : [own])];
   });
 
   installErrorHandling(app);

@@ -39,6 +39,17 @@ export class Authorizer {
     return outcome.principal;
   }
 
+  /**
+   * False only when the request's token is unknown to this node (it may yet arrive through Raft);
+   * a live token is kept as the request's principal.
+   */
+  settled(req: FastifyRequest): boolean {
+    if (req.ctx.principal) return true;
+    const outcome = authenticate(this.reader, req.headers.authorization, this.now());
+    if (outcome.ok) req.ctx.principal = outcome.principal;
+    return outcome.ok || outcome.reason !== 'unknown';
+  }
+
   /** 401 without a live token, 403 when its role lacks `action` (on `name` for path actions). */
   require(req: FastifyRequest, action: Action, name?: string): Principal {
     const p = this.principal(req);
