@@ -58,3 +58,8 @@ timed() {
   "$@"
   klog "$what: done in $(($(date +%s) - t0))s"
 }
+
+# Debian packages (debootstrap --include) of the node rootfs and of the small
+# userland the kube-proxy, CNI agent and local-path helper images share.
+NODE_PACKAGES=systemd,systemd-sysv,dbus,conntrack,iptables,nftables,iproute2,ethtool,util-linux,mount,kmod,libseccomp2,pigz,bash,ca-certificates,curl,jq,procps,containerd,runc,containernetworking-plugins,socat,less
+USERLAND_PACKAGES=iptables,conntrack,iproute2,ca-certificates
