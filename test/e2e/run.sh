@@ -24,8 +24,12 @@
 #                          the tag must be the release: the rollout gate compares it
 #                          with each pod's /v1/health version)
 #   COFFER_E2E_NO_BUILD=1  use an existing local image instead of building
-#   COFFER_BASE_IMAGE      Dockerfile BASE_IMAGE (default: the Dockerfile's node LTS image)
-#   KIND_NODE_IMAGE        kind node image (default: kind's own)
+#   COFFER_BASE_IMAGE      Dockerfile BASE_IMAGE (default: the Dockerfile's node LTS image when
+#                          it is local, else the local base test/e2e/build-base-image.sh builds)
+#   KIND_NODE_IMAGE        kind node image (default: the one test/e2e/kind/node-image.sh builds
+#                          here; kind's own where that cannot be built: not root or no go)
+#   COFFER_E2E_REUSE=0     delete and recreate a cluster of that name (default: reuse the one
+#                          `npm run e2e:up` left, and leave it there afterwards)
 #   COFFER_E2E_TIMEOUT     seconds for each wait (default 600)
 set -uo pipefail
 
@@ -47,6 +51,24 @@ skip() {
   echo "e2e tier not run: nothing was tested (this is not a pass)."
   exit 0
 }
+
+# ---------------------------------------------------------------- kind tooling
+# test/e2e/kind: dockerd (started when none answers, with the runc wrapper
+# this machine's capability bounding set needs), kind and kubectl from their
+# Go modules, and the kind node image built here (nothing can be pulled).
+source test/e2e/kind/lib.sh
+export PATH="$KIND_BIN:$PATH"
+if [[ -z "${KIND_NODE_IMAGE:-}" && $(id -u) == 0 ]] && command -v go >/dev/null 2>&1; then
+  if ! { bash test/e2e/kind/docker.sh >/dev/null && bash test/e2e/kind/tools.sh >/dev/null &&
+    KIND_NODE_IMAGE=$(bash test/e2e/kind/node-image.sh | tail -1); }; then
+    echo "e2e: building the kind tooling or node image failed (test/e2e/kind)"
+    echo "e2e: 0 passed, 1 failed"
+    exit 1
+  fi
+  if [[ -z "${COFFER_BASE_IMAGE:-}" ]] && ! docker image inspect node:24-bookworm-slim >/dev/null 2>&1; then
+    COFFER_BASE_IMAGE=$(bash test/e2e/build-base-image.sh | tail -1) || { echo "e2e: building the local base image failed"; echo "e2e: 0 passed, 1 failed"; exit 1; }
+  fi
+fi
 
 # ---------------------------------------------------------------- prerequisites
 command -v docker >/dev/null 2>&1 || skip "docker is not installed (the e2e tier builds Coffer's image and runs kind in Docker)"
@@ -95,10 +117,15 @@ diagnostics() {
   for p in 0 1 2; do kubectl logs -n "$NS" "$VC-$p" -c vault --tail=40 --prefix 2>&1 || true; done
 }
 
+REUSED=0
 cleanup() {
   local code=$?
   if [[ "${COFFER_E2E_KEEP:-}" == 1 ]]; then
     log "keeping cluster $CLUSTER: export KUBECONFIG=$KUBECONFIG; delete with: kind delete cluster --name $CLUSTER"
+  elif [[ "$REUSED" == 1 ]]; then
+    # someone else's cluster (npm run e2e:up): only this run's namespace goes
+    kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1 || true
+    rm -rf "$WORK"
   else
     kind delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true
     rm -rf "$WORK"
@@ -138,9 +165,16 @@ coffer_in() { # coffer_in <pod> <coffer args...> (COFFER_ADDR/COFFER_TOKEN set)
 
 # ---------------------------------------------------------------- 1. cluster
 step "create kind cluster $CLUSTER"
+if [[ "${COFFER_E2E_REUSE:-1}" == 1 ]] && kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+  REUSED=1
+  log "reusing kind cluster $CLUSTER (left by npm run e2e:up; COFFER_E2E_REUSE=0 recreates it)"
+  kind export kubeconfig --name "$CLUSTER" --kubeconfig "$KUBECONFIG" >"$WORK/kind-create.log" 2>&1 || fail "kind export kubeconfig failed"
+  kubectl delete namespace "$NS" --ignore-not-found --timeout="${TIMEOUT}s" >/dev/null || fail "cannot delete namespace $NS of an earlier run"
+else
 kind delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true
+# one control plane and two workers (test/e2e/kind/cluster.yaml), as npm run e2e:up
 if ! kind create cluster --name "$CLUSTER" --kubeconfig "$KUBECONFIG" --wait 180s ${KIND_NODE_IMAGE:+--image "$KIND_NODE_IMAGE"} \
-  >"$WORK/kind-create.log" 2>&1; then
+  --config test/e2e/kind/cluster.yaml >"$WORK/kind-create.log" 2>&1; then
   cat "$WORK/kind-create.log"
   # No node image (none local, and no registry to pull one from) is a missing
   # prerequisite like a missing kind: skip, and leave no report behind.
@@ -152,6 +186,7 @@ if ! kind create cluster --name "$CLUSTER" --kubeconfig "$KUBECONFIG" --wait 180
   fi
   fail "kind create cluster failed"
 fi
+fi
 cat "$WORK/kind-create.log"
 kubectl version >/dev/null || fail "the cluster's API server does not answer"
 ok
@@ -161,7 +196,8 @@ step "build and load image $IMAGE"
 if [[ "${COFFER_E2E_NO_BUILD:-}" == 1 ]]; then
   docker image inspect "$IMAGE" >/dev/null 2>&1 || fail "COFFER_E2E_NO_BUILD=1 but image $IMAGE does not exist"
 else
-  docker build ${COFFER_BASE_IMAGE:+--build-arg "BASE_IMAGE=$COFFER_BASE_IMAGE"} -t "$IMAGE" . || fail "docker build failed"
+  # host network: npm ci reaches the npm registry without NAT on docker's bridge
+  docker build --network host ${COFFER_BASE_IMAGE:+--build-arg "BASE_IMAGE=$COFFER_BASE_IMAGE"} -t "$IMAGE" . || fail "docker build failed"
 fi
 kind load docker-image "$IMAGE" --name "$CLUSTER" || fail "kind load docker-image failed"
 ok
@@ -170,7 +206,7 @@ ok
 step "install the operator chart"
 repo=${IMAGE%:*}
 tag=${IMAGE##*:}
-"$HELM" install coffer-operator charts/coffer-operator --namespace "$NS_OP" --create-namespace \
+"$HELM" upgrade --install coffer-operator charts/coffer-operator --namespace "$NS_OP" --create-namespace \
   --set "image.repository=$repo" --set "image.tag=$tag" --set image.pullPolicy=Never --set logLevel=debug \
   --wait --timeout "${TIMEOUT}s" || fail "helm install failed"
 kubectl get crd vaultclusters.coffer.dev >/dev/null || fail "the chart did not install the VaultCluster CRD"
