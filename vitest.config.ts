@@ -8,6 +8,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    globalSetup: ['test/helpers/temp-root.ts'],
     reporters: ['default', ['json', { outputFile: 'test-results/main.json' }]],
   },
 });

@@ -5,7 +5,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/kms/**/*.test.ts'],
-    globalSetup: ['test/kms/global-setup.ts'],
+    globalSetup: ['test/helpers/temp-root.ts', 'test/kms/global-setup.ts'],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',

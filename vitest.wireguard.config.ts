@@ -9,7 +9,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/wireguard/**/*.test.ts'],
-    globalSetup: ['test/wireguard/global-setup.ts'],
+    globalSetup: ['test/helpers/temp-root.ts', 'test/wireguard/global-setup.ts'],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',

@@ -1,4 +1,5 @@
 // A cluster of real `coffer server` processes on 127.0.0.x for tests.
+import fs from 'node:fs';
 import path from 'node:path';
 import { FaultProxy, type LinkMode } from './fault-proxy.js';
 import { request } from './http.js';
@@ -199,5 +200,8 @@ export class TestCluster {
     await Promise.all(this.members.map((m) => m.proc?.stop('SIGKILL')));
     await Promise.all([...this.proxies.values()].map((p) => p.close()));
     this.proxies.clear();
+    // Every node's data folder lives under root: nothing is left in the temp dir after a run
+    // (COFFER_KEEP_TEST_DATA=1 keeps it, e.g. to read a failed chaos run's nodes).
+    if (process.env.COFFER_KEEP_TEST_DATA !== '1') fs.rmSync(this.root, { recursive: true, force: true });
   }
 }
