@@ -39,16 +39,10 @@ bash test/e2e/kind/tools.sh >/dev/null
 HELM=${COFFER_HELM:-$(bash test/tools/helm.sh | tail -1)}
 
 step "images"
-NODE_IMAGE=${KIND_NODE_IMAGE:-}
-if [[ -z "$NODE_IMAGE" ]]; then
-  # node-image.sh answers from its cache in a second when nothing changed
-  if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
-    NODE_IMAGE=$(COFFER_E2E_IMAGE=$IMAGE bash test/e2e/image.sh | tail -2 | head -1)
-  else
-    NODE_IMAGE=$(bash test/e2e/kind/node-image.sh | tail -1)
-  fi
-fi
-docker image inspect "$IMAGE" >/dev/null 2>&1 || COFFER_E2E_IMAGE=$IMAGE bash test/e2e/image.sh >/dev/null
+# both are cached: seconds when nothing changed, and Coffer's image follows
+# the working tree
+built=$(COFFER_E2E_IMAGE=$IMAGE bash test/e2e/image.sh | tail -2)
+NODE_IMAGE=${KIND_NODE_IMAGE:-$(head -1 <<<"$built")}
 klog "node image $NODE_IMAGE, Coffer image $IMAGE"
 
 step "cluster $CLUSTER"

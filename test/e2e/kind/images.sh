@@ -100,7 +100,7 @@ RUN chmod 0755 /usr/local/bin/kubectl /usr/local/bin/cni-agent
 ENTRYPOINT ["/usr/local/bin/cni-agent"]
 DOCKERFILE
 for target in kube-proxy:registry.k8s.io/kube-proxy:$K8S_VERSION cni-agent:coffer.local/kind/cni-agent:1; do
-  DOCKER_BUILDKIT=0 docker build -q --target "${target%%:*}" -t "${target#*:}" "$WORK/ctx" >/dev/null
+  quiet_build -q --target "${target%%:*}" -t "${target#*:}" "$WORK/ctx"
   TAGS+=("${target#*:}")
 done
 docker tag "$USERLAND" coffer.local/kind/local-path-helper:1

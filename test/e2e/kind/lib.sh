@@ -49,6 +49,14 @@ go_env() {
   command -v go >/dev/null 2>&1 || kdie "'go' is not on PATH (needed to build kind, kubelet, kubeadm and the node's images)"
 }
 
+# quiet_build <docker build args...>: the classic builder (BuildKit needs a
+# plugin this machine's docker lacks), its output shown only when it fails.
+quiet_build() {
+  local out rc=0
+  out=$(DOCKER_BUILDKIT=0 docker build "$@" 2>&1) || rc=$?
+  ((rc == 0)) || { printf '%s\n' "$out" | tail -40 >&2; kdie "docker build $* failed"; }
+}
+
 # timed <what> <command...>
 timed() {
   local what=$1 t0

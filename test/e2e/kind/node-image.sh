@@ -144,7 +144,9 @@ tar --numeric-owner --xattrs -C "$R" -c . | docker import \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' \
   - "$IMAGE.import" >/dev/null
-printf 'FROM %s\nSTOPSIGNAL SIGRTMIN+3\n' "$IMAGE.import" | DOCKER_BUILDKIT=0 docker build -q -t "$IMAGE" - >/dev/null
+mkdir -p "$WORK/ctx"
+printf 'FROM %s\nSTOPSIGNAL SIGRTMIN+3\n' "$IMAGE.import" >"$WORK/ctx/Dockerfile"
+quiet_build -q -t "$IMAGE" "$WORK/ctx"
 docker rmi "$IMAGE.import" >/dev/null
 docker tag "$IMAGE" "$NODE_IMAGE_REPO:$K8S_VERSION"
 # older builds of the node image are superseded
