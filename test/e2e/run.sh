@@ -29,7 +29,7 @@
 #   KIND_NODE_IMAGE        kind node image (default: the one test/e2e/kind/node-image.sh builds
 #                          here; kind's own where that cannot be built: not root or no go)
 #   COFFER_E2E_REUSE=0     delete and recreate a cluster of that name (default: reuse the one
-#                          `npm run e2e:up` left, and leave it there afterwards)
+#                          `npm run e2e:up` left, and leave it there afterwards; 0 when CI=true)
 #   COFFER_E2E_TIMEOUT     seconds for each wait (default 600)
 set -uo pipefail
 
@@ -165,7 +165,9 @@ coffer_in() { # coffer_in <pod> <coffer args...> (COFFER_ADDR/COFFER_TOKEN set)
 
 # ---------------------------------------------------------------- 1. cluster
 step "create kind cluster $CLUSTER"
-if [[ "${COFFER_E2E_REUSE:-1}" == 1 ]] && kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+# CI (CI=true) always starts from a new cluster
+if [[ "${COFFER_E2E_REUSE:-$([[ "${CI:-}" == true ]] && echo 0 || echo 1)}" == 1 ]] &&
+  kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
   REUSED=1
   log "reusing kind cluster $CLUSTER (left by npm run e2e:up; COFFER_E2E_REUSE=0 recreates it)"
   kind export kubeconfig --name "$CLUSTER" --kubeconfig "$KUBECONFIG" >"$WORK/kind-create.log" 2>&1 || fail "kind export kubeconfig failed"
