@@ -93,6 +93,7 @@ echo kind >"$R/etc/hostname"
 # ---------------------------------------------------------------- runtime
 install -m 0644 "$E2E_KIND_DIR/files/containerd-config.toml" "$R/etc/containerd/config.toml"
 install -m 0755 "$E2E_KIND_DIR/runc-wrapper.sh" "$R/usr/local/sbin/runc-wrapper"
+install -m 0755 "$E2E_KIND_DIR/files/crictl" "$R/usr/local/bin/crictl"
 chroot "$R" ctr oci spec |
   jq '.hooks.createContainer[.hooks.createContainer | length] |= . + {"path": "/kind/bin/mount-product-files.sh"}' |
   jq 'del(.process.rlimits)' >"$R/etc/containerd/cri-base.json"
