@@ -69,6 +69,10 @@ privileged_ok() {
   docker run --rm --privileged --network none -v /usr:/usr:ro "$PROBE" /usr/bin/true >/dev/null 2>"$KIND_CACHE/privileged-probe.err"
 }
 
+# A wrapper registered earlier is kept up to date with this checkout's.
+if [[ -f "$WRAPPER_DST" && $(id -u) == 0 ]] && ! cmp -s "$E2E_KIND_DIR/runc-wrapper.sh" "$WRAPPER_DST"; then
+  install -m 0755 "$E2E_KIND_DIR/runc-wrapper.sh" "$WRAPPER_DST"
+fi
 if privileged_ok; then
   klog "docker run --privileged works ($(docker info --format '{{.DefaultRuntime}}' 2>/dev/null) runtime)"
   echo "docker: ok"
