@@ -1,0 +1,167 @@
+// The VaultCluster that `npm run e2e:up` made (examples/vaultcluster.yaml),
+// on real pods: Ready through real probes, replication across pods, a leader
+// pod deleted under a writing client, the staged re-wrap rollout with an
+// operator restart in the middle, an image upgrade under a writing client,
+// and deletion. In that order: each step starts from the state the previous
+// one left (this file runs its tests one after another).
+import { describe, expect, it } from 'vitest';
+import { getJson, kubectl, waitFor, WAIT_MS } from './harness/kube.js';
+import { api, bootstrapToken, IMAGE, getVaultCluster, leaderPod, operatorPods, OPERATOR_NS, podNames, waitReady } from './harness/vault.js';
+import { startWriter, unreadable, writerResult } from './harness/writer.js';
+
+const NS = process.env.COFFER_E2E_NAMESPACE ?? 'coffer';
+const VC = process.env.COFFER_E2E_VAULTCLUSTER ?? 'vault';
+const UPGRADE_IMAGE = process.env.COFFER_E2E_UPGRADE_IMAGE ?? `${IMAGE}-e2e-upgrade`;
+const UPGRADE_RELEASE = UPGRADE_IMAGE.slice(UPGRADE_IMAGE.lastIndexOf(':') + 1);
+const PODS = podNames(VC);
+const ROLLOUT_ORDER = ['Idle', 'RollingOutFlagOff', 'WaitingForGate', 'EnablingFlag', 'RollingOutFlagOn', 'Complete'];
+
+let token = '';
+const value = `e2e-${Math.random().toString(36).slice(2)}`;
+
+async function pods(): Promise<any[]> {
+  return (await getJson(['get', 'pods', '-n', NS, '-l', `app.kubernetes.io/instance=${VC}`])).items;
+}
+const isReady = (p: any) => (p.status?.conditions ?? []).some((c: any) => c.type === 'Ready' && c.status === 'True');
+
+describe('a VaultCluster on kind', () => {
+  it('becomes Ready, every container ready through its real probes, each pod on its own bound PVC', async () => {
+    const vc = await waitReady(NS, VC);
+    expect(vc.status.readyReplicas).toBe(3);
+    const all = await pods();
+    expect(all.map((p) => p.metadata.name).sort()).toEqual(PODS);
+    for (const p of all) {
+      const vault = p.spec.containers.find((c: any) => c.name === 'vault');
+      expect(vault.startupProbe?.httpGet?.path, p.metadata.name).toBe('/v1/health');
+      expect(vault.readinessProbe?.httpGet?.path, p.metadata.name).toBe('/v1/ready');
+      expect(vault.livenessProbe?.httpGet?.path, p.metadata.name).toBe('/v1/health');
+      for (const s of p.status.containerStatuses) {
+        expect(s.ready, `${p.metadata.name}/${s.name}`).toBe(true);
+        expect(s.restartCount, `${p.metadata.name}/${s.name} restarts`).toBe(0);
+      }
+      const claim = p.spec.volumes.find((v: any) => v.name === 'data')?.persistentVolumeClaim?.claimName;
+      expect(claim).toBe(`data-${p.metadata.name}`);
+    }
+    const pvcs = (await getJson(['get', 'pvc', '-n', NS])).items.filter((c: any) => c.metadata.name.startsWith(`data-${VC}-`));
+    expect(pvcs.map((c: any) => c.status.phase)).toEqual(['Bound', 'Bound', 'Bound']);
+    // Three pods on a 1 control plane + 2 worker cluster: never all on one node.
+    expect(new Set(all.map((p) => p.spec.nodeName)).size).toBeGreaterThan(1);
+    token = await bootstrapToken(NS, VC);
+    expect(token.length).toBeGreaterThanOrEqual(32);
+  });
+
+  it('replicates a write made in one pod to every other pod', async () => {
+    const put = await api(NS, PODS[0]!, { method: 'PUT', path: '/v1/secrets/e2e/db-password', token, body: { value } });
+    expect(put.status).toBe(201);
+    for (const pod of PODS.slice(1)) {
+      const got = await api(NS, pod, { method: 'GET', path: '/v1/secrets/e2e/db-password', token });
+      expect(got.status, pod).toBe(200);
+      expect(got.body).toMatchObject({ name: 'e2e/db-password', version: 1, value });
+    }
+    // Without a token a value read needs only the allowlisted address; management does not.
+    expect((await api(NS, PODS[1]!, { method: 'GET', path: '/v1/tokens' })).status).toBe(401);
+  });
+
+  it('loses no acknowledged write when the leader pod is deleted under a writing client, and the pod comes back on its PVC', async () => {
+    const job = await startWriter(NS, VC, token, 75);
+    await new Promise((r) => setTimeout(r, 10_000));
+    const leader = await leaderPod(NS, VC);
+    const claimUid = (await getJson(['get', 'pvc', `data-${leader}`, '-n', NS])).metadata.uid;
+    const podUid = (await getJson(['get', 'pod', leader, '-n', NS])).metadata.uid;
+    await kubectl(['delete', 'pod', leader, '-n', NS, '--wait=false']);
+
+    const newLeader = await waitFor('a new leader', async () => {
+      for (const pod of PODS.filter((p) => p !== leader)) {
+        const h = await api(NS, pod, { method: 'GET', path: '/v1/health' }).catch(() => undefined);
+        if (h?.status === 200 && h.body.leader_id && h.body.leader_id !== leader) return h.body.leader_id as string;
+      }
+      return undefined;
+    });
+    expect(newLeader).not.toBe(leader);
+
+    const summary = await writerResult(NS, job);
+    expect(summary.failed, JSON.stringify(summary.errors)).toEqual([]);
+    expect(summary.acked.length).toBeGreaterThan(50);
+
+    // The recreated pod: a new pod object, the same claim, caught up with every acknowledged write.
+    await waitReady(NS, VC);
+    const back = await getJson(['get', 'pod', leader, '-n', NS]);
+    expect(back.metadata.uid).not.toBe(podUid);
+    expect((await getJson(['get', 'pvc', `data-${leader}`, '-n', NS])).metadata.uid).toBe(claimUid);
+    expect(await unreadable(NS, leader, token, summary.acked)).toEqual([]);
+    const other = PODS.find((p) => p !== leader)!;
+    expect(await unreadable(NS, other, token, summary.acked)).toEqual([]);
+  });
+
+  it('rolls re-wrap out in stages gated on the real pods\' /v1/health, through an operator restart', async () => {
+    await kubectl(['patch', 'vaultcluster', VC, '-n', NS, '--type', 'merge', '-p', '{"spec":{"kms":{"rewrap":{"enabled":true}}}}']);
+    const seen: string[] = [];
+    let restarted = false;
+    const deadline = Date.now() + WAIT_MS;
+    for (;;) {
+      const phase: string | undefined = (await getVaultCluster(NS, VC)).status?.rollout?.phase;
+      if (phase && phase !== seen.at(-1)) {
+        expect(ROLLOUT_ORDER, `unknown phase ${phase}`).toContain(phase);
+        if (seen.length > 0 && phase !== 'Idle') expect(ROLLOUT_ORDER.indexOf(phase), `${seen.at(-1)} -> ${phase}`).toBeGreaterThanOrEqual(ROLLOUT_ORDER.indexOf(seen.at(-1)!));
+        seen.push(phase);
+      }
+      if (!restarted && phase && phase !== 'Idle' && phase !== 'Complete') {
+        // The operator dies mid-rollout; its successor picks up from status, not from the start.
+        const before = await operatorPods();
+        await kubectl(['delete', 'pod', '-n', OPERATOR_NS, ...before, '--wait=false']);
+        restarted = true;
+      }
+      if (phase === 'Complete') break;
+      if (Date.now() > deadline) throw new Error(`rollout did not complete (phases seen: ${seen.join(', ')})`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    expect(restarted).toBe(true);
+    expect(seen.some((p) => p === 'EnablingFlag' || p === 'RollingOutFlagOn')).toBe(true);
+
+    await waitReady(NS, VC);
+    await waitFor('every pod rolled with the flag on', async () => {
+      const all = await pods();
+      return all.length === 3 && all.every((p) => isReady(p) && p.spec.containers.find((c: any) => c.name === 'vault').env.some((e: any) => e.name === 'VAULT_KMS_REWRAP_ENABLED' && e.value === 'true'));
+    });
+    const leader = await leaderPod(NS, VC);
+    const status = await api(NS, leader, { method: 'GET', path: '/v1/admin/kms/rewrap/status', token });
+    expect(status.status).toBe(200);
+    expect(status.body.enabled).toBe(true);
+    const got = await api(NS, PODS[2]!, { method: 'GET', path: '/v1/secrets/e2e/db-password', token });
+    expect(got.body.value).toBe(value);
+  });
+
+  it('upgrades the image one pod at a time under a writing client, with no write failing past its retries', async () => {
+    const job = await startWriter(NS, VC, token, 240, 30_000);
+    await kubectl(['patch', 'vaultcluster', VC, '-n', NS, '--type', 'merge', '-p', JSON.stringify({ spec: { image: UPGRADE_IMAGE } })]);
+    let mostDown = 0;
+    await waitFor('every pod on the new release', async () => {
+      const all = await pods();
+      const down = 3 - all.filter((p) => isReady(p) && !p.metadata.deletionTimestamp).length;
+      mostDown = Math.max(mostDown, down);
+      const onNew = all.filter((p) => p.spec.containers.find((c: any) => c.name === 'vault').image === UPGRADE_IMAGE && isReady(p));
+      return onNew.length === 3;
+    }, WAIT_MS, 1000);
+    expect(mostDown, 'pods down at once').toBeLessThanOrEqual(1);
+    for (const pod of PODS) {
+      const h = await api(NS, pod, { method: 'GET', path: '/v1/health' });
+      expect(h.body.version, pod).toBe(UPGRADE_RELEASE);
+    }
+    await waitReady(NS, VC);
+    const summary = await writerResult(NS, job);
+    expect(summary.failed, JSON.stringify(summary.errors)).toEqual([]);
+    expect(await unreadable(NS, await leaderPod(NS, VC), token, summary.acked)).toEqual([]);
+  });
+
+  it('deletes what the operator made when the VaultCluster is deleted, and keeps the PVCs', async () => {
+    await kubectl(['delete', 'vaultcluster', VC, '-n', NS, '--wait=true', '--timeout=300s']);
+    await waitFor('the owned objects to be garbage-collected', async () => {
+      const left = await kubectl(['get', 'statefulset,service,pdb,serviceaccount,secret,configmap', '-n', NS, '-l', `app.kubernetes.io/instance=${VC}`, '-o', 'name']);
+      return left.trim() === '';
+    });
+    expect((await kubectl(['get', 'pods', '-n', NS, '-l', `app.kubernetes.io/instance=${VC}`, '-o', 'name'])).trim()).toBe('');
+    const pvcs = (await getJson(['get', 'pvc', '-n', NS])).items.filter((c: any) => c.metadata.name.startsWith(`data-${VC}-`));
+    expect(pvcs.map((c: any) => c.metadata.name).sort()).toEqual(PODS.map((p) => `data-${p}`));
+  });
+});
+
