@@ -14,6 +14,7 @@ export default defineConfig({
     maxWorkers: 1,
     // The VaultCluster of lifecycle.test.ts is deleted at its end; wireguard runs on its own cluster first.
     sequence: { shuffle: false },
-    reporters: ['default', ['json', { outputFile: 'test-results/e2e.json' }]],
+    // verbose: each step is printed as it ends (a file here runs for many minutes).
+    reporters: ['verbose', ['json', { outputFile: 'test-results/e2e.json' }]],
   },
 });

@@ -5,7 +5,7 @@
 // and deletion. In that order: each step starts from the state the previous
 // one left (this file runs its tests one after another).
 import { describe, expect, it } from 'vitest';
-import { getJson, kubectl, waitFor, WAIT_MS } from './harness/kube.js';
+import { apply, getJson, kubectl, waitFor, WAIT_MS } from './harness/kube.js';
 import { api, bootstrapToken, IMAGE, getVaultCluster, leaderPod, operatorPods, OPERATOR_NS, podNames, waitReady } from './harness/vault.js';
 import { startWriter, unreadable, writerResult } from './harness/writer.js';
 
@@ -18,6 +18,8 @@ const ROLLOUT_ORDER = ['Idle', 'RollingOutFlagOff', 'WaitingForGate', 'EnablingF
 
 let token = '';
 const value = `e2e-${Math.random().toString(36).slice(2)}`;
+// A name of this run's own: a cluster that e2e:up left may hold earlier runs' data.
+const SECRET = `e2e/db-password-${Date.now()}`;
 
 async function pods(): Promise<any[]> {
   return (await getJson(['get', 'pods', '-n', NS, '-l', `app.kubernetes.io/instance=${VC}`])).items;
@@ -51,12 +53,12 @@ describe('a VaultCluster on kind', () => {
   });
 
   it('replicates a write made in one pod to every other pod', async () => {
-    const put = await api(NS, PODS[0]!, { method: 'PUT', path: '/v1/secrets/e2e/db-password', token, body: { value } });
+    const put = await api(NS, PODS[0]!, { method: 'PUT', path: `/v1/secrets/${SECRET}`, token, body: { value } });
     expect(put.status).toBe(201);
     for (const pod of PODS.slice(1)) {
-      const got = await api(NS, pod, { method: 'GET', path: '/v1/secrets/e2e/db-password', token });
+      const got = await api(NS, pod, { method: 'GET', path: `/v1/secrets/${SECRET}`, token });
       expect(got.status, pod).toBe(200);
-      expect(got.body).toMatchObject({ name: 'e2e/db-password', version: 1, value });
+      expect(got.body).toMatchObject({ name: SECRET, version: 1, value });
     }
     // Without a token a value read needs only the allowlisted address; management does not.
     expect((await api(NS, PODS[1]!, { method: 'GET', path: '/v1/tokens' })).status).toBe(401);
@@ -80,6 +82,7 @@ describe('a VaultCluster on kind', () => {
     expect(newLeader).not.toBe(leader);
 
     const summary = await writerResult(NS, job);
+    console.log(`failover: old leader ${leader}, new ${newLeader}; writes acknowledged ${summary.acked.length}, retried ${summary.retries}, errors seen ${JSON.stringify(summary.errors)}`);
     expect(summary.failed, JSON.stringify(summary.errors)).toEqual([]);
     expect(summary.acked.length).toBeGreaterThan(50);
 
@@ -127,12 +130,13 @@ describe('a VaultCluster on kind', () => {
     const status = await api(NS, leader, { method: 'GET', path: '/v1/admin/kms/rewrap/status', token });
     expect(status.status).toBe(200);
     expect(status.body.enabled).toBe(true);
-    const got = await api(NS, PODS[2]!, { method: 'GET', path: '/v1/secrets/e2e/db-password', token });
+    const got = await api(NS, PODS[2]!, { method: 'GET', path: `/v1/secrets/${SECRET}`, token });
     expect(got.body.value).toBe(value);
   });
 
   it('upgrades the image one pod at a time under a writing client, with no write failing past its retries', async () => {
-    const job = await startWriter(NS, VC, token, 240, 30_000);
+    const leaderBefore = await leaderPod(NS, VC);
+    const job = await startWriter(NS, VC, token, 120, 30_000);
     await kubectl(['patch', 'vaultcluster', VC, '-n', NS, '--type', 'merge', '-p', JSON.stringify({ spec: { image: UPGRADE_IMAGE } })]);
     let mostDown = 0;
     await waitFor('every pod on the new release', async () => {
@@ -149,19 +153,30 @@ describe('a VaultCluster on kind', () => {
     }
     await waitReady(NS, VC);
     const summary = await writerResult(NS, job);
+    console.log(`upgrade: leader before ${leaderBefore}, after ${await leaderPod(NS, VC)}; most pods down at once ${mostDown}; writes acknowledged ${summary.acked.length}, retried ${summary.retries}, errors seen ${JSON.stringify(summary.errors)}`);
     expect(summary.failed, JSON.stringify(summary.errors)).toEqual([]);
     expect(await unreadable(NS, await leaderPod(NS, VC), token, summary.acked)).toEqual([]);
   });
 
-  it('deletes what the operator made when the VaultCluster is deleted, and keeps the PVCs', async () => {
+  it('deletes the workload with the VaultCluster and keeps the data: PVCs and the generated keys', async () => {
+    const spec = (await getVaultCluster(NS, VC)).spec;
     await kubectl(['delete', 'vaultcluster', VC, '-n', NS, '--wait=true', '--timeout=300s']);
     await waitFor('the owned objects to be garbage-collected', async () => {
-      const left = await kubectl(['get', 'statefulset,service,pdb,serviceaccount,secret,configmap', '-n', NS, '-l', `app.kubernetes.io/instance=${VC}`, '-o', 'name']);
+      const left = await kubectl(['get', 'statefulset,service,pdb,serviceaccount,configmap,pods', '-n', NS, '-l', `app.kubernetes.io/instance=${VC}`, '-o', 'name']);
       return left.trim() === '';
     });
-    expect((await kubectl(['get', 'pods', '-n', NS, '-l', `app.kubernetes.io/instance=${VC}`, '-o', 'name'])).trim()).toBe('');
     const pvcs = (await getJson(['get', 'pvc', '-n', NS])).items.filter((c: any) => c.metadata.name.startsWith(`data-${VC}-`));
     expect(pvcs.map((c: any) => c.metadata.name).sort()).toEqual(PODS.map((p) => `data-${p}`));
+    // Without spec.storage.deleteClaimsOnDelete the keys that decrypt and administer the kept data stay too.
+    const secrets = (await kubectl(['get', 'secret', '-n', NS, '-l', `app.kubernetes.io/instance=${VC}`, '-o', 'name'])).trim().split('\n').sort();
+    expect(secrets).toEqual([`secret/${VC}-bootstrap-token`, `secret/${VC}-cluster-key`, `secret/${VC}-master-key`]);
+
+    // The same VaultCluster applied again comes back on that data.
+    await apply({ apiVersion: 'coffer.dev/v1alpha1', kind: 'VaultCluster', metadata: { name: VC, namespace: NS }, spec });
+    await waitReady(NS, VC);
+    const got = await api(NS, PODS[1]!, { method: 'GET', path: `/v1/secrets/${SECRET}`, token });
+    expect(got.status).toBe(200);
+    expect(got.body.value).toBe(value);
   });
 });
 

@@ -114,6 +114,15 @@ diagnostics() {
   done
 }
 
+# The suite starts from examples/vaultcluster.yaml and leaves re-wrap on and another image behind; a
+# reused cluster's VaultCluster is deleted (its PVCs and generated keys stay) and applied again, before
+# and after, so it comes back on its data as the example has it.
+reset_vaultcluster() {
+  kubectl delete vaultcluster "$VC" -n "$NS" --ignore-not-found --wait=true --timeout="${TIMEOUT}s" &&
+    kubectl wait --for=delete statefulset,pod -n "$NS" -l "app.kubernetes.io/instance=$VC" --timeout="${TIMEOUT}s" &&
+    sed "s#^\(  image: \).*#\1$IMAGE#" examples/vaultcluster.yaml | kubectl apply -f -
+}
+
 REUSE=${COFFER_E2E_REUSE:-$([[ "${CI:-}" == true ]] && echo 0 || echo 1)}
 REUSED=0
 if [[ "$REUSE" == 1 ]] && kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then REUSED=1; fi
@@ -122,9 +131,9 @@ cleanup() {
   if [[ "${COFFER_E2E_KEEP:-}" == 1 ]]; then
     log "keeping cluster $CLUSTER: export KUBECONFIG=$KUBECONFIG; delete with: npm run e2e:down"
   elif [[ "$REUSED" == 1 ]]; then
-    log "giving the cluster $CLUSTER its VaultCluster vault back"
+    log "giving the cluster $CLUSTER its VaultCluster vault back, as examples/vaultcluster.yaml has it"
     kubectl delete namespace coffer-e2e-wg --wait=false >/dev/null 2>&1 || true
-    sed "s#^\(  image: \).*#\1$IMAGE#" examples/vaultcluster.yaml | kubectl apply -f - >/dev/null 2>&1 || true
+    reset_vaultcluster >/dev/null 2>&1 || true
   else
     COFFER_E2E_CLUSTER=$CLUSTER bash test/e2e/down.sh >/dev/null 2>&1 || true
   fi
@@ -149,6 +158,11 @@ if ! up_out=$(COFFER_E2E_CLUSTER=$CLUSTER COFFER_E2E_IMAGE=$IMAGE COFFER_HELM=$H
 fi
 export KUBECONFIG=${up_out#KUBECONFIG=}
 [[ -f "$KUBECONFIG" ]] || { fail_report "e2e:up printed no kubeconfig ($up_out)"; echo "e2e: 0 passed, 1 failed"; exit 1; }
+if [[ "$REUSED" == 1 ]]; then
+  log "== VaultCluster $NS/$VC as examples/vaultcluster.yaml has it"
+  reset_vaultcluster >/dev/null && kubectl wait -n "$NS" "vaultcluster/$VC" --for=condition=Ready --timeout="${TIMEOUT}s" >/dev/null ||
+    { fail_report "resetting VaultCluster $NS/$VC failed"; diagnostics; echo "e2e: 0 passed, 1 failed"; exit 1; }
+fi
 
 # ---------------------------------------------------------------- 3. the upgrade image
 log "== $UPGRADE_IMAGE: the same build reporting release ${VERSION}-e2e-upgrade"

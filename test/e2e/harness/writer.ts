@@ -59,8 +59,8 @@ export async function startWriter(ns: string, vc: string, adminToken: string, se
   const minted = await api(ns, `${vc}-0`, { method: 'POST', path: '/v1/tokens', token: adminToken, body: { name: `writer-${Date.now()}`, role: 'e2e-writer' } });
   if (minted.status !== 201) throw new Error(`POST token: ${minted.status} ${JSON.stringify(minted.body)}`);
   const secretName = 'e2e-writer-token';
-  await kubectl(['delete', 'secret', secretName, '-n', ns, '--ignore-not-found']);
-  await kubectl(['create', 'secret', 'generic', secretName, '-n', ns, '--from-file=token=/dev/stdin'], { input: minted.body.token });
+  // Through stdin (apply -f -), never on a command line.
+  await apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name: secretName, namespace: ns }, type: 'Opaque', stringData: { token: minted.body.token } });
   const job = 'e2e-writer';
   await kubectl(['delete', 'job', job, '-n', ns, '--ignore-not-found', '--wait=true']);
   await apply({
