@@ -139,12 +139,15 @@ describe('a VaultCluster on kind', () => {
     const job = await startWriter(NS, VC, token, 120, 30_000);
     await kubectl(['patch', 'vaultcluster', VC, '-n', NS, '--type', 'merge', '-p', JSON.stringify({ spec: { image: UPGRADE_IMAGE } })]);
     let mostDown = 0;
-    await waitFor('every pod on the new release', async () => {
+    // With re-wrap on, the operator rolls twice (the new image with the flag off, the gate, then the flag
+    // on): done is the rollout Complete for this image and every pod ready on it.
+    await waitFor('the upgrade rollout to complete', async () => {
       const all = await pods();
       const down = 3 - all.filter((p) => isReady(p) && !p.metadata.deletionTimestamp).length;
       mostDown = Math.max(mostDown, down);
-      const onNew = all.filter((p) => p.spec.containers.find((c: any) => c.name === 'vault').image === UPGRADE_IMAGE && isReady(p));
-      return onNew.length === 3;
+      const rollout = (await getVaultCluster(NS, VC)).status?.rollout;
+      const onNew = all.filter((p) => p.spec.containers.find((c: any) => c.name === 'vault').image === UPGRADE_IMAGE && isReady(p) && !p.metadata.deletionTimestamp);
+      return rollout?.phase === 'Complete' && rollout?.targetImage === UPGRADE_IMAGE && onNew.length === 3;
     }, WAIT_MS, 1000);
     expect(mostDown, 'pods down at once').toBeLessThanOrEqual(1);
     for (const pod of PODS) {

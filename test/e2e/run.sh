@@ -106,10 +106,10 @@ diagnostics() {
   kubectl get nodes -o wide 2>&1 || true
   kubectl get vc,statefulsets,pods,svc,pvc,jobs -A -o wide 2>&1 | grep -v kube-system || true
   kubectl get events -A --sort-by=.lastTimestamp 2>&1 | tail -40 || true
-  kubectl logs -n "$NS_OP" -l app.kubernetes.io/name=coffer-operator --tail=100 --prefix 2>&1 || true
+  kubectl logs -n "$NS_OP" -l app.kubernetes.io/name=coffer-operator --tail=100 --prefix 2>&1 | cut -c1-400 || true
   for ns in coffer coffer-e2e-wg; do
     for pod in $(kubectl get pods -n "$ns" -o name 2>/dev/null); do
-      kubectl logs -n "$ns" "$pod" --all-containers --tail=30 --prefix 2>&1 || true
+      kubectl logs -n "$ns" "$pod" --all-containers --tail=30 --prefix 2>&1 | cut -c1-400 || true
     done
   done
 }
@@ -147,8 +147,8 @@ if [[ "$REUSE" != 1 ]]; then
   COFFER_E2E_CLUSTER=$CLUSTER bash test/e2e/down.sh >/dev/null 2>&1 || true
 fi
 log "== npm run e2e:up"
-if ! up_out=$(COFFER_E2E_CLUSTER=$CLUSTER COFFER_E2E_IMAGE=$IMAGE COFFER_HELM=$HELM \
-  ${KIND_NODE_IMAGE:+KIND_NODE_IMAGE=$KIND_NODE_IMAGE} ${COFFER_BASE_IMAGE:+COFFER_BASE_IMAGE=$COFFER_BASE_IMAGE} \
+if ! up_out=$(env COFFER_E2E_CLUSTER="$CLUSTER" COFFER_E2E_IMAGE="$IMAGE" COFFER_HELM="$HELM" \
+  ${KIND_NODE_IMAGE:+"KIND_NODE_IMAGE=$KIND_NODE_IMAGE"} ${COFFER_BASE_IMAGE:+"COFFER_BASE_IMAGE=$COFFER_BASE_IMAGE"} \
   bash test/e2e/up.sh 2>&1 | tee /dev/stderr | tail -1); then
   fail_report "npm run e2e:up failed"
   export KUBECONFIG=${KUBECONFIG:-$KIND_CACHE/$CLUSTER.kubeconfig}

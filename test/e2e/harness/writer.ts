@@ -24,7 +24,7 @@ async function put(i) {
       });
       const body = await res.json().catch(() => ({}));
       if (res.status === 200 || res.status === 201) return body.version;
-      outcome = String(res.status) + ' ' + (body.error || '');
+      outcome = String(res.status) + ' ' + ((body.error && body.error.code) || '');
     } catch (e) { outcome = (e && (e.cause && e.cause.code || e.name)) || 'error'; }
     errors[outcome] = (errors[outcome] || 0) + 1;
     if (Date.now() > giveUpAt) return null;
