@@ -14,8 +14,9 @@
 // - delete on anything: owned objects go with the VaultCluster through the
 //   garbage collector (ownerReferences), PVCs through the StatefulSet's
 //   persistentVolumeClaimRetentionPolicy (spec.storage.deleteClaimsOn*);
-// - watch/create/delete on Pods: the operator lists the vault pods to find
-//   their IPs and probe /v1/health; the StatefulSet controller owns them. A
+// - create/delete on Pods: the operator lists the vault pods to find
+//   their IPs and probe /v1/health, and lists and watches the pods
+//   spec.readAllowlistFrom selects; the StatefulSet controller owns them. A
 //   WireGuard key rotation restarts one pod through the Eviction API
 //   (pods/eviction), which the PodDisruptionBudget can refuse, not by deleting it.
 
@@ -45,10 +46,11 @@ export const OPERATOR_RULES: readonly PolicyRule[] = [
   // missing; the watch uses the managed-by label selector. update: the
   // WireGuard key Secret only (the others are immutable).
   { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch', 'create', 'update'] },
-  // The WireGuard peer ConfigMap: server-side apply, watched to bring it back.
+  // The WireGuard peer and read-allowlist ConfigMaps: server-side apply, watched to bring them back.
   { apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'watch', 'create', 'patch'] },
-  // Pod IPs for the /v1/health gate, pod readiness for the key rotation.
-  { apiGroups: [''], resources: ['pods'], verbs: ['list'] },
+  // Pod IPs for the /v1/health gate, pod readiness for the key rotation;
+  // watched for the read-allowlist ConfigMap (spec.readAllowlistFrom).
+  { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
   // WireGuard key rotation: restart one pod at a time, subject to the PodDisruptionBudget.
   { apiGroups: [''], resources: ['pods/eviction'], verbs: ['create'] },
   // Refuse to generate a new master key when data volumes already exist.

@@ -303,6 +303,49 @@ export const ServiceAccountSchema = Type.Object(
   { ...strict, default: {}, description: 'The ServiceAccount the vault pods run as.' },
 );
 
+/** Longest spec.readAllowlistFrom: each entry costs a pod list per reconcile. */
+export const MAX_READ_ALLOWLIST_FROM = 16;
+/** Most labels one readAllowlistFrom selector may require. */
+export const MAX_SELECTOR_LABELS = 16;
+/** A label key: optional DNS-subdomain prefix and `/`, then a name of at most 63 characters. */
+export const LABEL_KEY =
+  '^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$';
+/** A label value: empty, or at most 63 characters starting and ending alphanumeric. */
+export const LABEL_VALUE = '^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$';
+
+/**
+ * One `spec.readAllowlistFrom` entry: the pods in exactly `namespace` whose
+ * labels include every `podSelector.matchLabels` pair. Their pod IPs join the
+ * read allowlist (the `<name>-read-allowlist` ConfigMap). The namespace is
+ * required and never a wildcard: a pod elsewhere with the same labels must
+ * not become a reader.
+ */
+export const ReadAllowlistFromSchema = Type.Object(
+  {
+    namespace: Type.String({
+      minLength: 1, maxLength: 63, pattern: DNS_LABEL.replace('^[a-z]', '^[a-z0-9]'),
+      description: 'Namespace of the pods (exact; required).',
+      errorMessage: 'must be a namespace name (lowercase RFC 1123 label)',
+    } as Friendly),
+    podSelector: Type.Object(
+      {
+        matchLabels: Type.Record(
+          Type.String({ maxLength: 317, pattern: LABEL_KEY }),
+          Type.String({ maxLength: 63, pattern: LABEL_VALUE, errorMessage: 'must be a label value (at most 63 characters)' } as Friendly),
+          {
+            // Keys outside the pattern are refused (operator-side: the CRD
+            // cannot constrain map keys without CEL).
+            additionalProperties: false, minProperties: 1, maxProperties: MAX_SELECTOR_LABELS,
+            description: `Labels every selected pod has (1 to ${MAX_SELECTOR_LABELS}).`,
+          },
+        ),
+      },
+      { ...strict, description: 'Which pods of the namespace: every label listed must match.' },
+    ),
+  },
+  { ...strict, description: 'Pods whose IPs may read secret values.' },
+);
+
 export const VaultClusterSpecSchema = Type.Object(
   {
     replicas: ReplicasSchema,
@@ -311,6 +354,11 @@ export const VaultClusterSpecSchema = Type.Object(
       Type.String({ pattern: IPV4_OR_CIDR, errorMessage: 'must be an IPv4 address or CIDR such as 10.0.0.0/8' } as Friendly),
       { default: [], maxItems: 256, description: 'IPv4 addresses and CIDRs allowed to read secret values. Empty: nobody.' },
     ),
+    readAllowlistFrom: Type.Array(ReadAllowlistFromSchema, {
+      default: [], maxItems: MAX_READ_ALLOWLIST_FROM,
+      description:
+        'Pods allowed to read secret values, by namespace and labels: the operator keeps their pod IPs (Running pods only) with readAllowlist in the <name>-read-allowlist ConfigMap, mounted into the vault pods as VAULT_READ_ALLOWLIST_FILE. A pod IP change updates only the ConfigMap, never the pod template.',
+    }),
     trustProxy: Type.Boolean({
       default: false,
       description: 'Take the client IP from the right-most X-Forwarded-For entry of a request that comes from one of trustedProxies (required with it).',

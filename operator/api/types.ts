@@ -7,6 +7,7 @@ import type {
   ConditionSchema,
   KmsSchema,
   ROLLOUT_PHASES,
+  ReadAllowlistFromSchema,
   ResourceRequirementsSchema,
   RolloutStatusSchema,
   VaultClusterSchema,
@@ -22,6 +23,8 @@ import type {
 export type VaultCluster = Static<typeof VaultClusterSchema>;
 export type VaultClusterSpec = Static<typeof VaultClusterSpecSchema>;
 export type VaultClusterStatus = Static<typeof VaultClusterStatusSchema>;
+/** One spec.readAllowlistFrom entry. */
+export type ReadAllowlistFrom = Static<typeof ReadAllowlistFromSchema>;
 export type KmsSpec = Static<typeof KmsSchema>;
 export type SecretKeyRef = Static<ReturnType<typeof secretKeyRefSchema>>;
 export type ResourceRequirements = Static<typeof ResourceRequirementsSchema>;

@@ -30,9 +30,10 @@ import * as kplus from 'cdk8s-plus-28';
 import type { VaultCluster } from '../api/types.js';
 import {
   API_PORT, API_PORT_NAME, CONTAINER_NAME, DATA_MOUNT_PATH, DATA_VOLUME, RAFT_PORT, RAFT_PORT_NAME, RUN_AS_GROUP,
-  RUN_AS_USER, SERVER_ARGS, TLS_MOUNT_PATH, TLS_VOLUME, TMP_MOUNT_PATH, TMP_VOLUME, commonLabels, namespaceOf, ownerReferences,
+  READ_ALLOWLIST_FILE, READ_ALLOWLIST_MOUNT_PATH, READ_ALLOWLIST_VOLUME, RUN_AS_USER, SERVER_ARGS, TLS_MOUNT_PATH, TLS_VOLUME, TMP_MOUNT_PATH, TMP_VOLUME, commonLabels, namespaceOf, ownerReferences,
   apiHostnames, peersValue, resourceNames, selectorLabels,
 } from './names.js';
+import { usesReadAllowlistFile } from './read-allowlist.js';
 import { bootstrapTokenRef, clusterKeyRef, masterKeyRef } from './secrets.js';
 
 /**
@@ -120,6 +121,8 @@ export function serverEnv(vc: VaultCluster, opts: BuildOptions): V1EnvVar[] {
     { name: 'VAULT_KMS_REWRAP_MAX_PER_SEC', value: String(spec.kms.rewrap.maxPerSec) },
     { name: 'VAULT_BOOTSTRAP_TOKEN', valueFrom: { secretKeyRef: { name: token.name, key: token.key, optional: false } } },
     { name: 'VAULT_READ_ALLOWLIST', value: spec.readAllowlist.join(',') },
+    // The ConfigMap's path, fixed: pod IPs change only the ConfigMap, never this template.
+    ...(usesReadAllowlistFile(vc) ? [{ name: 'VAULT_READ_ALLOWLIST_FILE', value: READ_ALLOWLIST_FILE }] : []),
     { name: 'VAULT_TRUST_PROXY', value: String(spec.trustProxy) },
     // Empty unless set: the server reads an empty value as unset.
     { name: 'VAULT_TRUSTED_PROXIES', value: spec.trustedProxies.join(',') },
@@ -260,6 +263,12 @@ export function buildManifests(vc: VaultCluster, opts: BuildOptions): VaultClust
   if (spec.tls) {
     volumes.push({ name: TLS_VOLUME, secret: { secretName: spec.tls.secretName, defaultMode: 0o440 } });
     mounts.push({ name: TLS_VOLUME, mountPath: TLS_MOUNT_PATH, readOnly: true } as (typeof mounts)[number]);
+  }
+  if (usesReadAllowlistFile(vc)) {
+    // A directory mount (not subPath): the kubelet swaps the ConfigMap's
+    // `..data` link on every update, which a subPath mount would never see.
+    volumes.push({ name: READ_ALLOWLIST_VOLUME, configMap: { name: names.readAllowlistConfigMap, defaultMode: 0o444, optional: false } });
+    mounts.push({ name: READ_ALLOWLIST_VOLUME, mountPath: READ_ALLOWLIST_MOUNT_PATH, readOnly: true } as (typeof mounts)[number]);
   }
   const extensions = opts.podExtensions ?? [];
   for (const ext of extensions) volumes.push(...(ext.volumes ?? []));

@@ -27,6 +27,13 @@ export const TMP_VOLUME = 'tmp';
 export const TMP_MOUNT_PATH = '/tmp';
 export const TLS_VOLUME = 'tls';
 export const TLS_MOUNT_PATH = '/etc/coffer/tls';
+/** The read-allowlist ConfigMap, mounted as a directory (not subPath) so the kubelet's updates reach the pod. */
+export const READ_ALLOWLIST_VOLUME = 'read-allowlist';
+export const READ_ALLOWLIST_MOUNT_PATH = '/etc/coffer/read-allowlist';
+/** Key of the read-allowlist ConfigMap: one address or CIDR per line, sorted. */
+export const READ_ALLOWLIST_KEY = 'allowlist';
+/** VAULT_READ_ALLOWLIST_FILE of the vault container. */
+export const READ_ALLOWLIST_FILE = `${READ_ALLOWLIST_MOUNT_PATH}/${READ_ALLOWLIST_KEY}`;
 
 /** UID/GID the server runs as (non-root); also the fsGroup that owns the data volume. */
 export const RUN_AS_USER = 10_001;
@@ -55,6 +62,7 @@ export const MANAGED_BY = 'coffer-operator';
  * | generated cluster-key Secret | `<name>-cluster-key`, key `cluster-key` |
  * | WireGuard key Secret | `<name>-wireguard-keys`, key `<pod name>.key` per pod |
  * | WireGuard peer ConfigMap | `<name>-wireguard-peers`, key `peers.json` |
+ * | read-allowlist ConfigMap | `<name>-read-allowlist`, key `allowlist` |
  */
 export interface ResourceNames {
   serviceAccount: string;
@@ -67,6 +75,7 @@ export interface ResourceNames {
   clusterKeySecret: string;
   wireguardKeysSecret: string;
   wireguardPeersConfigMap: string;
+  readAllowlistConfigMap: string;
 }
 
 export function resourceNames(name: string): ResourceNames {
@@ -81,6 +90,7 @@ export function resourceNames(name: string): ResourceNames {
     clusterKeySecret: `${name}-cluster-key`,
     wireguardKeysSecret: `${name}-wireguard-keys`,
     wireguardPeersConfigMap: `${name}-wireguard-peers`,
+    readAllowlistConfigMap: `${name}-read-allowlist`,
   };
 }
 

@@ -8,6 +8,10 @@
 //   -> the owner's key, from the controller ownerReference (kind VaultCluster)
 //   or else the app.kubernetes.io/instance label; so deleting an owned object
 //   brings it back and StatefulSet status changes drive the rollout;
+// - pods a VaultCluster's spec.readAllowlistFrom selects (one pod watch, of
+//   all namespaces or the watched one) -> that VaultCluster's key, also when
+//   a pod stops matching or goes, so its address leaves the read-allowlist
+//   ConfigMap promptly;
 // - periodic resync of every known VaultCluster (level-triggered: also
 //   catches what no watch reports, e.g. pod health);
 // - requeueAfter from reconcile (rollout in progress) and exponential backoff
@@ -44,6 +48,48 @@ export function objectKey(obj: KubernetesObject): string | undefined {
   const ns = obj.metadata?.namespace;
   const name = obj.metadata?.name;
   return ns && name ? `${ns}/${name}` : undefined;
+}
+
+/** spec.readAllowlistFrom of a raw (unvalidated) VaultCluster, the well-formed entries only. */
+function allowlistSources(vc: KubernetesObject): { namespace: string; matchLabels: Record<string, string> }[] {
+  const from = (vc as { spec?: { readAllowlistFrom?: unknown } }).spec?.readAllowlistFrom;
+  if (!Array.isArray(from)) return [];
+  const out: { namespace: string; matchLabels: Record<string, string> }[] = [];
+  for (const e of from as { namespace?: unknown; podSelector?: { matchLabels?: unknown } }[]) {
+    const labels = e?.podSelector?.matchLabels;
+    if (typeof e?.namespace === 'string' && labels && typeof labels === 'object') out.push({ namespace: e.namespace, matchLabels: labels as Record<string, string> });
+  }
+  return out;
+}
+
+/**
+ * Which VaultClusters a pod event concerns: those whose readAllowlistFrom
+ * selects the pod now, and those that selected it at its previous event (a
+ * pod whose labels changed away, or that was deleted, must leave their
+ * ConfigMap). Remembers only pods that match something.
+ */
+export class AllowlistPodMatcher {
+  private readonly last = new Map<string, string[]>();
+
+  keysFor(pod: KubernetesObject, vaultClusters: readonly KubernetesObject[], gone: boolean): string[] {
+    const podKey = objectKey(pod);
+    const ns = pod.metadata?.namespace;
+    if (!podKey || !ns) return [];
+    const labels = pod.metadata?.labels ?? {};
+    const now = new Set<string>();
+    if (!gone) {
+      for (const vc of vaultClusters) {
+        const key = objectKey(vc);
+        if (!key) continue;
+        const hit = allowlistSources(vc).some((s) => s.namespace === ns && Object.entries(s.matchLabels).every(([k, v]) => labels[k] === v));
+        if (hit) now.add(key);
+      }
+    }
+    const before = this.last.get(podKey) ?? [];
+    if (now.size > 0) this.last.set(podKey, [...now]);
+    else this.last.delete(podKey);
+    return [...new Set([...before, ...now])];
+  }
 }
 
 /** Runs workers over a queue; separated from the watches so it is unit-testable. */
@@ -113,6 +159,7 @@ export class Controller {
   private resync: { stop(): void } | undefined;
   private pool: WorkerPool | undefined;
   private stopped = false;
+  private readonly allowlistMatcher = new AllowlistPodMatcher();
 
   constructor(private readonly opts: ControllerOptions) {
     this.clock = opts.clock ?? realClock;
@@ -147,6 +194,13 @@ export class Controller {
       ['poddisruptionbudgets', p('/apis/policy/v1', 'poddisruptionbudgets'), () => (ns ? policy.listNamespacedPodDisruptionBudget({ namespace: ns, labelSelector: managed }) : policy.listPodDisruptionBudgetForAllNamespaces({ labelSelector: managed }))],
     ];
     for (const [what, path, list] of owned) this.watch(what, path, list, managed, ownerKey);
+    const pods = this.watch('pods', p('/api/v1', 'pods'), () => (ns ? core.listNamespacedPod({ namespace: ns }) : core.listPodForAllNamespaces()), undefined, () => undefined);
+    const onPod = (obj: KubernetesObject, gone: boolean) => {
+      for (const key of this.allowlistMatcher.keysFor(obj, this.vcInformer?.list() ?? [], gone)) this.queue.add(key);
+    };
+    pods.on('add', (o) => onPod(o, false));
+    pods.on('update', (o) => onPod(o, false));
+    pods.on('delete', (o) => onPod(o, true));
 
     await Promise.all(this.watched.map((w) => w.informer.start().catch((err: unknown) => this.onWatchError(w, err))));
     this.pool = new WorkerPool(this.queue, this.opts.reconciler, this.log);

@@ -5,7 +5,8 @@
 //   ./observe.ts -> keep the Raft size ./membership.ts -> Secrets
 //   ./secrets.ts -> observe pods and their /v1/health ./observe.ts -> decide
 //   the rollout step (pure, operator/rollout) -> WireGuard keys, rotation and
-//   peers ./wireguard.ts -> build and apply the workload ./workload.ts -> the
+//   peers ./wireguard.ts -> the read-allowlist ConfigMap ./read-allowlist.ts ->
+//   build and apply the workload ./workload.ts -> the
 //   eviction a key rotation asks for -> status and events ./status.ts.
 //
 // Every write goes through `guard()` first, which throws when this replica
@@ -21,6 +22,7 @@ import { silentLogger, type Logger } from './logger.js';
 import { keepFormedSize } from './membership.js';
 import { observePods, readStatefulSet } from './observe.js';
 import { loadPass, recordEvents, type Pass, type PassDeps } from './pass.js';
+import { readAllowlistPass } from './read-allowlist.js';
 import { ensureSecrets } from './secrets.js';
 import { closingEvents, passStatus, type Findings } from './status.js';
 import { parseRollout, writeStatus } from './stored-status.js';
@@ -116,7 +118,8 @@ export class Reconciler {
     const objects = workloadObjects(vc, decision, {
       extra, nativeSidecar: await this.useNativeSidecars(), ...(this.opts.clusterDomain ? { clusterDomain: this.opts.clusterDomain } : {}),
     });
-    await applyObjects(this.deps, pass, [...(wg ? [wg.configMap] : []), ...objects]);
+    const allowlist = await readAllowlistPass(client, vc);
+    await applyObjects(this.deps, pass, [...(wg ? [wg.configMap] : []), ...(allowlist ? [allowlist] : []), ...objects]);
     if (wg) pass.events.push(...(await evictAfterApply(client, guard, pass.namespace, wg.decision)));
     return wg;
   }

@@ -53,6 +53,7 @@ describe('buildManifests', () => {
     expect(resourceNames('vault')).toMatchObject({
       bootstrapTokenSecret: 'vault-bootstrap-token', masterKeySecret: 'vault-master-key',
       wireguardKeysSecret: 'vault-wireguard-keys', wireguardPeersConfigMap: 'vault-wireguard-peers',
+      readAllowlistConfigMap: 'vault-read-allowlist',
     });
     for (const o of m.objects) expect(o.metadata?.namespace).toBe('secrets');
   });
@@ -336,6 +337,24 @@ describe('buildManifests', () => {
     expect(names).not.toContain('VAULT_RAFT_ADDR');
     expect(names.at(-1)).toBe('VAULT_NEW');
     expect(new Set(names).size).toBe(names.length);
+  });
+
+  it('readAllowlistFrom: mounts the read-allowlist ConfigMap as a directory and points VAULT_READ_ALLOWLIST_FILE at it; none without it', () => {
+    const plain = m.statefulSet.spec!.template.spec!;
+    expect(plain.containers[0]!.env!.map((e) => e.name)).not.toContain('VAULT_READ_ALLOWLIST_FILE');
+    expect(plain.volumes!.map((v) => v.name)).not.toContain('read-allowlist');
+    const from = cluster({ readAllowlist: ['10.0.0.0/8'], readAllowlistFrom: [{ namespace: 'coffer-system', podSelector: { matchLabels: { app: 'sync' } } }] });
+    const pod = buildManifests(from, OFF).statefulSet.spec!.template.spec!;
+    const vault = pod.containers[0]!;
+    const env = new Map(vault.env!.map((e) => [e.name, e.value]));
+    expect(env.get('VAULT_READ_ALLOWLIST')).toBe('10.0.0.0/8');
+    expect(env.get('VAULT_READ_ALLOWLIST_FILE')).toBe('/etc/coffer/read-allowlist/allowlist');
+    expect(pod.volumes!.find((v) => v.name === 'read-allowlist')).toEqual({
+      name: 'read-allowlist', configMap: { name: 'vault-read-allowlist', defaultMode: 0o444, optional: false },
+    });
+    const mount = vault.volumeMounts!.find((v) => v.name === 'read-allowlist');
+    expect(mount).toEqual({ name: 'read-allowlist', mountPath: '/etc/coffer/read-allowlist', readOnly: true });
+    expect(mount).not.toHaveProperty('subPath');
   });
 
   it('is deterministic', () => {

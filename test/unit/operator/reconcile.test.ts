@@ -5,7 +5,7 @@ import type { VaultClusterStatus } from '../../../operator/api/types.js';
 import { FakeClock } from './fake-clock.js';
 import type { ClusterClient, EvictionResult, ObjectRef } from '../../../operator/reconcile/client.js';
 import { setCondition } from '../../../operator/reconcile/conditions.js';
-import { ownerKey } from '../../../operator/reconcile/controller.js';
+import { AllowlistPodMatcher, ownerKey } from '../../../operator/reconcile/controller.js';
 import { KubeEventRecorder } from '../../../operator/reconcile/events.js';
 import { healthUrl, type PodHealthProbe } from '../../../operator/reconcile/health.js';
 import { NotLeaderError } from '../../../operator/reconcile/pass.js';
@@ -114,7 +114,15 @@ class FakeCluster implements ClusterClient {
     const s = this.objects.get(this.k('StatefulSet', ns, name));
     return s ? (clone(s) as V1StatefulSet) : null;
   }
-  async listPods(ns: string): Promise<V1Pod[]> {
+  /** Pods besides the vault pods (listed by label selector: the readAllowlistFrom ones). */
+  otherPods: V1Pod[] = [];
+  podLists: string[] = [];
+  async listPods(ns: string, selector = ''): Promise<V1Pod[]> {
+    this.podLists.push(`${ns}?${selector}`);
+    if (!selector.includes('app.kubernetes.io/instance=vault')) {
+      const want = selector.split(',').filter(Boolean).map((kv) => kv.split('=') as [string, string]);
+      return clone(this.otherPods.filter((p) => p.metadata?.namespace === ns && want.every(([k, v]) => p.metadata?.labels?.[k] === v)));
+    }
     const sts = await this.getStatefulSet(ns, 'vault');
     const n = (sts?.status?.replicas ?? 0) + this.evicted.size;
     return Array.from({ length: n }, (_, i) => `vault-${i}`)
@@ -388,6 +396,97 @@ describe('reconcile', () => {
   });
 });
 
+describe('reconcile: readAllowlistFrom', () => {
+  const SYNC = { 'app.kubernetes.io/name': 'coffer-sync' };
+  const FROM = () => ({ readAllowlist: ['10.0.0.0/8'], readAllowlistFrom: [{ namespace: 'coffer-system', podSelector: { matchLabels: SYNC } }] });
+  const pod = (name: string, ns: string, ip: string | undefined, extra: { phase?: string; labels?: Record<string, string>; deleting?: boolean } = {}): V1Pod => ({
+    metadata: {
+      name, namespace: ns, labels: extra.labels ?? { ...SYNC, 'pod-template-hash': 'x' },
+      ...(extra.deleting ? { deletionTimestamp: new Date('2025-01-01T00:00:00Z') } : {}),
+    },
+    status: { phase: extra.phase ?? 'Running', ...(ip ? { podIP: ip } : {}) },
+  });
+  const allowlist = (t: ReturnType<typeof setup>) => (t.fake.get('ConfigMap', 'vault-read-allowlist') as V1ConfigMap | undefined)?.data?.['allowlist'];
+  const template = (t: ReturnType<typeof setup>) => JSON.stringify((t.fake.get('StatefulSet', 'vault') as V1StatefulSet).spec!.template);
+
+  it('lists only Running pods with an IP in exactly the named namespace, with spec.readAllowlist, sorted, before the StatefulSet', async () => {
+    const t = setup(FROM());
+    t.fake.otherPods = [
+      pod('sync-b', 'coffer-system', '10.244.1.9'),
+      pod('sync-a', 'coffer-system', '10.244.0.17'),
+      // Same labels in another namespace: an attacker's pod.
+      pod('evil', 'attacker', '10.244.2.2'),
+      pod('pending', 'coffer-system', '10.244.3.3', { phase: 'Pending' }),
+      pod('no-ip', 'coffer-system', undefined),
+      pod('going', 'coffer-system', '10.244.4.4', { deleting: true }),
+      pod('other-app', 'coffer-system', '10.244.5.5', { labels: { 'app.kubernetes.io/name': 'web' } }),
+      pod('succeeded', 'coffer-system', '10.244.6.6', { phase: 'Succeeded' }),
+    ];
+    await t.run();
+    expect(allowlist(t)).toBe('10.0.0.0/8\n10.244.0.17/32\n10.244.1.9/32\n');
+    expect(t.fake.podLists).toContain('coffer-system?app.kubernetes.io/name=coffer-sync');
+    expect(t.fake.podLists.some((l) => l.startsWith('attacker'))).toBe(false);
+    const cm = t.fake.get('ConfigMap', 'vault-read-allowlist')!;
+    expect(cm.metadata!.ownerReferences).toEqual([expect.objectContaining({ kind: 'VaultCluster', name: 'vault', controller: true })]);
+    expect(cm.metadata!.labels).toMatchObject({ 'app.kubernetes.io/managed-by': 'coffer-operator', 'app.kubernetes.io/instance': 'vault' });
+    expect(ownerKey(cm)).toBe('secrets/vault');
+    const writes = t.fake.writes.filter((w) => w.startsWith('apply'));
+    expect(writes.indexOf('apply ConfigMap/secrets/vault-read-allowlist')).toBeLessThan(writes.indexOf('apply StatefulSet/secrets/vault'));
+    expect(t.fake.env('VAULT_READ_ALLOWLIST')).toBe('10.0.0.0/8');
+    expect(t.fake.env('VAULT_READ_ALLOWLIST_FILE')).toBe('/etc/coffer/read-allowlist/allowlist');
+  });
+
+  it('a pod IP change or a removed pod changes only the ConfigMap, never the pod template', async () => {
+    const t = setup(FROM());
+    t.fake.otherPods = [pod('sync-a', 'coffer-system', '10.244.0.17'), pod('sync-b', 'coffer-system', '10.244.1.9')];
+    await t.run();
+    t.fake.rollStatefulSet();
+    await t.run();
+    const before = template(t);
+    const stsVersion = t.fake.get('StatefulSet', 'vault')!.metadata!.resourceVersion;
+    t.fake.writes = [];
+    // sync-a rescheduled with a new IP; sync-b deleted.
+    t.fake.otherPods = [pod('sync-a2', 'coffer-system', '10.244.7.1')];
+    await t.run();
+    expect(allowlist(t)).toBe('10.0.0.0/8\n10.244.7.1/32\n');
+    expect(t.fake.writes.filter((w) => w.startsWith('apply'))).toEqual(['apply ConfigMap/secrets/vault-read-allowlist']);
+    expect(template(t)).toBe(before);
+    expect(t.fake.get('StatefulSet', 'vault')!.metadata!.resourceVersion).toBe(stsVersion);
+    // No pods at all: the static list stays.
+    t.fake.otherPods = [];
+    await t.run();
+    expect(allowlist(t)).toBe('10.0.0.0/8\n');
+    expect(template(t)).toBe(before);
+  });
+
+  it('without readAllowlistFrom there is no ConfigMap and no file env', async () => {
+    const t = setup({ readAllowlist: ['10.0.0.0/8'] });
+    await t.run();
+    expect(t.fake.get('ConfigMap', 'vault-read-allowlist')).toBeUndefined();
+    expect(t.fake.env('VAULT_READ_ALLOWLIST')).toBe('10.0.0.0/8');
+    expect(t.fake.env('VAULT_READ_ALLOWLIST_FILE')).toBeUndefined();
+  });
+
+  it('the controller maps pod events to the VaultClusters that select them, also when a pod stops matching or goes', () => {
+    const m = new AllowlistPodMatcher();
+    const vcs = [
+      { metadata: { namespace: 'secrets', name: 'vault' }, spec: FROM() },
+      { metadata: { namespace: 'other', name: 'v2' }, spec: { readAllowlistFrom: [{ namespace: 'coffer-system', podSelector: { matchLabels: { team: 'a' } } }] } },
+      { metadata: { namespace: 'other', name: 'plain' }, spec: {} },
+    ];
+    const p = pod('sync-a', 'coffer-system', '10.244.0.17', { labels: { ...SYNC, team: 'a' } });
+    expect(m.keysFor(p, vcs, false).sort()).toEqual(['other/v2', 'secrets/vault']);
+    // Same labels, other namespace: nobody.
+    expect(m.keysFor(pod('evil', 'attacker', '10.1.1.1'), vcs, false)).toEqual([]);
+    // Labels changed away from team=a: v2 still hears about it (to drop the address), once.
+    const relabelled = pod('sync-a', 'coffer-system', '10.244.0.17');
+    expect(m.keysFor(relabelled, vcs, false).sort()).toEqual(['other/v2', 'secrets/vault']);
+    expect(m.keysFor(relabelled, vcs, false)).toEqual(['secrets/vault']);
+    expect(m.keysFor(relabelled, vcs, true)).toEqual(['secrets/vault']);
+    expect(m.keysFor(relabelled, vcs, true)).toEqual([]);
+  });
+});
+
 describe('reconcile: WireGuard overlay', () => {
   const WG = () => ({ wireguard: { enabled: true } });
   const secret = (t: ReturnType<typeof setup>) => t.fake.get('Secret', 'vault-wireguard-keys') as V1Secret;
@@ -623,7 +722,7 @@ describe('controller plumbing', () => {
     const secretVerbs = all.filter((r) => r.resources.includes('secrets')).flatMap((r) => r.verbs);
     expect(secretVerbs).not.toContain('patch');
     expect(secretVerbs).toContain('update');
-    expect(all.filter((r) => r.resources.includes('pods')).flatMap((r) => r.verbs)).toEqual(['list']);
+    expect(all.filter((r) => r.resources.includes('pods')).flatMap((r) => r.verbs)).toEqual(['list', 'watch']);
     expect(all.filter((r) => r.resources.includes('pods/eviction')).flatMap((r) => r.verbs)).toEqual(['create']);
     expect(all.filter((r) => r.resources.includes('configmaps')).flatMap((r) => r.verbs)).toEqual(['get', 'list', 'watch', 'create', 'patch']);
   });

@@ -92,6 +92,19 @@ describe('coffer operator render', () => {
     ]));
   });
 
+  it('with readAllowlistFrom: the file env and directory mount in the StatefulSet, the ConfigMap described', () => {
+    const from = GOOD.replace('  kms:', '  readAllowlistFrom:\n    - namespace: coffer-system\n      podSelector: {matchLabels: {app.kubernetes.io/name: coffer-sync}}\n  kms:');
+    const r = run({ positionals: ['render'], flags: { file: 'vc.yaml' } }, { 'vc.yaml': from });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('# ConfigMap secrets/vault-read-allowlist ("allowlist") is kept in the cluster: spec.readAllowlist plus the IP of each Running pod of coffer-system/{app.kubernetes.io/name=coffer-sync}');
+    const sts = parseAllDocuments(r.stdout).map((d) => d.toJS() as Record<string, any> | null).find((o) => o?.kind === 'StatefulSet')!;
+    const vault = sts.spec.template.spec.containers[0];
+    const env = new Map<string, string>(vault.env.map((e: any) => [e.name, e.value]));
+    expect(env.get('VAULT_READ_ALLOWLIST')).toBe('10.0.0.0/8');
+    expect(env.get('VAULT_READ_ALLOWLIST_FILE')).toBe('/etc/coffer/read-allowlist/allowlist');
+    expect(vault.volumeMounts).toContainEqual({ name: 'read-allowlist', mountPath: '/etc/coffer/read-allowlist', readOnly: true });
+  });
+
   it('refuses trustProxy without trustedProxies, saying what is missing, before anything is rendered', () => {
     const bad = GOOD.replace('  kms:', '  trustProxy: true\n  kms:');
     const r = run({ positionals: ['render'], flags: { file: 'vc.yaml' } }, { 'vc.yaml': bad });

@@ -18,6 +18,7 @@ describe('VaultCluster validation', () => {
       image: 'registry.example/coffer:1.0.0',
       replicas: 3,
       readAllowlist: [],
+      readAllowlistFrom: [],
       trustProxy: false,
       trustedProxies: [],
       kms: { mode: 'local', dekCacheTtlSecs: 300, rewrap: { enabled: false, pollSecs: 86_400, maxPerSec: 20 } },
@@ -26,6 +27,24 @@ describe('VaultCluster validation', () => {
       storage: { size: '1Gi', deleteClaimsOnScaleDown: false, deleteClaimsOnDelete: false },
       serviceAccount: { annotations: {} },
     });
+  });
+
+  it('readAllowlistFrom: a namespace and at least one label are required; lengths and label syntax are bounded', () => {
+    const entry = (e: Record<string, unknown>) => rawCluster({ readAllowlistFrom: [e] });
+    const ok = { namespace: 'coffer-system', podSelector: { matchLabels: { 'app.kubernetes.io/name': 'coffer-sync', tier: '' } } };
+    expect(validateVaultCluster(entry(ok)).ok).toBe(true);
+    expect(parseVaultCluster(entry(ok)).spec.readAllowlistFrom).toEqual([ok]);
+    expect(errorsOf(entry({ podSelector: ok.podSelector }))).toEqual([{ path: 'spec.readAllowlistFrom[0].namespace', message: 'is required' }]);
+    expect(errorsOf(entry({ namespace: 'Bad_NS', podSelector: ok.podSelector }))[0]?.path).toBe('spec.readAllowlistFrom[0].namespace');
+    expect(errorsOf(entry({ namespace: 'a', podSelector: { matchLabels: {} } }))[0]?.path).toBe('spec.readAllowlistFrom[0].podSelector.matchLabels');
+    expect(errorsOf(entry({ namespace: 'a', podSelector: {} }))[0]?.path).toBe('spec.readAllowlistFrom[0].podSelector.matchLabels');
+    expect(errorsOf(entry({ namespace: 'a', podSelector: { matchLabels: { 'bad key!': 'x' } } }))[0]?.path).toMatch(/^spec\.readAllowlistFrom\[0\]\.podSelector\.matchLabels/);
+    expect(errorsOf(entry({ namespace: 'a', podSelector: { matchLabels: { a: 'v'.repeat(64) } } }))[0]?.path).toBe('spec.readAllowlistFrom[0].podSelector.matchLabels.a');
+    expect(errorsOf(entry({ namespace: 'a', podSelector: { matchLabels: { a: 'x,y=z' } } }))[0]?.path).toBe('spec.readAllowlistFrom[0].podSelector.matchLabels.a');
+    const many = Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`l${i}`, 'v']));
+    expect(errorsOf(entry({ namespace: 'a', podSelector: { matchLabels: many } }))[0]?.path).toBe('spec.readAllowlistFrom[0].podSelector.matchLabels');
+    expect(errorsOf(rawCluster({ readAllowlistFrom: Array.from({ length: 17 }, () => ok) }))[0]?.path).toBe('spec.readAllowlistFrom');
+    expect(errorsOf(entry({ ...ok, namespaceSelector: {} }))[0]?.path).toBe('spec.readAllowlistFrom[0].namespaceSelector');
   });
 
   it('fills nested defaults under a partially given object and keeps given values', () => {
