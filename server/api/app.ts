@@ -23,6 +23,7 @@ import { roleRoutes } from './routes/roles.js';
 import { secretRoutes } from './routes/secrets.js';
 import { snapshotRoutes } from './routes/snapshot.js';
 import { tokenRoutes } from './routes/tokens.js';
+import { watchRoutes } from './routes/watch.js';
 
 const MAX_TARGET = 300;
 
@@ -269,6 +270,7 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: Api
   await app.register(healthRoutes, { deps });
   await app.register(secretRoutes, { deps });
   await app.register(metadataRoutes, { deps });
+  await app.register(watchRoutes, { deps });
   await app.register(tokenRoutes, { deps });
   await app.register(roleRoutes, { deps });
   await app.register(adminRoutes, { deps });

@@ -6,6 +6,7 @@ import type { CofferMetrics } from '../metrics/coffer-metrics.js';
 import type { Replicator } from '../raft/replicator.js';
 import type { SecretService } from '../secrets/service.js';
 import type { StateReader } from '../store/queries.js';
+import type { WatchRegistry } from '../watch/registry.js';
 import type { Authorizer } from './authz.js';
 
 export interface ApiDeps {
@@ -29,4 +30,6 @@ export interface ApiDeps {
   };
   /** Writes a consistent image of state.db to a file (snapshot save). */
   writeImage: (file: string) => void;
+  /** Blocking metadata queries (GET /v1/watch); without it the route answers 404. */
+  watch?: WatchRegistry;
 }

@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'no_leader'
   | 'audit_unavailable'
   | 'insufficient_storage'
+  | 'too_many_requests'
   | 'internal';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -33,6 +34,7 @@ const STATUS: Record<ErrorCode, number> = {
   no_leader: 503,
   audit_unavailable: 503,
   insufficient_storage: 507,
+  too_many_requests: 429,
   internal: 500,
 };
 

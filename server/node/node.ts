@@ -15,6 +15,7 @@ import { auditMetricsHooks, createCofferMetrics } from '../metrics/coffer-metric
 import { meteredKms } from '../metrics/metered-kms.js';
 import { registerDekCacheMetrics } from '../metrics/dek-cache-metrics.js';
 import { registerStorageMetrics } from '../metrics/storage-metrics.js';
+import { registerWatchMetrics } from '../metrics/watch-metrics.js';
 import { buildRaftListener } from '../raft/listener.js';
 import { RaftReplicator } from '../raft/driver/raft-replicator.js';
 import { RewrapWorker } from '../rewrap/worker.js';
@@ -23,6 +24,7 @@ import { SecretService } from '../secrets/service.js';
 import { capabilities } from '../store/commands.js';
 import { StateReader } from '../store/queries.js';
 import { StateMachine } from '../store/state-machine.js';
+import { WatchRegistry } from '../watch/registry.js';
 import { RELEASE } from '../release.js';
 import { FreeSpaceWatcher } from '../storage/free-space.js';
 import { ensurePrivateFile, prepareDataDir } from '../storage/private-files.js';
@@ -105,6 +107,10 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
   };
   undo.push(() => sm.close());
   const reader = new StateReader(sm);
+  // Blocking metadata queries (GET /v1/watch) wake on applied secret changes.
+  const watch = new WatchRegistry({ index: sm.appliedIndex().index });
+  sm.onSecretsChanged = (c) => ('reset' in c ? watch.reset(c.reset) : watch.publish(c));
+  registerWatchMetrics(metrics, watch);
   // VAULT_MIN_FREE_BYTES: refused before proposing (507), re-measured at most every 250 ms as writes come.
   const freeSpace = new FreeSpaceWatcher({ dir: config.dataDir, minFreeBytes: config.minFreeBytes });
   const storageMetrics = registerStorageMetrics(metrics.registry, freeSpace, () => writeGuard, path.join(config.dataDir, 'audit.db'));
@@ -164,7 +170,7 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
     config.tlsCertFile && config.tlsKeyFile
       ? { cert: fs.readFileSync(config.tlsCertFile), key: fs.readFileSync(config.tlsKeyFile) }
       : undefined;
-  const apiDeps = { config, reader, replicator, secrets, authz, audit, metrics, logger, release: RELEASE, capabilities: capabilities(), now, rewrap: rewrapAdmin(rewrap, replicator, config.nodeId), writeImage: (file: string) => sm.writeImage(file) };
+  const apiDeps = { config, reader, replicator, secrets, authz, audit, metrics, logger, release: RELEASE, capabilities: capabilities(), now, rewrap: rewrapAdmin(rewrap, replicator, config.nodeId), writeImage: (file: string) => sm.writeImage(file), watch };
   // With VAULT_MGMT_ADDR, the API address serves value reads only and management gets its own listener.
   const api = await buildApi(apiDeps, https, config.mgmtAddr ? 'reads' : 'all');
   undo.push(() => api.close());
@@ -195,6 +201,7 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
       // Hand leadership over first so the cluster does not wait out an election timeout.
       if (replicator.isLeader() && replicator.status().peers.length > 1) await replicator.transferLeadership();
       await rewrap.stop();
+      watch.close();
       await api.close();
       await mgmt?.close();
       await raftListener.close();

@@ -72,6 +72,15 @@ export class StateMachine {
    * node). The message names the command type and the check, never a value.
    */
   onRejected: (kind: 'invalid' | 'fault', message: string) => void = () => {};
+  /**
+   * Told of the secrets changed by applied entries (a version written, a
+   * secret deleted), in index order, once their transaction committed; or
+   * `reset` with the applied index when the whole state was replaced.
+   */
+  onSecretsChanged: (changes: ReadonlyArray<{ name: string; index: number }> | { reset: number }) => void = () => {};
+  /** Changes of the running transaction, handed to onSecretsChanged when it commits. */
+  private uncommitted: Array<{ name: string; index: number }> = [];
+  private uncommittedReset = false;
   private stmts: ReturnType<typeof prepare>;
   /** execute() in a savepoint; made once per database (creating a transaction function prepares statements). */
   private executeInSavepoint: (cmd: Command) => ApplyResult;
@@ -91,7 +100,27 @@ export class StateMachine {
    * of the batch commits is exactly the prefix whose index is recorded.
    */
   batch<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+    this.uncommitted = [];
+    this.uncommittedReset = false;
+    let out: T;
+    try {
+      out = this.db.transaction(fn)();
+    } catch (err) {
+      this.uncommitted = [];
+      this.uncommittedReset = false;
+      throw err;
+    }
+    this.publishCommitted();
+    return out;
+  }
+
+  private publishCommitted(): void {
+    const changes = this.uncommitted;
+    const reset = this.uncommittedReset;
+    this.uncommitted = [];
+    this.uncommittedReset = false;
+    if (reset) this.onSecretsChanged({ reset: this.appliedIndex().index });
+    else if (changes.length > 0) this.onSecretsChanged(changes);
   }
 
   appliedIndex(): { index: number; term: number } {
@@ -122,11 +151,22 @@ export class StateMachine {
         return refused('bad_request', err.message);
       });
     }
-    return this.inTransaction(() => {
+    const own = !this.db.inTransaction;
+    if (own) {
+      this.uncommitted = [];
+      this.uncommittedReset = false;
+    }
+    const out = this.inTransaction(() => {
       const result = this.executeTotal(cmd);
       this.stmts.appliedSet.run(index, term);
+      if (result.ok) {
+        if (cmd.t === 'secret.put' || cmd.t === 'secret.delete') this.uncommitted.push({ name: cmd.name, index });
+        else if (cmd.t === 'state.restore') this.uncommittedReset = true;
+      }
       return result;
     });
+    if (own) this.publishCommitted();
+    return out;
   }
 
   /** Runs `fn` in the surrounding `batch` transaction, or in its own. */
@@ -193,6 +233,7 @@ export class StateMachine {
     this.generation++;
     this.secretsChanged++;
     this.authChanged++;
+    this.onSecretsChanged({ reset: this.appliedIndex().index });
   }
 
   private execute(cmd: Command): ApplyResult {
