@@ -147,15 +147,21 @@ if [[ "$REUSE" != 1 ]]; then
   COFFER_E2E_CLUSTER=$CLUSTER bash test/e2e/down.sh >/dev/null 2>&1 || true
 fi
 log "== npm run e2e:up"
-if ! up_out=$(env COFFER_E2E_CLUSTER="$CLUSTER" COFFER_E2E_IMAGE="$IMAGE" COFFER_HELM="$HELM" \
+# Shown as it runs and kept for its last line. (Not `tee /dev/stderr`: when stderr is a file, tee would
+# open it again and truncate everything written before.)
+up_log=$(mktemp "${TMPDIR:-/tmp}/coffer-e2e-up.XXXXXX")
+if ! env COFFER_E2E_CLUSTER="$CLUSTER" COFFER_E2E_IMAGE="$IMAGE" COFFER_HELM="$HELM" \
   ${KIND_NODE_IMAGE:+"KIND_NODE_IMAGE=$KIND_NODE_IMAGE"} ${COFFER_BASE_IMAGE:+"COFFER_BASE_IMAGE=$COFFER_BASE_IMAGE"} \
-  bash test/e2e/up.sh 2>&1 | tee /dev/stderr | tail -1); then
+  bash test/e2e/up.sh 2>&1 | tee "$up_log" >&2; then
+  rm -f "$up_log"
   fail_report "npm run e2e:up failed"
   export KUBECONFIG=${KUBECONFIG:-$KIND_CACHE/$CLUSTER.kubeconfig}
   diagnostics
   echo "e2e: 0 passed, 1 failed"
   exit 1
 fi
+up_out=$(tail -1 "$up_log")
+rm -f "$up_log"
 export KUBECONFIG=${up_out#KUBECONFIG=}
 [[ -f "$KUBECONFIG" ]] || { fail_report "e2e:up printed no kubeconfig ($up_out)"; echo "e2e: 0 passed, 1 failed"; exit 1; }
 if [[ "$REUSED" == 1 ]]; then
