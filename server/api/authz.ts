@@ -18,17 +18,25 @@ const REASONS = {
   role_gone: 'token revoked: its role was deleted',
 } as const;
 
-/** Allowlist answers kept per address; the list is fixed for the process, so only the size needs a bound. */
+/** Allowlist answers kept per address, for one list (a new list gets a new memo); the size needs a bound. */
 const ALLOWED_MEMO_MAX = 4096;
 
 export class Authorizer {
-  private readonly allowedMemo = new Map<string, boolean>();
+  /** The read allowlist and its memo, replaced together as one object so no answer of an old list outlives it. */
+  private allow: { list: Allowlist; memo: Map<string, boolean> };
 
   constructor(
     private readonly reader: StateReader,
-    private readonly allowlist: Allowlist,
+    allowlist: Allowlist,
     private readonly now: () => Date = () => new Date(),
-  ) {}
+  ) {
+    this.allow = { list: allowlist, memo: new Map() };
+  }
+
+  /** VAULT_READ_ALLOWLIST_FILE changed: every later check uses the new list, none an old memo. */
+  setReadAllowlist(list: Allowlist): void {
+    this.allow = { list, memo: new Map() };
+  }
 
   /** 401 unless the request carries a live token. */
   principal(req: FastifyRequest): Principal {
@@ -90,11 +98,12 @@ export class Authorizer {
   isAllowlisted(req: FastifyRequest): boolean {
     const ip = req.ctx.clientIp;
     if (ip === null) return false;
-    let allowed = this.allowedMemo.get(ip);
+    const { list, memo } = this.allow;
+    let allowed = memo.get(ip);
     if (allowed === undefined) {
-      allowed = this.allowlist.allows(ip);
-      if (this.allowedMemo.size >= ALLOWED_MEMO_MAX) this.allowedMemo.clear();
-      this.allowedMemo.set(ip, allowed);
+      allowed = list.allows(ip);
+      if (memo.size >= ALLOWED_MEMO_MAX) memo.clear();
+      memo.set(ip, allowed);
     }
     return allowed;
   }

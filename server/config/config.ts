@@ -1,7 +1,9 @@
 // Server configuration from the environment (DESIGN §3). Every variable is
 // parsed here, once; a malformed one stops the process with a message naming it.
 import os from 'node:os';
+import path from 'node:path';
 import { Allowlist, parseCidr, type Cidr } from '../../common/ipv4.js';
+import { readAllowlistFile, type AllowlistFileRead } from './allowlist-file.js';
 
 export interface HostPort {
   host: string;
@@ -29,7 +31,13 @@ export interface ServerConfig {
   rewrapPollSecs: number;
   rewrapMaxPerSec: number;
   bootstrapToken: string | null;
+  /** VAULT_READ_ALLOWLIST only; the file's entries are added by the node (allowlist-file.ts). */
   readAllowlist: Allowlist;
+  /**
+   * VAULT_READ_ALLOWLIST_FILE: its absolute path and what it held at start
+   * (a malformed or unreadable file stops the start; a missing one does not).
+   */
+  readAllowlistFile: { path: string; initial: AllowlistFileRead } | null;
   trustProxy: boolean;
   tlsCertFile: string | null;
   tlsKeyFile: string | null;
@@ -171,6 +179,8 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     throw new ConfigError('VAULT_READ_ALLOWLIST', (err as Error).message);
   }
 
+  const readAllowlistFile = loadAllowlistFile(get(env, 'VAULT_READ_ALLOWLIST_FILE'));
+
   const tlsCertFile = get(env, 'VAULT_TLS_CERT_FILE') ?? null;
   const tlsKeyFile = get(env, 'VAULT_TLS_KEY_FILE') ?? null;
   if ((tlsCertFile === null) !== (tlsKeyFile === null)) {
@@ -224,6 +234,7 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     rewrapMaxPerSec: parseIntVar(env, 'VAULT_KMS_REWRAP_MAX_PER_SEC', 20, 1, 10_000),
     bootstrapToken,
     readAllowlist,
+    readAllowlistFile,
     trustProxy,
     tlsCertFile,
     tlsKeyFile,
@@ -236,6 +247,23 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     apiHostnames,
     minFreeBytes: parseIntVar(env, 'VAULT_MIN_FREE_BYTES', 67_108_864, 0, Number.MAX_SAFE_INTEGER),
   };
+}
+
+/**
+ * VAULT_READ_ALLOWLIST_FILE at start. Malformed or unreadable: refuse to
+ * start, naming the line, like any malformed variable. Missing: start with
+ * VAULT_READ_ALLOWLIST alone and pick the file up when it appears, because
+ * the kubelet may mount or fill an optional ConfigMap after the container
+ * starts, and a vault that crash-loops until then helps nobody (the missing
+ * file denies reads, it never widens them).
+ */
+function loadAllowlistFile(text: string | undefined): ServerConfig['readAllowlistFile'] {
+  if (text === undefined) return null;
+  const file = path.resolve(text);
+  const initial = readAllowlistFile(file);
+  if (initial.kind === 'invalid') throw new ConfigError('VAULT_READ_ALLOWLIST_FILE', `${file} ${initial.error.message}`);
+  if (initial.kind === 'unreadable') throw new ConfigError('VAULT_READ_ALLOWLIST_FILE', `${file} cannot be read: ${initial.problem}`);
+  return { path: file, initial };
 }
 
 /** A DNS name (labels of letters, digits and hyphens), as a Host header may carry it. */

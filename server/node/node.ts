@@ -15,6 +15,8 @@ import { auditMetricsHooks, createCofferMetrics } from '../metrics/coffer-metric
 import { meteredKms } from '../metrics/metered-kms.js';
 import { registerDekCacheMetrics } from '../metrics/dek-cache-metrics.js';
 import { registerStorageMetrics } from '../metrics/storage-metrics.js';
+import { registerReadAllowlistMetrics } from '../metrics/read-allowlist-metrics.js';
+import { ReadAllowlistFile, type ReloadOutcome } from '../config/allowlist-file.js';
 import { registerWatchMetrics } from '../metrics/watch-metrics.js';
 import { buildRaftListener } from '../raft/listener.js';
 import { RaftReplicator } from '../raft/driver/raft-replicator.js';
@@ -161,7 +163,22 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
   });
   undo.push(() => audit.close());
   const now = () => new Date();
-  const authz = new Authorizer(reader, config.readAllowlist, now);
+  // VAULT_READ_ALLOWLIST_FILE: entries added to VAULT_READ_ALLOWLIST, followed as the file changes.
+  let countReload: (outcome: ReloadOutcome) => void = () => {};
+  const allowlistFile = config.readAllowlistFile
+    ? new ReadAllowlistFile({
+        file: config.readAllowlistFile.path,
+        base: config.readAllowlist,
+        initial: config.readAllowlistFile.initial,
+        logger,
+        onChange: (list) => authz.setReadAllowlist(list),
+        onReload: (outcome) => countReload(outcome),
+      })
+    : null;
+  if (allowlistFile) countReload = registerReadAllowlistMetrics(metrics.registry, allowlistFile);
+  const authz = new Authorizer(reader, allowlistFile?.current() ?? config.readAllowlist, now);
+  allowlistFile?.start();
+  undo.push(() => allowlistFile?.close());
   const secrets = new SecretService(reader, replicator, sealer, now);
 
   registerDekCacheMetrics(metrics, kms.cache);
@@ -201,6 +218,7 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
       // Hand leadership over first so the cluster does not wait out an election timeout.
       if (replicator.isLeader() && replicator.status().peers.length > 1) await replicator.transferLeadership();
       await rewrap.stop();
+      allowlistFile?.close();
       watch.close();
       await api.close();
       await mgmt?.close();
