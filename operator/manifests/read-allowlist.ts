@@ -6,7 +6,8 @@
 // rolls nothing.
 import type { V1ConfigMap, V1Pod } from '@kubernetes/client-node';
 import type { ReadAllowlistFrom, VaultCluster } from '../api/types.js';
-import { READ_ALLOWLIST_KEY, LABEL_COMPONENT, commonLabels, namespaceOf, ownerReferences, resourceNames } from './names.js';
+import { ownedConfigMap } from './config-map.js';
+import { READ_ALLOWLIST_KEY, resourceNames } from './names.js';
 
 export const READ_ALLOWLIST_COMPONENT = 'read-allowlist';
 
@@ -51,17 +52,7 @@ export function readAllowlistLines(vc: VaultCluster, podsPerEntry: readonly (rea
 
 /** The ConfigMap holding those lines (one per line, newline-terminated; empty when there are none). */
 export function readAllowlistConfigMap(vc: VaultCluster, lines: readonly string[]): V1ConfigMap {
-  const { name } = vc.metadata;
-  const owners = ownerReferences(vc);
-  return {
-    apiVersion: 'v1',
-    kind: 'ConfigMap',
-    metadata: {
-      name: resourceNames(name).readAllowlistConfigMap,
-      namespace: namespaceOf(vc),
-      labels: { ...commonLabels(name), [LABEL_COMPONENT]: READ_ALLOWLIST_COMPONENT },
-      ...(owners.length > 0 ? { ownerReferences: owners } : {}),
-    },
-    data: { [READ_ALLOWLIST_KEY]: lines.map((l) => `${l}\n`).join('') },
-  };
+  return ownedConfigMap(vc, resourceNames(vc.metadata.name).readAllowlistConfigMap, READ_ALLOWLIST_COMPONENT, {
+    [READ_ALLOWLIST_KEY]: lines.map((l) => `${l}\n`).join(''),
+  });
 }

@@ -12,7 +12,8 @@ import type { V1ConfigMap } from '@kubernetes/client-node';
 import { parseCidr } from '../../common/ipv4.js';
 import { overlayAddress } from '../api/overlay.js';
 import type { VaultCluster } from '../api/types.js';
-import { LABEL_COMPONENT, commonLabels, namespaceOf, ownerReferences, podName, raftHost, resourceNames } from '../manifests/names.js';
+import { ownedConfigMap } from '../manifests/config-map.js';
+import { namespaceOf, podName, raftHost, resourceNames } from '../manifests/names.js';
 import { publicKeyOf } from './keys.js';
 
 export const PEERS_KEY = 'peers.json';
@@ -54,18 +55,8 @@ export function peersDocument(vc: VaultCluster, publicKeys: readonly string[], c
 
 /** The ConfigMap for these private keys (index = ordinal); only their public keys go in. */
 export function peersConfigMap(vc: VaultCluster, privateKeys: readonly string[], clusterDomain?: string): V1ConfigMap {
-  const { name } = vc.metadata;
   const doc = peersDocument(vc, privateKeys.map(publicKeyOf), clusterDomain);
-  const owners = ownerReferences(vc);
-  return {
-    apiVersion: 'v1',
-    kind: 'ConfigMap',
-    metadata: {
-      name: resourceNames(name).wireguardPeersConfigMap,
-      namespace: namespaceOf(vc),
-      labels: { ...commonLabels(name), [LABEL_COMPONENT]: PEERS_COMPONENT },
-      ...(owners.length > 0 ? { ownerReferences: owners } : {}),
-    },
-    data: { [PEERS_KEY]: JSON.stringify(doc, null, 2) + '\n' },
-  };
+  return ownedConfigMap(vc, resourceNames(vc.metadata.name).wireguardPeersConfigMap, PEERS_COMPONENT, {
+    [PEERS_KEY]: JSON.stringify(doc, null, 2) + '\n',
+  });
 }

@@ -3,34 +3,14 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { encodeCommand, type Command } from '../../../server/store/commands.js';
-import { StateMachine } from '../../../server/store/state-machine.js';
+import { describe, expect, it } from 'vitest';
+import { encodeCommand } from '../../../server/store/commands.js';
+import { putCommand, stateMachines } from './fixture.js';
 
-const dirs: string[] = [];
-const machines: StateMachine[] = [];
-function fresh(): StateMachine {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'coffer-sm-watch-'));
-  dirs.push(dir);
-  const sm = new StateMachine(dir);
-  machines.push(sm);
-  return sm;
-}
-afterEach(() => {
-  machines.splice(0).forEach((m) => m.close());
-  dirs.splice(0).forEach((d) => fs.rmSync(d, { recursive: true, force: true }));
-});
+const fresh = stateMachines('coffer-sm-watch-');
 
-const bytes = (s: string) => new Uint8Array(Buffer.from(s));
 const T = '2026-01-01T00:00:00.000Z';
-function put(name: string, version: number, expected: number): Uint8Array {
-  const c: Command = {
-    t: 'secret.put', v: 1, name, version, expected_current: expected, cas: null,
-    ciphertext: bytes(`ct-${name}-${version}`.padEnd(16, '.')), nonce: bytes('n'.repeat(24)), wrapped_dek: bytes('wd'),
-    kms_key_id: 'local:test', created_at: T, created_by: 'tester',
-  };
-  return encodeCommand(c);
-}
+const put = (name: string, version: number, expected: number) => encodeCommand(putCommand(name, version, expected));
 const del = (name: string) => encodeCommand({ t: 'secret.delete', v: 1, name, at: T });
 const role = () => encodeCommand({ t: 'role.put', v: 1, name: 'r', rules: [] });
 
@@ -70,7 +50,7 @@ describe('StateMachine.onSecretsChanged', () => {
   it('reports a replaced state as a reset at its applied index', () => {
     const sm = fresh();
     sm.applyEntry(7, 1, put('a', 1, 0));
-    const image = path.join(dirs[0]!, 'image.db');
+    const image = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'coffer-img-')), 'image.db');
     sm.writeImage(image);
     const seen: unknown[] = [];
     sm.onSecretsChanged = (c) => seen.push(c);

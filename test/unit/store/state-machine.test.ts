@@ -1,35 +1,14 @@
 // The state machine applied over real SQLite files: determinism, refusals, and
 // that an undecodable command changes nothing.
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { capabilities, decodeCommand, encodeCommand, UnknownCommandError, type Command } from '../../../server/store/commands.js';
 import { StateReader } from '../../../server/store/queries.js';
 import { StateMachine } from '../../../server/store/state-machine.js';
+import { putCommand, stateMachines } from './fixture.js';
 
-const dirs: string[] = [];
-const machines: StateMachine[] = [];
-function fresh(): StateMachine {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'coffer-sm-'));
-  dirs.push(dir);
-  const sm = new StateMachine(dir);
-  machines.push(sm);
-  return sm;
-}
-afterEach(() => {
-  machines.splice(0).forEach((m) => m.close());
-  dirs.splice(0).forEach((d) => fs.rmSync(d, { recursive: true, force: true }));
-});
-
+const fresh = stateMachines();
+const put = putCommand;
 const bytes = (s: string) => new Uint8Array(Buffer.from(s));
-function put(name: string, version: number, expected: number, cas: number | null = null): Command {
-  return {
-    t: 'secret.put', v: 1, name, version, expected_current: expected, cas,
-    ciphertext: bytes(`ct-${name}-${version}`.padEnd(16, '.')), nonce: bytes('n'.repeat(24)), wrapped_dek: bytes('wd'),
-    kms_key_id: 'local:test', created_at: '2026-01-01T00:00:00.000Z', created_by: 'tester',
-  };
-}
 
 const T = '2026-01-01T00:00:00.000Z';
 const R1 = '2026-01-02T00:00:00.000Z';
