@@ -87,6 +87,25 @@ export function rulesGrantAnywhere(rules: readonly RoleRule[], action: Action): 
   return rules.some((r) => r.actions.includes(action) && (isGlobalAction(action) || r.paths.length > 0));
 }
 
+/** Could a rule path match some name below `prefix` ('' or ending in '/')? */
+export function patternReachesUnder(pattern: string, prefix: string): boolean {
+  if (pattern === '*') return true;
+  const pat = pattern.split('/');
+  const pre = prefix === '' ? [] : prefix.slice(0, -1).split('/');
+  for (let i = 0; i < pre.length; i++) {
+    const p = pat[i];
+    if (p === undefined) return false;
+    if (p === '*' && i === pat.length - 1) return true;
+    if (p !== '+' && p !== pre[i]) return false;
+  }
+  return pat.length > pre.length;
+}
+
+/** Whether some rule grants `action` on a path that can match a name below `prefix` (a blocking query's check). */
+export function rulesGrantUnder(rules: readonly RoleRule[], action: PathAction, prefix: string): boolean {
+  return rules.some((r) => r.actions.includes(action) && r.paths.some((p) => patternReachesUnder(p, prefix)));
+}
+
 /** Roles holding a global right other than data access can escalate; only admins may mint such tokens. */
 export function rulesArePrivileged(rules: readonly RoleRule[]): boolean {
   return rules.some((r) => r.actions.some((a) => isGlobalAction(a)));

@@ -7,7 +7,7 @@
 // prefix needs list somewhere below it (403 otherwise) and answers, and wakes
 // for, only the names the token may list.
 import type { FastifyPluginAsync } from 'fastify';
-import { rulesAllow, type RoleRule } from '../../rbac/rules.js';
+import { rulesAllow, rulesGrantUnder } from '../../rbac/rules.js';
 import { SECRET_OPERATIONS } from '../../secrets/operations.js';
 import { isValidSecretName } from '../../store/names.js';
 import type { ApiDeps } from '../deps.js';
@@ -36,24 +36,6 @@ export function parseWait(text: string): number {
   if (!m) return Number.NaN;
   const n = Number(m[1]);
   return m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000;
-}
-
-/** Could a rule path match some name below `prefix` ('' or ending in '/')? */
-export function patternReachesUnder(pattern: string, prefix: string): boolean {
-  if (pattern === '*') return true;
-  const pat = pattern.split('/');
-  const pre = prefix === '' ? [] : prefix.slice(0, -1).split('/');
-  for (let i = 0; i < pre.length; i++) {
-    const p = pat[i];
-    if (p === undefined) return false;
-    if (p === '*' && i === pat.length - 1) return true;
-    if (p !== '+' && p !== pre[i]) return false;
-  }
-  return pat.length > pre.length;
-}
-
-function listsUnder(rules: readonly RoleRule[], prefix: string): boolean {
-  return rules.some((r) => r.actions.includes('list') && r.paths.some((p) => patternReachesUnder(p, prefix)));
 }
 
 export const watchRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { deps }) => {
@@ -116,7 +98,7 @@ export const watchRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { 
         req.ctx.target = pre || null;
         const p = deps.authz.principal(req);
         const right = SECRET_OPERATIONS.list.rights[0];
-        if (!listsUnder(p.rules, pre)) throw new ApiError('forbidden', `role ${p.role} does not allow ${right} under this prefix`);
+        if (!rulesGrantUnder(p.rules, right, pre)) throw new ApiError('forbidden', `role ${p.role} does not allow ${right} under this prefix`);
         visible = (n) => rulesAllow(p.rules, right, n);
         matches = (n) => n.startsWith(pre) && visible(n);
       }

@@ -2,7 +2,8 @@
 // shared sweep timer, the floor of the change log, bounds.
 import { afterEach, describe, expect, it } from 'vitest';
 import { ancestorPrefixes, WatchRegistry, type WakeReason } from '../../../server/watch/registry.js';
-import { parseWait, patternReachesUnder } from '../../../server/api/routes/watch.js';
+import { parseWait } from '../../../server/api/routes/watch.js';
+import { patternReachesUnder } from '../../../server/rbac/rules.js';
 
 const all = () => true;
 let reg: WatchRegistry | null = null;
