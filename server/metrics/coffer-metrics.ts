@@ -4,7 +4,7 @@
 // (`/v1/secrets/:name`), never the raw URL, so secret names stay out of metrics.
 import { REFUSAL_REASONS } from '../raft/cluster-auth.js';
 import type { StateMachine } from '../store/state-machine.js';
-import { Registry, type Counter, type Gauge, type Histogram } from './registry.js';
+import { Registry, type Counter, type Gauge, type Histogram } from '../../common/prometheus.js';
 
 export type HttpOutcome = 'allowed' | 'denied' | 'error';
 

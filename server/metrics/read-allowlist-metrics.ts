@@ -1,7 +1,7 @@
 // VAULT_READ_ALLOWLIST_FILE: whether the file last read was good, how many
 // entries are in force, and re-reads by outcome, to alert on a bad ConfigMap.
 import { RELOAD_OUTCOMES, type ReadAllowlistFile, type ReloadOutcome } from '../config/allowlist-file.js';
-import type { Registry } from './registry.js';
+import type { Registry } from '../../common/prometheus.js';
 
 export function registerReadAllowlistMetrics(registry: Registry, source: Pick<ReadAllowlistFile, 'valid' | 'current'>): (outcome: ReloadOutcome) => void {
   registry.gauge({

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import type { FreeSpaceWatcher } from '../storage/free-space.js';
 import type { RefusalReason, WriteGuard } from '../storage/write-guard.js';
-import type { Counter, Registry } from './registry.js';
+import type { Counter, Registry } from '../../common/prometheus.js';
 
 export interface StorageMetrics {
   /** Writes refused with 507 before they were proposed, by reason. */

@@ -1,6 +1,6 @@
 // Liveness, readiness and Prometheus metrics.
 import type { FastifyPluginAsync } from 'fastify';
-import { PROMETHEUS_CONTENT_TYPE } from '../../metrics/registry.js';
+import { PROMETHEUS_CONTENT_TYPE } from '../../../common/prometheus.js';
 import type { ApiDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
 import { errorResponses } from '../schemas.js';

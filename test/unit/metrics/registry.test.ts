@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Registry, escapeLabelValue, formatValue } from '../../../server/metrics/registry.js';
+import { Registry, escapeLabelValue, formatValue } from '../../../common/prometheus.js';
 import { checkHistogram, parseExposition } from './parse.js';
 
 describe('Registry', () => {
