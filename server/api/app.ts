@@ -39,8 +39,12 @@ const FRAMEWORK_ERRORS: Record<string, string> = {
   FST_ERR_MAX_PARAM_LENGTH: 'URL parameter too long',
 };
 
-/** Routes a reads-only listener serves when management has a listener of its own (VAULT_MGMT_ADDR). */
-const READ_SURFACE = new Set(['secret.read', 'health', 'ready', 'metrics.read']);
+/**
+ * Routes a reads-only listener serves when management has a listener of its own (VAULT_MGMT_ADDR).
+ * The blocking query is here too: a reader (the sync controller) must learn of a new version where it
+ * reads values; it answers versions only, to a token with read_metadata.
+ */
+const READ_SURFACE = new Set(['secret.read', 'secret.watch', 'health', 'ready', 'metrics.read']);
 
 /** Not audited (DESIGN §4): they carry no secret data and must answer while audit.db cannot be written. */
 const UNAUDITED = new Set(['health', 'ready', 'metrics.read']);

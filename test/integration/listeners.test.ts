@@ -31,6 +31,10 @@ describe('management listener', () => {
     }
     expect((await mgmt.put('/v1/secrets/l/x', { value: 'v' })).status).toBe(201);
     expect((await api.get('/v1/secrets/l/x')).body.value).toBe('v');
+    // The blocking query answers where values are read (a reader must learn of new versions there).
+    const watched = await api.get('/v1/watch?names=l/x');
+    expect(watched.status).toBe(200);
+    expect(watched.body.versions).toEqual({ 'l/x': 1 });
     expect((await api.get('/v1/health')).status).toBe(200);
     expect((await api.get('/v1/ready')).status).toBe(200);
     expect((await client(n.url).get('/metrics')).status).toBe(200);
