@@ -2,7 +2,7 @@
 // patterns), its cross-field rules, and the overlay range check CEL cannot
 // express. The operator validates every object it reads with it, and
 // `coffer operator render` every file.
-import { FormatRegistry } from '@sinclair/typebox';
+import { FormatRegistry, type TSchema } from '@sinclair/typebox';
 import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors';
 import { Value } from '@sinclair/typebox/value';
 import { overlayCidrProblem } from './overlay.js';
@@ -39,22 +39,10 @@ if (!FormatRegistry.Has('date-time')) {
  */
 export function validateVaultCluster(obj: unknown): ValidationResult {
   const value: unknown = Value.Default(VaultClusterSchema, structuredClone(obj));
-  const errors: ValidationIssue[] = [];
-  const seen = new Set<string>();
-  for (const err of Value.Errors(VaultClusterSchema, value)) {
-    const path = formatPath(err.path);
-    if (seen.has(path)) continue;
-    // A child error is noise when its parent already failed.
-    if ([...seen].some((p) => p !== '' && (path.startsWith(p + '.') || path.startsWith(p + '[')))) continue;
-    seen.add(path);
-    errors.push({ path: path || '(root)', message: describe(err) });
-  }
+  const errors = schemaIssues(VaultClusterSchema, value);
   // Cross-field rules, once the fields they read are themselves well-formed.
-  const broken = (...prefixes: string[]) =>
-    errors.some((e) => e.path === '(root)' || e.path === 'spec' || prefixes.some((p) => e.path === p || e.path.startsWith(`${p}.`) || e.path.startsWith(`${p}[`)));
-  const failed = <T>(rules: readonly CrossFieldRule<T>[], self: T) => {
-    for (const rule of rules) if (!rule.check(self)) errors.push({ path: rule.at + (rule.fieldPath ?? ''), message: rule.message });
-  };
+  const broken = (...prefixes: string[]) => brokenAt(errors, ...prefixes);
+  const failed = <T>(rules: readonly CrossFieldRule<T>[], self: T) => errors.push(...crossFieldIssues(rules, self));
   const specValue = (value as { spec?: unknown } | null)?.spec;
   const kms = (specValue as { kms?: unknown } | undefined)?.kms;
   if (!broken('spec.kms') && typeof kms === 'object' && kms !== null) failed(KMS_RULES, kms as VaultCluster['spec']['kms']);
@@ -70,6 +58,35 @@ export function validateVaultCluster(obj: unknown): ValidationResult {
     if (problem) errors.push({ path: 'spec.wireguard.cidr', message: problem });
   }
   return errors.length === 0 ? { ok: true, value: value as VaultCluster } : { ok: false, errors };
+}
+
+/**
+ * The schema's problems with an (already defaulted) value, one per path, a
+ * child's problem dropped when its parent already failed. Shared with the
+ * CofferSecret validator (sync/api/validate.ts).
+ */
+export function schemaIssues(schema: TSchema, value: unknown): ValidationIssue[] {
+  const errors: ValidationIssue[] = [];
+  const seen = new Set<string>();
+  for (const err of Value.Errors(schema, value)) {
+    const path = formatPath(err.path);
+    if (seen.has(path)) continue;
+    // A child error is noise when its parent already failed.
+    if ([...seen].some((p) => p !== '' && (path.startsWith(p + '.') || path.startsWith(p + '[')))) continue;
+    seen.add(path);
+    errors.push({ path: path || '(root)', message: describe(err) });
+  }
+  return errors;
+}
+
+/** Whether the object, its spec, or a field at or below one of the prefixes already failed. */
+export function brokenAt(errors: readonly ValidationIssue[], ...prefixes: string[]): boolean {
+  return errors.some((e) => e.path === '(root)' || e.path === 'spec' || prefixes.some((p) => e.path === p || e.path.startsWith(`${p}.`) || e.path.startsWith(`${p}[`)));
+}
+
+/** The cross-field rules `self` breaks, reported at `at` + `fieldPath`. */
+export function crossFieldIssues<T>(rules: readonly CrossFieldRule<T>[], self: T): ValidationIssue[] {
+  return rules.filter((rule) => !rule.check(self)).map((rule) => ({ path: rule.at + (rule.fieldPath ?? ''), message: rule.message }));
 }
 
 /** Like validateVaultCluster, but throws VaultClusterValidationError. */
