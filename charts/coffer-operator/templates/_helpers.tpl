@@ -69,4 +69,25 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if and .Values.watchNamespace (not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" .Values.watchNamespace)) }}
 {{- fail (printf "watchNamespace %q is not a namespace name (one namespace; empty watches all)" .Values.watchNamespace) }}
 {{- end }}
+{{- if and .Values.sync.enabled .Values.sync.watchNamespace (not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" .Values.sync.watchNamespace)) }}
+{{- fail (printf "sync.watchNamespace %q is not a namespace name (one namespace; empty watches all)" .Values.sync.watchNamespace) }}
+{{- end }}
+{{- if and .Values.sync.enabled (lt (int .Values.sync.replicas) 0) }}
+{{- fail "sync.replicas must not be negative" }}
+{{- end }}
+{{- end }}
+
+{{/* The sync controller (coffer sync run): fixed names, its own selector. */}}
+{{- define "coffer-operator.syncSelectorLabels" -}}
+app.kubernetes.io/name: coffer-sync
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "coffer-operator.syncLabels" -}}
+helm.sh/chart: {{ include "coffer-operator.chart" . }}
+{{ include "coffer-operator.syncSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: sync
+app.kubernetes.io/part-of: coffer
+app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}

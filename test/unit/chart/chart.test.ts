@@ -15,11 +15,14 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { OPERATOR_RULES, leaderElectionRules, type PolicyRule } from '../../../operator/rbac.js';
+import { SYNC_RULES } from '../../../sync/rbac.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const CHART = path.join(ROOT, 'charts', 'coffer-operator');
 const CRD_SOURCE = path.join(ROOT, 'crds', 'vaultclusters.coffer.dev.yaml');
 const CRD_COPY = path.join(CHART, 'files', 'crds', 'vaultclusters.coffer.dev.yaml');
+const SYNC_CRD_SOURCE = path.join(ROOT, 'crds', 'coffersecrets.coffer.dev.yaml');
+const SYNC_CRD_COPY = path.join(CHART, 'files', 'crds', 'coffersecrets.coffer.dev.yaml');
 
 // Rendered Kubernetes objects, read loosely.
 type Obj = Record<string, any>;
@@ -66,6 +69,23 @@ describe('chart: generated parts and documentation', () => {
   it('ships a byte-for-byte copy of crds/vaultclusters.coffer.dev.yaml (run npm run gen:chart)', () => {
     expect(existsSync(CRD_COPY)).toBe(true);
     expect(readFileSync(CRD_COPY, 'utf8')).toBe(readFileSync(CRD_SOURCE, 'utf8'));
+  });
+
+  it('ships a byte-for-byte copy of crds/coffersecrets.coffer.dev.yaml (run npm run gen:chart)', () => {
+    expect(readFileSync(SYNC_CRD_COPY, 'utf8')).toBe(readFileSync(SYNC_CRD_SOURCE, 'utf8'));
+  });
+
+  it('renders, in templates/_sync-rbac-rules.tpl, exactly the rules of sync/rbac.ts', () => {
+    const tpl = readFileSync(path.join(CHART, 'templates', '_sync-rbac-rules.tpl'), 'utf8');
+    const define = (name: string): PolicyRule[] => {
+      const m = new RegExp(`{{- define "${name}" -}}\\n([\\s\\S]*?)\\n{{- end }}`).exec(tpl);
+      expect(m, name).not.toBeNull();
+      return parse((m as RegExpExecArray)[1]!.replaceAll('{{ .Values.sync.leaseName | quote }}', '"the-lease"')) as PolicyRule[];
+    };
+    expect(tpl).toContain('from sync/rbac.ts.');
+    expect(define('coffer-operator.syncRules')).toEqual(SYNC_RULES);
+    expect(define('coffer-operator.syncLeaseRules')).toEqual(leaderElectionRules('the-lease'));
+    expect(tpl).not.toContain(gen.LEASE_PLACEHOLDER);
   });
 
   it('has every generated file up to date (charts/generate.mjs --check)', () => {
@@ -137,10 +157,17 @@ function helm(args: string[]): string {
 }
 
 /** `helm template` → objects (comments and empty documents dropped). */
-function render(set: Record<string, string> = {}, namespace = 'coffer-system', release = 'coffer-operator'): Obj[] {
+function renderAll(set: Record<string, string> = {}, namespace = 'coffer-system', release = 'coffer-operator'): Obj[] {
   const args = ['template', release, CHART, '--namespace', namespace];
   for (const [k, v] of Object.entries(set)) args.push('--set', `${k}=${v}`);
   return parseAllDocuments(helm(args)).map((d) => d.toJS() as Obj).filter((o) => o !== null && typeof o === 'object');
+}
+
+/** The operator's objects only: without the sync controller's and the CofferSecret CRD. */
+function render(set: Record<string, string> = {}, namespace?: string, release?: string): Obj[] {
+  return renderAll(set, namespace, release).filter(
+    (o) => o.metadata?.labels?.['app.kubernetes.io/name'] !== 'coffer-sync' && o.metadata?.name !== 'coffersecrets.coffer.dev',
+  );
 }
 
 function renderError(set: Record<string, string>): string {
@@ -273,5 +300,71 @@ describe.skipIf(!HELM)('chart: helm lint and template', () => {
     // rbac.create=false: no RBAC objects at all.
     const noRbac = render({ 'rbac.create': 'false' });
     expect(noRbac.filter((o) => /Role/.test(o.kind as string))).toEqual([]);
+  });
+});
+
+describe.skipIf(!HELM)('chart: the sync controller', () => {
+  const isSync = (o: Obj) => o.metadata?.labels?.['app.kubernetes.io/name'] === 'coffer-sync';
+
+  it('installs Deployment, ServiceAccount, ClusterRole + binding and Lease Role coffer-sync by default', () => {
+    const objs = renderAll().filter(isSync);
+    expect(objs.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual([
+      'ClusterRole/coffer-system-coffer-sync', 'ClusterRoleBinding/coffer-system-coffer-sync', 'Deployment/coffer-sync',
+      'Role/coffer-sync-leader-election', 'RoleBinding/coffer-sync-leader-election', 'ServiceAccount/coffer-sync',
+    ]);
+    const dep = one(objs, 'Deployment', 'coffer-sync');
+    expect(dep.metadata.namespace).toBe('coffer-system');
+    expect(dep.spec.replicas).toBe(2);
+    expect(dep.spec.selector.matchLabels).toEqual({ 'app.kubernetes.io/name': 'coffer-sync', 'app.kubernetes.io/instance': 'coffer-operator' });
+    const pod = dep.spec.template.spec;
+    expect(pod.serviceAccountName).toBe('coffer-sync');
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 10001 });
+    const c = pod.containers[0];
+    expect(c.args).toEqual(['sync', 'run', '--lease-namespace=$(POD_NAMESPACE)', '--lease-name=coffer-sync', '--metrics-addr=0.0.0.0:9090']);
+    expect(Object.fromEntries((c.env as Obj[]).map((e) => [e.name, e.valueFrom]))).toEqual({
+      POD_NAME: { fieldRef: { fieldPath: 'metadata.name' } },
+      POD_NAMESPACE: { fieldRef: { fieldPath: 'metadata.namespace' } },
+    });
+    expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
+    expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
+    expect(c.ports).toEqual([{ name: 'metrics', containerPort: 9090, protocol: 'TCP' }]);
+    expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
+    expect(c.resources).toBeDefined();
+    expect(one(objs, 'ClusterRole').rules).toEqual(SYNC_RULES);
+    expect(one(objs, 'ClusterRoleBinding').subjects).toEqual([{ kind: 'ServiceAccount', name: 'coffer-sync', namespace: 'coffer-system' }]);
+    const lease = one(objs, 'Role', 'coffer-sync-leader-election');
+    expect(lease.metadata.namespace).toBe('coffer-system');
+    expect(lease.rules).toEqual(leaderElectionRules('coffer-sync'));
+  });
+
+  it('installs the CofferSecret CRD beside the VaultCluster one, following installCRDs and keepCRDs', () => {
+    const crd = one(renderAll(), 'CustomResourceDefinition', 'coffersecrets.coffer.dev');
+    expect(crd.spec).toEqual((parse(readFileSync(SYNC_CRD_SOURCE, 'utf8')) as Obj).spec);
+    expect(crd.metadata.annotations).toEqual({ 'helm.sh/resource-policy': 'keep' });
+    expect(find(renderAll({ installCRDs: 'false' }), 'CustomResourceDefinition')).toHaveLength(0);
+    expect(find(renderAll({ keepCRDs: 'false' }), 'CustomResourceDefinition').map((c) => c.metadata.annotations)).toEqual([undefined, undefined]);
+  });
+
+  it('renders no sync object with sync.enabled=false', () => {
+    const objs = renderAll({ 'sync.enabled': 'false' });
+    expect(objs.filter(isSync)).toEqual([]);
+    expect(objs.filter((o) => /coffer-sync/.test(JSON.stringify(o.metadata)))).toEqual([]);
+  });
+
+  it('honours replicas, lease name, metrics port and watchNamespace (a Role there instead of the ClusterRole)', () => {
+    const objs = renderAll({
+      'sync.replicas': '3', 'sync.leaseName': 'other', 'sync.metricsPort': '9191', 'sync.watchNamespace': 'apps',
+    }).filter(isSync);
+    const dep = one(objs, 'Deployment', 'coffer-sync');
+    expect(dep.spec.replicas).toBe(3);
+    expect(dep.spec.template.spec.containers[0].args).toEqual([
+      'sync', 'run', '--lease-namespace=$(POD_NAMESPACE)', '--lease-name=other', '--metrics-addr=0.0.0.0:9191', '--namespace=apps',
+    ]);
+    expect(find(objs, 'ClusterRole')).toHaveLength(0);
+    const role = one(objs, 'Role', 'coffer-sync');
+    expect(role.metadata.namespace).toBe('apps');
+    expect(role.rules).toEqual(SYNC_RULES);
+    expect(one(objs, 'Role', 'coffer-sync-leader-election').rules).toEqual(leaderElectionRules('other'));
+    expect(renderError({ 'sync.watchNamespace': 'Bad_NS' })).toContain('sync.watchNamespace');
   });
 });
