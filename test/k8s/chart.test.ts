@@ -12,7 +12,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadKubeConfig, startOperator, type RunningOperator } from '../../operator/operator.js';
-import { OPERATOR_RULES } from '../../operator/rbac.js';
+import { OPERATOR_RULES, leaderElectionRules } from '../../operator/rbac.js';
+import { SYNC_RULES } from '../../sync/rbac.js';
 import { eventually, kubectlJson, useControlPlane } from './harness/use-control-plane.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -21,6 +22,7 @@ const OP_NS = 'coffer-system';
 const NS = 'vaults';
 const OTHER_NS = 'elsewhere';
 const SA = `system:serviceaccount:${OP_NS}:coffer-operator`;
+const SYNC_SA = `system:serviceaccount:${OP_NS}:coffer-sync`;
 
 const cp = useControlPlane({ nodes: 3 });
 let helmBin: string;
@@ -33,9 +35,9 @@ function helm(args: string[]): string {
 const getJson = (args: string[]) => kubectlJson(cp(), args);
 
 /** `kubectl auth can-i` as the operator's ServiceAccount; resource `type[.group][/subresource]`. */
-async function canI(verb: string, resource: string, namespace?: string, name?: string): Promise<boolean> {
+async function canI(verb: string, resource: string, namespace?: string, name?: string, as = SA): Promise<boolean> {
   const [type, sub] = resource.split('/') as [string, string | undefined];
-  const args = ['auth', 'can-i', verb, name ? `${type}/${name}` : type, '--as', SA, '--as-group', 'system:serviceaccounts', '--as-group', `system:serviceaccounts:${OP_NS}`];
+  const args = ['auth', 'can-i', verb, name ? `${type}/${name}` : type, '--as', as, '--as-group', 'system:serviceaccounts', '--as-group', `system:serviceaccounts:${OP_NS}`];
   if (sub) args.push(`--subresource=${sub}`);
   args.push(...(namespace ? ['-n', namespace] : ['--all-namespaces']));
   const r = await cp().kubectl(args);
@@ -77,6 +79,14 @@ describe('helm chart on a real API server', () => {
     }));
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toMatch(/replicas/);
+    // The sync controller and the CofferSecret CRD come with it.
+    await cp().kubectlOk(['wait', '--for=condition=Established', 'crd/coffersecrets.coffer.dev', '--timeout=60s']);
+    const sync = await getJson(['-n', OP_NS, 'get', 'deployment', 'coffer-sync']);
+    expect(sync.spec.replicas).toBe(2);
+    expect(sync.spec.template.metadata.labels['app.kubernetes.io/name']).toBe('coffer-sync');
+    expect(sync.spec.template.spec.serviceAccountName).toBe('coffer-sync');
+    expect((await getJson(['get', 'clusterrole', `${OP_NS}-coffer-sync`])).rules).toEqual(SYNC_RULES.map((r) => ({ ...r })));
+    expect((await getJson(['-n', OP_NS, 'get', 'role', 'coffer-sync-leader-election'])).rules).toEqual(leaderElectionRules('coffer-sync').map((r) => ({ ...r })));
   });
 
   it('runs the operator under the chart ServiceAccount: it reconciles a VaultCluster with the granted rules only', async () => {
@@ -134,6 +144,20 @@ describe('helm chart on a real API server', () => {
     expect(await canI('create', 'leases.coordination.k8s.io', OP_NS)).toBe(true);
   });
 
+  it('grants the sync controller sync/rbac.ts and nothing more', async () => {
+    for (const r of SYNC_RULES) {
+      for (const res of r.resources) {
+        for (const verb of r.verbs) expect(await canI(verb, target(r.apiGroups[0] ?? '', res), NS, undefined, SYNC_SA), `sync ${verb} ${res}`).toBe(true);
+      }
+    }
+    for (const [verb, res] of [['update', 'secrets'], ['delete', 'secrets'], ['delete', 'coffersecrets.coffer.dev'], ['list', 'deployments.apps'],
+      ['list', 'vaultclusters.coffer.dev'], ['get', 'pods']] as const) {
+      expect(await canI(verb, res, NS, undefined, SYNC_SA), `sync ${verb} ${res}`).toBe(false);
+    }
+    expect(await canI('update', 'leases.coordination.k8s.io', OP_NS, 'coffer-sync', SYNC_SA)).toBe(true);
+    expect(await canI('update', 'leases.coordination.k8s.io', OP_NS, 'coffer-operator', SYNC_SA)).toBe(false);
+  });
+
   it('with watchNamespace, confines every grant to that namespace', async () => {
     helm(['upgrade', 'coffer-operator', CHART, '--namespace', OP_NS, '--reuse-values', '--set', `watchNamespace=${NS}`]);
     expect((await cp().kubectl(['get', 'clusterrole', `${OP_NS}-coffer-operator`])).code).not.toBe(0);
@@ -144,6 +168,14 @@ describe('helm chart on a real API server', () => {
     expect(await canI('list', 'secrets')).toBe(false);
     const env = (await getJson(['-n', OP_NS, 'get', 'deployment', 'coffer-operator'])).spec.template.spec.containers[0].env as { name: string; value?: string }[];
     expect(env.find((e) => e.name === 'COFFER_OPERATOR_NAMESPACE')?.value).toBe(NS);
+  });
+
+  it('with sync.enabled=false, removes the sync controller and keeps the CofferSecret CRD', async () => {
+    helm(['upgrade', 'coffer-operator', CHART, '--namespace', OP_NS, '--reuse-values', '--set', 'sync.enabled=false']);
+    expect((await cp().kubectl(['-n', OP_NS, 'get', 'deployment', 'coffer-sync'])).code).not.toBe(0);
+    expect((await cp().kubectl(['-n', OP_NS, 'get', 'serviceaccount', 'coffer-sync'])).code).not.toBe(0);
+    expect((await cp().kubectl(['get', 'clusterrole', `${OP_NS}-coffer-sync`])).code).not.toBe(0);
+    expect((await cp().kubectl(['get', 'crd', 'coffersecrets.coffer.dev'])).code).toBe(0);
   });
 
   it('keeps the CRD (and so every VaultCluster) on helm uninstall', async () => {
