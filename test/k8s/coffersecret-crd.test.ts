@@ -69,4 +69,13 @@ describe('CofferSecret CRD on a real API server', () => {
     expect(header!.split(/\s+/)).toEqual(['NAME', 'READY', 'REASON', 'SYNCED', 'AGE']);
     expect(row).toMatch(/^app-db\s+True\s+Synced\s+\{"app\/db\/password":3\}\s+\S+$/);
   });
+
+  it('accepts examples/coffersecret.yaml and examples/demo-app.yaml', async () => {
+    for (const file of ['coffersecret.yaml', 'demo-app.yaml']) {
+      await cp().kubectlOk(['apply', '-f', '-'], readFileSync(new URL(`../../examples/${file}`, import.meta.url), 'utf8'));
+    }
+    const got = await kubectlJson(cp(), ['-n', 'demo', 'get', 'csec', 'app-db']);
+    expect(got.spec.rolloutRestartTargets).toEqual([{ kind: 'Deployment', name: 'demo-app' }]);
+    await kubectlJson(cp(), ['-n', 'demo', 'get', 'deployment', 'demo-app']);
+  });
 });
