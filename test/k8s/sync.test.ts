@@ -89,6 +89,11 @@ describe('coffer sync run on a real control plane', () => {
     const [stamp, ms] = await until('the Deployment pod template stamped', async () => (await templateAnnotations('web'))[restartAnnotation('db')], 10_000);
     console.log(`[sync] restart target stamped ${ms} ms after the Secret`);
     expect(stamp).toBe(cs.status.versionsHash);
+    // The stamp rolls the workload: the real deployment controller makes a second ReplicaSet.
+    await until('web to roll to a new ReplicaSet', async () => {
+      const rs = JSON.parse(await cp().kubectlOk(['-n', NS, 'get', 'replicasets', '-l', 'app=web', '-o', 'json'])).items as any[];
+      return rs.some((x) => x.spec.template.metadata?.annotations?.[restartAnnotation('db')] === cs.status.versionsHash) && rs.length >= 2;
+    }, 30_000, 250);
     db.password = r.value;
   });
 
