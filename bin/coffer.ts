@@ -9,6 +9,9 @@ import {
 import { DEV_CLUSTER_HELP, runDevCluster } from '../server/cli/dev-cluster.js';
 import { OPERATOR_HELP } from '../operator/cli/help.js';
 import { WG_AGENT_HELP } from '../wg-agent/help.js';
+import { SYNC_HELP } from '../sync/help.js';
+
+const SYNC_HELP_LINE = '\n  sync run                run the CofferSecret sync controller';
 
 // The server, the operator, `operator render` and the wg-agent are imported when their command runs: a client
 // call or `--help` should not pay for Fastify, the AWS SDK, SQLite, the Kubernetes client and cdk8s.
@@ -18,7 +21,8 @@ const TOP = TOP_HELP.includes('\n  operator ')
   ? TOP_HELP
   : TOP_HELP.replace(
       '\n  help [command]',
-      '\n  operator [run]          run the VaultCluster controller\n  operator render -f FILE\n                         print the manifests for a VaultCluster (no cluster needed)\n  help [command]',
+      '\n  operator [run]          run the VaultCluster controller\n  operator render -f FILE\n                         print the manifests for a VaultCluster (no cluster needed)' +
+        SYNC_HELP_LINE + '\n  help [command]',
     );
 
 const HELP: Record<string, string> = {
@@ -30,6 +34,7 @@ const HELP: Record<string, string> = {
   'dev-cluster': DEV_CLUSTER_HELP,
   operator: OPERATOR_HELP,
   'wg-agent': WG_AGENT_HELP,
+  sync: SYNC_HELP,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -58,6 +63,8 @@ async function main(argv: string[]): Promise<number> {
     }
     return (await import('../operator/cli/render.js')).operatorCommand(args.positionals.slice(1), args.flags);
   }
+  // The sync controller parses its own flags (strictly).
+  if (command === 'sync') return (await import('../sync/cli.js')).runSyncCommand(argv.slice(argv.indexOf('sync') + 1));
   // wg-agent parses its own flags (strictly: an unknown one is an error).
   if (command === 'wg-agent') return (await import('../wg-agent/cli.js')).runWgAgent(argv.slice(argv.indexOf('wg-agent') + 1));
   if (args.flags.has('help')) {

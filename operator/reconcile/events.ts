@@ -38,7 +38,11 @@ export class KubeEventRecorder implements EventRecorder {
 
   constructor(
     private readonly client: Pick<ClusterClient, 'createEvent'>,
-    private readonly opts: { identity: string; clock?: Clock; logger?: Logger; dedupeMs?: number },
+    private readonly opts: {
+      identity: string; clock?: Clock; logger?: Logger; dedupeMs?: number;
+      /** The kind events are about and the component they come from (default: VaultCluster, coffer-operator). */
+      involved?: { apiVersion: string; kind: string; component: string };
+    },
   ) {}
 
   async record(target: EventTarget, event: OperatorEvent): Promise<void> {
@@ -58,8 +62,8 @@ export class KubeEventRecorder implements EventRecorder {
     const body: CoreV1Event = {
       metadata: { generateName: `${target.name}.`, namespace: target.namespace },
       involvedObject: {
-        apiVersion: API_VERSION,
-        kind: KIND,
+        apiVersion: this.opts.involved?.apiVersion ?? API_VERSION,
+        kind: this.opts.involved?.kind ?? KIND,
         namespace: target.namespace,
         name: target.name,
         ...(target.uid ? { uid: target.uid } : {}),
@@ -68,8 +72,8 @@ export class KubeEventRecorder implements EventRecorder {
       type: event.type,
       reason: event.reason,
       message: event.message.length > 1_000 ? event.message.slice(0, 999) + '…' : event.message,
-      source: { component: EVENT_COMPONENT },
-      reportingComponent: EVENT_COMPONENT,
+      source: { component: this.opts.involved?.component ?? EVENT_COMPONENT },
+      reportingComponent: this.opts.involved?.component ?? EVENT_COMPONENT,
       reportingInstance: this.opts.identity,
       firstTimestamp: ts,
       lastTimestamp: ts,

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const SOURCE_ROOTS = ['bin', 'common', 'server', 'operator', 'wg-agent', 'bench'];
+const SOURCE_ROOTS = ['bin', 'common', 'server', 'operator', 'sync', 'wg-agent', 'bench'];
 
 interface SourceFile {
   path: string; // repo-relative, e.g. server/raft/core/raft.ts
@@ -112,8 +112,12 @@ describe('source layout', () => {
     expect(folderCycles()).toEqual([]);
   });
 
-  it('keeps the operator and the WireGuard agent out of server/', () => {
+  it('keeps the operator, the sync controller and the WireGuard agent out of server/', () => {
     expect(importsUnder('operator/', 'server/')).toEqual([]);
+    // The sync controller talks to Coffer over HTTP only, like any client; the operator never needs it.
+    expect(files.some((f) => f.path.startsWith('sync/'))).toBe(true);
+    expect(importsUnder('sync/', 'server/')).toEqual([]);
+    expect(importsUnder('operator/', 'sync/')).toEqual([]);
     // The agent shares only the logger with the vault node (one way).
     expect(importsUnder('wg-agent/', 'server/').filter((e) => !e.endsWith('-> server/log/logger.ts'))).toEqual([]);
   });
