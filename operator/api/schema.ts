@@ -390,20 +390,26 @@ import { VaultClusterStatusSchema } from './status-schema.js';
  * Date). The CRD does not carry this schema (the API server owns metadata);
  * it only restricts the name.
  */
-export const ObjectMetaSchema = Type.Object(
-  {
-    name: Type.String({
-      minLength: 1, maxLength: MAX_NAME_LENGTH, pattern: DNS_LABEL,
-      errorMessage: `must be a lowercase RFC 1035 label of at most ${MAX_NAME_LENGTH} characters`,
-    } as Friendly),
-    namespace: Type.Optional(Type.String({ minLength: 1 })),
-    uid: Type.Optional(Type.String()),
-    generation: Type.Optional(Type.Integer()),
-    resourceVersion: Type.Optional(Type.String()),
-    labels: Type.Optional(Type.Record(Type.String(), Type.String())),
-    annotations: Type.Optional(Type.Record(Type.String(), Type.String())),
-  },
-  { additionalProperties: true },
+export function objectMetaSchema<N extends TSchema>(name: N) {
+  return Type.Object(
+    {
+      name,
+      namespace: Type.Optional(Type.String({ minLength: 1 })),
+      uid: Type.Optional(Type.String()),
+      generation: Type.Optional(Type.Integer()),
+      resourceVersion: Type.Optional(Type.String()),
+      labels: Type.Optional(Type.Record(Type.String(), Type.String())),
+      annotations: Type.Optional(Type.Record(Type.String(), Type.String())),
+    },
+    { additionalProperties: true },
+  );
+}
+
+export const ObjectMetaSchema = objectMetaSchema(
+  Type.String({
+    minLength: 1, maxLength: MAX_NAME_LENGTH, pattern: DNS_LABEL,
+    errorMessage: `must be a lowercase RFC 1035 label of at most ${MAX_NAME_LENGTH} characters`,
+  } as Friendly),
 );
 
 export const VaultClusterSchema = Type.Object(

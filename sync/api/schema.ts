@@ -10,7 +10,7 @@
 // when a version changes. Values never appear in this object.
 import { Type } from '@sinclair/typebox';
 import {
-  API_VERSION, ConditionSchema, DNS_LABEL, DNS_SUBDOMAIN, GROUP, LABEL_KEY, SECRET_KEY, VERSION,
+  API_VERSION, ConditionSchema, DNS_LABEL, DNS_SUBDOMAIN, GROUP, LABEL_KEY, SECRET_KEY, VERSION, objectMetaSchema,
   type CrossFieldRule,
 } from '../../operator/api/schema.js';
 
@@ -185,18 +185,7 @@ export const CofferSecretStatusSchema = Type.Object(
 
 // ---------------------------------------------------------------- object
 
-export const CofferSecretMetaSchema = Type.Object(
-  {
-    name: Type.String({ minLength: 1, maxLength: 253, pattern: DNS_SUBDOMAIN }),
-    namespace: Type.Optional(Type.String({ minLength: 1 })),
-    uid: Type.Optional(Type.String()),
-    generation: Type.Optional(Type.Integer()),
-    resourceVersion: Type.Optional(Type.String()),
-    labels: Type.Optional(Type.Record(Type.String(), Type.String())),
-    annotations: Type.Optional(Type.Record(Type.String(), Type.String())),
-  },
-  { additionalProperties: true },
-);
+export const CofferSecretMetaSchema = objectMetaSchema(Type.String({ minLength: 1, maxLength: 253, pattern: DNS_SUBDOMAIN }));
 
 export const CofferSecretSchema = Type.Object(
   {
