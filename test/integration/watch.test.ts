@@ -135,6 +135,20 @@ describe('GET /v1/watch on one node', () => {
     expect(actions.some((r) => r.action === 'secret.watch' && r.actor === 'o' && r.outcome === 'denied')).toBe(true);
   });
 
+  it('a token revoked while its query waits gets 401 when it wakes, not the versions', async () => {
+    const token = (await admin.post('/v1/tokens', { name: 'soon-revoked', role: 'watcher' })).body.token as string;
+    const revoked = client(n.url, token);
+    const i = indexOf(await revoked.get('/v1/watch?names=app/pub/b'));
+    const waiting = pending(revoked.get(`/v1/watch?names=app/pub/b&index=${i}&wait=20s`));
+    await sleep(100);
+    expect(waiting.done()).toBe(false);
+    expect((await admin.del('/v1/tokens/soon-revoked')).status).toBe(204);
+    expect((await admin.put('/v1/secrets/app/pub/b', { value: 'after-revoke' })).status).toBe(200);
+    const res = await waiting.res;
+    expect(res.status).toBe(401);
+    expect(res.body.versions).toBeUndefined();
+  });
+
   it('a delete wakes the waiters and is reported', async () => {
     expect((await admin.put('/v1/secrets/gone/x', { value: 'v' })).status).toBe(201);
     const at = indexOf(await admin.get('/v1/watch?prefix=gone/'));

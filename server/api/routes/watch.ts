@@ -81,27 +81,37 @@ export const watchRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { 
 
       let names: string[] | null = null;
       let prefix: string | null = null;
-      let visible: (name: string) => boolean;
-      let matches: (name: string) => boolean;
       if (q.names !== undefined) {
         names = [...new Set(q.names.split(','))];
         if (names.length > WATCH_MAX_NAMES) throw new ApiError('bad_request', `at most ${WATCH_MAX_NAMES} names`);
         for (const n of names) if (!isValidSecretName(n)) throw new ApiError('invalid_name', 'invalid secret name in names=');
         req.ctx.target = names.join(',').slice(0, 300);
-        for (const n of names) deps.authz.require(req, SECRET_OPERATIONS.readMetadata.rights[0], n);
-        const set = new Set(names);
-        visible = () => true;
-        matches = (n) => set.has(n);
       } else {
-        const pre = q.prefix!;
-        prefix = pre;
-        req.ctx.target = pre || null;
-        const p = deps.authz.principal(req);
-        const right = SECRET_OPERATIONS.list.rights[0];
-        if (!rulesGrantUnder(p.rules, right, pre)) throw new ApiError('forbidden', `role ${p.role} does not allow ${right} under this prefix`);
-        visible = (n) => rulesAllow(p.rules, right, n);
-        matches = (n) => n.startsWith(pre) && visible(n);
+        prefix = q.prefix!;
+        req.ctx.target = prefix || null;
       }
+      let visible: (name: string) => boolean = () => false;
+      let matches: (name: string) => boolean = () => false;
+      // Run before answering at once and again after a wait: a token revoked, expired or narrowed
+      // while its query waited gets 401/403, not the versions.
+      const authorize = () => {
+        req.ctx.principal = null;
+        if (names) {
+          for (const n of names) deps.authz.require(req, SECRET_OPERATIONS.readMetadata.rights[0], n);
+          const set = new Set(names);
+          visible = () => true;
+          matches = (n) => set.has(n);
+        } else {
+          const pre = prefix!;
+          const p = deps.authz.principal(req);
+          const right = SECRET_OPERATIONS.list.rights[0];
+          if (!rulesGrantUnder(p.rules, right, pre)) throw new ApiError('forbidden', `role ${p.role} does not allow ${right} under this prefix`);
+          const rules = p.rules;
+          visible = (n) => rulesAllow(rules, right, n);
+          matches = (n) => n.startsWith(pre) && rulesAllow(rules, right, n);
+        }
+      };
+      authorize();
 
       const answer = () => {
         const index = watch.index;
@@ -147,6 +157,7 @@ export const watchRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { 
           reply.raw.off('close', onClose);
           setImmediate(() => {
             try {
+              authorize();
               resolve(answer());
             } catch (err) {
               reject(err);
