@@ -93,7 +93,8 @@ async function firstSync(w: SyncWorld, count: number, keys: number): Promise<{ c
       const c = (o.status?.conditions ?? []).find((x: any) => x.type === 'Ready');
       return c?.status === 'True' && o.status?.observedGeneration === o.metadata.generation;
     }).length;
-    const secrets = (await listJson(w, `/api/v1/namespaces/${NAMESPACE}/secrets?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dcoffer-sync`)).items.length as number;
+    // (Listed only once every CofferSecret is Ready: the bench's own lists load the same 2 cores.)
+    const secrets = ready < count ? 0 : (await listJson(w, `/api/v1/namespaces/${NAMESPACE}/secrets?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dcoffer-sync`)).items.length as number;
     const el = (Date.now() - started) / 1000;
     if (ready === count && secrets === count) {
       log(`first full sync: ${count} Ready=True and ${secrets} Secrets ${el.toFixed(1)} s after the first create`);
@@ -101,10 +102,10 @@ async function firstSync(w: SyncWorld, count: number, keys: number): Promise<{ c
     }
     if (Date.now() - lastLog > 5000) {
       lastLog = Date.now();
-      log(`  ${ready}/${count} Ready, ${secrets}/${count} Secrets (${el.toFixed(0)} s)`);
+      log(`  ${ready}/${count} Ready (${el.toFixed(0)} s)`);
     }
     if (el > 1800) throw new Error(`first sync incomplete after 30 min: ${ready} Ready, ${secrets} Secrets`);
-    await sleep(500);
+    await sleep(1000);
   }
 }
 
