@@ -48,6 +48,7 @@ COPY common ./common
 COPY server ./server
 COPY wg-agent ./wg-agent
 COPY operator ./operator
+COPY sync ./sync
 COPY bench ./bench
 RUN npm run build
 
@@ -95,6 +96,7 @@ COPY --from=build /src/dist/common ./dist/common
 COPY --from=build /src/dist/server ./dist/server
 COPY --from=build /src/dist/wg-agent ./dist/wg-agent
 COPY --from=build /src/dist/operator ./dist/operator
+COPY --from=build /src/dist/sync ./dist/sync
 
 ENV NODE_ENV=production \
     VAULT_DATA_DIR=/var/lib/coffer

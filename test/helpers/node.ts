@@ -10,7 +10,9 @@ import { pino } from 'pino';
 import { loadConfig } from '../../server/config/config.js';
 import { startNode, type RunningNode } from '../../server/node/node.js';
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+// Two levels up, or three when compiled into dist/test/helpers (bench/sync.ts imports this).
+const UP = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const ROOT = fs.existsSync(path.join(UP, 'package.json')) ? UP : path.dirname(UP);
 export const COFFER_BIN = path.join(ROOT, 'dist/bin/coffer.js');
 
 export function tempDir(prefix = 'coffer-test-'): string {

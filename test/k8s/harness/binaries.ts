@@ -9,7 +9,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-export const BUILD_SCRIPT = path.resolve(HERE, '../tools/build.sh');
+// Beside this file, or in the source tree when compiled into dist/test/k8s/harness (bench/sync.ts).
+export const BUILD_SCRIPT = [path.resolve(HERE, '../tools/build.sh'), path.resolve(HERE, '../../../../test/k8s/tools/build.sh')].find((p) => fs.existsSync(p)) ?? path.resolve(HERE, '../tools/build.sh');
 
 /** Binaries the harness runs from the cache dir. */
 export const CACHED_BINARIES = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kwok'] as const;
