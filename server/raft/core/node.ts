@@ -60,6 +60,10 @@ export interface BasicStatus {
   readonly role: Role;
   readonly confState: ConfState;
   readonly leadTransferee: NodeId;
+  /** Config.awaitingJoin still holds: this node neither campaigns nor votes until re-added as a learner. */
+  readonly awaitingJoin: boolean;
+  /** Leader: index of the last conf change it proposed (or its log end when elected); a new one may be proposed once applied > this. */
+  readonly pendingConfIndex: number;
 }
 
 export interface Status extends BasicStatus {
@@ -240,6 +244,8 @@ export class RaftNode {
       role: r.role,
       confState: r.confState(),
       leadTransferee: r.leadTransferee,
+      awaitingJoin: r.awaitingJoin,
+      pendingConfIndex: r.pendingConfIndex,
     };
   }
 

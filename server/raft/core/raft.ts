@@ -57,6 +57,15 @@ export interface Config {
   checkQuorum?: boolean;
   /** A learner may be promoted once its match is within this many entries of the commit index. Default maxMsgEntries. */
   promotionLag?: number;
+  /**
+   * The node starts with an empty (wiped or brand-new) log in an already
+   * formed cluster: it must neither campaign nor grant (pre-)votes, since a
+   * vote from a node that forgot what it acknowledged could elect a leader
+   * missing committed entries. Cleared once it has applied a configuration
+   * listing itself as a LEARNER (an addLearner conf change for itself, or a
+   * restored snapshot). Not persisted by the core. Default false.
+   */
+  awaitingJoin?: boolean;
 }
 
 export type ProposeError =
@@ -104,6 +113,8 @@ export class Raft {
 
   readonly preVote: boolean;
   readonly checkQuorum: boolean;
+  /** See Config.awaitingJoin: no campaigning and no votes until re-added as a learner. */
+  awaitingJoin: boolean;
   private readonly rng: Rng;
   private readonly maxMsgEntries: number;
   private readonly maxMsgBytes: number;
@@ -123,11 +134,13 @@ export class Raft {
     this.promotionLag = c.promotionLag ?? this.maxMsgEntries;
     this.preVote = c.preVote ?? true;
     this.checkQuorum = c.checkQuorum ?? true;
+    this.awaitingJoin = c.awaitingJoin ?? false;
     this.log = new RaftLog(c.storage, c.maxApplyBytes ?? 4 << 20);
     this.tracker = new ProgressTracker(c.maxInflightMsgs ?? 64, c.maxInflightBytes ?? 0);
 
     const { hardState, confState } = c.storage.initialState();
     this.tracker.reset(confState, this.log.lastIndex() + 1);
+    this.maybeJoined();
     if (!isEmptyHardState(hardState)) this.loadState(hardState);
     if (c.applied !== undefined && c.applied > 0) this.log.appliedTo(c.applied);
     this.becomeFollower(this.term, NONE);
@@ -157,8 +170,14 @@ export class Raft {
   }
 
   private promotable(): boolean {
+    if (this.awaitingJoin) return false;
     const pr = this.tracker.progress.get(this.id);
     return pr !== undefined && !pr.isLearner && !this.log.hasPendingSnapshot();
+  }
+
+  /** An awaiting node that sees itself as a learner in its configuration has been (re-)added: it may vote from now on. */
+  private maybeJoined(): void {
+    if (this.awaitingJoin && this.tracker.progress.get(this.id)?.isLearner === true) this.awaitingJoin = false;
   }
 
   // ---- sending ---------------------------------------------------------
@@ -415,9 +434,10 @@ export class Raft {
       case 'preVote': {
         const respType: MessageType = m.type === 'vote' ? 'voteResp' : 'preVoteResp';
         const canVote =
-          this.vote === m.from ||
-          (this.vote === NONE && this.lead === NONE) ||
-          (m.type === 'preVote' && m.term > this.term);
+          !this.awaitingJoin &&
+          (this.vote === m.from ||
+            (this.vote === NONE && this.lead === NONE) ||
+            (m.type === 'preVote' && m.term > this.term));
         if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
           this.send({ to: m.from, term: m.term, type: respType });
           if (m.type === 'vote') {
@@ -657,6 +677,7 @@ export class Raft {
     this.tracker.reset(s.meta.confState, this.log.lastIndex() + 1);
     const self = this.tracker.progress.get(this.id);
     if (self) self.match = s.meta.index;
+    this.maybeJoined();
     return true;
   }
 
@@ -724,6 +745,7 @@ export class Raft {
         t.remove(cc.nodeId);
         break;
     }
+    if (cc.type === 'addLearner' && cc.nodeId === this.id) this.maybeJoined();
     const self = t.progress.get(this.id);
     if (this.role === 'leader') {
       if (!self || self.isLearner) {
