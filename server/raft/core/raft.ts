@@ -444,7 +444,8 @@ export class Raft {
             this.electionElapsed = 0;
             this.vote = m.from;
           }
-        } else {
+        } else if (this.term > 0) {
+          // (A wiped node at term 0 has no term to reject with; silence is a rejection too.)
           this.send({ to: m.from, term: this.term, type: respType, reject: true });
         }
         return;
@@ -650,7 +651,10 @@ export class Raft {
   }
 
   private handleHeartbeat(m: Message): void {
-    this.log.commitTo(m.commit);
+    // A heartbeat's commit is bounded by the leader's idea of our match, which
+    // is stale if our data was wiped: a node awaiting join only commits what an
+    // append verified (prev index/term), never what a heartbeat claims.
+    if (!this.awaitingJoin) this.log.commitTo(m.commit);
     this.send({ to: m.from, type: 'heartbeatResp', context: m.context });
   }
 
