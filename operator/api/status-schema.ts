@@ -64,6 +64,34 @@ export const WireguardStatusSchema = Type.Object(
   { ...strict, description: 'WireGuard key state and the progress of a key rotation; a restarted operator resumes from here.' },
 );
 
+/**
+ * Phases of a live resize (a changed spec.replicas on a formed cluster;
+ * operator/resize/machine.ts). The declared members live in the
+ * `<name>-members` ConfigMap the leader's autopilot reads.
+ */
+export const RESIZE_PHASES = [
+  /** Requested; waits until a release rollout or a WireGuard key rotation in progress finishes (nothing changed yet). */
+  'Pending',
+  /** The StatefulSet is scaled up and the new members declared; waiting until the leader's voters are exactly the declared set. */
+  'ScalingUp',
+  /** The smaller set is declared; the StatefulSet keeps its pods until the leader's voters and learners are all declared. */
+  'RemovingMembers',
+  /** The extra members are out of Raft and the StatefulSet is scaled down (PVCs kept); waiting until its pods are gone and the voters are the declared set. */
+  'ScalingDown',
+] as const;
+
+export const ResizeStatusSchema = Type.Object(
+  {
+    from: Type.Integer({ minimum: 1, description: 'Raft size before this resize (status.members when it started).' }),
+    to: Type.Integer({ minimum: 1, description: 'Raft size this resize moves to (spec.replicas).' }),
+    phase: Type.Union(RESIZE_PHASES.map((p) => Type.Literal(p)), { description: 'Where the resize is.' }),
+    startedAt: Type.Optional(Type.String({ format: 'date-time', description: 'When this resize started.' })),
+    lastTransitionTime: Type.Optional(Type.String({ format: 'date-time', description: 'When the phase last changed.' })),
+    message: Type.Optional(Type.String({ maxLength: 32_768, description: 'Human-readable progress: what the resize waits for.' })),
+  },
+  { ...strict, description: 'Progress of a live resize (spec.replicas changed on a formed cluster); absent when none is in progress. A restarted operator resumes from here and from the StatefulSet and members ConfigMap.' },
+);
+
 /** metav1.Condition. */
 export const ConditionSchema = Type.Object(
   {
@@ -87,11 +115,12 @@ export const VaultClusterStatusSchema = Type.Object(
       Type.Integer({
         minimum: 1,
         description:
-          'Raft voters the cluster was formed with (the StatefulSet size). The operator does not change Raft membership, so it keeps this many pods and reports Degraded while spec.replicas differs.',
+          'Raft voters the cluster has: the size it was formed with, or the size the last completed resize reached. While status.resize is set, the size the resize started from.',
       }),
     ),
     leader: Type.Optional(Type.String({ description: 'Node id (pod name) of the Raft leader, when known.' })),
     rollout: Type.Optional(RolloutStatusSchema),
+    resize: Type.Optional(ResizeStatusSchema),
     wireguard: Type.Optional(WireguardStatusSchema),
     conditions: Type.Optional(
       Type.Array(ConditionSchema, {

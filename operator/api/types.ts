@@ -7,6 +7,8 @@ import type {
   ConditionSchema,
   KmsSchema,
   ROLLOUT_PHASES,
+  RESIZE_PHASES,
+  ResizeStatusSchema,
   ReadAllowlistFromSchema,
   ResourceRequirementsSchema,
   RolloutStatusSchema,
@@ -43,3 +45,6 @@ export type RolloutStatus = Static<typeof RolloutStatusSchema>;
 /** metav1.Condition. */
 export type Condition = Static<typeof ConditionSchema>;
 export type ConditionType = (typeof CONDITION_TYPES)[number];
+/** `status.resize`: a live resize in progress. */
+export type ResizeStatus = Static<typeof ResizeStatusSchema>;
+export type ResizePhase = (typeof RESIZE_PHASES)[number];

@@ -8,6 +8,7 @@ import { overlayAddress } from '../api/overlay.js';
 import type { VaultCluster } from '../api/types.js';
 import { formatIssues, validateVaultCluster } from '../api/validate.js';
 import { buildManifests } from '../manifests/build.js';
+import { membersConfigMap } from '../manifests/members.js';
 import { READ_ALLOWLIST_KEY, namespaceOf, podName, resourceNames } from '../manifests/names.js';
 import { secretTemplates } from '../manifests/secrets.js';
 import { PEERS_KEY } from '../wireguard/peers.js';
@@ -129,7 +130,9 @@ export function renderManifests(clusters: readonly VaultCluster[]): string {
     if (!vc.metadata.uid) lines.push('# ownerReferences omitted: the input has no metadata.uid (the operator sets them on the live objects).');
     const wgExtension = wireguardPodExtension(vc, { image: vc.spec.image });
     const manifests = buildManifests(vc, { rewrapEnabled, ...(wgExtension ? { podExtensions: [wgExtension] } : {}) });
-    parts.push(lines.join('\n') + '\n' + manifests.objects.map((o) => `---\n${stringify(o, { lineWidth: 0 })}`).join(''));
+    // The declared Raft members (VAULT_MEMBERS_FILE): every ordinal of spec.replicas; the operator changes it on a resize.
+    const objects = [membersConfigMap(vc, vc.spec.replicas), ...manifests.objects];
+    parts.push(lines.join('\n') + '\n' + objects.map((o) => `---\n${stringify(o, { lineWidth: 0 })}`).join(''));
   }
   return parts.join('');
 }

@@ -30,7 +30,7 @@ import * as kplus from 'cdk8s-plus-28';
 import type { VaultCluster } from '../api/types.js';
 import {
   API_PORT, API_PORT_NAME, CONTAINER_NAME, DATA_MOUNT_PATH, DATA_VOLUME, RAFT_PORT, RAFT_PORT_NAME, RUN_AS_GROUP,
-  READ_ALLOWLIST_FILE, READ_ALLOWLIST_MOUNT_PATH, READ_ALLOWLIST_VOLUME, RUN_AS_USER, SERVER_ARGS, TLS_MOUNT_PATH, TLS_VOLUME, TMP_MOUNT_PATH, TMP_VOLUME, commonLabels, namespaceOf, ownerReferences,
+  MEMBERS_FILE, MEMBERS_MOUNT_PATH, MEMBERS_VOLUME, READ_ALLOWLIST_FILE, READ_ALLOWLIST_MOUNT_PATH, READ_ALLOWLIST_VOLUME, RUN_AS_USER, SERVER_ARGS, TLS_MOUNT_PATH, TLS_VOLUME, TMP_MOUNT_PATH, TMP_VOLUME, commonLabels, namespaceOf, ownerReferences,
   apiHostnames, peersValue, resourceNames, selectorLabels,
 } from './names.js';
 import { usesReadAllowlistFile } from './read-allowlist.js';
@@ -75,6 +75,18 @@ export interface BuildOptions {
    * VAULT_API_HOSTNAMES (cluster.local when unset).
    */
   clusterDomain?: string;
+  /**
+   * Raft size the cluster was formed with: VAULT_PEERS lists these ordinals
+   * and never changes on a resize (so a resize rolls no pod). Default
+   * spec.replicas (a new cluster).
+   */
+  formedMembers?: number;
+  /**
+   * The PodDisruptionBudget's maxUnavailable. Default the fault tolerance of
+   * spec.replicas voters (at least 1); during a resize the reconciler passes
+   * the smaller voter set's.
+   */
+  pdbMaxUnavailable?: number;
   /** Extra pod template annotations (e.g. a restart stamp). */
   podAnnotations?: Record<string, string>;
   /** See PodExtension. */
@@ -104,7 +116,9 @@ export function serverEnv(vc: VaultCluster, opts: BuildOptions): V1EnvVar[] {
     { name: 'VAULT_API_ADDR', value: `0.0.0.0:${API_PORT}` },
     { name: 'VAULT_RAFT_ADDR', value: `0.0.0.0:${RAFT_PORT}` },
     { name: 'VAULT_RAFT_ADVERTISE', value: `$(VAULT_NODE_ID).${headless}.${ns}.${svc}:${RAFT_PORT}` },
-    { name: 'VAULT_PEERS', value: peersValue(name, ns, spec.replicas, opts.clusterDomain) },
+    { name: 'VAULT_PEERS', value: peersValue(name, ns, opts.formedMembers ?? spec.replicas, opts.clusterDomain) },
+    // The declared members (operator/manifests/members.ts): a fixed path, so a resize changes only the ConfigMap.
+    { name: 'VAULT_MEMBERS_FILE', value: MEMBERS_FILE },
     { name: 'VAULT_DATA_DIR', value: DATA_MOUNT_PATH },
     { name: 'VAULT_KMS_MODE', value: spec.kms.mode },
   ];
@@ -234,7 +248,8 @@ export function buildManifests(vc: VaultCluster, opts: BuildOptions): VaultClust
   new kplus.k8s.KubePodDisruptionBudget(chart, 'pdb', {
     metadata: meta(names.podDisruptionBudget),
     spec: {
-      maxUnavailable: kplus.k8s.IntOrString.fromNumber(1),
+      // The voter set's fault tolerance (3: 1, 5: 2, 7: 3; 1 for a single node so it can still be drained).
+      maxUnavailable: kplus.k8s.IntOrString.fromNumber(opts.pdbMaxUnavailable ?? Math.max(1, Math.floor((spec.replicas - 1) / 2))),
       selector: { matchLabels: selector },
     },
   });
@@ -270,6 +285,9 @@ export function buildManifests(vc: VaultCluster, opts: BuildOptions): VaultClust
     volumes.push({ name: READ_ALLOWLIST_VOLUME, configMap: { name: names.readAllowlistConfigMap, defaultMode: 0o444, optional: false } });
     mounts.push({ name: READ_ALLOWLIST_VOLUME, mountPath: READ_ALLOWLIST_MOUNT_PATH, readOnly: true } as (typeof mounts)[number]);
   }
+  // A directory mount (not subPath): a resize updates the ConfigMap in place.
+  volumes.push({ name: MEMBERS_VOLUME, configMap: { name: names.membersConfigMap, defaultMode: 0o444, optional: false } });
+  mounts.push({ name: MEMBERS_VOLUME, mountPath: MEMBERS_MOUNT_PATH, readOnly: true } as (typeof mounts)[number]);
   const extensions = opts.podExtensions ?? [];
   for (const ext of extensions) volumes.push(...(ext.volumes ?? []));
   const probe = (path: string, extra: Record<string, number>) => ({

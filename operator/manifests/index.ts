@@ -4,3 +4,4 @@ export * from './names.js';
 export * from './secrets.js';
 export * from './build.js';
 export * from './read-allowlist.js';
+export * from './members.js';

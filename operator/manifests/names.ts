@@ -35,6 +35,14 @@ export const READ_ALLOWLIST_KEY = 'allowlist';
 /** VAULT_READ_ALLOWLIST_FILE of the vault container. */
 export const READ_ALLOWLIST_FILE = `${READ_ALLOWLIST_MOUNT_PATH}/${READ_ALLOWLIST_KEY}`;
 
+/** The members ConfigMap (the declared Raft members the leader's autopilot reads), mounted as a directory. */
+export const MEMBERS_VOLUME = 'members';
+export const MEMBERS_MOUNT_PATH = '/etc/coffer/members';
+/** Key of the members ConfigMap: one `id=host:port` per line, in ordinal order. */
+export const MEMBERS_KEY = 'members';
+/** VAULT_MEMBERS_FILE of the vault container. */
+export const MEMBERS_FILE = `${MEMBERS_MOUNT_PATH}/${MEMBERS_KEY}`;
+
 /** UID/GID the server runs as (non-root); also the fsGroup that owns the data volume. */
 export const RUN_AS_USER = 10_001;
 export const RUN_AS_GROUP = 10_001;
@@ -63,6 +71,7 @@ export const MANAGED_BY = 'coffer-operator';
  * | WireGuard key Secret | `<name>-wireguard-keys`, key `<pod name>.key` per pod |
  * | WireGuard peer ConfigMap | `<name>-wireguard-peers`, key `peers.json` |
  * | read-allowlist ConfigMap | `<name>-read-allowlist`, key `allowlist` |
+ * | members ConfigMap | `<name>-members`, key `members` |
  */
 export interface ResourceNames {
   serviceAccount: string;
@@ -76,6 +85,7 @@ export interface ResourceNames {
   wireguardKeysSecret: string;
   wireguardPeersConfigMap: string;
   readAllowlistConfigMap: string;
+  membersConfigMap: string;
 }
 
 export function resourceNames(name: string): ResourceNames {
@@ -91,6 +101,7 @@ export function resourceNames(name: string): ResourceNames {
     wireguardKeysSecret: `${name}-wireguard-keys`,
     wireguardPeersConfigMap: `${name}-wireguard-peers`,
     readAllowlistConfigMap: `${name}-read-allowlist`,
+    membersConfigMap: `${name}-members`,
   };
 }
 
@@ -171,11 +182,16 @@ export function raftHost(name: string, namespace: string, ordinal: number, clust
   return `${podName(name, ordinal)}.${resourceNames(name).headlessService}.${namespace}.${svc}`;
 }
 
-/** VAULT_PEERS: every ordinal as `id=host:port`, in ordinal order. */
-export function peersValue(name: string, namespace: string, replicas: number, clusterDomain?: string): string {
+/** Every ordinal below `replicas` as `id=host:port` (its Raft address through the headless Service), in ordinal order. */
+export function peerEntries(name: string, namespace: string, replicas: number, clusterDomain?: string): string[] {
   const peers: string[] = [];
   for (let i = 0; i < replicas; i++) {
     peers.push(`${podName(name, i)}=${raftHost(name, namespace, i, clusterDomain)}:${RAFT_PORT}`);
   }
-  return peers.join(',');
+  return peers;
+}
+
+/** VAULT_PEERS: every ordinal as `id=host:port`, in ordinal order. */
+export function peersValue(name: string, namespace: string, replicas: number, clusterDomain?: string): string {
+  return peerEntries(name, namespace, replicas, clusterDomain).join(',');
 }

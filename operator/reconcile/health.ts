@@ -1,5 +1,7 @@
-// Reading a vault pod's GET /v1/health: the release it runs (`version`) and
-// the Raft leader it knows (`leader_id`).
+// Reading a vault pod's GET /v1/health: the release it runs (`version`), the
+// Raft leader it knows (`leader_id`) and, from servers with autopilot, the
+// Raft configuration it has applied (`voters`, `learners`: node ids). A
+// resize reads the last two from the leader; older servers lack them.
 //
 // The URL comes from a template so tests whose pods are fake (kwok: the pod IP
 // reaches nothing) can point the operator at a local stub server:
@@ -18,6 +20,10 @@ export interface PodHealth {
   /** `version` (the release), null when absent. */
   version: string | null;
   leaderId: string | null;
+  /** `voters`: ids of the voters in the configuration this node applied; null when the server does not report it. */
+  voters: string[] | null;
+  /** `learners`: ids of the learners; null when the server does not report it. */
+  learners: string[] | null;
 }
 
 export interface PodTarget {
@@ -50,15 +56,27 @@ export function httpHealthProbe(opts: { urlTemplate?: string; timeoutMs?: number
     try {
       const body = await getJson(url, timeoutMs);
       if (typeof body !== 'object' || body === null) return null;
-      const o = body as { version?: unknown; leader_id?: unknown };
-      return {
-        version: typeof o.version === 'string' ? o.version : null,
-        leaderId: typeof o.leader_id === 'string' && o.leader_id !== '' ? o.leader_id : null,
-      };
+      return parseHealth(body);
     } catch {
       return null;
     }
   };
+}
+
+/** The fields the operator reads from a /v1/health body; anything malformed counts as absent. */
+export function parseHealth(body: object): PodHealth {
+  const o = body as { version?: unknown; leader_id?: unknown; voters?: unknown; learners?: unknown };
+  return {
+    version: typeof o.version === 'string' ? o.version : null,
+    leaderId: typeof o.leader_id === 'string' && o.leader_id !== '' ? o.leader_id : null,
+    voters: idList(o.voters),
+    learners: idList(o.learners),
+  };
+}
+
+function idList(v: unknown): string[] | null {
+  if (!Array.isArray(v) || v.length > 64 || !v.every((x) => typeof x === 'string' && x.length > 0 && x.length <= 253)) return null;
+  return [...new Set(v as string[])].sort();
 }
 
 function getJson(url: string, timeoutMs: number): Promise<unknown> {

@@ -18,6 +18,8 @@ export async function readStatefulSet(client: ClusterClient, pass: Pass): Promis
 export function observeStatefulSet(sts: V1StatefulSet): ObservedStatefulSet {
   const container = sts.spec?.template?.spec?.containers?.find((c) => c.name === CONTAINER_NAME);
   const flag = container?.env?.find((e) => e.name === 'VAULT_KMS_REWRAP_ENABLED')?.value;
+  const peers = container?.env?.find((e) => e.name === 'VAULT_PEERS')?.value;
+  const peerCount = peers ? peers.split(',').filter((p) => p.trim() !== '').length : 0;
   return {
     generation: sts.metadata?.generation ?? 0,
     ...(sts.status?.observedGeneration !== undefined ? { observedGeneration: sts.status.observedGeneration } : {}),
@@ -28,6 +30,7 @@ export function observeStatefulSet(sts: V1StatefulSet): ObservedStatefulSet {
     ...(sts.status?.currentRevision ? { currentRevision: sts.status.currentRevision } : {}),
     ...(sts.status?.updateRevision ? { updateRevision: sts.status.updateRevision } : {}),
     template: container?.image ? { image: container.image, rewrapEnabled: flag === 'true' } : null,
+    ...(peerCount > 0 ? { peerCount } : {}),
   };
 }
 
@@ -37,6 +40,8 @@ export interface PodsView {
   releases: Record<string, string | null>;
   /** The Raft leader most pods agree on. */
   leader: string | undefined;
+  /** The leader's own /v1/health, when it answered and names itself leader (what a resize reads voters and learners from). */
+  leaderHealth: PodHealth | null;
 }
 
 /** Every pod the spec or the StatefulSet wants, and each one's /v1/health. */
@@ -60,7 +65,10 @@ export async function observePods(
   );
   const releases: Record<string, string | null> = {};
   wanted.forEach((pod, i) => (releases[pod] = health[i]?.version ?? null));
-  return { byName, releases, leader: leaderOf(health) };
+  const leader = leaderOf(health);
+  const i = leader === undefined ? -1 : wanted.indexOf(leader);
+  const own = i >= 0 ? health[i] : null;
+  return { byName, releases, leader, leaderHealth: own && own.leaderId === leader ? own : null };
 }
 
 function leaderOf(health: readonly (PodHealth | null)[]): string | undefined {

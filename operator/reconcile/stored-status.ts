@@ -4,6 +4,7 @@ import { ROLLOUT_PHASES } from '../api/schema.js';
 import type { RolloutStatus, VaultClusterStatus } from '../api/types.js';
 import { parseConditions } from './conditions.js';
 import type { Pass, PassDeps } from './pass.js';
+import { parseResize } from './membership.js';
 import { parseWireguardStatus } from './wireguard.js';
 
 /** status.rollout as stored, if it is well-formed enough to resume from. */
@@ -27,6 +28,9 @@ export function carryStatus(raw: Record<string, unknown>): VaultClusterStatus {
   if (typeof raw.leader === 'string') out.leader = raw.leader;
   const rollout = parseRollout(raw.rollout);
   if (rollout) out.rollout = rollout;
+  if (typeof raw.members === 'number') out.members = raw.members;
+  const resize = parseResize(raw.resize);
+  if (resize) out.resize = resize;
   const wireguard = parseWireguardStatus(raw.wireguard);
   if (wireguard) out.wireguard = wireguard;
   const conditions = parseConditions(raw.conditions);

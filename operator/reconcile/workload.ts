@@ -12,23 +12,31 @@ import { NotLeaderError, recordEvents, type Pass, type PassDeps } from './pass.j
 import { carryStatus, writeStatus } from './stored-status.js';
 
 /** BuildOptions of the operator's caller (more pod extensions); the rest are the pass's. */
-export type ExtraBuildOptions = Omit<BuildOptions, 'rewrapEnabled' | 'image' | 'clusterDomain'>;
+export type ExtraBuildOptions = Omit<BuildOptions, 'rewrapEnabled' | 'image' | 'clusterDomain' | 'formedMembers' | 'pdbMaxUnavailable'>;
 
 export interface WorkloadOptions {
   extra: ExtraBuildOptions;
   nativeSidecar: boolean;
   clusterDomain?: string;
+  /** See BuildOptions.formedMembers. */
+  formedMembers?: number;
+  /** See BuildOptions.pdbMaxUnavailable. */
+  pdbMaxUnavailable?: number;
 }
 
 export function workloadObjects(vc: VaultCluster, decision: RolloutDecision, opts: WorkloadOptions): KubernetesObject[] {
   const { extra } = opts;
-  const wgExtension = wireguardPodExtension(vc, { image: decision.template.image, nativeSidecar: opts.nativeSidecar });
+  const wgExtension = wireguardPodExtension(vc, {
+    image: decision.template.image, nativeSidecar: opts.nativeSidecar, ...(opts.formedMembers !== undefined ? { formedMembers: opts.formedMembers } : {}),
+  });
   const podExtensions: PodExtension[] = [...(extra.podExtensions ?? []), ...(wgExtension ? [wgExtension] : [])];
   return buildManifests(vc, {
     ...extra,
     podExtensions,
     rewrapEnabled: decision.template.rewrapEnabled,
     image: decision.template.image,
+    ...(opts.formedMembers !== undefined ? { formedMembers: opts.formedMembers } : {}),
+    ...(opts.pdbMaxUnavailable !== undefined ? { pdbMaxUnavailable: opts.pdbMaxUnavailable } : {}),
     ...(opts.clusterDomain ? { clusterDomain: opts.clusterDomain } : {}),
   }).objects;
 }

@@ -45,6 +45,8 @@ export interface ObservedStatefulSet {
   updateRevision?: string;
   /** Image and VAULT_KMS_REWRAP_ENABLED of the vault container in spec.template; null when absent. */
   template: PodTemplateState | null;
+  /** Entries of VAULT_PEERS in spec.template (the Raft size the cluster was formed with); absent when it has none. */
+  peerCount?: number;
 }
 
 export interface RolloutInput {

@@ -20,7 +20,9 @@
 // escalation, read-only root filesystem; wireguard-go's UAPI socket and /tmp
 // are small emptyDirs. The vault container gets none of these volumes.
 //
-// Vault container: VAULT_PEERS lists every ordinal's overlay address, and
+// Vault container: VAULT_PEERS lists the overlay address of every ordinal
+// the cluster was formed with (a pod added later by a resize finds its own in
+// the members ConfigMap, which lists overlay addresses too), and
 // VAULT_RAFT_ADDR/VAULT_RAFT_ADVERTISE are removed. A StatefulSet template
 // cannot carry per-pod values, so the server derives its advertise address
 // from its own VAULT_PEERS entry and, with VAULT_OVERLAY_CIDR set, listens
@@ -69,6 +71,8 @@ export interface SidecarOptions {
   image: string;
   /** Native sidecar (init container, restartPolicy Always); false on clusters older than 1.29. Default true. */
   nativeSidecar?: boolean;
+  /** Raft size the cluster was formed with: VAULT_PEERS lists these ordinals (see BuildOptions.formedMembers). Default spec.replicas. */
+  formedMembers?: number;
 }
 
 /** VAULT_PEERS over the overlay: `<vc>-0=10.77.0.1:8201,…`. */
@@ -78,10 +82,10 @@ export function overlayPeersValue(name: string, cidr: string, replicas: number):
 }
 
 /** The env of the vault container that the overlay sets (replacing entries of the same name). */
-export function overlayEnv(vc: VaultCluster): V1EnvVar[] {
+export function overlayEnv(vc: VaultCluster, formedMembers: number = vc.spec.replicas): V1EnvVar[] {
   const wg = vc.spec.wireguard;
   const env: V1EnvVar[] = [
-    { name: 'VAULT_PEERS', value: overlayPeersValue(vc.metadata.name, wg.cidr, vc.spec.replicas) },
+    { name: 'VAULT_PEERS', value: overlayPeersValue(vc.metadata.name, wg.cidr, formedMembers) },
     { name: 'VAULT_OVERLAY_CIDR', value: wg.cidr },
   ];
   // `overlay` is the server's word for "my overlay address" (the host of my VAULT_PEERS entry).
@@ -156,7 +160,7 @@ export function wireguardPodExtension(vc: VaultCluster, opts: SidecarOptions): P
   return {
     ...((opts.nativeSidecar ?? true) ? { initContainers: [sidecar] } : { containers: [sidecar] }),
     volumes: sidecarVolumes(vc),
-    env: overlayEnv(vc),
+    env: overlayEnv(vc, opts.formedMembers),
     removeEnv: [...REMOVED_ENV],
   };
 }

@@ -131,7 +131,7 @@ describe('VaultCluster CRD', () => {
 
   it('describes the status, with conditions as a map list keyed by type', () => {
     const status = at(schema, 'status');
-    expect(Object.keys(status.properties as Node)).toEqual(['observedGeneration', 'readyReplicas', 'members', 'leader', 'rollout', 'wireguard', 'conditions']);
+    expect(Object.keys(status.properties as Node)).toEqual(['observedGeneration', 'readyReplicas', 'members', 'leader', 'rollout', 'resize', 'wireguard', 'conditions']);
     expect(at(schema, 'status.members')).toMatchObject({ type: 'integer', minimum: 1 });
     expect(at(schema, 'status.wireguard.step').enum).toEqual(['ReplacingKey', 'RestartingPod']);
     expect(at(schema, 'status.wireguard').required).toEqual(['keyGeneration']);

@@ -258,7 +258,11 @@ describe('buildManifests', () => {
     expect(c.volumeMounts).toEqual([
       { name: 'data', mountPath: '/var/lib/coffer' },
       { name: 'tmp', mountPath: '/tmp' },
+      { name: 'members', mountPath: '/etc/coffer/members', readOnly: true },
     ]);
+    // The declared members: the ConfigMap mounted whole (a resize updates it in place).
+    expect(pod?.volumes).toContainEqual({ name: 'members', configMap: { name: 'vault-members', defaultMode: 0o444, optional: false } });
+    expect(envValue(m, 'VAULT_MEMBERS_FILE')).toBe('/etc/coffer/members/members');
   });
 
   it('uses exactly spec.resources (none of cdk8s-plus\'s invented limits)', () => {
@@ -295,9 +299,19 @@ describe('buildManifests', () => {
     expect(m.headlessService.spec).not.toHaveProperty('externalIPs');
   });
 
-  it('has a PodDisruptionBudget with maxUnavailable 1', () => {
+  it('has a PodDisruptionBudget allowing the voter set\'s fault tolerance (at least 1)', () => {
     expect(m.podDisruptionBudget.apiVersion).toBe('policy/v1');
     expect(m.podDisruptionBudget.spec?.maxUnavailable).toBe(1);
+    const sizes = ([1, 3, 5, 7] as const).map((replicas) => buildManifests(cluster({ replicas }), OFF).podDisruptionBudget.spec?.maxUnavailable);
+    expect(sizes).toEqual([1, 1, 2, 3]);
+    expect(buildManifests(cluster({ replicas: 5 }), { ...OFF, pdbMaxUnavailable: 1 }).podDisruptionBudget.spec?.maxUnavailable).toBe(1);
+  });
+
+  it('keeps VAULT_PEERS at the formed size when told (a resize changes no pod template)', () => {
+    const formed = buildManifests(cluster({ replicas: 5 }), { ...OFF, formedMembers: 3 });
+    expect((envValue(formed, 'VAULT_PEERS') ?? '').split(',')).toHaveLength(3);
+    expect(formed.statefulSet.spec?.replicas).toBe(5);
+    expect(formed.statefulSet.spec?.template).toEqual(buildManifests(cluster({ replicas: 3 }), OFF).statefulSet.spec?.template);
   });
 
   it('puts the spec annotations on the ServiceAccount (IRSA)', () => {
@@ -319,7 +333,7 @@ describe('buildManifests', () => {
     const pod = x.statefulSet.spec?.template.spec;
     expect(pod?.initContainers?.map((c) => c.name)).toEqual(['wireguard']);
     expect(pod?.containers.map((c) => c.name)).toEqual(['vault', 'exporter']);
-    expect(pod?.volumes?.map((v) => v.name)).toEqual(['tmp', 'wg-keys']);
+    expect(pod?.volumes?.map((v) => v.name)).toEqual(['tmp', 'members', 'wg-keys']);
     expect(envValue(x, 'VAULT_EXTRA')).toBe('1');
     expect(m.statefulSet.spec?.template.spec?.initContainers).toBeUndefined();
   });

@@ -43,7 +43,7 @@ describe('coffer operator render', () => {
     const docs = parseAllDocuments(r.stdout).map((d) => d.toJS() as { kind: string; metadata: { name: string; namespace: string } } | null);
     const objects = docs.filter((d) => d !== null);
     expect(objects.map((o) => `${o.kind}/${o.metadata.name}`)).toEqual([
-      'ServiceAccount/vault', 'Service/vault-headless', 'Service/vault-client', 'StatefulSet/vault', 'PodDisruptionBudget/vault',
+      'ConfigMap/vault-members', 'ServiceAccount/vault', 'Service/vault-headless', 'Service/vault-client', 'StatefulSet/vault', 'PodDisruptionBudget/vault',
     ]);
     for (const o of objects) expect(o.metadata.namespace).toBe('secrets');
   });
@@ -56,7 +56,11 @@ describe('coffer operator render', () => {
     expect(r.stdout).toContain('Secret secrets/vault-cluster-key, key "cluster-key": cluster key authenticating Raft traffic');
     expect(r.stdout).toContain('Secret secrets/vault-tls');
     expect(r.stdout).not.toMatch(/^kind: Secret$/m);
-    expect(r.stdout).not.toMatch(/^\s*(data|stringData):/m);
+    expect(r.stdout).not.toMatch(/^\s*stringData:/m);
+    // The only data: the declared Raft members (addresses, nothing secret).
+    const withData = parseAllDocuments(r.stdout).map((d) => d.toJS() as Record<string, any> | null).filter((o) => o?.data !== undefined);
+    expect(withData.map((o) => `${o!.kind}/${o!.metadata.name}`)).toEqual(['ConfigMap/vault-members']);
+    expect(withData[0]!.data.members).toBe([0, 1, 2].map((i) => `vault-${i}=vault-${i}.vault-headless.secrets.svc:8201\n`).join(''));
   });
 
   it('with the overlay: the sidecar in the StatefulSet, the key Secret as a reference only, the peers described', () => {
@@ -66,13 +70,17 @@ describe('coffer operator render', () => {
     expect(r.stdout).toContain('#   Secret secrets/vault-wireguard-keys, keys "vault-0.key", "vault-1.key", "vault-2.key": WireGuard private key of each pod');
     expect(r.stdout).toContain('# ConfigMap secrets/vault-wireguard-peers ("peers.json") is derived in the cluster from those keys (public keys only): vault-0 10.80.0.1, vault-1 10.80.0.2, vault-2 10.80.0.3; UDP port 51820');
     const objects = parseAllDocuments(r.stdout).map((d) => d.toJS() as Record<string, any> | null).filter((o) => o !== null);
-    expect(objects.map((o) => o.kind)).toEqual(['ServiceAccount', 'Service', 'Service', 'StatefulSet', 'PodDisruptionBudget']);
+    expect(objects.map((o) => o.kind)).toEqual(['ConfigMap', 'ServiceAccount', 'Service', 'Service', 'StatefulSet', 'PodDisruptionBudget']);
+    // The peer ConfigMap is derived in the cluster; the only one rendered is the members list.
+    expect(objects.filter((o) => o.kind === 'ConfigMap').map((o) => o.metadata.name)).toEqual(['vault-members']);
+    expect(objects[0]!.data.members).toBe('vault-0=10.80.0.1:8201\nvault-1=10.80.0.2:8201\nvault-2=10.80.0.3:8201\n');
     const pod = objects.find((o) => o.kind === 'StatefulSet')!.spec.template.spec;
     expect(pod.initContainers.map((c: any) => [c.name, c.restartPolicy, c.args])).toEqual([['wireguard', 'Always', ['wg-agent']]]);
     expect(pod.containers[0].env.find((e: any) => e.name === 'VAULT_PEERS').value).toBe('vault-0=10.80.0.1:8201,vault-1=10.80.0.2:8201,vault-2=10.80.0.3:8201');
     // No key material anywhere: no Secret or ConfigMap objects, no data, no 44-character keys.
-    expect(r.stdout).not.toMatch(/^kind: (Secret|ConfigMap)$/m);
-    expect(r.stdout).not.toMatch(/^\s*(data|stringData|binaryData):/m);
+    expect(r.stdout).not.toMatch(/^kind: Secret$/m);
+    expect(r.stdout).not.toMatch(/^\s*(stringData|binaryData):/m);
+    expect(r.stdout.match(/^\s*data:/gm)).toHaveLength(1); // the members ConfigMap
     expect(r.stdout).not.toMatch(/[A-Za-z0-9+/]{43}=/);
     const small = run({ positionals: ['render'], flags: { file: 'vc.yaml' } }, { 'vc.yaml': wg.replace('/29', '/30') });
     expect(small.code).toBe(2);

@@ -247,7 +247,7 @@ describe('WireGuard sidecar and vault env', () => {
       { name: 'wireguard-tmp', mountPath: '/tmp' },
     ]);
     for (const mnt of sidecar.volumeMounts ?? []) expect(mnt.subPath).toBeUndefined();
-    expect(vault.volumeMounts?.map((v) => v.name)).toEqual(['data', 'tmp']);
+    expect(vault.volumeMounts?.map((v) => v.name)).toEqual(['data', 'tmp', 'members']);
   });
 
   it('probes the agent: startup on /ready, liveness on /health, port 8203; pod readiness is left to the vault container', () => {
