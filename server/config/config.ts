@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Allowlist, parseCidr, type Cidr } from '../../common/ipv4.js';
 import { readAllowlistFile, type AllowlistFileRead } from './allowlist-file.js';
+import { readMembersFile, type MembersFileRead } from './members-file.js';
 
 export interface HostPort {
   host: string;
@@ -38,6 +39,10 @@ export interface ServerConfig {
    * (a malformed or unreadable file stops the start; a missing one does not).
    */
   readAllowlistFile: { path: string; initial: AllowlistFileRead } | null;
+  /** VAULT_MEMBERS_FILE: the declared members the leader's autopilot keeps Raft membership equal to. */
+  membersFile: { path: string; initial: MembersFileRead } | null;
+  /** VAULT_AUTOPILOT_STABILIZATION_SECS: how long a caught-up learner must stay healthy before it votes. */
+  autopilotStabilizationMs: number;
   trustProxy: boolean;
   tlsCertFile: string | null;
   tlsKeyFile: string | null;
@@ -136,7 +141,10 @@ export function loadConfig(env: Env = process.env): ServerConfig {
   // How the others dial this node is already written in VAULT_PEERS. A
   // StatefulSet template cannot carry per-pod values, so this is how a pod
   // learns its own overlay address (DESIGN §3: VAULT_RAFT_ADVERTISE "derived").
-  const ownEntry = listedPeers?.find((p) => p.id === nodeId)?.addr ?? null;
+  // A member added after formation is not in VAULT_PEERS (which stays the formed set): the members file names it.
+  const membersFile = loadMembersFile(get(env, 'VAULT_MEMBERS_FILE'));
+  const declaredSelf = membersFile?.initial.kind === 'ok' ? membersFile.initial.value.find((m) => m.id === nodeId) : undefined;
+  const ownEntry = listedPeers?.find((p) => p.id === nodeId)?.addr ?? (declaredSelf ? parseHostPort('VAULT_MEMBERS_FILE', declaredSelf.address) : null);
 
   const raftAddrText = get(env, 'VAULT_RAFT_ADDR');
   const advText = get(env, 'VAULT_RAFT_ADVERTISE');
@@ -235,6 +243,8 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     bootstrapToken,
     readAllowlist,
     readAllowlistFile,
+    membersFile,
+    autopilotStabilizationMs: parseIntVar(env, 'VAULT_AUTOPILOT_STABILIZATION_SECS', 10, 0, 3600) * 1000,
     trustProxy,
     tlsCertFile,
     tlsKeyFile,
@@ -257,6 +267,16 @@ export function loadConfig(env: Env = process.env): ServerConfig {
  * starts, and a vault that crash-loops until then helps nobody (the missing
  * file denies reads, it never widens them).
  */
+/** VAULT_MEMBERS_FILE at start: malformed or unreadable stops the start; missing waits for the kubelet, declaring nothing meanwhile. */
+function loadMembersFile(text: string | undefined): ServerConfig['membersFile'] {
+  if (text === undefined) return null;
+  const file = path.resolve(text);
+  const initial = readMembersFile(file);
+  if (initial.kind === 'invalid') throw new ConfigError('VAULT_MEMBERS_FILE', `${file} ${initial.error.message}`);
+  if (initial.kind === 'unreadable') throw new ConfigError('VAULT_MEMBERS_FILE', `${file} cannot be read: ${initial.problem}`);
+  return { path: file, initial };
+}
+
 function loadAllowlistFile(text: string | undefined): ServerConfig['readAllowlistFile'] {
   if (text === undefined) return null;
   const file = path.resolve(text);

@@ -17,6 +17,11 @@ import { registerDekCacheMetrics } from '../metrics/dek-cache-metrics.js';
 import { registerStorageMetrics } from '../metrics/storage-metrics.js';
 import { registerReadAllowlistMetrics } from '../metrics/read-allowlist-metrics.js';
 import { ReadAllowlistFile, type ReloadOutcome } from '../config/allowlist-file.js';
+import { parseMembersFile } from '../config/members-file.js';
+import { WatchedFile } from '../config/watched-file.js';
+import { registerAutopilotMetrics, registerMembersFileMetrics } from '../metrics/autopilot-metrics.js';
+import { openDataId, raftLogIsNew } from '../raft/data-id.js';
+import { isFormerMember } from '../raft/driver/join-check.js';
 import { registerWatchMetrics } from '../metrics/watch-metrics.js';
 import { buildRaftListener } from '../raft/listener.js';
 import { RaftReplicator } from '../raft/driver/raft-replicator.js';
@@ -121,10 +126,24 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
   let bootstrapping: Promise<void> = Promise.resolve();
   const clusterAuth = raftAuth(config, logger);
   undo.push(() => clusterAuth.close());
+  const initialPeers = config.peers.map((p) => ({ id: p.id, address: `${p.addr.host}:${p.addr.port}` }));
+  const raftDir = path.join(config.dataDir, 'raft');
+  fs.mkdirSync(raftDir, { recursive: true, mode: 0o700 });
+  const freshLog = raftLogIsNew(raftDir);
+  const dataId = openDataId(raftDir);
+  // An empty log under a name the cluster knows with other data: this node lost its volume and must rejoin, not bootstrap.
+  const declaredAtStart = config.membersFile?.initial.kind === 'ok' ? config.membersFile.initial.value : [];
+  const formerMember =
+    freshLog && initialPeers.length > 1 && (await isFormerMember({ nodeId: config.nodeId, peers: [...initialPeers, ...declaredAtStart], auth: clusterAuth, capabilities: capabilities() }));
+  if (formerMember) logger.warn('the cluster knows this node with data it no longer has: joining as a learner instead of bootstrapping');
   const replicator = new RaftReplicator({
     nodeId: config.nodeId,
     dataDir: config.dataDir,
-    initialPeers: config.peers.map((p) => ({ id: p.id, address: `${p.addr.host}:${p.addr.port}` })),
+    initialPeers,
+    dataId,
+    formerMember,
+    autopilotStabilizationMs: config.autopilotStabilizationMs,
+    onAutopilotChange: (kind) => autopilotMetrics.changes.inc({ kind }),
     sm,
     reader,
     capabilities: capabilities(),
@@ -138,6 +157,27 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
     },
   });
   undo.push(() => replicator.close());
+  // VAULT_MEMBERS_FILE: the members the autopilot keeps Raft membership equal to (a file, even empty, wins over the API's list).
+  let countMembersReload: (outcome: ReloadOutcome) => void = () => {};
+  const membersFile = config.membersFile
+    ? new WatchedFile({
+        file: config.membersFile.path,
+        label: 'members file',
+        parse: parseMembersFile,
+        initial: config.membersFile.initial,
+        logger,
+        onChange: (members) => replicator.autopilot.setFileMembers(members),
+        onReload: (outcome) => countMembersReload(outcome),
+        describe: (members) => ({ members: members.length }),
+      })
+    : null;
+  if (membersFile) {
+    replicator.autopilot.setFileMembers(membersFile.current() ?? []);
+    countMembersReload = registerMembersFileMetrics(metrics.registry, membersFile);
+    membersFile.start();
+    undo.push(() => membersFile.close());
+  }
+  const autopilotMetrics = registerAutopilotMetrics(metrics.registry, () => replicator.status());
   const rewrap = new RewrapWorker({
     enabled: config.rewrapEnabled,
     pollSecs: config.rewrapPollSecs,
@@ -219,6 +259,7 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
       if (replicator.isLeader() && replicator.status().peers.length > 1) await replicator.transferLeadership();
       await rewrap.stop();
       allowlistFile?.close();
+      membersFile?.close();
       watch.close();
       await api.close();
       await mgmt?.close();

@@ -183,6 +183,12 @@ export async function buildRaftListener(
       }
     },
   );
+  // Who this node is and what it holds: for the leader's autopilot, and for a peer starting on an empty log.
+  app.post<{ Headers: { 'x-coffer-node': string } }>(
+    RAFT_PATHS.probe,
+    { bodyLimit: SMALL_BODY, schema: { headers: NODE_HEADER, body: { type: 'object', additionalProperties: false, properties: {} } } },
+    async (req) => rep.probeReply(req.headers['x-coffer-node']),
+  );
   app.post(RAFT_PATHS.rewrap, { bodyLimit: SMALL_BODY, schema: { headers: NODE_HEADER, body: { type: 'object', additionalProperties: false, properties: {} } } }, async (_req, res) => {
     if (!rep.isLeader()) return res.code(503).send({ error: { code: 'no_leader', message: 'not the leader' } });
     hooks.forceRewrap();

@@ -1,6 +1,7 @@
 // The seam between the API and consensus. The API proposes commands and waits
 // for their result; it never writes tables. RaftReplicator (driver/) is the
 // implementation: it commits by quorum (a lone voter is a quorum of one).
+import type { AutopilotReport } from './driver/autopilot.js';
 import type { Command } from '../store/commands.js';
 import type { ApplyResult } from '../store/results.js';
 
@@ -26,6 +27,8 @@ export interface ReplicationStatus {
   problem: string | null;
   /** The node stopped applying for good (undecodable entry, storage fault): liveness fails so it is restarted. */
   stopped: boolean;
+  /** What the autopilot (membership reconciliation) sees and last decided; meaningful on the leader. */
+  autopilot: AutopilotReport;
 }
 
 export interface Replicator {

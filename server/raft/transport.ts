@@ -13,6 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import { AuthRefusal, type ClusterAuth, type CoveredHeaders } from './cluster-auth.js';
 import type { Message } from './core/index.js';
 import { BATCH_CONTENT_TYPE, encodeBatch, encodeMessages } from './codec.js';
+import { parseProbeReply, type ProbeReply } from './probe.js';
 
 export const RAFT_PATHS = {
   /** Binary message batches. */
@@ -21,7 +22,11 @@ export const RAFT_PATHS = {
   propose: '/raft/v1/propose',
   membership: '/raft/v1/membership',
   rewrap: '/raft/v1/rewrap',
+  probe: '/raft/v1/probe',
 } as const;
+
+/** A probe is answered from memory; a node that takes longer than this is not healthy. */
+const PROBE_TIMEOUT_MS = 1_000;
 
 export interface TransportHooks {
   /** This node's id and capabilities, sent with every batch. */
@@ -261,6 +266,15 @@ export class Transport {
   /** Forwards an add/remove member request to the leader. */
   forwardMembership(leader: string, req: { op: 'add' | 'remove'; id: string; address?: string }): Promise<unknown> {
     return this.forward(leader, RAFT_PATHS.membership, req, 70_000);
+  }
+
+  /** Asks `peer` who it is (probe.ts); null when it does not answer, or not as itself. */
+  async probe(peer: string): Promise<ProbeReply | null> {
+    try {
+      return parseProbeReply(await this.forward(peer, RAFT_PATHS.probe, {}, PROBE_TIMEOUT_MS), peer);
+    } catch {
+      return null;
+    }
   }
 
   /** Posts a JSON request to another member's Raft listener. */

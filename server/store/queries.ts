@@ -110,6 +110,8 @@ function prepare(db: Database.Database) {
       role: db.prepare('SELECT * FROM roles WHERE name = ?'),
       roles: db.prepare('SELECT * FROM roles ORDER BY name'),
       peers: db.prepare('SELECT id, address FROM raft_peers ORDER BY id'),
+      declared: db.prepare('SELECT id, address FROM raft_declared ORDER BY id'),
+      memberData: db.prepare('SELECT id, data_id FROM raft_member_data'),
       kmsState: db.prepare('SELECT value FROM kms_state WHERE key = ?').pluck(),
       // Versions whose DEK was last wrapped before `rotation`, in a stable order so a pass can page through them.
       rewrapPending: db.prepare(
@@ -154,6 +156,16 @@ export class StateReader {
   /** Raft addresses of members, as applied from membership changes. */
   peerAddresses(): Map<string, string> {
     return new Map((this.stmts.peers.all() as { id: string; address: string }[]).map((r) => [r.id, r.address]));
+  }
+
+  /** The member list declared through the admin API (empty: none). */
+  declaredMembers(): Array<{ id: string; address: string }> {
+    return this.stmts.declared.all() as Array<{ id: string; address: string }>;
+  }
+
+  /** The storage identity each member joined with, where recorded. */
+  memberDataIds(): Map<string, string> {
+    return new Map((this.stmts.memberData.all() as { id: string; data_id: string }[]).map((r) => [r.id, r.data_id]));
   }
 
   currentVersion(name: string): number {

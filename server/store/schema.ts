@@ -47,6 +47,18 @@ export function initStateSchema(db: Database.Database): void {
       id TEXT PRIMARY KEY,
       address TEXT NOT NULL
     );
+    -- The members the cluster should have, when declared through the admin API
+    -- (cluster.declare); the autopilot on the leader moves membership toward it.
+    CREATE TABLE IF NOT EXISTS raft_declared (
+      id TEXT PRIMARY KEY,
+      address TEXT NOT NULL
+    );
+    -- The storage identity each member joined with (cluster.member): a member
+    -- that answers with another one lost its data and is re-added by the autopilot.
+    CREATE TABLE IF NOT EXISTS raft_member_data (
+      id TEXT PRIMARY KEY,
+      data_id TEXT NOT NULL
+    );
     -- Where the state machine stands in the replicated log; updated in the same
     -- transaction as every applied command so the two never disagree.
     CREATE TABLE IF NOT EXISTS applied (

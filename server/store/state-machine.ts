@@ -48,6 +48,10 @@ function prepare(db: Database.Database) {
       roleDelete: db.prepare('DELETE FROM roles WHERE name = ? AND builtin = 0'),
       peerUpsert: db.prepare('INSERT INTO raft_peers (id, address) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET address = excluded.address'),
       peerDelete: db.prepare('DELETE FROM raft_peers WHERE id = ?'),
+      declaredClear: db.prepare('DELETE FROM raft_declared'),
+      declaredInsert: db.prepare('INSERT INTO raft_declared (id, address) VALUES (?, ?)'),
+      memberDataUpsert: db.prepare('INSERT INTO raft_member_data (id, data_id) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET data_id = excluded.data_id'),
+      memberDataDelete: db.prepare('DELETE FROM raft_member_data WHERE id = ?'),
       rewrap: db.prepare(
         `UPDATE secret_versions SET wrapped_dek = ?, kms_key_id = ?, wrapped_rotation_at = ?
          WHERE name = ? AND version = ? AND wrapped_dek = ?`,
@@ -204,7 +208,11 @@ export class StateMachine {
     if (index <= this.appliedIndex().index) return;
     this.db.transaction(() => {
       // Addresses arrive earlier as cluster.peer commands; a removed member's address goes with it.
-      if (change.type === 'removeNode') this.stmts.peerDelete.run(change.nodeId);
+      // So does the storage identity it joined with: if it comes back, it joins afresh.
+      if (change.type === 'removeNode') {
+        this.stmts.peerDelete.run(change.nodeId);
+        this.stmts.memberDataDelete.run(change.nodeId);
+      }
       this.stmts.appliedSet.run(index, term);
     })();
   }
@@ -298,6 +306,13 @@ export class StateMachine {
         s.peerUpsert.run(cmd.id, cmd.address);
         return applied({ note: 'peers' });
       }
+      case 'cluster.declare':
+        s.declaredClear.run();
+        for (const m of cmd.members) s.declaredInsert.run(m.id, m.address);
+        return applied();
+      case 'cluster.member':
+        s.memberDataUpsert.run(cmd.id, cmd.data_id);
+        return applied();
       case 'secret.rewrap': {
         const changed = s.rewrap.run(cmd.wrapped_dek, cmd.kms_key_id, cmd.wrapped_rotation_at, cmd.name, cmd.version, cmd.expected_wrapped_dek).changes;
         // Deleted meanwhile, or re-wrapped by an earlier leader: nothing to do, and not an error.

@@ -24,6 +24,12 @@ export interface ClusterOptions {
    * dials instead of the peers' real Raft addresses.
    */
   proxies?: boolean;
+  /**
+   * Declare the members in a VAULT_MEMBERS_FILE (as the operator does), so
+   * the leader's autopilot keeps Raft membership equal to it; change it with
+   * declare(). Starts out listing the initial members.
+   */
+  membersFile?: boolean;
 }
 
 export class TestCluster {
@@ -37,6 +43,8 @@ export class TestCluster {
   private initialIds: string[] = [];
   /** Directed links `from->to` when started with `proxies`. */
   private readonly proxies = new Map<string, FaultProxy>();
+  /** VAULT_MEMBERS_FILE of every node, when started with `membersFile`. */
+  membersFile: string | null = null;
 
   private constructor(private readonly extraEnv: Record<string, string>) {}
 
@@ -49,6 +57,10 @@ export class TestCluster {
       c.members.push({ id: `n${i}`, host, apiPort, raftPort, dataDir: path.join(c.root, `n${i}`), url: `http://${host}:${apiPort}`, proc: null });
     }
     c.initialIds = c.members.map((m) => m.id);
+    if (opts.membersFile) {
+      c.membersFile = path.join(c.root, 'members');
+      c.declare(c.initialIds);
+    }
     if (opts.proxies) {
       try {
         for (const from of c.members) {
@@ -77,6 +89,13 @@ export class TestCluster {
 
   /** Starts a node that is not an initial voter; it waits until an admin adds it. */
   async startJoiner(): Promise<ClusterMember> {
+    const m = await this.addJoiner();
+    await this.startMember(m.id);
+    return m;
+  }
+
+  /** A new member's addresses and data folder, not started (to declare it first, or start it later). */
+  async addJoiner(): Promise<ClusterMember> {
     const i = this.members.length + 1;
     const host = `127.0.0.${i}`;
     const m: ClusterMember = {
@@ -85,8 +104,22 @@ export class TestCluster {
     };
     m.url = `http://${host}:${m.apiPort}`;
     this.members.push(m);
-    await this.startMember(m.id);
     return m;
+  }
+
+  /** Rewrites the members file (atomically, as the kubelet swaps a ConfigMap) to declare exactly `ids`. */
+  declare(ids: readonly string[]): void {
+    if (!this.membersFile) throw new Error('declare() needs a cluster started with { membersFile: true }');
+    const text = ids.map((id) => `${id}=${this.member(id).host}:${this.member(id).raftPort}\n`).join('');
+    fs.writeFileSync(`${this.membersFile}.tmp`, text);
+    fs.renameSync(`${this.membersFile}.tmp`, this.membersFile);
+  }
+
+  /** Removes a stopped member's data folder: the volume is lost, the name stays. */
+  wipe(id: string): void {
+    const m = this.member(id);
+    if (m.proc) throw new Error(`${id} is running; stop it before wiping its data`);
+    fs.rmSync(m.dataDir, { recursive: true, force: true });
   }
 
   member(id: string): ClusterMember {
@@ -133,6 +166,7 @@ export class TestCluster {
       VAULT_BOOTSTRAP_TOKEN: this.token,
       VAULT_READ_ALLOWLIST: '127.0.0.0/8',
       COFFER_RAFT_TICK_MS: '50',
+      ...(this.membersFile ? { VAULT_MEMBERS_FILE: this.membersFile } : {}),
       ...this.extraEnv,
     };
   }

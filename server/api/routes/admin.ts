@@ -4,6 +4,8 @@ import { AUDIT_DEFAULT_LIMIT, AUDIT_MAX_LIMIT } from '../../audit/reader.js';
 import type { ApiDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
 import { ADDRESS_PATTERN, NODE_ID_PATTERN } from '../../raft/listener.js';
+import { clusterDeclare } from '../../store/commands.js';
+import { MAX_DECLARED_MEMBERS, memberListProblem, type DeclaredMember } from '../../store/members.js';
 import { errorResponses, nonNegativeIntText, positiveIntText } from '../schemas.js';
 
 const auditRecord = {
@@ -24,6 +26,13 @@ const auditRecord = {
   },
 } as const;
 
+const memberSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id', 'address'],
+  properties: { id: { type: 'string', pattern: NODE_ID_PATTERN }, address: { type: 'string', pattern: ADDRESS_PATTERN } },
+} as const;
+
 const clusterStatus = {
   type: 'object',
   properties: {
@@ -36,7 +45,37 @@ const clusterStatus = {
       type: 'array',
       items: { type: 'object', properties: { id: { type: 'string' }, address: { type: 'string' }, voter: { type: 'boolean' } } },
     },
+    autopilot: {
+      type: 'object',
+      properties: {
+        source: { type: 'string', enum: ['file', 'api', 'none'] },
+        declared: { type: 'array', items: memberSchema },
+        state: { type: 'string', enum: ['idle', 'converged', 'changing', 'blocked'] },
+        last_decision: {
+          type: ['object', 'null'],
+          properties: { action: { type: 'string' }, id: { type: ['string', 'null'] }, reason: { type: 'string' }, at: { type: 'string' } },
+        },
+        servers: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: {
+              id: { type: 'string' },
+              voter: { type: 'boolean' },
+              healthy: { type: 'boolean' },
+              stable_since: { type: ['string', 'null'] },
+              match: { type: 'integer' },
+            },
+          },
+        },
+      },
+    },
   },
+} as const;
+
+const membersReply = {
+  type: 'object',
+  properties: { source: { type: 'string', enum: ['file', 'api', 'none'] }, members: { type: 'array', items: memberSchema } },
 } as const;
 
 export const adminRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { deps }) => {
@@ -118,6 +157,49 @@ export const adminRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { 
       return deps.replicator.status();
     },
   );
+
+  // The declared members (for clusters without a members file): the leader's autopilot adds, promotes
+  // and removes one member at a time until the Raft configuration equals this list.
+  app.get('/v1/admin/cluster/members', { config: { action: 'admin.cluster.members.read' }, schema: { response: { 200: membersReply, ...errorResponses } } }, async (req) => {
+    deps.authz.require(req, 'admin');
+    const { source, declared } = deps.replicator.status().autopilot;
+    return { source, members: declared };
+  });
+
+  app.put<{ Body: { members: DeclaredMember[] } }>(
+    '/v1/admin/cluster/members',
+    {
+      config: { action: 'admin.cluster.members.declare' },
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['members'],
+          properties: { members: { type: 'array', minItems: 1, maxItems: MAX_DECLARED_MEMBERS, items: memberSchema } },
+        },
+        response: { 200: membersReply, ...errorResponses },
+      },
+    },
+    async (req) => {
+      deps.authz.require(req, 'admin');
+      const problem = memberListProblem(req.body.members);
+      if (problem) throw new ApiError('bad_request', problem);
+      if (deps.config.membersFile) throw new ApiError('conflict', 'this cluster declares its members in VAULT_MEMBERS_FILE; change the file (the VaultCluster) instead');
+      return declare(req.body.members);
+    },
+  );
+
+  app.delete('/v1/admin/cluster/members', { config: { action: 'admin.cluster.members.clear' }, schema: { response: { 200: membersReply, ...errorResponses } } }, async (req) => {
+    deps.authz.require(req, 'admin');
+    return declare([]);
+  });
+
+  async function declare(members: DeclaredMember[]) {
+    const r = await deps.replicator.propose(clusterDeclare({ members: [...members].sort((a, b) => (a.id < b.id ? -1 : 1)) }));
+    if (!r.ok) throw new ApiError(r.code === 'bad_request' ? 'bad_request' : 'conflict', r.message);
+    const { source, declared } = deps.replicator.status().autopilot;
+    return { source, members: declared };
+  }
 
   app.post<{ Body: { to?: string } }>(
     '/v1/admin/cluster/transfer-leadership',

@@ -15,6 +15,9 @@ const healthSchema = {
     leader_id: { type: ['string', 'null'] },
     version: { type: 'string' },
     capabilities: { type: 'array', items: { type: 'string' } },
+    // The configuration this node applied, ids only: the operator sizes the cluster from it without a token.
+    voters: { type: 'array', items: { type: 'string' } },
+    learners: { type: 'array', items: { type: 'string' } },
   },
 } as const;
 
@@ -43,6 +46,8 @@ export const healthRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, {
       leader_id: s.leader_id,
       version: deps.release,
       capabilities: deps.capabilities,
+      voters: s.peers.filter((p) => p.voter).map((p) => p.id),
+      learners: s.peers.filter((p) => !p.voter).map((p) => p.id),
     };
   });
 

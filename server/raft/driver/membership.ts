@@ -2,7 +2,7 @@
 // caught up, and leaves by one conf change; leadership moves by transfer.
 // Changes run on the leader; a follower forwards them there.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { clusterPeer } from '../../store/commands.js';
+import { clusterMember, clusterPeer } from '../../store/commands.js';
 import type { ConfChange } from '../core/index.js';
 import type { Transport } from '../transport.js';
 import { ConflictError, NotFoundError } from '../../domain-errors.js';
@@ -46,6 +46,29 @@ export class Membership {
       if (Date.now() > deadline) throw new NoLeaderError(`${id} did not catch up in time (${res.reason}); it stays a learner`);
       await sleep(100);
     }
+  }
+
+  /**
+   * One autopilot step on the leader: records the address and storage
+   * identity of a declared node, then adds it as a learner (promotion is a
+   * later step, once it is caught up and stable).
+   */
+  async addLearner(id: string, address: string, dataId: string): Promise<void> {
+    for (const cmd of [clusterPeer({ id, address }), clusterMember({ id, data_id: dataId })]) {
+      const r = await this.proposer.propose(cmd);
+      if (!r.ok) throw new ConflictError(r.message);
+    }
+    await this.confChange({ type: 'addLearner', nodeId: id });
+  }
+
+  /** One autopilot step: a caught-up learner becomes a voter. */
+  promote(id: string): Promise<void> {
+    return this.confChange({ type: 'addVoter', nodeId: id });
+  }
+
+  /** One autopilot step: a member leaves (never the leader itself: it hands leadership away first). */
+  remove(id: string): Promise<void> {
+    return this.confChange({ type: 'removeNode', nodeId: id });
   }
 
   async removePeer(id: string): Promise<void> {

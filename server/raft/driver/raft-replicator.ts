@@ -16,13 +16,16 @@ import type { StateMachine } from '../../store/state-machine.js';
 import type { StateReader } from '../../store/queries.js';
 import type { ClusterAuth } from '../cluster-auth.js';
 import { RaftNode, type Message } from '../core/index.js';
+import { raftLogIsNew } from '../data-id.js';
 import { DiskStorage } from '../disk-storage.js';
+import type { ProbeReply } from '../probe.js';
 import { NoLeaderError, type NodeRole, type ReplicationStatus, type Replicator } from '../replicator.js';
 import { Transport } from '../transport.js';
 import { applyCommitted } from './apply.js';
 import { AppliedIndex } from './applied.js';
 import { CapabilityGate } from './capabilities.js';
 import { isLeader, type DriverWriteGuard } from './context.js';
+import { Autopilot } from './autopilot.js';
 import { Membership } from './membership.js';
 import { PeerAddresses } from './peer-addresses.js';
 import { PendingProposals } from './pending-proposals.js';
@@ -64,6 +67,17 @@ export interface RaftReplicatorOptions {
   onFatal?: (err: Error) => void;
   /** Called each time this node becomes leader (e.g. to propose the bootstrap token). */
   onLeader?: () => void;
+  /** This Raft directory's storage identity (data-id.ts). */
+  dataId: string;
+  /**
+   * The cluster knows this node under another storage identity (join-check.ts):
+   * it lost its data, so it must not bootstrap from VAULT_PEERS even if listed there.
+   */
+  formerMember?: boolean;
+  /** How long a caught-up learner stays healthy before the autopilot promotes it. */
+  autopilotStabilizationMs?: number;
+  /** Counts each autopilot change, by kind. */
+  onAutopilotChange?: (kind: string) => void;
 }
 
 export class RaftReplicator implements Replicator {
@@ -81,10 +95,13 @@ export class RaftReplicator implements Replicator {
   private readonly reads: ReadBarrier;
   private readonly membership: Membership;
   private readonly snapshots: Snapshots;
+  /** Keeps membership equal to the declared members while this node leads. */
+  readonly autopilot: Autopilot;
 
   constructor(private readonly opts: RaftReplicatorOptions) {
     const raftDir = path.join(opts.dataDir, 'raft');
-    const initialVoter = opts.initialPeers.some((p) => p.id === opts.nodeId);
+    const fresh = raftLogIsNew(raftDir);
+    const initialVoter = opts.initialPeers.some((p) => p.id === opts.nodeId) && !opts.formerMember;
     this.disk = DiskStorage.open(raftDir, initialVoter ? opts.initialPeers.map((p) => p.id) : null);
     if (opts.reader.peerAddresses().size === 0) opts.sm.seedPeers(opts.initialPeers);
     this.applied = new AppliedIndex(opts.sm.appliedIndex().index);
@@ -94,6 +111,8 @@ export class RaftReplicator implements Replicator {
       rng: { int: (n: number) => randomInt(n) },
       electionTick: opts.electionTicks ?? 10,
       heartbeatTick: 1,
+      // A node on an empty log that is not bootstrapping neither votes nor campaigns until it is added as a learner.
+      awaitingJoin: fresh && !initialVoter,
     });
     this.transport = new Transport({
       nodeId: opts.nodeId,
@@ -113,6 +132,16 @@ export class RaftReplicator implements Replicator {
     this.proposer = new Proposer(ctx, this.gate, this.pending, this.applied, this.transport);
     this.reads = new ReadBarrier(ctx, this.applied);
     this.membership = new Membership(ctx, this.proposer, this.pending, this.reads, this.transport);
+    this.autopilot = new Autopilot({
+      ctx,
+      membership: this.membership,
+      reader: opts.reader,
+      transport: this.transport,
+      propose: (cmd) => this.proposer.propose(cmd),
+      dataId: opts.dataId,
+      stabilizationMs: opts.autopilotStabilizationMs ?? 10_000,
+      ...(opts.onAutopilotChange ? { onChange: opts.onAutopilotChange } : {}),
+    });
     this.snapshots = new Snapshots(ctx, {
       sm: opts.sm,
       disk: this.disk,
@@ -134,6 +163,7 @@ export class RaftReplicator implements Replicator {
       },
       opts.tickMs ?? 100,
     );
+    this.autopilot.start();
   }
 
   // ---- inbound from the Raft listener ----------------------------------------
@@ -167,6 +197,20 @@ export class RaftReplicator implements Replicator {
   knows(id: string): boolean {
     const cs = this.node.basicStatus().confState;
     return cs.voters.includes(id) || cs.learners.includes(id) || this.transport.address(id) !== undefined;
+  }
+
+  /** The reply to a membership probe from `from` (probe.ts). */
+  probeReply(from: string): ProbeReply {
+    const st = this.node.basicStatus();
+    return {
+      node_id: this.opts.nodeId,
+      data_id: this.opts.dataId,
+      term: st.term,
+      last_index: this.disk.storage.lastIndex(),
+      commit_index: st.commit,
+      awaiting_join: st.awaitingJoin,
+      your_data_id: this.opts.reader.memberDataIds().get(from) ?? null,
+    };
   }
 
   /** The first voter that does not (yet) advertise `cap`, or null. */
@@ -227,11 +271,13 @@ export class RaftReplicator implements Replicator {
       ready: problem === null,
       problem,
       stopped: fatal !== null,
+      autopilot: this.autopilot.report(),
     };
   }
 
   async close(): Promise<void> {
     if (this.loop.isClosed) return;
+    await this.autopilot.close();
     await this.loop.close();
     this.failPending(new NoLeaderError('node is shutting down'));
     this.transport.close();

@@ -1,0 +1,48 @@
+// The storage identity of a node's Raft directory: a random id written when
+// the directory first holds a log. A member that answers with another id than
+// the one it joined with has lost its data (a new volume under an old name),
+// so it must not count as the voter it was; the autopilot re-adds it.
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const FILE = 'data-id';
+const DATA_ID_RE = /^[0-9a-f]{32}$/;
+
+/** Reads this Raft directory's id, creating it (durably) when there is none yet. */
+export function openDataId(raftDir: string): string {
+  const file = path.join(raftDir, FILE);
+  try {
+    const text = fs.readFileSync(file, 'utf8').trim();
+    if (DATA_ID_RE.test(text)) return text;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  // Absent (a new directory, or one from a release without ids) or unreadable garbage: a new identity.
+  const id = randomBytes(16).toString('hex');
+  const tmp = `${file}.tmp`;
+  const fd = fs.openSync(tmp, 'w', 0o600);
+  try {
+    fs.writeSync(fd, `${id}\n`);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+  const dir = fs.openSync(raftDir, 'r');
+  try {
+    fs.fsyncSync(dir);
+  } finally {
+    fs.closeSync(dir);
+  }
+  return id;
+}
+
+/** Whether this Raft directory has never held a log (checked before it is opened). */
+export function raftLogIsNew(raftDir: string): boolean {
+  try {
+    return fs.statSync(path.join(raftDir, 'log')).size === 0;
+  } catch {
+    return true;
+  }
+}
