@@ -52,8 +52,8 @@ export class StateMachine {
 
 export interface SimNode {
   readonly id: NodeId;
-  /** Durable storage: only what the driver persisted. Survives crashes. */
-  readonly storage: MemoryStorage;
+  /** Durable storage: only what the driver persisted. Survives crashes (not wipes). */
+  storage: MemoryStorage;
   /** Chain hashes of the durable log (for the checker). */
   chain: ChainLog;
   raft: RaftNode | undefined;
@@ -63,6 +63,14 @@ export interface SimNode {
   waitingReads: PendingRead[];
   /** Process stalled (GC pause, descheduled) until this step: no ticks, no messages, no I/O. */
   pausedUntil: number;
+  /**
+   * The driver's durable "awaiting join" flag: set when the raft dir is wiped,
+   * cleared (after a Ready is persisted) once the core no longer awaits. Passed
+   * as Config.awaitingJoin at every boot, so a restart does not forget it.
+   */
+  awaitingJoin: boolean;
+  /** Identity of the raft dir's contents: changes when the storage is wiped. */
+  dataId: number;
 }
 
 interface PendingWrite {
@@ -115,6 +123,15 @@ export class Cluster {
   compactions = 0;
   crashes = 0;
   confChangesApplied = 0;
+  wipes = 0;
+  /** Highest log index of an applied addLearner / removeNode per node id (ids may be re-added). */
+  private readonly lastAdd = new Map<NodeId, number>();
+  private readonly lastRemove = new Map<NodeId, number>();
+  /** `${to}<${from}` -> step at which `to` last received a message from `from`. */
+  readonly heard = new Map<string, number>();
+  /** Called for every vote / pre-vote granted (after the granting node stepped the request). */
+  onGrant: ((voter: SimNode, m: Message, wasAwaitingJoin: boolean) => void) | undefined;
+  private dataIds = 0;
 
   constructor(opts: ClusterOptions) {
     this.opts = opts;
@@ -133,6 +150,8 @@ export class Cluster {
         removed: false,
         waitingReads: [],
         pausedUntil: 0,
+        awaitingJoin: false,
+        dataId: 0,
       };
       this.nodes.set(id, node);
       this.boot(node);
@@ -157,6 +176,7 @@ export class Cluster {
       heartbeatTick: this.opts.heartbeatTick ?? 2,
       maxMsgEntries: this.opts.maxMsgEntries ?? 8,
       maxInflightMsgs: 4,
+      awaitingJoin: node.awaitingJoin,
     });
   }
 
@@ -172,10 +192,60 @@ export class Cluster {
       removed: false,
       waitingReads: [],
       pausedUntil: 0,
+      awaitingJoin: false,
+      dataId: 0,
     };
     this.nodes.set(id, node);
     this.boot(node);
     this.trace(`${id} started (joining)`);
+  }
+
+  /**
+   * Start a process for `id` that is not (yet) a member: a brand-new node with
+   * an empty raft dir (awaiting join), or a stopped one from its storage,
+   * possibly stale from an earlier membership (`removed` is cleared).
+   */
+  startProcess(id: NodeId): void {
+    const existing = this.nodes.get(id);
+    if (existing) {
+      if (existing.raft) return;
+      existing.removed = false;
+      this.restart(id);
+      return;
+    }
+    const storage = new MemoryStorage();
+    const node: SimNode = {
+      id,
+      storage,
+      chain: new ChainLog(0, EMPTY_CHAIN),
+      raft: undefined,
+      sm: new StateMachine({ voters: [], learners: [] }),
+      removed: false,
+      waitingReads: [],
+      pausedUntil: 0,
+      awaitingJoin: true,
+      dataId: ++this.dataIds,
+    };
+    this.nodes.set(id, node);
+    this.boot(node);
+    this.trace(`${id} process started (empty raft dir, awaiting join)`);
+  }
+
+  /** The node's disk is lost: it stops, and its raft dir comes back empty (awaiting join) under the same id. */
+  wipe(id: NodeId): void {
+    const n = this.nodes.get(id);
+    if (!n) return;
+    this.crash(id);
+    n.storage = new MemoryStorage();
+    n.chain = new ChainLog(0, EMPTY_CHAIN);
+    n.sm = new StateMachine({ voters: [], learners: [] });
+    n.awaitingJoin = true;
+    n.dataId = ++this.dataIds;
+    // The replacement takes longer to start than any message takes to arrive:
+    // acknowledgements the old incarnation sent are not delivered afterwards.
+    this.net.purge((m) => m.from === id);
+    this.wipes++;
+    this.trace(`${id} WIPED (data id ${n.dataId})`);
   }
 
   live(): SimNode[] {
@@ -277,6 +347,17 @@ export class Cluster {
       // The transport finished streaming it.
       this.nodes.get(m.from)?.raft?.reportSnapshot(m.to, true);
     }
+    this.heard.set(`${m.to}<${m.from}`, this.now);
+    if (this.onGrant && (m.type === 'vote' || m.type === 'preVote')) {
+      const r = n.raft.raft;
+      const awaiting = r.awaitingJoin;
+      const before = r.msgs.length;
+      n.raft.step(m);
+      for (const out of r.msgs.slice(before)) {
+        if ((out.type === 'voteResp' || out.type === 'preVoteResp') && !out.reject) this.onGrant(n, out, awaiting);
+      }
+      return;
+    }
     n.raft.step(m);
   }
 
@@ -328,6 +409,11 @@ export class Cluster {
       n.waitingReads.push(r);
     }
     this.serveReads(n);
+    // The driver clears its durable flag only after the Ready that joined is persisted.
+    if (n.awaitingJoin && !raft.raft.awaitingJoin) {
+      n.awaitingJoin = false;
+      this.trace(`${n.id} joined (no longer awaiting join)`);
+    }
   }
 
   private apply(n: SimNode, raft: RaftNode, e: Entry): void {
@@ -354,7 +440,12 @@ export class Cluster {
       n.sm.confState = raft.applyConfChange(cc);
       this.confChangesApplied++;
       this.trace(`${n.id} applied ${cc.type} ${cc.nodeId} at ${e.index} -> voters=${n.sm.confState.voters} learners=${n.sm.confState.learners}`);
-      if (cc.type === 'removeNode') {
+      if (cc.type === 'addLearner') this.lastAdd.set(cc.nodeId, Math.max(e.index, this.lastAdd.get(cc.nodeId) ?? 0));
+      // Ids may be removed and re-added: only the newest removal (applied first by someone) stops the node.
+      const newRemoval =
+        cc.type === 'removeNode' && e.index > (this.lastRemove.get(cc.nodeId) ?? 0) && e.index > (this.lastAdd.get(cc.nodeId) ?? 0);
+      if (newRemoval) this.lastRemove.set(cc.nodeId, e.index);
+      if (newRemoval) {
         const gone = this.nodes.get(cc.nodeId);
         if (gone && !gone.removed) {
           gone.removed = true;

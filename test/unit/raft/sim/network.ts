@@ -98,6 +98,11 @@ export class SimNetwork {
     return delivered;
   }
 
+  /** Forget in-flight messages matching `f` (e.g. everything a wiped node sent before it died). */
+  purge(f: (m: Message) => boolean): void {
+    this.queue = this.queue.filter((q) => !f(q.m));
+  }
+
   inFlight(): number {
     return this.queue.length;
   }
