@@ -260,4 +260,26 @@ describe('autopilot: Raft membership follows the members file', () => {
     const health = await request(url, 'GET', '/v1/health');
     expect(health.body).toMatchObject({ voters: ['n1'], learners: [] });
   }, 60_000);
+
+  it('without a members file, PUT /v1/admin/cluster/members grows a single node to three; DELETE stops declaring and changes nothing', async () => {
+    cluster = await TestCluster.start(1, { VAULT_AUTOPILOT_STABILIZATION_SECS: '1' });
+    const c = cluster;
+    const n2 = await c.startJoiner();
+    const n3 = await c.startJoiner();
+    const members = [c.member('n1'), n2, n3].map((m) => ({ id: m.id, address: `${m.host}:${m.raftPort}` }));
+    // Sent to a joiner (it knows no leader yet): refused, not lost.
+    expect((await request(n2.url, 'PUT', '/v1/admin/cluster/members', { token: c.token, body: { members } })).status).toBeGreaterThanOrEqual(400);
+    const put = await request(c.member('n1').url, 'PUT', '/v1/admin/cluster/members', { token: c.token, body: { members } });
+    expect(put.status).toBe(200);
+    expect(put.body).toEqual({ source: 'api', members });
+    await untilVoters(c, ['n1', 'n2', 'n3']);
+    // Every member serves the same declared list (it is replicated), a follower included.
+    expect((await request(n3.url, 'GET', '/v1/admin/cluster/members', { token: c.token })).body).toEqual({ source: 'api', members });
+    const del = await request(n3.url, 'DELETE', '/v1/admin/cluster/members', { token: c.token });
+    expect(del.body).toEqual({ source: 'none', members: [] });
+    await sleep(2_500);
+    const v = await leaderView(c);
+    expect(v.autopilot.state).toBe('idle');
+    expect(sorted(v.peers.filter((p) => p.voter).map((p) => p.id))).toEqual(['n1', 'n2', 'n3']);
+  }, 120_000);
 });
