@@ -19,6 +19,8 @@ export interface OperatorFixtureOptions {
   namespace: string;
   /** The release a pod's stubbed /v1/health reports; null answers 503 (unreachable). */
   release: (pod: string) => string | null;
+  /** More /v1/health fields for a pod (e.g. `leader_id`, `voters`, `learners`), merged over the defaults. */
+  health?: (pod: string) => Record<string, unknown> | undefined;
 }
 
 export interface OperatorFixture {
@@ -45,7 +47,7 @@ export function useOperator(cp: () => ControlPlane, opts: OperatorFixtureOptions
         return;
       }
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ status: 'ok', node_id: m![2], role: 'follower', leader_id: 'vault-0', version, capabilities: [] }));
+      res.end(JSON.stringify({ status: 'ok', node_id: m![2], role: 'follower', leader_id: 'vault-0', version, capabilities: [], ...opts.health?.(m![2]!) }));
     });
     await new Promise<void>((r) => stub!.listen(0, '127.0.0.1', r));
     stubPort = (stub.address() as AddressInfo).port;
