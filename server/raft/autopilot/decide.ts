@@ -162,3 +162,12 @@ export function decideAutopilot(input: AutopilotInput): AutopilotAction {
   }
   return { kind: 'none', reason: 'configuration matches the declared members' };
 }
+
+export type AutopilotState = 'idle' | 'converged' | 'changing' | 'blocked';
+
+/** The state GET /v1/admin/cluster reports for a decision. */
+export function autopilotState(action: AutopilotAction, declared: readonly string[] | null): AutopilotState {
+  if (action.kind === 'none') return declared && declared.length > 0 ? 'converged' : 'idle';
+  if (action.kind === 'wait' && action.blocked === true) return 'blocked';
+  return 'changing';
+}

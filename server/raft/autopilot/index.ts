@@ -1,3 +1,3 @@
 // Autopilot: keeps the Raft configuration equal to the declared members (see decide.ts).
-export { decideAutopilot } from './decide.js';
-export type { AutopilotAction, AutopilotInput, AutopilotServer } from './decide.js';
+export { autopilotState, decideAutopilot } from './decide.js';
+export type { AutopilotAction, AutopilotInput, AutopilotServer, AutopilotState } from './decide.js';

@@ -17,6 +17,14 @@
  * `applied`, default the snapshot index; pass `Config.applied` if the state
  * machine is durable and already applied further).
  *
+ * A node that starts with an EMPTY raft dir in an already formed cluster (a
+ * new server, or one whose disk was wiped) passes `awaitingJoin: true`: it
+ * then neither campaigns nor grants (pre-)votes, and ignores heartbeat commit
+ * indexes (the leader's match for it may predate the wipe), until it applies
+ * a configuration listing itself as a learner (its own addLearner, or a
+ * snapshot). basicStatus().awaitingJoin reports it; persist the flag until it
+ * clears, or a restart after a snapshot install would forget it.
+ *
  * ## The driver loop (one thread, in this order)
  *
  *   every tick interval:  node.tick()

@@ -2,7 +2,7 @@
 // and the core's awaitingJoin (a wiped node neither campaigns nor votes until
 // re-added as a learner).
 import { describe, expect, it } from 'vitest';
-import { decideAutopilot, type AutopilotInput, type AutopilotServer } from '../../../server/raft/autopilot/index.js';
+import { autopilotState, decideAutopilot, type AutopilotInput, type AutopilotServer } from '../../../server/raft/autopilot/index.js';
 import { MemoryStorage } from '../../../server/raft/core/index.js';
 import { enc, TestNet } from './harness.js';
 
@@ -245,6 +245,18 @@ describe('decideAutopilot', () => {
     expect(i).toBeDefined();
     expect(seen).toEqual(['remove:x', 'addLearner:f', 'promote:f', 'remove:c', 'remove:d', 'remove:e', 'none']);
     expect(voters.sort()).toEqual(['a', 'b', 'f']);
+  });
+});
+
+describe('autopilotState', () => {
+  it('maps a decision to idle / converged / changing / blocked', () => {
+    expect(autopilotState({ kind: 'none', reason: '' }, [])).toBe('idle');
+    expect(autopilotState({ kind: 'none', reason: '' }, null)).toBe('idle');
+    expect(autopilotState({ kind: 'none', reason: '' }, ['a'])).toBe('converged');
+    expect(autopilotState({ kind: 'wait', reason: '', blocked: true }, ['a'])).toBe('blocked');
+    expect(autopilotState({ kind: 'wait', reason: '' }, ['a'])).toBe('changing');
+    expect(autopilotState({ kind: 'remove', id: 'b', reason: '' }, ['a'])).toBe('changing');
+    expect(autopilotState({ kind: 'transferLeadership', to: 'b', reason: '' }, ['b'])).toBe('changing');
   });
 });
 
