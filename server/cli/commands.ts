@@ -66,7 +66,32 @@ export const CLUSTER_HELP = `Usage:
   coffer cluster status                       node id, leader, term, commit/applied index and peers (admin token)
   coffer cluster add-peer ID HOST:PORT        add a member (learner first, promoted once caught up)
   coffer cluster remove-peer ID
-  coffer cluster transfer-leadership [ID]`;
+  coffer cluster transfer-leadership [ID]
+  coffer cluster members                      the declared members the autopilot keeps membership equal to
+  coffer cluster members set ID=HOST:PORT...  declare the members (without VAULT_MEMBERS_FILE); the leader adds,
+                                              promotes and removes one member at a time until Raft matches
+  coffer cluster members clear                stop declaring (the autopilot then changes nothing)`;
+
+async function membersCommand(args: ParsedArgs, client: ClientOptions): Promise<void> {
+  const [, , action, ...entries] = args.positionals;
+  switch (action) {
+    case undefined:
+      return out(await call(client, 'GET', '/v1/admin/cluster/members'));
+    case 'set': {
+      if (entries.length === 0) throw new UsageError('missing ID=HOST:PORT (one per member)');
+      const members = entries.map((e) => {
+        const eq = e.indexOf('=');
+        if (eq <= 0) throw new UsageError(`expected ID=HOST:PORT, got ${JSON.stringify(e)}`);
+        return { id: e.slice(0, eq), address: e.slice(eq + 1) };
+      });
+      return out(await call(client, 'PUT', '/v1/admin/cluster/members', { members }));
+    }
+    case 'clear':
+      return out(await call(client, 'DELETE', '/v1/admin/cluster/members'));
+    default:
+      throw new UsageError(`unknown cluster members action ${action} (set, clear)`);
+  }
+}
 
 function out(v: unknown): void {
   process.stdout.write(typeof v === 'string' ? v + '\n' : JSON.stringify(v, null, 2) + '\n');
@@ -188,7 +213,7 @@ export async function roleCommand(args: ParsedArgs, client: ClientOptions): Prom
 }
 
 export async function clusterCommand(args: ParsedArgs, client: ClientOptions): Promise<void> {
-  const verb = need(args, 1, 'subcommand (status, add-peer, remove-peer, transfer-leadership)');
+  const verb = need(args, 1, 'subcommand (status, add-peer, remove-peer, transfer-leadership, members)');
   switch (verb) {
     case 'status':
       return out(await call(client, 'GET', '/v1/admin/cluster'));
@@ -200,6 +225,8 @@ export async function clusterCommand(args: ParsedArgs, client: ClientOptions): P
       const to = args.positionals[2];
       return out(await call(client, 'POST', '/v1/admin/cluster/transfer-leadership', to ? { to } : {}));
     }
+    case 'members':
+      return membersCommand(args, client);
     default:
       throw new UsageError(`unknown cluster subcommand ${verb}`);
   }

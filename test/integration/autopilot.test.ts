@@ -10,6 +10,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { TestCluster } from '../helpers/cluster.js';
 import { request } from '../helpers/http.js';
 import { checkLinearizable, type Op } from '../helpers/linearizability.js';
+import { COFFER_BIN } from '../helpers/node.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
 
 const KEYS = 4;
 const HTTP_TIMEOUT_MS = 3_000;
@@ -269,9 +274,12 @@ describe('autopilot: Raft membership follows the members file', () => {
     const members = [c.member('n1'), n2, n3].map((m) => ({ id: m.id, address: `${m.host}:${m.raftPort}` }));
     // Sent to a joiner (it knows no leader yet): refused, not lost.
     expect((await request(n2.url, 'PUT', '/v1/admin/cluster/members', { token: c.token, body: { members } })).status).toBeGreaterThanOrEqual(400);
-    const put = await request(c.member('n1').url, 'PUT', '/v1/admin/cluster/members', { token: c.token, body: { members } });
-    expect(put.status).toBe(200);
-    expect(put.body).toEqual({ source: 'api', members });
+    // As a person would: the CLI.
+    const env = { PATH: process.env.PATH ?? '', COFFER_ADDR: c.member('n1').url, COFFER_TOKEN: c.token };
+    const set = await run(process.execPath, [COFFER_BIN, 'cluster', 'members', 'set', ...members.map((m) => `${m.id}=${m.address}`)], { env });
+    expect(JSON.parse(set.stdout)).toEqual({ source: 'api', members });
+    const bad = await run(process.execPath, [COFFER_BIN, 'cluster', 'members', 'set', 'n9'], { env }).catch((e: { code: number; stderr: string }) => e);
+    expect(bad).toMatchObject({ code: 2, stderr: expect.stringContaining('ID=HOST:PORT') });
     await untilVoters(c, ['n1', 'n2', 'n3']);
     // Every member serves the same declared list (it is replicated), a follower included.
     expect((await request(n3.url, 'GET', '/v1/admin/cluster/members', { token: c.token })).body).toEqual({ source: 'api', members });
