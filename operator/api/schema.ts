@@ -183,7 +183,7 @@ export const ResourceRequirementsSchema = Type.Object(
 
 export const ReplicasSchema = Type.Union(
   REPLICA_COUNTS.map((n) => Type.Literal(n)),
-  { default: 3, description: 'Number of vault nodes (Raft voters): 1, 3, 5 or 7.', errorMessage: 'must be 1, 3, 5 or 7' } as Friendly,
+  { default: 3, description: 'Number of vault nodes (Raft voters): 1, 3, 5 or 7. A change on a formed cluster is applied live, one Raft change at a time (progress in status.resize).', errorMessage: 'must be 1, 3, 5 or 7' } as Friendly,
 );
 
 export const KmsModeSchema = Type.Union([Type.Literal('aws'), Type.Literal('local')], {
@@ -424,11 +424,13 @@ export const VaultClusterSchema = Type.Object(
 );
 
 /** Columns `kubectl get vc` prints. */
-export const PRINTER_COLUMNS: readonly { name: string; type: string; jsonPath: string; description?: string }[] = [
+export const PRINTER_COLUMNS: readonly { name: string; type: string; jsonPath: string; description?: string; priority?: number }[] = [
   { name: 'Replicas', type: 'integer', jsonPath: '.spec.replicas', description: 'Desired vault nodes' },
+  { name: 'Members', type: 'integer', jsonPath: '.status.members', description: 'Raft voters the cluster has (the size a resize started from, while one runs)' },
   { name: 'Ready', type: 'integer', jsonPath: '.status.readyReplicas', description: 'Nodes passing /v1/ready' },
   { name: 'Leader', type: 'string', jsonPath: '.status.leader', description: 'Raft leader' },
   { name: 'Phase', type: 'string', jsonPath: '.status.rollout.phase', description: 'Rollout phase' },
+  { name: 'Resize', type: 'string', jsonPath: '.status.resize.phase', description: 'Resize phase, while spec.replicas is being applied', priority: 1 },
   { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
 ];
 

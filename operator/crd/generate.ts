@@ -141,7 +141,7 @@ export interface CrdSpec {
   description: string;
   specSchema: TSchema;
   statusSchema: TSchema;
-  printerColumns: readonly { name: string; type: string; jsonPath: string; description?: string }[];
+  printerColumns: readonly { name: string; type: string; jsonPath: string; description?: string; priority?: number }[];
   /** Restriction on metadata.name (a CRD may restrict nothing else of metadata). */
   namePattern: string;
   nameMaxLength: number;

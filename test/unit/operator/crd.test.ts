@@ -46,13 +46,15 @@ describe('VaultCluster CRD', () => {
     expect(version).toMatchObject({ name: 'v1alpha1', served: true, storage: true, subresources: { status: {} } });
   });
 
-  it('has the printer columns: replicas, ready, leader, phase, age', () => {
+  it('has the printer columns: replicas, members, ready, leader, phase, resize (wide), age', () => {
     const cols = version.additionalPrinterColumns as Node[];
     expect(cols.map((c) => [c.name, c.jsonPath])).toEqual([
       ['Replicas', '.spec.replicas'],
+      ['Members', '.status.members'],
       ['Ready', '.status.readyReplicas'],
       ['Leader', '.status.leader'],
       ['Phase', '.status.rollout.phase'],
+      ['Resize', '.status.resize.phase'],
       ['Age', '.metadata.creationTimestamp'],
     ]);
     expect(cols.find((c) => c.name === 'Age')?.type).toBe('date');
