@@ -238,6 +238,7 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
   if (config.peers.length === 1) {
     await waitUntil(() => replicator.status().ready, 5_000);
     await bootstrapping;
+    await replicator.autopilot.round(); // its storage identity recorded before the first request is answered
   }
 
   await listenOn(api, config.apiAddr, 'API listener (VAULT_API_ADDR)');

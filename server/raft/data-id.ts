@@ -9,6 +9,38 @@ import path from 'node:path';
 const FILE = 'data-id';
 const DATA_ID_RE = /^[0-9a-f]{32}$/;
 
+const AWAITING_JOIN = 'awaiting-join';
+
+/**
+ * Whether this node must still wait to be (re-)added as a learner before it
+ * votes. Kept on disk until the core says the wait is over: a node that
+ * installed the leader's snapshot, crashed and restarted would otherwise
+ * look like a member with a log and vote without the entries it lost.
+ */
+export function awaitingJoinMarked(raftDir: string): boolean {
+  return fs.existsSync(path.join(raftDir, AWAITING_JOIN));
+}
+
+export function setAwaitingJoinMark(raftDir: string, on: boolean): void {
+  const file = path.join(raftDir, AWAITING_JOIN);
+  if (on) {
+    const fd = fs.openSync(file, 'w', 0o600);
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } else {
+    fs.rmSync(file, { force: true });
+  }
+  const dir = fs.openSync(raftDir, 'r');
+  try {
+    fs.fsyncSync(dir);
+  } finally {
+    fs.closeSync(dir);
+  }
+}
+
 /** Reads this Raft directory's id, creating it (durably) when there is none yet. */
 export function openDataId(raftDir: string): string {
   const file = path.join(raftDir, FILE);

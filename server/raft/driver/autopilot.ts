@@ -114,10 +114,6 @@ export class Autopilot {
       return;
     }
     const { members: declared } = this.declared();
-    if (declared.length === 0) {
-      this.state = 'idle';
-      return;
-    }
     this.knowDeclared();
     const st = ctx.node.status();
     const members = [...st.confState.voters, ...st.confState.learners];
@@ -125,8 +121,14 @@ export class Autopilot {
     const replies = new Map<string, ProbeReply | null>(await Promise.all(toProbe.map(async (id) => [id, await this.d.transport.probe(id)] as const)));
     if (!isLeader(ctx)) return;
 
+    // Recorded even with nothing declared: a member that later comes back on an empty log is then
+    // recognised (join-check.ts) and waits to be re-added instead of voting with what it lost.
     const recorded = this.d.reader.memberDataIds();
     await this.recordDataIds(members, replies, recorded);
+    if (declared.length === 0) {
+      this.state = 'idle';
+      return;
+    }
 
     const now = this.now();
     const servers = new Map<string, AutopilotServer>();

@@ -16,7 +16,7 @@ import type { StateMachine } from '../../store/state-machine.js';
 import type { StateReader } from '../../store/queries.js';
 import type { ClusterAuth } from '../cluster-auth.js';
 import { RaftNode, type Message } from '../core/index.js';
-import { raftLogIsNew } from '../data-id.js';
+import { awaitingJoinMarked, raftLogIsNew, setAwaitingJoinMark } from '../data-id.js';
 import { DiskStorage } from '../disk-storage.js';
 import type { ProbeReply } from '../probe.js';
 import { NoLeaderError, type NodeRole, type ReplicationStatus, type Replicator } from '../replicator.js';
@@ -102,6 +102,9 @@ export class RaftReplicator implements Replicator {
     const raftDir = path.join(opts.dataDir, 'raft');
     const fresh = raftLogIsNew(raftDir);
     const initialVoter = opts.initialPeers.some((p) => p.id === opts.nodeId) && !opts.formerMember;
+    // A node on an empty log that is not bootstrapping neither votes nor campaigns until it is added as a learner.
+    const awaitingJoin = (fresh && !initialVoter) || awaitingJoinMarked(raftDir);
+    if (awaitingJoin) setAwaitingJoinMark(raftDir, true); // before the first entry reaches the log
     this.disk = DiskStorage.open(raftDir, initialVoter ? opts.initialPeers.map((p) => p.id) : null);
     if (opts.reader.peerAddresses().size === 0) opts.sm.seedPeers(opts.initialPeers);
     this.applied = new AppliedIndex(opts.sm.appliedIndex().index);
@@ -111,9 +114,9 @@ export class RaftReplicator implements Replicator {
       rng: { int: (n: number) => randomInt(n) },
       electionTick: opts.electionTicks ?? 10,
       heartbeatTick: 1,
-      // A node on an empty log that is not bootstrapping neither votes nor campaigns until it is added as a learner.
-      awaitingJoin: fresh && !initialVoter,
+      awaitingJoin,
     });
+    if (awaitingJoin) this.clearAwaitingJoinWhenAdded(raftDir);
     this.transport = new Transport({
       nodeId: opts.nodeId,
       capabilities: opts.capabilities,
@@ -159,11 +162,28 @@ export class RaftReplicator implements Replicator {
         reads: this.reads,
         apply: (ents) => applyCommitted(ents, { sm: opts.sm, node: this.node, peers: this.peers, pending: this.pending, applied: this.applied }),
         failPending: (err) => this.failPending(err),
-        onLeader: opts.onLeader,
+        onLeader: () => {
+          opts.onLeader?.();
+          // Record every member's storage identity at once, not a round later (autopilot.ts).
+          void this.autopilot.round();
+        },
       },
       opts.tickMs ?? 100,
     );
     this.autopilot.start();
+  }
+
+  /** The mark goes once the core has seen this node (re-)added as a learner. */
+  private clearAwaitingJoinWhenAdded(raftDir: string): void {
+    const check = () => {
+      if (this.loop.isClosed) return clearInterval(timer);
+      if (this.node.basicStatus().awaitingJoin) return;
+      clearInterval(timer);
+      setAwaitingJoinMark(raftDir, false);
+      this.opts.logger.info('added to the cluster as a learner: this node votes once promoted');
+    };
+    const timer = setInterval(check, 250);
+    timer.unref();
   }
 
   // ---- inbound from the Raft listener ----------------------------------------
