@@ -134,12 +134,13 @@ describe('source layout', () => {
     expect(below.flatMap((b) => importsUnder(b, 'server/api/'))).toEqual([]);
   });
 
-  it('keeps the Raft core pure: no I/O, clock, randomness or project code outside it', () => {
-    const core = files.filter((f) => f.path.startsWith('server/raft/core/'));
-    expect(core.length).toBeGreaterThan(3);
+  it('keeps the Raft core and the autopilot decision pure: no I/O, clock, randomness or project code outside them', () => {
+    const pure = ['server/raft/core/', 'server/raft/autopilot/'];
+    const core = files.filter((f) => pure.some((p) => f.path.startsWith(p)));
+    expect(core.length).toBeGreaterThan(4);
     for (const f of core) {
       expect(f.packages, f.path).toEqual([]);
-      expect(f.imports.filter((i) => !i.startsWith('server/raft/core/')), f.path).toEqual([]);
+      expect(f.imports.filter((i) => !pure.some((p) => i.startsWith(p))), f.path).toEqual([]);
       const code = withoutComments(readFileSync(join(ROOT, f.path), 'utf8'));
       expect(code, f.path).not.toMatch(/\b(Date\.now|new Date\(|Math\.random|setTimeout|setInterval|process\.|performance\.now)/);
     }
