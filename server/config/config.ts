@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Allowlist, parseCidr, type Cidr } from '../../common/ipv4.js';
 import { readAllowlistFile, type AllowlistFileRead } from './allowlist-file.js';
 import { readMembersFile, type MembersFileRead } from './members-file.js';
+import type { WatchedFileRead } from './watched-file.js';
 
 export interface HostPort {
   host: string;
@@ -259,6 +260,11 @@ export function loadConfig(env: Env = process.env): ServerConfig {
   };
 }
 
+/** VAULT_MEMBERS_FILE at start: malformed or unreadable stops the start; missing waits for the kubelet, declaring nothing meanwhile. */
+function loadMembersFile(text: string | undefined): ServerConfig['membersFile'] {
+  return loadWatchedFile('VAULT_MEMBERS_FILE', text, readMembersFile);
+}
+
 /**
  * VAULT_READ_ALLOWLIST_FILE at start. Malformed or unreadable: refuse to
  * start, naming the line, like any malformed variable. Missing: start with
@@ -267,22 +273,16 @@ export function loadConfig(env: Env = process.env): ServerConfig {
  * starts, and a vault that crash-loops until then helps nobody (the missing
  * file denies reads, it never widens them).
  */
-/** VAULT_MEMBERS_FILE at start: malformed or unreadable stops the start; missing waits for the kubelet, declaring nothing meanwhile. */
-function loadMembersFile(text: string | undefined): ServerConfig['membersFile'] {
-  if (text === undefined) return null;
-  const file = path.resolve(text);
-  const initial = readMembersFile(file);
-  if (initial.kind === 'invalid') throw new ConfigError('VAULT_MEMBERS_FILE', `${file} ${initial.error.message}`);
-  if (initial.kind === 'unreadable') throw new ConfigError('VAULT_MEMBERS_FILE', `${file} cannot be read: ${initial.problem}`);
-  return { path: file, initial };
+function loadAllowlistFile(text: string | undefined): ServerConfig['readAllowlistFile'] {
+  return loadWatchedFile('VAULT_READ_ALLOWLIST_FILE', text, readAllowlistFile);
 }
 
-function loadAllowlistFile(text: string | undefined): ServerConfig['readAllowlistFile'] {
+function loadWatchedFile<T>(variable: string, text: string | undefined, read: (file: string) => WatchedFileRead<T>): { path: string; initial: WatchedFileRead<T> } | null {
   if (text === undefined) return null;
   const file = path.resolve(text);
-  const initial = readAllowlistFile(file);
-  if (initial.kind === 'invalid') throw new ConfigError('VAULT_READ_ALLOWLIST_FILE', `${file} ${initial.error.message}`);
-  if (initial.kind === 'unreadable') throw new ConfigError('VAULT_READ_ALLOWLIST_FILE', `${file} cannot be read: ${initial.problem}`);
+  const initial = read(file);
+  if (initial.kind === 'invalid') throw new ConfigError(variable, `${file} ${initial.error.message}`);
+  if (initial.kind === 'unreadable') throw new ConfigError(variable, `${file} cannot be read: ${initial.problem}`);
   return { path: file, initial };
 }
 
