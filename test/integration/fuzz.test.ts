@@ -23,7 +23,9 @@ import { TestCluster } from '../helpers/cluster.js';
 import { request } from '../helpers/http.js';
 import { nodeEnv, randomMasterKey, randomToken, spawnNode, tempDir, type SpawnedNode } from '../helpers/node.js';
 import { rawRequest } from '../helpers/raw-http.js';
+import { LocalKms, parseLocalMasterKey } from '../../server/kms/local.js';
 import { SeededRng } from '../../server/raft/core/rand.js';
+import { openVersion } from '../../server/sealing/envelope.js';
 
 const SEED = process.env.COFFER_FUZZ_SEED ? Number(process.env.COFFER_FUZZ_SEED) : randomInt(2 ** 31);
 const COUNT = Number(process.env.COFFER_FUZZ_COUNT ?? 2500);
@@ -478,6 +480,55 @@ function stateDigest(db: Database.Database): string {
   return h.digest('hex');
 }
 
+/**
+ * What an integrity_error on a value read was: the stored row is opened
+ * offline with the target's master key (a row that opens means the server's
+ * read path failed, not the data), and the server's own log line says which
+ * step failed. Names no value and no key material.
+ */
+async function integrityDiagnosis(t: Target, stateDb: Database.Database, c: HttpCase, a: Answer): Promise<string> {
+  const m = /^\/v1\/secrets\/([^?]+)(?:\?(.*))?$/.exec(c.path);
+  if (c.method !== 'GET' || !m) return '';
+  let stored = 'not a value read';
+  try {
+    const name = decodeURIComponent(m[1]!);
+    const asked = new URLSearchParams(m[2] ?? '').get('version');
+    const row = stateDb
+      .prepare(
+        asked === null
+          ? 'SELECT v.version, v.ciphertext, v.nonce, v.wrapped_dek, v.kms_key_id FROM secrets s JOIN secret_versions v ON v.name = s.name AND v.version = s.current_version WHERE s.name = ?'
+          : 'SELECT version, ciphertext, nonce, wrapped_dek, kms_key_id FROM secret_versions WHERE name = ? AND version = ?',
+      )
+      .get(...(asked === null ? [name] : [name, Number(asked)])) as { version: number; ciphertext: Buffer; nonce: Buffer; wrapped_dek: Buffer; kms_key_id: string } | undefined;
+    if (!row) stored = 'the row is gone now';
+    else {
+      const kms = new LocalKms(parseLocalMasterKey(t.masterKey));
+      try {
+        const plain = await openVersion(kms, name, row.version, { ciphertext: row.ciphertext, nonce: row.nonce, wrappedDek: row.wrapped_dek, kmsKeyId: row.kms_key_id });
+        plain.fill(0);
+        stored = `the stored row (version ${row.version}) opens offline: the server's read path failed, not the data`;
+      } catch (err) {
+        stored = `the stored row (version ${row.version}) does not open offline either: ${(err as Error).message}`;
+      } finally {
+        kms.close();
+      }
+    }
+  } catch (err) {
+    stored = `could not check the stored row: ${(err as Error).message}`;
+  }
+  // The server logs the failing step (wrapped DEK or ciphertext) by name and message only.
+  const logged = t.proc.output().split('\n').filter((l) => l.includes('"request failed"') && a.ids.some((id) => l.includes(id)));
+  const step = logged.map((l) => {
+    try {
+      const e = (JSON.parse(l) as { err?: { name?: string; message?: string } }).err;
+      return `${e?.name}: ${e?.message}`;
+    } catch {
+      return printable(l);
+    }
+  });
+  return ` (${stored}; server log: ${step.length ? step.join(' | ') : 'no line for this request'})`;
+}
+
 const printable = (s: string) => JSON.stringify(s.length > 80 ? `${s.slice(0, 80)}…(${s.length})` : s);
 
 function describeCase(i: number, c: Case): string {
@@ -501,6 +552,8 @@ interface Target {
    * leader answered); returns the request id of what it sent, which is audited like the rest.
    */
   settle?: () => Promise<string | undefined>;
+  /** VAULT_LOCAL_MASTER_KEY of the target: an integrity_error on a read is judged against the stored row. */
+  masterKey: string;
 }
 
 interface Fixture {
@@ -589,7 +642,7 @@ async function fuzz(t: Target, fx: Fixture, seed: number, count: number): Promis
         if (/\n\s+at |node_modules|\.[cm]?[jt]s:\d+/.test(a.body.toString('utf8')) || a.body.includes(t.dataDir)) fail(i, c, `status ${a.status}: internals in the body`);
       }
       if (a.status >= 500 && !DOCUMENTED_5XX.has(`${a.status} ${code}`) && !(pathname === '/v1/ready' && a.status === 503)) {
-        fail(i, c, `undocumented ${a.status} ${code}`);
+        fail(i, c, `undocumented ${a.status} ${code}${code === 'integrity_error' && c.kind === 'http' ? await integrityDiagnosis(t, stateDb, c, a) : ''}`);
       }
       const key = `${c.route} ${a.status}${code ? ` ${code}` : ''}`;
       outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
@@ -653,7 +706,7 @@ describe(`fuzz (COFFER_FUZZ_SEED=${SEED})`, () => {
     try {
       const fx = await prepare(node.url, env.VAULT_BOOTSTRAP_TOKEN!);
       const started = Date.now();
-      expect(await fuzz({ url: node.url, proc: node, dataDir, members: ['n1'] }, fx, SEED, COUNT), `replay with COFFER_FUZZ_SEED=${SEED}`).toEqual([]);
+      expect(await fuzz({ url: node.url, proc: node, dataDir, members: ['n1'], masterKey: env.VAULT_LOCAL_MASTER_KEY! }, fx, SEED, COUNT), `replay with COFFER_FUZZ_SEED=${SEED}`).toEqual([]);
       // Kept in budget on a loaded two-core machine.
       expect(Date.now() - started).toBeLessThan(120_000);
     } finally {
@@ -670,7 +723,7 @@ describe(`fuzz (COFFER_FUZZ_SEED=${SEED})`, () => {
       const fx = await prepare(follower.url, cluster.token);
       // A linearizable read on the follower waits until it has applied what the leader committed.
       const settle = async () => (await sendHttp(follower.url, { kind: 'http', route: 'settle', method: 'GET', path: '/v1/secrets/fz/settle', headers: {}, localAddress: '127.0.0.1' })).ids[0];
-      const target = { url: follower.url, proc: follower.proc!, dataDir: follower.dataDir, members: cluster.members.map((m) => m.id), settle };
+      const target = { url: follower.url, proc: follower.proc!, dataDir: follower.dataDir, members: cluster.members.map((m) => m.id), settle, masterKey: cluster.masterKey };
       expect(await fuzz(target, fx, SEED + 1, FOLLOWER_COUNT), `replay with COFFER_FUZZ_SEED=${SEED}`).toEqual([]);
     } finally {
       await cluster.stop();
