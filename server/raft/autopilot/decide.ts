@@ -118,8 +118,9 @@ export function decideAutopilot(input: AutopilotInput): AutopilotAction {
 
   // 5. Undeclared voters. Dead ones go first (dead-server cleanup, no loss of
   //    fault tolerance); a healthy one only once no declared learner is still
-  //    on its way to promotion (add before remove), and self last, by handing
-  //    leadership away (a leader never removes itself).
+  //    on its way to promotion and more voters than declared remain (add
+  //    before remove), and self last, by handing leadership away (a leader
+  //    never removes itself).
   const undeclared = voters.filter((v) => !declared.has(v) && v !== self);
   const order = [...undeclared].sort((a, b) => {
     const ha = healthy(a) ? 1 : 0;
@@ -127,9 +128,15 @@ export function decideAutopilot(input: AutopilotInput): AutopilotAction {
     if (ha !== hb) return ha - hb;
     return (servers.get(a)?.match ?? 0) - (servers.get(b)?.match ?? 0) || byId(a, b);
   });
+  // A healthy voter is only given up while more voters than declared remain:
+  // replacing a node never dips below the declared size (add before remove).
+  const surplus = voters.length > declared.size;
   for (const id of order) {
     if (healthy(id) && pendingLearner !== undefined) {
       return { kind: 'wait', reason: `learner ${pendingLearner} is catching up before ${id} is removed` };
+    }
+    if (healthy(id) && !surplus) {
+      return { kind: 'wait', reason: `keeping voter ${id} until the declared members join` };
     }
     if (canRemoveVoter(id)) return { kind: 'remove', id, reason: `voter ${id} is not declared` };
     blockedReason ??= `removing voter ${id} would leave no healthy quorum`;
@@ -138,6 +145,7 @@ export function decideAutopilot(input: AutopilotInput): AutopilotAction {
     if (pendingLearner !== undefined) {
       return { kind: 'wait', reason: `learner ${pendingLearner} is catching up before leadership is handed away` };
     }
+    if (!surplus) return { kind: 'wait', reason: `keeping leader ${self} until the declared members join` };
     // Hand leadership to the healthiest caught-up declared voter; it then removes us.
     let best: string | undefined;
     let bestMatch = -1;

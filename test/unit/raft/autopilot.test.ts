@@ -163,6 +163,24 @@ describe('decideAutopilot', () => {
     expect(kindOf(dead)).toBe('remove:c');
   });
 
+  it('keeps a healthy undeclared voter while no more voters than declared remain (replace never dips below the declared size)', () => {
+    // d declared but not up yet: c stays
+    const i = input({ voters: ['a', 'b', 'c'], declared: ['a', 'b', 'd'] });
+    expect(decideAutopilot(i)).toMatchObject({ kind: 'wait', reason: expect.stringMatching(/keeping voter c/) });
+    expect(decideAutopilot(i)).not.toHaveProperty('blocked');
+    // the same for the leader itself
+    const self = input({ self: 'c', voters: ['a', 'b', 'c'], declared: ['a', 'b', 'd'] });
+    expect(decideAutopilot(self)).toMatchObject({ kind: 'wait', reason: expect.stringMatching(/keeping leader c/) });
+    // a dead one is cleaned up anyway
+    const dead = input({ voters: ['a', 'b', 'c'], declared: ['a', 'b', 'd'], servers: { c: { healthy: false } } });
+    expect(kindOf(dead)).toBe('remove:c');
+    // 5 -> 3 with a replacement not up yet: shrink to 3, then wait
+    const five = input({ voters: ['a', 'b', 'c', 'd', 'e'], declared: ['a', 'b', 'f'] });
+    expect(kindOf(five)).toBe('remove:c');
+    const three = input({ voters: ['a', 'b', 'e'], declared: ['a', 'b', 'f'] });
+    expect(kindOf(three)).toBe('wait');
+  });
+
   it('removes undeclared voters, unhealthy ones first', () => {
     const i = input({ voters: ['a', 'b', 'c', 'd', 'e'], declared: ['a', 'b', 'c'], servers: { d: { match: 5 }, e: { healthy: false } } });
     expect(kindOf(i)).toBe('remove:e');

@@ -306,8 +306,12 @@ class AutopilotRun {
   maybeWipe(): void {
     const c = this.c;
     const l = c.leader();
-    const cs = l?.raft?.basicStatus().confState;
-    if (!l || !cs || cs.voters.length < 3 || this.wiped.size > 0) return;
+    const st = l?.raft?.basicStatus();
+    const cs = st?.confState;
+    // One lost disk at a time, in a stable configuration of 3+ voters: a wipe while
+    // a shrink to 2 voters is in flight is a double fault no automation can undo
+    // (the surviving voter needs the wiped one's vote after any crash).
+    if (!l || !st || !cs || cs.voters.length < 3 || st.pendingConfIndex > st.applied || this.wiped.size > 0) return;
     const candidates = [...cs.voters, ...cs.learners].filter((id) => id !== l.id);
     if (candidates.length === 0) return;
     const id = this.rng.pick(candidates);
@@ -354,6 +358,7 @@ export function runAutopilotSeed(seed: number, opts: AutopilotScenarioOptions = 
   const crashRate = 0.001 + intensity * 0.006;
   const partitionRate = 0.002 + intensity * 0.01;
   const writeRate = 0.2 + plan.next() * 0.4;
+  const readRate = 0.05 + plan.next() * 0.15;
   const declareRate = 3 / chaosSteps;
   const wipeRate = 1.5 / chaosSteps;
   let healed = false;
@@ -362,7 +367,7 @@ export function runAutopilotSeed(seed: number, opts: AutopilotScenarioOptions = 
     for (let s = 0; s < chaosSteps; s++) {
       if (plan.chance(declareRate)) run.changeDeclared();
       if (plan.chance(wipeRate)) run.maybeWipe();
-      chaos(c, plan, { crashRate, partitionRate, writeRate });
+      chaos(c, plan, { crashRate, partitionRate, writeRate, readRate });
       run.manageProcesses(0.05);
       run.runAutopilot();
       c.step();
@@ -412,6 +417,7 @@ export function runAutopilotSeed(seed: number, opts: AutopilotScenarioOptions = 
         steps: chaosSteps + steps,
         healSteps: steps,
         acked: c.acked.length,
+        readsServed: c.readsServed,
         crashes: c.crashes,
         leaders: c.checker.leadersElected,
         snapshotsInstalled: c.snapshotsInstalled,
@@ -434,6 +440,7 @@ interface Rates {
   crashRate: number;
   partitionRate: number;
   writeRate: number;
+  readRate: number;
 }
 
 /** Client traffic, crashes, pauses, partitions and compaction (membership is autopilot's job here). */
@@ -444,6 +451,13 @@ function chaos(c: Cluster, rng: SeededRng, r: Rates): void {
     const believers = c.live().filter((n) => n.raft?.raft.role === 'leader');
     const target = believers.length > 0 && rng.chance(0.9) ? rng.pick(believers).id : ids.length > 0 ? rng.pick(ids) : undefined;
     if (target) for (let k = 1 + rng.int(3); k > 0; k--) c.proposeWrite(target);
+  }
+  if (rng.chance(r.readRate)) {
+    // Linearizable reads (checked against acknowledged writes) while membership changes.
+    const live = c.live();
+    const believers = live.filter((n) => n.raft?.raft.role === 'leader');
+    const pool = believers.length > 0 && rng.chance(0.5) ? believers : live;
+    if (pool.length > 0) c.issueRead(rng.pick(pool).id);
   }
   if (rng.chance(r.crashRate)) {
     const live = c.live();

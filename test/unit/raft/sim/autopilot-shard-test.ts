@@ -36,7 +36,7 @@ export function autopilotShardTest(shard: number): void {
     const total = (k: string): number => results.reduce((s, r) => s + (r.stats[k] ?? 0), 0);
     const keys = [
       'converged', 'convergedDuringChaos', 'declaredChanges', 'addLearner', 'promote', 'remove', 'transferLeadership',
-      'blocked', 'wipes', 'lostDataRemovals', 'rejoinsAfterWipe', 'staleRejoins', 'acked', 'crashes', 'snapshotsInstalled', 'grantsChecked',
+      'blocked', 'wipes', 'lostDataRemovals', 'rejoinsAfterWipe', 'staleRejoins', 'acked', 'readsServed', 'crashes', 'snapshotsInstalled', 'grantsChecked',
     ];
     const maxHeal = Math.max(...results.map((r) => r.stats['healSteps'] ?? 0));
     console.log(
@@ -45,6 +45,7 @@ export function autopilotShardTest(shard: number): void {
     // Every seed converged after healing, and the runs exercised what they claim to.
     expect(total('converged')).toBe(seeds.length);
     expect(total('acked')).toBeGreaterThan(0);
+    expect(total('readsServed')).toBeGreaterThan(0);
     if (seeds.length >= 50) {
       for (const k of ['convergedDuringChaos', 'declaredChanges', 'addLearner', 'promote', 'remove', 'transferLeadership', 'wipes', 'lostDataRemovals', 'rejoinsAfterWipe', 'staleRejoins', 'grantsChecked']) {
         expect(total(k), k).toBeGreaterThan(0);

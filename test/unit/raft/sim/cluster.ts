@@ -160,10 +160,10 @@ export class Cluster {
 
   trace(line: string): void {
     this.traceLines.push(`[t=${this.now}] ${line}`);
-    if (this.traceLines.length > 400) this.traceLines.splice(0, 100);
+    if (this.traceLines.length > (process.env["SIM_TRACE_ALL"] ? 1e7 : 400)) this.traceLines.splice(0, 100);
   }
 
-  traceTail(n = 120): string {
+  traceTail(n = process.env["SIM_TRACE_ALL"] ? 1e7 : 120): string {
     return this.traceLines.slice(-n).join('\n');
   }
 
