@@ -14,6 +14,7 @@
 // once below as a CEL rule (for the API server) paired with the same check in
 // TypeScript (for the operator and `coffer operator render`).
 import { Type, type TSchema } from '@sinclair/typebox';
+import { AUDIT_RETENTION_PATTERN } from './audit.js';
 
 export const GROUP = 'coffer.dev';
 export const VERSION = 'v1alpha1';
@@ -279,6 +280,31 @@ export const StorageSchema = Type.Object(
   { ...strict, default: {}, 'x-kubernetes-validations': celRules(STORAGE_TRANSITION_RULES), description: 'Per-node persistent storage.' },
 );
 
+/**
+ * spec.audit: how long a node keeps its audit records, how large audit.db may
+ * grow, and whether each record also goes to stdout. The checks that need
+ * more than a pattern (retention range, the cap against storage.size) are in
+ * ./audit.ts.
+ */
+export const AuditSchema = Type.Object(
+  {
+    retention: Type.String({
+      pattern: AUDIT_RETENTION_PATTERN, default: '30d',
+      description: 'Audit records older than this are pruned, oldest first (never before an enabled export delivered them): a count and a unit, s, m, h or d (30d, 12h, 90m); 1h to 3650d. VAULT_AUDIT_RETENTION.',
+      errorMessage: 'must be a duration such as 30d, 12h or 90m (a whole number and s, m, h or d)',
+    } as Friendly),
+    maxBytes: Type.Optional(Type.Union([Type.Integer(), Type.String({ pattern: QUANTITY })], {
+      description: 'Cap on each node\'s audit.db, a quantity (256Mi): the oldest delivered records go first when it is reached. Default a quarter of storage.size (256Mi on the default 1Gi volume). At least 1Mi and smaller than storage.size. Size it as bytes per request x requests per second x retention (README, Audit log). VAULT_AUDIT_MAX_BYTES, in bytes.',
+      errorMessage: 'must be a Kubernetes quantity such as 256Mi',
+    } as Friendly)),
+    stdout: Type.Boolean({
+      default: true,
+      description: 'Write each durable audit record as one JSON line (marked "coffer_audit":1) on the vault container\'s stdout, for a log pipeline. VAULT_AUDIT_STDOUT.',
+    }),
+  },
+  { ...strict, default: {}, description: 'Audit log retention, size cap and export (see README, Audit log).' },
+);
+
 export const TlsSchema = Type.Object(
   {
     secretName: Type.String({
@@ -373,6 +399,7 @@ export const VaultClusterSpecSchema = Type.Object(
     storage: StorageSchema,
     tls: Type.Optional(TlsSchema),
     serviceAccount: ServiceAccountSchema,
+    audit: AuditSchema,
     resources: Type.Optional(ResourceRequirementsSchema),
   },
   { ...strict, 'x-kubernetes-validations': celRules(SPEC_RULES), description: 'Desired state of a coffer vault cluster.' },

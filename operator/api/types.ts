@@ -3,6 +3,7 @@
 // part of the operator can name these without pulling in validation.
 import type { Static } from '@sinclair/typebox';
 import type {
+  AuditSchema,
   CONDITION_TYPES,
   ConditionSchema,
   KmsSchema,
@@ -31,6 +32,8 @@ export type KmsSpec = Static<typeof KmsSchema>;
 export type SecretKeyRef = Static<ReturnType<typeof secretKeyRefSchema>>;
 export type ResourceRequirements = Static<typeof ResourceRequirementsSchema>;
 export type WireguardSpec = Static<typeof WireguardSchema>;
+/** spec.audit (maxBytes absent: a quarter of spec.storage.size). */
+export type AuditSpec = Static<typeof AuditSchema>;
 /** `status.wireguard`: key generation and the progress of a key rotation. */
 export type WireguardStatus = Static<typeof WireguardStatusSchema>;
 export type WireguardRotationStep = (typeof WIREGUARD_ROTATION_STEPS)[number];

@@ -5,6 +5,7 @@
 import { FormatRegistry, type TSchema } from '@sinclair/typebox';
 import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors';
 import { Value } from '@sinclair/typebox/value';
+import { auditIssues } from './audit.js';
 import { overlayCidrProblem } from './overlay.js';
 import { KMS_RULES, SPEC_RULES, VaultClusterSchema, type CrossFieldRule } from './schema.js';
 import type { VaultCluster } from './types.js';
@@ -57,6 +58,9 @@ export function validateVaultCluster(obj: unknown): ValidationResult {
     const problem = overlayCidrProblem(spec.wireguard.cidr, spec.replicas);
     if (problem) errors.push({ path: 'spec.wireguard.cidr', message: problem });
   }
+  // spec.audit: the retention's range and the cap against the volume (./audit.ts).
+  const typed = specValue as Partial<VaultCluster['spec']> | undefined;
+  if (!broken('spec.audit', 'spec.storage') && typed?.audit && typed.storage) errors.push(...auditIssues(typed.audit, typed.storage.size));
   return errors.length === 0 ? { ok: true, value: value as VaultCluster } : { ok: false, errors };
 }
 

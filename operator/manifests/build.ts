@@ -27,6 +27,7 @@ import type {
 } from '@kubernetes/client-node';
 import { App, Chart, JsonPatch } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
+import { auditEnv } from '../api/audit.js';
 import type { VaultCluster } from '../api/types.js';
 import {
   API_PORT, API_PORT_NAME, CONTAINER_NAME, DATA_MOUNT_PATH, DATA_VOLUME, RAFT_PORT, RAFT_PORT_NAME, RUN_AS_GROUP,
@@ -142,6 +143,8 @@ export function serverEnv(vc: VaultCluster, opts: BuildOptions): V1EnvVar[] {
     { name: 'VAULT_TRUSTED_PROXIES', value: spec.trustedProxies.join(',') },
     // After VAULT_NODE_ID: the pod's own names refer to it.
     { name: 'VAULT_API_HOSTNAMES', value: apiHostnames(name, ns, opts.clusterDomain).join(',') },
+    // spec.audit, always rendered (defaults included): the pods never fall back to the server's statfs guess.
+    ...auditEnv(spec.audit, spec.storage.size),
   );
   if (spec.tls) {
     env.push(

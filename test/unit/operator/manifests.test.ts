@@ -118,6 +118,10 @@ describe('buildManifests', () => {
     expect(envValue(m, 'VAULT_TRUST_PROXY')).toBe('false');
     expect(envValue(m, 'VAULT_TRUSTED_PROXIES')).toBe('');
     expect(e.has('VAULT_TLS_CERT_FILE')).toBe(false);
+    // spec.audit's defaults: 30d, a quarter of the 1Gi volume in bytes, stdout on.
+    expect(envValue(m, 'VAULT_AUDIT_RETENTION')).toBe('30d');
+    expect(envValue(m, 'VAULT_AUDIT_MAX_BYTES')).toBe(String(256 * 1024 * 1024));
+    expect(envValue(m, 'VAULT_AUDIT_STDOUT')).toBe('true');
     // $(VAULT_NODE_ID) only expands when VAULT_NODE_ID comes earlier in the list.
     const names = (vaultContainer(m).env ?? []).map((x) => x.name);
     expect(names.indexOf('VAULT_NODE_ID')).toBeLessThan(names.indexOf('VAULT_RAFT_ADVERTISE'));

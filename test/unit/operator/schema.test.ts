@@ -26,6 +26,7 @@ describe('VaultCluster validation', () => {
       wireguard: { enabled: false, port: 51_820, cidr: '10.77.0.0/24', keyGeneration: 1, managementOnOverlay: false },
       storage: { size: '1Gi', deleteClaimsOnScaleDown: false, deleteClaimsOnDelete: false },
       serviceAccount: { annotations: {} },
+      audit: { retention: '30d', stdout: true },
     });
   });
 
