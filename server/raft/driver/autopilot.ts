@@ -8,9 +8,10 @@ import { clusterMember, type Command } from '../../store/commands.js';
 import type { DeclaredMember } from '../../store/members.js';
 import type { StateReader } from '../../store/queries.js';
 import type { ApplyResult } from '../../store/results.js';
-import { decideAutopilot, type AutopilotAction, type AutopilotServer } from '../autopilot/decide.js';
+import { autopilotState, decideAutopilot, type AutopilotAction, type AutopilotServer } from '../autopilot/index.js';
 import type { ProbeReply } from '../probe.js';
 import type { Transport } from '../transport.js';
+import type { AutopilotState } from '../autopilot/index.js';
 import { isLeader, type DriverContext } from './context.js';
 import type { Membership } from './membership.js';
 
@@ -19,7 +20,6 @@ export const AUTOPILOT_INTERVAL_MS = 1_000;
 const PROMOTION_LAG = 64;
 
 export type AutopilotSource = 'file' | 'api' | 'none';
-export type AutopilotState = 'idle' | 'converged' | 'changing' | 'blocked';
 
 export interface AutopilotDecision {
   action: AutopilotAction['kind'];
@@ -191,16 +191,13 @@ export class Autopilot {
     const decision: AutopilotDecision = { action: action.kind, id, reason: action.reason, at: new Date(this.now()).toISOString() };
     const changed = this.lastDecision?.action !== decision.action || this.lastDecision.id !== decision.id || this.lastDecision.reason !== decision.reason;
     this.lastDecision = decision;
-    if (action.kind === 'none') {
-      this.state = 'converged';
-      return;
-    }
+    // A change in flight or a learner still stabilizing is progress ('changing'); only a real hold is 'blocked'.
+    this.state = autopilotState(action, declared.map((m) => m.id));
+    if (action.kind === 'none') return;
     if (action.kind === 'wait') {
-      this.state = 'blocked';
-      if (changed) this.d.ctx.logger.warn({ reason: action.reason }, 'autopilot is waiting');
+      if (changed) (action.blocked ? this.d.ctx.logger.warn : this.d.ctx.logger.debug).call(this.d.ctx.logger, { reason: action.reason }, 'autopilot is waiting');
       return;
     }
-    this.state = 'changing';
     this.d.ctx.logger.info({ action: action.kind, node: id, reason: action.reason }, 'autopilot membership change');
     try {
       switch (action.kind) {
