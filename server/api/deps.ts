@@ -15,7 +15,7 @@ export interface ApiDeps {
   replicator: Replicator;
   secrets: SecretService;
   authz: Authorizer;
-  audit: Pick<AuditLog, 'record' | 'submit' | 'query' | 'probe'>;
+  audit: Pick<AuditLog, 'record' | 'submit' | 'query' | 'probe' | 'verify' | 'problem'>;
   metrics: CofferMetrics;
   logger: FastifyBaseLogger;
   /** Release string reported by /v1/health. */

@@ -22,10 +22,21 @@
 // loop. Group commit: records that arrive while one batch is in the worker
 // accumulate and go as the next batch (one transaction, one fsync). Queries
 // read committed rows through a separate read-only connection (reader.ts).
+//
+// Lifecycle (issue 16): the writer thread chains every record to the previous
+// one (chain.ts) and prunes, on a timer and as records pile up (prune requests
+// queue beside the batches, each a few small transactions): records older
+// than the retention, and the oldest ones while audit.db (+WAL) is above the
+// high-water mark of the cap, but never one an enabled export has not
+// delivered (keepAfterId). When the cap is reached and nothing may be
+// removed, the log is "full": new records are refused (the request fails
+// closed with 503 audit_unavailable), problem() says why for /v1/ready, and
+// it clears by itself once pruning frees room.
 import Database from 'better-sqlite3';
-import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
-import { AUDIT_SCHEMA, migrateAuditSchema } from './audit-worker.js';
+import { AUDIT_SCHEMA, enableIncrementalVacuum, migrateAuditSchema, type PruneResult } from './audit-worker.js';
+import { loadOrCreateChainKey, verifyAuditDb, type AuditVerifyResult } from './chain.js';
 import { HeldRecords } from './held-records.js';
 import { AuditReader, type AuditPage, type AuditQuery } from './reader.js';
 import { AuditUnavailableError, toRow, unavailable, type AuditDone, type AuditRecord, type PendingRecord } from './record.js';
@@ -47,7 +58,59 @@ export interface AuditLogOptions {
    * whether for lack of space) or were all written at last (false).
    */
   onHeld?: (held: boolean, noSpace: boolean) => void;
+  /** VAULT_AUDIT_RETENTION in ms (default 30 days). */
+  retentionMs?: number;
+  /** VAULT_AUDIT_MAX_BYTES: cap on audit.db + WAL (default: a quarter of the data volume, defaultAuditMaxBytes). */
+  maxBytes?: number;
+  /**
+   * The highest record id that may be pruned: the lowest cursor over the
+   * enabled exports; null when no export is enabled. Asked before every prune.
+   * (Also settable later with setKeepAfterId.)
+   */
+  keepAfterId?: () => number | null;
+  /** How often the writer thread is asked to prune when nothing else asks (ms, default 250). */
+  pruneIntervalMs?: number;
+  /** The clock retention is measured against (epoch ms). Tests move it. */
+  now?: () => number;
+  /** Records removed by a prune. */
+  onPruned?: (count: number) => void;
+  /** The log became full (reason) or is no longer full (null). */
+  onFull?: (reason: string | null) => void;
+  /** A verification ran (GET /v1/admin/audit/verify): for coffer_audit_chain_failures_total. */
+  onVerified?: (result: AuditVerifyResult) => void;
+  /** Records up to this id are durable (after each committed batch): wakes an export. */
+  onDurable?: (lastId: number) => void;
+  /** A prune request failed (logged by the owner; the next one retries). */
+  onPruneFailure?: (error: unknown) => void;
+  /** The chain key file was created now although chained records already existed (key lost): logged by the owner. */
+  onChainKeyCreated?: (hadChainedRecords: boolean) => void;
 }
+
+/** What the audit log last saw of itself (for metrics and the verify route). */
+export interface AuditStatus {
+  /** audit.db + WAL bytes at the last prune (the storage gauge measures it live). */
+  bytes: number;
+  maxBytes: number;
+  retentionMs: number;
+  oldestId: number | null;
+  /** ts of the oldest remaining record, as stored. */
+  oldestTs: string | null;
+  /** Newest durable record id (0 when none was ever written). */
+  lastId: number;
+  full: boolean;
+}
+
+/** A quarter of the file system holding `dir`, as statfs sees it now (VAULT_AUDIT_MAX_BYTES's default). */
+export function defaultAuditMaxBytes(dir: string): number {
+  const s = statfsSync(dir);
+  return Math.max(1024 * 1024, Math.floor((Number(s.blocks) * Number(s.bsize)) / 4));
+}
+
+const DEFAULT_RETENTION_MS = 30 * 86_400_000;
+/** Records written since the last prune that make the next one start early. */
+const PRUNE_AFTER_RECORDS = 2_000;
+/** Delete transactions per prune request (each of at most PRUNE_BATCH rows). */
+const PRUNE_MAX_BATCHES = 4;
 
 interface ProbeWaiter {
   resolve: () => void;
@@ -67,6 +130,17 @@ export class AuditLog {
   private probing: Promise<void> | null = null;
   private closed = false;
   private closing: Promise<void> | null = null;
+  readonly maxBytes: number;
+  readonly retentionMs: number;
+  private readonly chainKey: Uint8Array;
+  private keepAfter: (() => number | null) | null;
+  private readonly now: () => number;
+  private pruning: Promise<void> | null = null;
+  private pruneTimer: NodeJS.Timeout | null = null;
+  private sincePrune = 0;
+  private lastPrune: PruneResult | null = null;
+  private lastId = 0;
+  private fullReason: string | null = null;
 
   /** Opens (creating if needed) `<dataDir>/audit.db`. Throws if it cannot be opened at start. */
   constructor(dataDir: string, private readonly opts: AuditLogOptions = {}) {
@@ -77,17 +151,30 @@ export class AuditLog {
     closeSync(openSync(this.path, 'a', 0o600));
     chmodSync(this.path, 0o600);
     const busyTimeoutMs = Math.max(0, Math.floor(opts.busyTimeoutMs ?? 1000));
+    this.maxBytes = opts.maxBytes ?? defaultAuditMaxBytes(dataDir);
+    this.retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
+    this.keepAfter = opts.keepAfterId ?? null;
+    this.now = opts.now ?? Date.now;
     // Create the schema synchronously, so a broken volume fails the start and
     // the table exists before the first query; the worker opens its own handle.
     const db = new Database(this.path);
+    let hadChained = false;
     try {
-      db.pragma('journal_mode = WAL');
       db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+      // Before the first table exists (or rebuilt once from an older release), so pruning really shrinks the file.
+      enableIncrementalVacuum(db);
+      db.pragma('journal_mode = WAL');
       db.exec(AUDIT_SCHEMA);
       migrateAuditSchema(db);
+      hadChained = db.prepare('SELECT 1 FROM audit_log WHERE chain IS NOT NULL LIMIT 1').get() !== undefined;
+      const top = db.prepare('SELECT max(id) FROM audit_log').pluck().get() as number | null;
+      this.lastId = top ?? 0;
     } finally {
       db.close();
     }
+    const { key, created } = loadOrCreateChainKey(dataDir);
+    this.chainKey = key;
+    if (created) safely(() => opts.onChainKeyCreated?.(hadChained));
     this.reader = new AuditReader(this.path, busyTimeoutMs);
     this.held = new HeldRecords(
       (held, noSpace) => safely(() => opts.onHeld?.(held, noSpace)),
@@ -96,7 +183,102 @@ export class AuditLog {
         if (this.inflight === null && !this.scheduled) this.flush();
       },
     );
-    this.worker = new AuditWorkerClient(this.path, busyTimeoutMs);
+    this.worker = new AuditWorkerClient(this.path, busyTimeoutMs, key, this.maxBytes);
+    const every = Math.max(10, opts.pruneIntervalMs ?? 250);
+    this.pruneTimer = setInterval(() => this.prune(), every);
+    this.pruneTimer.unref();
+    this.prune();
+  }
+
+  /** Sets (or clears) the provider of the highest prunable id (see AuditLogOptions.keepAfterId). */
+  setKeepAfterId(provider: (() => number | null) | null): void {
+    this.keepAfter = provider;
+  }
+
+  /** Why new records are refused (the log is full), or null: for /v1/ready. */
+  problem(): string | null {
+    return this.fullReason;
+  }
+
+  /** Size, age and state as of the last prune (for metrics). */
+  status(): AuditStatus {
+    const p = this.lastPrune;
+    return {
+      bytes: p?.bytes ?? 0,
+      maxBytes: this.maxBytes,
+      retentionMs: this.retentionMs,
+      oldestId: p?.oldestId ?? null,
+      oldestTs: p?.oldestTs ?? null,
+      lastId: this.lastId,
+      full: this.fullReason !== null,
+    };
+  }
+
+  /** Newest durable record id (0 when none): an export reads up to here with query(). */
+  lastDurableId(): number {
+    return this.lastId;
+  }
+
+  /**
+   * Checks the chain of every remaining record in one read snapshot, giving
+   * the event loop a turn every few thousand records (GET /v1/admin/audit/verify).
+   */
+  async verify(): Promise<AuditVerifyResult> {
+    if (this.closed) throw new AuditUnavailableError('audit log is closed');
+    let db: Database.Database;
+    try {
+      db = new Database(this.path, { readonly: true, fileMustExist: true });
+    } catch (err) {
+      throw unavailable(err);
+    }
+    try {
+      const result = await verifyAuditDb(db, this.chainKey, 2_000);
+      safely(() => this.opts.onVerified?.(result));
+      return result;
+    } catch (err) {
+      throw unavailable(err);
+    } finally {
+      db.close();
+    }
+  }
+
+  /** Asks the writer thread to prune (one request at a time; a request that could do more is followed at once). */
+  private prune(): void {
+    if (this.closed || this.pruning !== null) return;
+    let keepAfterId: number | null = null;
+    try {
+      keepAfterId = this.keepAfter?.() ?? null;
+    } catch (err) {
+      safely(() => this.opts.onPruneFailure?.(err));
+      return;
+    }
+    this.sincePrune = 0;
+    this.pruning = this.worker
+      .call({ op: 'prune', keepAfterId, cutoffMs: this.now() - this.retentionMs, maxBytes: this.maxBytes, maxBatches: PRUNE_MAX_BATCHES })
+      .then(
+        (done) => {
+          this.lastId = Math.max(this.lastId, done.lastId);
+          const p = done.prune;
+          if (!p) return;
+          this.lastPrune = p;
+          if (p.pruned > 0) safely(() => this.opts.onPruned?.(p.pruned));
+          this.setFull(p.full ? fullReason(p, this.maxBytes, keepAfterId) : null);
+          if (p.more) setImmediate(() => this.prune());
+        },
+        (err: unknown) => {
+          this.reader.drop();
+          safely(() => this.opts.onPruneFailure?.(err));
+        },
+      )
+      .finally(() => {
+        this.pruning = null;
+      });
+  }
+
+  private setFull(reason: string | null): void {
+    const was = this.fullReason;
+    this.fullReason = reason;
+    if ((was === null) !== (reason === null)) safely(() => this.opts.onFull?.(reason));
   }
 
   /** Resolves once the record is committed and fsynced; rejects with AuditUnavailableError otherwise. */
@@ -120,6 +302,11 @@ export class AuditLog {
   submit(rec: AuditRecord, done: AuditDone, keep = false): void {
     if (this.closed) {
       process.nextTick(done, new AuditUnavailableError('audit log is closed'));
+      return;
+    }
+    // Full: no new evidence is dropped, so no new request is served. A committed change's record is still written.
+    if (this.fullReason !== null && !keep) {
+      process.nextTick(done, new AuditUnavailableError(this.fullReason));
       return;
     }
     let row;
@@ -153,6 +340,7 @@ export class AuditLog {
     if (this.closed) return Promise.reject(new AuditUnavailableError('audit log is closed'));
     const refusal = this.held.refusal();
     if (refusal) return Promise.reject(refusal);
+    if (this.fullReason !== null) return Promise.reject(new AuditUnavailableError(this.fullReason));
     return new Promise<void>((resolve, reject) => {
       this.probeWaiters.push({ resolve, reject });
       if (this.probing === null) this.startProbe();
@@ -172,6 +360,8 @@ export class AuditLog {
 
   private async shutdown(): Promise<void> {
     this.closed = true;
+    if (this.pruneTimer !== null) clearInterval(this.pruneTimer);
+    this.pruneTimer = null;
     this.reader.close();
     // Held records get one last attempt; one that fails now is failed (failed() settles it, closed).
     this.queue.unshift(...this.held.takeAll());
@@ -181,6 +371,7 @@ export class AuditLog {
       if (this.inflight !== null) await this.inflight;
     }
     while (this.probing !== null) await this.probing;
+    while (this.pruning !== null) await this.pruning;
     await this.worker.close();
   }
 
@@ -190,10 +381,14 @@ export class AuditLog {
     const batch = this.queue;
     this.queue = [];
     this.inflight = this.worker.call({ op: 'batch', rows: JSON.stringify(batch.map((p) => p.row)) }).then(
-      (seconds) => {
+      (done) => {
         this.inflight = null;
+        this.lastId = Math.max(this.lastId, done.lastId);
         settle(batch, null);
-        safely(() => this.opts.onFlush?.(seconds, batch.length));
+        safely(() => this.opts.onFlush?.(done.seconds, batch.length));
+        safely(() => this.opts.onDurable?.(done.lastId));
+        this.sincePrune += batch.length;
+        if (this.sincePrune >= PRUNE_AFTER_RECORDS) this.prune();
         this.held.written(() => this.queue.some((p) => p.keep));
         this.next();
       },
@@ -236,6 +431,15 @@ export class AuditLog {
     this.reader.drop();
     return unavailable(err);
   }
+}
+
+/** The /v1/ready problem (and the 503's message) while the log is full. */
+function fullReason(p: PruneResult, maxBytes: number, keepAfterId: number | null): string {
+  const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+  const size = `${mib(p.bytes)} of the ${mib(maxBytes)} cap (VAULT_AUDIT_MAX_BYTES)`;
+  return keepAfterId !== null
+    ? `audit log full: export behind (${size}; records after id ${keepAfterId} are not delivered yet, so they are not pruned)`
+    : `audit log full (${size}; nothing more can be pruned)`;
 }
 
 /** Tells every waiter of a batch; one throwing callback neither stops the others nor is swallowed. */

@@ -73,7 +73,7 @@ export class AuditReader {
       const db = new Database(this.path, { readonly: true, fileMustExist: true });
       try {
         db.pragma(`busy_timeout = ${this.busyTimeoutMs}`);
-        const page = db.prepare(`SELECT id, ${AUDIT_COLUMNS.join(', ')} FROM audit_log WHERE id > ? ORDER BY id LIMIT ?`);
+        const page = db.prepare(`SELECT id, ${AUDIT_COLUMNS.join(', ')}, chain FROM audit_log WHERE id > ? ORDER BY id LIMIT ?`);
         this.handle = { db, page };
       } catch (err) {
         db.close();

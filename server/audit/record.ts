@@ -29,6 +29,8 @@ export interface AuditRecord {
 
 export interface StoredAuditRecord extends AuditRecord {
   id: number;
+  /** The hash chain value (chain.ts); null for records written before the chain existed. */
+  chain?: string | null;
 }
 
 /** Told once whether a submitted record is durable (null) or could not be written; always asynchronously. */

@@ -4,11 +4,18 @@
 // new one.
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { AUDIT_WORKER_ROLE, type AuditWorkerData, type AuditWorkerReply, type AuditWorkerRequest } from './audit-worker.js';
+import { AUDIT_WORKER_ROLE, type AuditWorkerData, type AuditWorkerReply, type AuditWorkerRequest, type PruneResult } from './audit-worker.js';
 import { workerUrl } from './worker-url.js';
 
+/** What a request did in the worker: how long it took, the newest record's id, and a prune's outcome. */
+export interface WorkerDone {
+  seconds: number;
+  lastId: number;
+  prune?: PruneResult;
+}
+
 interface Call {
-  resolve: (seconds: number) => void;
+  resolve: (done: WorkerDone) => void;
   reject: (err: Error) => void;
 }
 
@@ -23,13 +30,15 @@ export class AuditWorkerClient {
   constructor(
     private readonly path: string,
     private readonly busyTimeoutMs: number,
+    private readonly chainKey: Uint8Array,
+    private readonly maxBytes: number,
   ) {
     this.spawn();
   }
 
-  /** Sends a request (starting a worker if needed); resolves with the seconds it took there. */
-  call(req: WorkerRequest): Promise<number> {
-    return new Promise<number>((resolve, reject) => {
+  /** Sends a request (starting a worker if needed); resolves with what it did there. */
+  call(req: WorkerRequest): Promise<WorkerDone> {
+    return new Promise<WorkerDone>((resolve, reject) => {
       let w: Worker;
       try {
         w = this.worker ?? this.spawn();
@@ -62,6 +71,8 @@ export class AuditWorkerClient {
       role: AUDIT_WORKER_ROLE,
       path: this.path,
       busyTimeoutMs: this.busyTimeoutMs,
+      chainKey: this.chainKey,
+      maxBytes: this.maxBytes,
       requireFrom: fileURLToPath(import.meta.url),
     };
     const w = new Worker(workerUrl(), { workerData: data });
@@ -73,7 +84,7 @@ export class AuditWorkerClient {
       if (!c) return;
       this.calls.delete(reply.id);
       if (this.calls.size === 0) w.unref();
-      if (reply.ok) c.resolve(reply.seconds);
+      if (reply.ok) c.resolve({ seconds: reply.seconds, lastId: reply.lastId, ...(reply.prune ? { prune: reply.prune } : {}) });
       else c.reject(Object.assign(new Error(reply.message), { code: reply.code }));
     });
     w.on('error', (err) => {

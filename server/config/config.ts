@@ -69,6 +69,10 @@ export interface ServerConfig {
   apiHostnames: string[];
   /** VAULT_MIN_FREE_BYTES: below this much free space on the data volume, writes are refused (507). */
   minFreeBytes: number;
+  /** VAULT_AUDIT_RETENTION: audit records older than this are pruned (ms; default 30 days). */
+  auditRetentionMs: number;
+  /** VAULT_AUDIT_MAX_BYTES: cap on audit.db and its WAL; null = a quarter of the data volume, measured at start. */
+  auditMaxBytes: number | null;
 }
 
 export class ConfigError extends Error {
@@ -257,7 +261,50 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     trustedProxies,
     apiHostnames,
     minFreeBytes: parseIntVar(env, 'VAULT_MIN_FREE_BYTES', 67_108_864, 0, Number.MAX_SAFE_INTEGER),
+    auditRetentionMs: parseDurationVar(env, 'VAULT_AUDIT_RETENTION', 30 * DAY_MS),
+    auditMaxBytes: parseBytesVar(env, 'VAULT_AUDIT_MAX_BYTES'),
   };
+}
+
+const DAY_MS = 86_400_000;
+const DURATION_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: DAY_MS };
+
+/** A duration such as `30d`, `12h`, `90m` or `45s` (one number, one unit), in milliseconds. */
+export function parseDuration(text: string): number | null {
+  const m = /^(\d{1,9})([smhd])$/.exec(text.trim());
+  if (!m) return null;
+  const ms = Number(m[1]) * DURATION_UNITS[m[2]!]!;
+  return ms > 0 ? ms : null;
+}
+
+function parseDurationVar(env: Env, name: string, dflt: number): number {
+  const v = get(env, name);
+  if (v === undefined) return dflt;
+  const ms = parseDuration(v);
+  if (ms === null) throw new ConfigError(name, `expected a positive duration such as 30d, 12h or 90m, got ${JSON.stringify(v)}`);
+  return ms;
+}
+
+const BYTE_UNITS: Record<string, number> = { '': 1, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4 };
+
+/** A size in bytes: `4194304`, or with a binary suffix `512Ki`, `4Mi`, `1Gi`. */
+export function parseBytes(text: string): number | null {
+  const m = /^(\d{1,15})(Ki|Mi|Gi|Ti)?$/.exec(text.trim());
+  if (!m) return null;
+  const n = Number(m[1]) * BYTE_UNITS[m[2] ?? '']!;
+  return Number.isSafeInteger(n) ? n : null;
+}
+
+/** The smallest audit cap accepted: a few hundred records plus SQLite's own pages. */
+export const AUDIT_MIN_MAX_BYTES = 1024 * 1024;
+
+function parseBytesVar(env: Env, name: string): number | null {
+  const v = get(env, name);
+  if (v === undefined) return null;
+  const n = parseBytes(v);
+  if (n === null) throw new ConfigError(name, `expected bytes, optionally with Ki, Mi or Gi (e.g. 256Mi), got ${JSON.stringify(v)}`);
+  if (n < AUDIT_MIN_MAX_BYTES) throw new ConfigError(name, `must be at least 1Mi (${AUDIT_MIN_MAX_BYTES} bytes), got ${n}`);
+  return n;
 }
 
 /** VAULT_MEMBERS_FILE at start: malformed or unreadable stops the start; missing waits for the kubelet, declaring nothing meanwhile. */

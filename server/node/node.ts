@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { buildApi } from '../api/app.js';
 import { Authorizer } from '../api/authz.js';
-import { AuditLog } from '../audit/audit-log.js';
+import { AuditLog, defaultAuditMaxBytes } from '../audit/audit-log.js';
 import type { ServerConfig } from '../config/config.js';
 import { XCHACHA_IMPL } from '../crypto/xchacha.js';
 import { createKms, type KmsProvider, EPHEMERAL_MASTER_KEY_WARNING, parseLocalMasterKey } from '../kms/index.js';
@@ -15,6 +15,7 @@ import { auditMetricsHooks, createCofferMetrics } from '../metrics/coffer-metric
 import { meteredKms } from '../metrics/metered-kms.js';
 import { registerDekCacheMetrics } from '../metrics/dek-cache-metrics.js';
 import { registerStorageMetrics } from '../metrics/storage-metrics.js';
+import { registerAuditMetrics } from '../metrics/audit-metrics.js';
 import { registerReadAllowlistMetrics } from '../metrics/read-allowlist-metrics.js';
 import { ReadAllowlistFile, type ReloadOutcome } from '../config/allowlist-file.js';
 import { parseMembersFile } from '../config/members-file.js';
@@ -52,7 +53,7 @@ export interface RunningNode {
   mgmtUrl: string | null;
   logger: Logger;
   /** For tests: the unmetered KMS provider (LocalKms.rotate), the re-wrap worker and the Raft driver (to propose as a member would). */
-  internals: { kms: KmsProvider; rewrap: RewrapWorker; replicator: RaftReplicator };
+  internals: { kms: KmsProvider; rewrap: RewrapWorker; replicator: RaftReplicator; audit: AuditLog };
   close(): Promise<void>;
 }
 
@@ -196,11 +197,26 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
   );
   undo.push(() => raftListener.close());
   await listenOn(raftListener, raftListenAddr, 'Raft listener (VAULT_RAFT_ADDR)');
+  // Retention and cap (VAULT_AUDIT_RETENTION, VAULT_AUDIT_MAX_BYTES: default a quarter of the volume as seen now).
+  let auditRef: AuditLog | null = null;
+  const auditMaxBytes = config.auditMaxBytes ?? defaultAuditMaxBytes(config.dataDir);
   const audit = new AuditLog(config.dataDir, {
     ...auditMetricsHooks(metrics),
+    ...registerAuditMetrics(metrics.registry, () => auditRef?.status() ?? null),
     // Records of committed writes waiting for space: refuse writes and report not ready until they are durable.
     onHeld: (held, noSpace) => (held && noSpace ? writeGuard.waitForSpace('audit', 'writing audit records') : writeGuard.resumed('audit')),
+    retentionMs: config.auditRetentionMs,
+    maxBytes: auditMaxBytes,
+    onFull: (reason) =>
+      reason !== null
+        ? logger.error({ problem: reason }, 'audit log full: new requests fail closed with 503 audit_unavailable until pruning frees room')
+        : logger.warn('audit log no longer full: serving again'),
+    onPruneFailure: (err) => logger.warn({ err }, 'audit pruning failed; retrying'),
+    onChainKeyCreated: (hadChained) => {
+      if (hadChained) logger.error('audit-chain.key was missing and a new one was created: records written before cannot be verified with it');
+    },
   });
+  auditRef = audit;
   undo.push(() => audit.close());
   const now = () => new Date();
   // VAULT_READ_ALLOWLIST_FILE: entries added to VAULT_READ_ALLOWLIST, followed as the file changes.
@@ -254,7 +270,7 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
     apiUrl,
     mgmtUrl,
     logger,
-    internals: { kms: kms.raw, rewrap, replicator },
+    internals: { kms: kms.raw, rewrap, replicator, audit },
     async close() {
       // Hand leadership over first so the cluster does not wait out an election timeout.
       if (replicator.isLeader() && replicator.status().peers.length > 1) await replicator.transferLeadership();

@@ -23,6 +23,18 @@ const auditRecord = {
     version: { type: ['integer', 'null'] },
     outcome: { type: 'string' },
     status: { type: 'integer' },
+    chain: { type: ['string', 'null'] },
+  },
+} as const;
+
+const auditVerifyReply = {
+  type: 'object',
+  properties: {
+    ok: { type: 'boolean' },
+    checked: { type: 'integer' },
+    first_id: { type: ['integer', 'null'] },
+    last_id: { type: ['integer', 'null'] },
+    first_break: { type: ['object', 'null'], properties: { id: { type: 'integer' }, reason: { type: 'string' } } },
   },
 } as const;
 
@@ -99,6 +111,16 @@ export const adminRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { 
       const limit = Number(req.query.limit ?? AUDIT_DEFAULT_LIMIT);
       if (limit > AUDIT_MAX_LIMIT) throw new ApiError('bad_request', `limit must be at most ${AUDIT_MAX_LIMIT}`);
       return deps.audit.query({ since: Number(req.query.since ?? 0), limit });
+    },
+  );
+
+  // The hash chain of this node's records, from the oldest remaining one; names the first break.
+  app.get(
+    '/v1/admin/audit/verify',
+    { config: { action: 'admin.audit.verify' }, schema: { response: { 200: auditVerifyReply, ...errorResponses } } },
+    async (req) => {
+      deps.authz.require(req, 'admin');
+      return deps.audit.verify();
     },
   );
 

@@ -53,9 +53,11 @@ export const healthRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, {
 
   app.get('/v1/ready', { config: { action: 'ready' }, schema: { response: { 200: readySchema, 503: readySchema } } }, async (req, reply) => {
     const s = deps.replicator.status();
-    const ready = s.ready && s.leader_id !== null && s.applied_index >= s.commit_index;
+    // A full audit log (the export is behind and the cap is reached) refuses every audited request: not ready.
+    const auditProblem = deps.audit.problem();
+    const ready = s.ready && s.leader_id !== null && s.applied_index >= s.commit_index && auditProblem === null;
     void reply.code(ready ? 200 : 503);
-    return { ready, leader_id: s.leader_id, commit_index: s.commit_index, applied_index: s.applied_index, problem: s.problem };
+    return { ready, leader_id: s.leader_id, commit_index: s.commit_index, applied_index: s.applied_index, problem: auditProblem ?? s.problem };
   });
 
   app.get('/metrics', { config: { action: 'metrics.read' }, schema: { response: errorResponses } }, async (req, reply) => {

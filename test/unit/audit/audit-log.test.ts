@@ -9,8 +9,11 @@ import { AuditUnavailableError, type AuditRecord } from '../../../server/audit/r
 let dir: string;
 const open: AuditLog[] = [];
 
+// The records below are from 2023: measure retention from then, so none of them is expired.
+const CLOCK = () => 1_700_000_000_000 + 60_000;
+
 function make(opts: ConstructorParameters<typeof AuditLog>[1] = {}): AuditLog {
-  const log = new AuditLog(dir, opts);
+  const log = new AuditLog(dir, { now: CLOCK, ...opts });
   open.push(log);
   return log;
 }
@@ -73,7 +76,7 @@ describe('AuditLog', () => {
     const log = make();
     await log.record(rec(1, { actor: 'ci-deployer', target: null, version: null, outcome: 'denied', status: 403 }));
     const [r] = log.query().records;
-    expect(r).toEqual({ id: 1, ...rec(1, { actor: 'ci-deployer', target: null, version: null, outcome: 'denied', status: 403 }) });
+    expect(r).toEqual({ id: 1, ...rec(1, { actor: 'ci-deployer', target: null, version: null, outcome: 'denied', status: 403 }), chain: expect.stringMatching(/^[0-9a-f]{64}$/) });
   });
 
   it('a resolved record is committed (visible to another connection) and survives reopen', async () => {
@@ -368,7 +371,8 @@ describe('AuditLog', () => {
     const db = new Database(join(dir, 'audit.db'), { readonly: true });
     try {
       const cols = (db.prepare('PRAGMA table_info(audit_log)').all() as { name: string }[]).map((c) => c.name);
-      expect(cols).toEqual(['id', 'ts', 'node_id', 'request_id', 'actor', 'client_ip', 'action', 'target', 'version', 'outcome', 'status', 'peer_ip']);
+      // chain: an HMAC over the other columns (chain.ts), no secret either.
+      expect(cols).toEqual(['id', 'ts', 'node_id', 'request_id', 'actor', 'client_ip', 'action', 'target', 'version', 'outcome', 'status', 'peer_ip', 'chain']);
     } finally {
       db.close();
     }
