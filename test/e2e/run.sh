@@ -11,8 +11,10 @@
 #   4. the vitest suite test/e2e/*.test.ts (vitest.e2e.config.ts): probes,
 #      replication across pods, the leader pod deleted under a writer Job, the
 #      staged re-wrap rollout through an operator restart, an image upgrade
-#      under a writer, deletion keeping the PVCs, and WireGuard between real
-#      sidecars with a capture on the nodes; its JSON report is
+#      under a writer, deletion keeping the PVCs, WireGuard between real
+#      sidecars with a capture on the nodes, and a live resize 3->5->3 plus a
+#      pod healing from a deleted PVC (resize.test.ts, its own namespace
+#      coffer-e2e-resize); its JSON report is
 #      test-results/e2e.json (read by .ci/summary.mjs)
 #   5. deletes the cluster it made; a cluster that `npm run e2e:up` left is
 #      kept, and its VaultCluster vault applied again (the suite deletes it)
@@ -107,7 +109,7 @@ diagnostics() {
   kubectl get vc,statefulsets,pods,svc,pvc,jobs -A -o wide 2>&1 | grep -v kube-system || true
   kubectl get events -A --sort-by=.lastTimestamp 2>&1 | tail -40 || true
   kubectl logs -n "$NS_OP" -l app.kubernetes.io/name=coffer-operator --tail=100 --prefix 2>&1 | cut -c1-400 || true
-  for ns in coffer coffer-e2e-wg; do
+  for ns in coffer coffer-e2e-wg coffer-e2e-resize; do
     for pod in $(kubectl get pods -n "$ns" -o name 2>/dev/null); do
       kubectl logs -n "$ns" "$pod" --all-containers --tail=30 --prefix 2>&1 | cut -c1-400 || true
     done
@@ -132,7 +134,7 @@ cleanup() {
     log "keeping cluster $CLUSTER: export KUBECONFIG=$KUBECONFIG; delete with: npm run e2e:down"
   elif [[ "$REUSED" == 1 ]]; then
     log "giving the cluster $CLUSTER its VaultCluster vault back, as examples/vaultcluster.yaml has it"
-    kubectl delete namespace coffer-e2e-wg --wait=false >/dev/null 2>&1 || true
+    kubectl delete namespace coffer-e2e-wg coffer-e2e-resize --wait=false >/dev/null 2>&1 || true
     reset_vaultcluster >/dev/null 2>&1 || true
   else
     COFFER_E2E_CLUSTER=$CLUSTER bash test/e2e/down.sh >/dev/null 2>&1 || true

@@ -9,7 +9,9 @@ import { apply, getJson, kubectl, waitFor } from './kube.js';
 const WRITER_SCRIPT = `
 const [base, seconds, budgetMs] = [process.env.VAULT, Number(process.env.SECONDS), Number(process.env.RETRY_BUDGET_MS)];
 const token = process.env.TOKEN;
-const stopAt = Date.now() + seconds * 1000;
+let stopAt = Date.now() + seconds * 1000;
+// stopWriter(): SIGTERM ends the loop after the write in flight, and the summary is still printed.
+process.on('SIGTERM', () => { stopAt = 0; });
 const acked = [], failed = [], errors = {};
 let retries = 0;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -106,6 +108,14 @@ export async function writerResult(ns: string, job: string): Promise<WriterSumma
   const logs = await kubectl(['logs', `job/${job}`, '-n', ns]);
   const last = logs.trim().split('\n').at(-1) ?? '';
   return JSON.parse(last) as WriterSummary;
+}
+
+/**
+ * Ends a writer started with a long `seconds` now (a test whose disturbance takes as long as it takes):
+ * its loop stops after the write in flight and prints its summary; then read it with writerResult().
+ */
+export async function stopWriter(ns: string, job: string): Promise<void> {
+  await kubectl(['exec', '-n', ns, `job/${job}`, '--', 'node', '-e', "process.kill(1, 'SIGTERM')"]);
 }
 
 /** Reads every acknowledged loop/<i> through one pod and returns the ones missing or wrong. */
