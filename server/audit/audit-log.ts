@@ -141,6 +141,7 @@ export class AuditLog {
   private lastPrune: PruneResult | null = null;
   private lastId = 0;
   private fullReason: string | null = null;
+  private lastKeepAfterId: number | null = null;
 
   /** Opens (creating if needed) `<dataDir>/audit.db`. Throws if it cannot be opened at start. */
   constructor(dataDir: string, private readonly opts: AuditLogOptions = {}) {
@@ -253,17 +254,13 @@ export class AuditLog {
       return;
     }
     this.sincePrune = 0;
+    this.lastKeepAfterId = keepAfterId;
     this.pruning = this.worker
       .call({ op: 'prune', keepAfterId, cutoffMs: this.now() - this.retentionMs, maxBytes: this.maxBytes, maxBatches: PRUNE_MAX_BATCHES })
       .then(
         (done) => {
           this.lastId = Math.max(this.lastId, done.lastId);
-          const p = done.prune;
-          if (!p) return;
-          this.lastPrune = p;
-          if (p.pruned > 0) safely(() => this.opts.onPruned?.(p.pruned));
-          this.setFull(p.full ? fullReason(p, this.maxBytes, keepAfterId) : null);
-          if (p.more) setImmediate(() => this.prune());
+          if (done.prune) this.pruned(done.prune, keepAfterId);
         },
         (err: unknown) => {
           this.reader.drop();
@@ -273,6 +270,14 @@ export class AuditLog {
       .finally(() => {
         this.pruning = null;
       });
+  }
+
+  /** What a prune did (asked for, or run by the writer after a batch that crossed the high-water mark). */
+  private pruned(p: PruneResult, keepAfterId: number | null): void {
+    this.lastPrune = p;
+    if (p.pruned > 0) safely(() => this.opts.onPruned?.(p.pruned));
+    this.setFull(p.full ? fullReason(p, this.maxBytes, keepAfterId) : null);
+    if (p.more) setImmediate(() => this.prune());
   }
 
   private setFull(reason: string | null): void {
@@ -387,6 +392,7 @@ export class AuditLog {
         settle(batch, null);
         safely(() => this.opts.onFlush?.(done.seconds, batch.length));
         safely(() => this.opts.onDurable?.(done.lastId));
+        if (done.prune) this.pruned(done.prune, this.lastKeepAfterId);
         this.sincePrune += batch.length;
         if (this.sincePrune >= PRUNE_AFTER_RECORDS) this.prune();
         this.held.written(() => this.queue.some((p) => p.keep));

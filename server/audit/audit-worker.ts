@@ -78,10 +78,19 @@ export interface PruneResult {
 
 /** Most rows removed in one prune transaction. */
 export const PRUNE_BATCH = 1000;
-/** Pruning for size starts above this share of the cap, and new records are refused above it when nothing can be pruned. */
-export const AUDIT_HIGH_WATER = 0.9;
+/**
+ * Pruning for size starts above this share of the cap (checked after every
+ * batch), and new records are refused above it when nothing can be pruned.
+ * The rest of the cap is headroom for the WAL (walBudget) and the batches in flight.
+ */
+export const AUDIT_HIGH_WATER = 0.8;
 /** Pruning for size goes down to this share of the cap. */
-export const AUDIT_LOW_WATER = 0.75;
+export const AUDIT_LOW_WATER = 0.65;
+
+/** How large the WAL may grow between checkpoints: a sixteenth of the cap, 64 KiB to 4 MiB. */
+export function walBudget(maxBytes: number): number {
+  return Math.min(4 * 1024 * 1024, Math.max(64 * 1024, Math.floor(maxBytes / 16)));
+}
 /** Chain value before the first record. */
 export const ZERO_CHAIN = '0'.repeat(64);
 
@@ -186,6 +195,8 @@ function main(): void {
   if (!port || data?.role !== AUDIT_WORKER_ROLE) return;
   const Database = createRequire(data.requireFrom)('better-sqlite3') as typeof BetterSqlite3;
   let handle: Handle | null = null;
+  /** The last prune request: after a batch that took audit.db over the high-water mark, pruning runs again with it at once. */
+  let lastPrune: PruneRequest | null = null;
 
   const key = data.chainKey;
   const chainValue = (prev: string, id: number, r: AuditRow): string =>
@@ -208,11 +219,13 @@ function main(): void {
       // FULL: in WAL mode every commit fsyncs the WAL, so a resolved record survives power loss.
       db.pragma('synchronous = FULL');
       db.pragma(`busy_timeout = ${data.busyTimeoutMs}`);
-      // The WAL counts against the cap: checkpoint it (and cut the file back) at a sixteenth of the cap.
+      // The WAL counts against the cap: checkpoint it (and cut the file back) at a sixteenth of the cap, at most 4 MiB.
       const pageSize = Number(db.pragma('page_size', { simple: true }));
-      const walBytes = Math.max(64 * 1024, Math.floor(data.maxBytes / 16));
+      const walBytes = walBudget(data.maxBytes);
       db.pragma(`wal_autocheckpoint = ${Math.max(16, Math.floor(walBytes / pageSize))}`);
       db.pragma(`journal_size_limit = ${walBytes}`);
+      // Freed pages are given back in steps of half that, each followed by a checkpoint, so the WAL stays small meanwhile.
+      const vacuumStep = Math.max(16, Math.floor(walBytes / 2 / pageSize));
       db.exec(AUDIT_SCHEMA);
       migrateAuditSchema(db);
       const insert = db.prepare(`INSERT INTO audit_log (id, ${AUDIT_COLUMNS.join(', ')}, chain) VALUES (?, ${AUDIT_COLUMNS.map(() => '?').join(', ')}, ?)`);
@@ -250,9 +263,24 @@ function main(): void {
         return n;
       });
 
+      // Never waits for a reader (a long verify holds a snapshot): what cannot be checkpointed now is next time.
+      const checkpoint = (): void => {
+        db.pragma('busy_timeout = 0');
+        try {
+          db.pragma('wal_checkpoint(TRUNCATE)');
+        } finally {
+          db.pragma(`busy_timeout = ${data.busyTimeoutMs}`);
+        }
+      };
       const compact = (): void => {
-        db.pragma('incremental_vacuum');
-        db.pragma('wal_checkpoint(TRUNCATE)');
+        for (let step = 0; step < 10_000; step++) {
+          const free = Number(db.pragma('freelist_count', { simple: true }));
+          if (free === 0) break;
+          db.pragma(`incremental_vacuum(${vacuumStep})`);
+          checkpoint();
+          if (free <= vacuumStep) break;
+        }
+        if (fileBytes(`${data.path}-wal`) > 0) checkpoint();
       };
 
       const prune = (req: PruneRequest): PruneResult => {
@@ -365,8 +393,11 @@ function main(): void {
           const after = h.insertAll.immediate(JSON.parse(req.rows) as AuditRow[]);
           h.head.lastId = after.lastId;
           h.head.lastChain = after.lastChain;
+          // keepAfterId of the last request is at most the current one (export cursors only advance): safe to reuse.
+          if (lastPrune !== null && dbBytes() > lastPrune.maxBytes * AUDIT_HIGH_WATER) prune = h.prune(lastPrune);
         } else if (req.op === 'prune') {
-          prune = h.prune(req);
+          lastPrune = { keepAfterId: req.keepAfterId, cutoffMs: req.cutoffMs, maxBytes: req.maxBytes, maxBatches: req.maxBatches };
+          prune = h.prune(lastPrune);
         } else {
           h.probeBegin.run();
           h.probeRollback.run();
