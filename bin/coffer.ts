@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The one `coffer` executable: server and client subcommands.
 import { parseArgs, UsageError } from '../server/cli/args.js';
+import { AUDIT_HELP, auditCommand } from '../server/cli/audit-command.js';
 import { ClientError } from '../server/cli/client.js';
 import {
   CLUSTER_HELP, ROLE_HELP, SECRET_HELP, SERVER_HELP, TOKEN_HELP, TOP_HELP,
@@ -31,6 +32,7 @@ const HELP: Record<string, string> = {
   token: TOKEN_HELP,
   role: ROLE_HELP,
   cluster: CLUSTER_HELP,
+  audit: AUDIT_HELP,
   'dev-cluster': DEV_CLUSTER_HELP,
   operator: OPERATOR_HELP,
   'wg-agent': WG_AGENT_HELP,
@@ -77,7 +79,7 @@ async function main(argv: string[]): Promise<number> {
     addr: (args.flags.get('addr') as string | undefined) ?? process.env.COFFER_ADDR ?? 'http://127.0.0.1:8200',
     token: (args.flags.get('token') as string | undefined) ?? process.env.COFFER_TOKEN,
   };
-  const run = { secret: secretCommand, token: tokenCommand, role: roleCommand, cluster: clusterCommand }[command];
+  const run = { secret: secretCommand, token: tokenCommand, role: roleCommand, cluster: clusterCommand, audit: auditCommand }[command];
   try {
     await run!(args, client);
     return 0;

@@ -33,7 +33,7 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
 }
 
 /** Flags that take a value; any other --flag is boolean. */
-const VALUE_FLAGS = new Set(['addr', 'token', 'version', 'cas', 'value', 'length', 'charset', 'role', 'ttl', 'file', 'prefix', 'limit', 'consistency']);
+const VALUE_FLAGS = new Set(['addr', 'token', 'version', 'cas', 'value', 'length', 'charset', 'role', 'ttl', 'file', 'prefix', 'limit', 'consistency', 'since', 'data-dir']);
 
 export class UsageError extends Error {
   override readonly name = 'UsageError';

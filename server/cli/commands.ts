@@ -18,6 +18,8 @@ Commands:
   role put|get|list|delete
                          manage roles
   cluster status         show this node's view of the cluster
+  audit tail|export|verify
+                         read this node's audit trail, check its hash chain
   help [command]         show help for a command
 
 Client commands talk to COFFER_ADDR (default http://127.0.0.1:8200) with the

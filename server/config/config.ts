@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Allowlist, parseCidr, type Cidr } from '../../common/ipv4.js';
 import { readAllowlistFile, type AllowlistFileRead } from './allowlist-file.js';
+import { parseAuditExportConfig, type AuditExportConfig } from './audit-export.js';
 import { readMembersFile, type MembersFileRead } from './members-file.js';
 import type { WatchedFileRead } from './watched-file.js';
 
@@ -69,6 +70,8 @@ export interface ServerConfig {
   apiHostnames: string[];
   /** VAULT_MIN_FREE_BYTES: below this much free space on the data volume, writes are refused (507). */
   minFreeBytes: number;
+  /** VAULT_AUDIT_STDOUT, VAULT_AUDIT_FILE, VAULT_AUDIT_FILE_MAX_BYTES: the audit export (audit-export.ts). */
+  auditExport: AuditExportConfig;
   /** VAULT_AUDIT_RETENTION: audit records older than this are pruned (ms; default 30 days). */
   auditRetentionMs: number;
   /** VAULT_AUDIT_MAX_BYTES: cap on audit.db and its WAL; null = a quarter of the data volume, measured at start. */
@@ -261,6 +264,7 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     trustedProxies,
     apiHostnames,
     minFreeBytes: parseIntVar(env, 'VAULT_MIN_FREE_BYTES', 67_108_864, 0, Number.MAX_SAFE_INTEGER),
+    auditExport: parseAuditExportConfig(env, (name, problem) => new ConfigError(name, problem)),
     auditRetentionMs: parseDurationVar(env, 'VAULT_AUDIT_RETENTION', 30 * DAY_MS),
     auditMaxBytes: parseBytesVar(env, 'VAULT_AUDIT_MAX_BYTES'),
   };

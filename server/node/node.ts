@@ -6,11 +6,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { buildApi } from '../api/app.js';
 import { Authorizer } from '../api/authz.js';
+import { AuditExport } from '../audit/export/exporter.js';
 import { AuditLog, defaultAuditMaxBytes } from '../audit/audit-log.js';
 import type { ServerConfig } from '../config/config.js';
 import { XCHACHA_IMPL } from '../crypto/xchacha.js';
 import { createKms, type KmsProvider, EPHEMERAL_MASTER_KEY_WARNING, parseLocalMasterKey } from '../kms/index.js';
 import { createLogger, type Logger } from '../log/logger.js';
+import { registerLogMetrics } from '../log/stdout-destination.js';
 import { auditMetricsHooks, createCofferMetrics } from '../metrics/coffer-metrics.js';
 import { meteredKms } from '../metrics/metered-kms.js';
 import { registerDekCacheMetrics } from '../metrics/dek-cache-metrics.js';
@@ -197,6 +199,11 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
   );
   undo.push(() => raftListener.close());
   await listenOn(raftListener, raftListenAddr, 'Raft listener (VAULT_RAFT_ADDR)');
+  // VAULT_AUDIT_STDOUT / VAULT_AUDIT_FILE: delivers durable records from persisted cursors in its own threads;
+  // started before the audit log so its first prune already keeps what is not delivered (exportedThrough).
+  const auditExport = new AuditExport({ dataDir: config.dataDir, config: config.auditExport, logger, registry: metrics.registry });
+  undo.push(() => auditExport.close(0));
+  registerLogMetrics(metrics.registry);
   // Retention and cap (VAULT_AUDIT_RETENTION, VAULT_AUDIT_MAX_BYTES: default a quarter of the volume as seen now).
   let auditRef: AuditLog | null = null;
   const auditMaxBytes = config.auditMaxBytes ?? defaultAuditMaxBytes(config.dataDir);
@@ -207,6 +214,8 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
     onHeld: (held, noSpace) => (held && noSpace ? writeGuard.waitForSpace('audit', 'writing audit records') : writeGuard.resumed('audit')),
     retentionMs: config.auditRetentionMs,
     maxBytes: auditMaxBytes,
+    // Never prune a record an enabled export has not delivered (null: no export).
+    keepAfterId: () => auditExport.exportedThrough(),
     onFull: (reason) =>
       reason !== null
         ? logger.error({ problem: reason }, 'audit log full: new requests fail closed with 503 audit_unavailable until pruning frees room')
@@ -284,6 +293,7 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
       await replicator.close();
       clusterAuth.close();
       await audit.close();
+      await auditExport.close(); // after the log: what it wrote last is delivered too (at most 3 s)
       sm.close();
       kms.close();
     },
