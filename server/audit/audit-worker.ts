@@ -87,9 +87,9 @@ export const AUDIT_HIGH_WATER = 0.8;
 /** Pruning for size goes down to this share of the cap. */
 export const AUDIT_LOW_WATER = 0.65;
 
-/** How large the WAL may grow between checkpoints: a sixteenth of the cap, 64 KiB to 4 MiB. */
+/** How large the WAL may grow between checkpoints: a thirty-second of the cap, 64 KiB to 4 MiB. */
 export function walBudget(maxBytes: number): number {
-  return Math.min(4 * 1024 * 1024, Math.max(64 * 1024, Math.floor(maxBytes / 16)));
+  return Math.min(4 * 1024 * 1024, Math.max(64 * 1024, Math.floor(maxBytes / 32)));
 }
 /** Chain value before the first record. */
 export const ZERO_CHAIN = '0'.repeat(64);
@@ -219,7 +219,7 @@ function main(): void {
       // FULL: in WAL mode every commit fsyncs the WAL, so a resolved record survives power loss.
       db.pragma('synchronous = FULL');
       db.pragma(`busy_timeout = ${data.busyTimeoutMs}`);
-      // The WAL counts against the cap: checkpoint it (and cut the file back) at a sixteenth of the cap, at most 4 MiB.
+      // The WAL counts against the cap: checkpoint it (and cut the file back) at walBudget.
       const pageSize = Number(db.pragma('page_size', { simple: true }));
       const walBytes = walBudget(data.maxBytes);
       db.pragma(`wal_autocheckpoint = ${Math.max(16, Math.floor(walBytes / pageSize))}`);
