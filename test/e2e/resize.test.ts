@@ -74,6 +74,32 @@ async function eventReasons(): Promise<string[]> {
   return (ev.items as any[]).sort((a, b) => Number(a.metadata.resourceVersion) - Number(b.metadata.resourceVersion)).map((e) => e.reason as string);
 }
 
+/**
+ * The autopilot's changes ('<action> <node>') the pods logged since `sinceMs`, oldest first: the leader logs
+ * each membership change it makes. A pod that is gone took its log with it.
+ */
+async function autopilotChanges(pods: string[], sinceMs: number): Promise<string[]> {
+  const seen: { at: number; change: string }[] = [];
+  for (const pod of pods) {
+    const r = await run(KUBECTL, ['logs', '-n', NS, pod, '-c', 'vault', `--since-time=${new Date(sinceMs - 1000).toISOString()}`], { timeoutMs: 60_000 });
+    for (const line of r.stdout.split('\n')) {
+      if (!line.includes('autopilot membership change')) continue;
+      try {
+        const j = JSON.parse(line);
+        if (Date.parse(j.time) >= sinceMs - 1000) seen.push({ at: Date.parse(j.time), change: `${j.action} ${j.node}` });
+      } catch { /* not a JSON log line */ }
+    }
+  }
+  return seen.sort((a, b) => a.at - b.at).map((c) => c.change);
+}
+
+/** Whether `want` occurs in `xs` in this order (other items in between allowed). */
+function inOrder(xs: readonly string[], want: readonly string[]): boolean {
+  let at = 0;
+  for (const x of xs) if (x === want[at]) at++;
+  return at === want.length;
+}
+
 /** What to look at when a step fails: the objects, the operator's and the pods' last lines (no values are logged). */
 async function diagnostics(): Promise<string> {
   const parts: string[] = [];
@@ -142,12 +168,16 @@ describe('resizing a VaultCluster on kind, and a pod that lost its volume', () =
     for (const p of await podsNow()) {
       for (const s of p.status.containerStatuses) expect(s.restartCount, `${p.metadata.name}/${s.name} restarts`).toBe(0);
     }
+    // Every pod still has its whole log (no restarts): the leader added each new pod as a learner, then promoted it.
+    const changesUp = await autopilotChanges(ids(5), t0);
+    for (const id of [`${VC}-3`, `${VC}-4`]) expect(inOrder(changesUp, [`addLearner ${id}`, `promote ${id}`]), changesUp.join(', ')).toBe(true);
+    expect(changesUp.filter((c) => c.startsWith('remove')), 'nothing removed on the way up').toEqual([]);
     const admin = await api(NS, up.leader, { method: 'GET', path: '/v1/admin/cluster', token });
     expect(admin.status).toBe(200);
     expect(admin.body.autopilot.source).toBe('file');
     expect(sorted(admin.body.autopilot.declared.map((m: any) => m.id))).toEqual(ids(5));
     expect(admin.body.autopilot.state).toBe('converged');
-    console.log(`resize: 3 -> 5 in ${upSecs} s (leader ${up.leader}; phases ${[...phasesUp].join(', ')}; learners seen ${[...learnersSeen].join(', ') || 'none'})`);
+    console.log(`resize: 3 -> 5 in ${upSecs} s (leader ${up.leader}; phases ${[...phasesUp].join(', ')}; learners seen ${[...learnersSeen].join(', ') || 'none'}; autopilot ${changesUp.join(', ')})`);
 
     // Down: the smaller set is declared first; the StatefulSet keeps 5 pods until the leader removed vault-3 and vault-4.
     t0 = Date.now();
@@ -173,7 +203,9 @@ describe('resizing a VaultCluster on kind, and a pod that lost its volume', () =
     for (const pod of ids(3)) expect(after.get(`data-${pod}`), pod).toBe(before.get(`data-${pod}`));
     const reasons = await eventReasons();
     expect(reasons).toContain('ResizeStarted');
-    console.log(`resize: 5 -> 3 in ${downSecs} s (leader ${down.leader}; phases ${[...phasesDown].join(', ')}); events ${[...new Set(reasons)].join(', ')}`);
+    // Logged by the pods that stay (a removed pod that led on the way down took its lines with it).
+    const changesDown = await autopilotChanges(ids(3), t0);
+    console.log(`resize: 5 -> 3 in ${downSecs} s (leader ${down.leader}; phases ${[...phasesDown].join(', ')}; autopilot ${changesDown.join(', ') || '(not in these pods\' logs)'}); events ${[...new Set(reasons)].join(', ')}`);
 
     await stopWriter(NS, job);
     const summary = await writerResult(NS, job);
@@ -203,11 +235,9 @@ describe('resizing a VaultCluster on kind, and a pod that lost its volume', () =
     });
     // Nobody touches the cluster from here: the autopilot removes the wiped member, re-adds it as a learner, promotes it.
     const learnerSeen: string[] = [];
-    const removedSeen: string[] = [];
     const healed = await settled(3, (_vc, view) => {
       if (!view) return;
       if (view.learners.includes(victim)) learnerSeen.push(view.leader);
-      if (!view.voters.includes(victim) && !view.learners.includes(victim)) removedSeen.push(view.leader);
     });
     const healSecs = Math.round((Date.now() - t0) / 1000);
     for (const pod of ids(3)) {
@@ -216,11 +246,15 @@ describe('resizing a VaultCluster on kind, and a pod that lost its volume', () =
       expect(h.body.status, pod).toBe('ok');
       expect(h.body.leader_id, pod).toBe(healed.leader);
     }
+    // The leader's log: the wiped member removed, re-added as a learner, then promoted (the same leader throughout
+    // unless an election moved it; every pod's log is read).
+    const changes = (await autopilotChanges(ids(3), t0)).filter((c) => c.endsWith(` ${victim}`));
+    expect(inOrder(changes, [`remove ${victim}`, `addLearner ${victim}`, `promote ${victim}`]), changes.join(', ')).toBe(true);
     const logs = await kubectl(['logs', '-n', NS, victim, '-c', 'vault']);
     const rejoined = logs.includes('joining as a learner instead of bootstrapping');
     const admin = await api(NS, healed.leader, { method: 'GET', path: '/v1/admin/cluster', token });
-    console.log(`resize: ${victim} wiped (leader ${leader}), healed in ${healSecs} s (leader ${healed.leader}); seen removed ${removedSeen.length > 0}, seen as learner ${learnerSeen.length > 0}; ` +
-      `its log says it rejoins as a learner: ${rejoined}; last autopilot decision ${JSON.stringify(admin.body.autopilot?.last_decision)}`);
+    console.log(`resize: ${victim} wiped (leader ${leader}), healed in ${healSecs} s (leader ${healed.leader}); seen as learner ${learnerSeen.length > 0}; ` +
+      `its log says it rejoins as a learner: ${rejoined}; autopilot ${changes.join(', ')}; last autopilot decision ${JSON.stringify(admin.body.autopilot?.last_decision)}`);
     // Polled every ~2 s; a learner waits the stabilization time (10 s) before promotion, so it is seen.
     expect(learnerSeen.length, `${victim} never seen as a learner`).toBeGreaterThan(0);
     expect(rejoined, `${victim}'s log does not say it rejoins as a learner`).toBe(true);
