@@ -140,35 +140,41 @@ describe('audit export', () => {
     const env = baseEnv(dataDir, token, { VAULT_AUDIT_STDOUT: 'true', VAULT_AUDIT_FILE: file, VAULT_AUDIT_FILE_MAX_BYTES: '64Ki' });
     const vals = values(20);
 
-    const first = await startServer(env);
-    let url = first.url;
-    // SIGKILL mid-load: the load keeps going (its requests fail) while the node dies.
-    const loading = load(() => url, token, 400, 8, vals);
-    await waitFor(() => (auditLines(first.stdout()).length >= 150 ? true : null), 20_000, () => 'no export under load');
-    first.proc.kill('SIGKILL');
-    await first.exited;
-    const during = await loading;
-    expect(during.ok).toBeGreaterThan(100);
-
-    const second = await startServer(env);
-    url = second.url;
-    const after = await load(() => url, token, 250, 8, vals);
-    expect(after.failed).toBe(0);
-    // A graceful stop delivers what audit.db holds before the process ends.
-    second.proc.kill('SIGTERM');
-    expect(await second.exited).toBe(0);
+    // Three SIGKILLs mid-load at different points, then a graceful stop, which delivers what audit.db holds.
+    const runs: Proc[] = [];
+    for (const killAt of [150, 120, 90, -1]) {
+      const node = await startServer(env);
+      runs.push(node);
+      if (killAt < 0) {
+        const after = await load(() => node.url, token, 250, 8, vals);
+        expect(after.failed).toBe(0);
+        node.proc.kill('SIGTERM');
+        expect(await node.exited).toBe(0);
+        break;
+      }
+      // The load keeps going while the node dies (its requests then fail).
+      const loading = load(() => node.url, token, 600, 12, vals);
+      await waitFor(() => (auditLines(node.stdout()).length >= killAt ? true : null), 20_000, () => 'no export under load');
+      node.proc.kill('SIGKILL');
+      await node.exited;
+      expect((await loading).ok).toBeGreaterThan(killAt / 2);
+    }
 
     const all = dbIds(dataDir);
     expect(all.length).toBeGreaterThan(400);
     expect(all).toEqual(Array.from({ length: all.length }, (_, i) => i + 1));
 
-    // stdout: each process prints a contiguous run; the second starts at or before where the first's cursor stood.
-    const a = auditLines(first.stdout()).map((l) => l.id);
-    const b = auditLines(second.stdout()).map((l) => l.id);
-    expect(a[0]).toBe(1);
-    expectDelivered(a, a.length ? Array.from({ length: a[a.length - 1]! }, (_, i) => i + 1) : [], 0);
-    expectDelivered([...a, ...b], all, 1);
-    expect(b[0]!).toBeLessThanOrEqual(a[a.length - 1]! + 1);
+    // stdout: each process prints a contiguous run, starting at or before where the previous one's cursor stood.
+    const perRun = runs.map((r) => auditLines(r.stdout()).map((l) => l.id));
+    expect(perRun[0]![0]).toBe(1);
+    for (let i = 1; i < perRun.length; i++) {
+      const prev = perRun[i - 1]!;
+      const cur = perRun[i]!;
+      expect(cur.length).toBeGreaterThan(0);
+      expect(cur).toEqual(Array.from({ length: cur.length }, (_, k) => cur[0]! + k));
+      expect(cur[0]!).toBeLessThanOrEqual(prev[prev.length - 1]! + 1);
+    }
+    expectDelivered(perRun.flat(), all, runs.length - 1);
 
     // The file: rotated by size (at most 64 KiB each, five old ones kept), the same guarantees.
     const files = [5, 4, 3, 2, 1].map((i) => `${file}.${i}`).filter((f) => fs.existsSync(f));
@@ -176,11 +182,11 @@ describe('audit export', () => {
     expect(fs.existsSync(`${file}.6`)).toBe(false);
     for (const f of [...files, file]) expect(fs.statSync(f).size).toBeLessThanOrEqual(64 * 1024);
     const fileText = [...files, file].map((f) => fs.readFileSync(f, 'utf8')).join('');
-    expectDelivered(auditLines(fileText).map((l) => l.id), all, 1);
+    expectDelivered(auditLines(fileText).map((l) => l.id), all, runs.length - 1);
     for (const f of [...files, file]) expect(fs.statSync(f).mode & 0o777).toBe(0o600);
 
     // Records only: no value, no token, anywhere in what was exported (or logged).
-    const everything = first.stdout() + second.stdout() + fileText + first.stderr() + second.stderr();
+    const everything = runs.map((r) => r.stdout() + r.stderr()).join('') + fileText;
     for (const v of vals) expect(everything).not.toContain(v);
     expect(everything).not.toContain(token);
     expect(everything).not.toContain(token.slice(5));
@@ -233,6 +239,41 @@ describe('audit export', () => {
     node.proc.kill('SIGTERM');
     expect(await node.exited).toBe(0);
   }, 90_000);
+
+  it('an export stuck behind a full pipe at the audit cap fails the node closed (503, /v1/ready 503); reading again recovers it, every record delivered', async () => {
+    const dataDir = tempDir('coffer-export-');
+    const token = randomToken();
+    const node = await startServer(baseEnv(dataDir, token, { VAULT_AUDIT_STDOUT: 'true', VAULT_AUDIT_MAX_BYTES: '1Mi', VAULT_MIN_FREE_BYTES: '0' }));
+    expect((await request(node.url, 'PUT', '/v1/secrets/app/full', { token, body: { value: 'kept-at-the-cap' } })).status).toBe(201);
+    node.proc.stdout!.pause();
+    // Requests until the cap refuses them: the records the pipe did not take may not be pruned.
+    let refused = null as Awaited<ReturnType<typeof request>> | null;
+    const deadline = Date.now() + 60_000;
+    while (refused === null && Date.now() < deadline) {
+      const batch = await Promise.all(Array.from({ length: 20 }, () => request(node.url, 'GET', '/v1/secrets/app/full', { token, timeoutMs: 5_000 })));
+      refused = batch.find((r) => r.status === 503) ?? null;
+    }
+    expect(refused, 'the cap was never reached').not.toBeNull();
+    expect(refused!.body.error.code).toBe('audit_unavailable');
+    expect((await request(node.url, 'PUT', '/v1/secrets/app/full', { token, body: { value: 'not-written' } })).status).toBe(503);
+    const ready = await request(node.url, 'GET', '/v1/ready');
+    expect(ready.status).toBe(503);
+    expect(ready.body.problem).toMatch(/audit/);
+    expect((await request(node.url, 'GET', '/v1/health', { timeoutMs: 2_000 })).status).toBe(200);
+
+    // The consumer reads again: the export catches up, pruning frees room, the node serves again by itself.
+    node.proc.stdout!.resume();
+    await waitFor(async () => ((await request(node.url, 'GET', '/v1/ready')).status === 200 ? true : null), 30_000, () => 'not ready again');
+    expect((await request(node.url, 'PUT', '/v1/secrets/app/full', { token, body: { value: 'written-again' } })).status).toBe(200);
+    node.proc.kill('SIGTERM');
+    expect(await node.exited).toBe(0);
+    // Pruned or not, every record reached stdout once, in order (no crash here).
+    const ids = auditLines(node.stdout()).map((l) => l.id);
+    const kept = dbIds(dataDir);
+    expect(kept[0]!).toBeGreaterThan(1); // pruning did run
+    expect(ids).toEqual(Array.from({ length: kept[kept.length - 1]! }, (_, i) => i + 1));
+    expect(fs.statSync(path.join(dataDir, 'audit.db')).size).toBeLessThanOrEqual(1024 * 1024);
+  }, 120_000);
 });
 
 async function coffer(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
