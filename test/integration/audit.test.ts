@@ -122,10 +122,11 @@ describe('audit records', () => {
       expect(requestId, s.label).toMatch(/^[0-9a-f-]{36}$/);
       ids.add(requestId);
       // Without a trusted proxy the peer is the client.
-      expect(r, s.label).toEqual({ id: baseline + 1 + i, ts: expect.any(String), node_id: 'n1', request_id: requestId, peer_ip: s.want.client_ip, ...s.want });
+      // chain: the record's link in the hash chain (issue 16), an HMAC over the other fields.
+      expect(r, s.label).toEqual({ id: baseline + 1 + i, ts: expect.any(String), node_id: 'n1', request_id: requestId, peer_ip: s.want.client_ip, chain: expect.stringMatching(/^[0-9a-f]{64}$/), ...s.want });
       expect(Number.isNaN(Date.parse(r.ts))).toBe(false);
       expect(Object.keys(r).sort()).toEqual(
-        ['action', 'actor', 'client_ip', 'id', 'node_id', 'outcome', 'peer_ip', 'request_id', 'status', 'target', 'ts', 'version'],
+        ['action', 'actor', 'chain', 'client_ip', 'id', 'node_id', 'outcome', 'peer_ip', 'request_id', 'status', 'target', 'ts', 'version'],
       );
     });
     expect(ids.size).toBe(steps.length);
