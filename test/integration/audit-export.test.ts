@@ -9,10 +9,11 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from '../helpers/http.js';
-import { COFFER_BIN, nodeEnv, randomMasterKey, randomToken, tempDir } from '../helpers/node.js';
+import { COFFER_BIN, ROOT, nodeEnv, randomMasterKey, randomToken, tempDir } from '../helpers/node.js';
 
 const run = promisify(execFile);
 
@@ -364,4 +365,65 @@ describe('coffer audit', () => {
     const unknown = await coffer(['audit', 'frob'], cli);
     expect(unknown.code).toBe(2);
   }, 90_000);
+});
+
+describe("the server's own logs on stdout", () => {
+  const FLOOD = fileURLToPath(new URL('./fixtures/log-flood.mjs', import.meta.url));
+
+  function flood(extra: string[], read: 'never' | 'slowly'): Promise<{ code: number | null; ms: number; report: { maxGap: number; logged: number }; out: string }> {
+    const t0 = Date.now();
+    const proc = spawn(process.execPath, [FLOOD, ROOT, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+    procs.push(proc);
+    let out = '';
+    let err = '';
+    proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    let timer: NodeJS.Timeout | undefined;
+    if (read === 'slowly') {
+      // 4 KiB every 20 ms: far less than is written.
+      proc.stdout!.pause();
+      timer = setInterval(() => {
+        const chunk = proc.stdout!.read(4096) as Buffer | null;
+        if (chunk) out += chunk.toString();
+      }, 20);
+    }
+    return new Promise((resolve, reject) => {
+      const kill = setTimeout(() => {
+        proc.kill('SIGKILL');
+        reject(new Error(`the process did not exit: its event loop or its exit hung on stdout\n${err}`));
+      }, 10_000);
+      proc.once('exit', (code) => {
+        clearTimeout(kill);
+        clearInterval(timer);
+        // What is still in the pipe.
+        proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+        proc.stdout!.once('end', () => {
+          try {
+            resolve({ code, ms: Date.now() - t0, report: JSON.parse(err.trim().split('\n').at(-1)!), out });
+          } catch {
+            reject(new Error(`no report: ${err}`));
+          }
+        });
+        proc.stdout!.resume();
+      });
+    });
+  }
+
+  it('never block the event loop or the exit when nobody reads stdout', async () => {
+    const r = await flood([], 'never');
+    expect(r.code).toBe(0);
+    expect(r.report.logged).toBeGreaterThan(10_000);
+    expect(r.report.maxGap).toBeLessThan(250);
+    expect(r.ms).toBeLessThan(6_000);
+  });
+
+  it('stay whole lines beside the audit export\'s lines on a pipe read slowly', async () => {
+    const r = await flood(['--with-audit-lines'], 'slowly');
+    expect(r.code).toBe(0);
+    expect(r.report.maxGap).toBeLessThan(250);
+    const lines = auditLines(r.out); // throws on any line that is not whole JSON
+    expect(lines.length).toBeGreaterThan(0);
+    // The audit lines that got through are in order, none cut.
+    const ids = lines.map((l) => l.id);
+    expect(ids).toEqual(Array.from({ length: ids.length }, (_, i) => i + 1));
+  });
 });
