@@ -231,6 +231,25 @@ describe('audit pruning', () => {
     expect(await verifyAuditChain(dbPath(), keyPath())).toMatchObject({ ok: false, first_break: { id: 2501 } });
   });
 
+  it('the file really shrinks once records are pruned (incremental vacuum, WAL truncated)', async () => {
+    let now = T0;
+    let pruned = 0;
+    const log = make({ now: () => now, retentionMs: DAY, pruneIntervalMs: 20, onPruned: (n) => (pruned += n) });
+    await write(log, 1, 20_000);
+    const before = dbBytes();
+    expect(before).toBeGreaterThan(3 * 1024 * 1024);
+    now = T0 + 3 * DAY;
+    await waitFor(() => pruned === 20_000);
+    await waitFor(() => dbBytes() < 64 * 1024);
+    const db = new Database(dbPath(), { readonly: true });
+    try {
+      expect(db.pragma('auto_vacuum', { simple: true })).toBe(2);
+      expect(db.pragma('freelist_count', { simple: true })).toBe(0);
+    } finally {
+      db.close();
+    }
+  });
+
   it('ids keep increasing after everything was pruned', async () => {
     let now = T0;
     let pruned = 0;
