@@ -18,6 +18,9 @@
 // --baseline-bin=path/to/other/coffer.js (A/B in one run: a second coffer
 // server from that build, seeded alike, whose reads and writes are
 // interleaved with the others as read@base / write@base).
+// --baseline-env=K=V;K=V (the same A/B with this build and extra environment
+// for the second server, e.g. the audit export on:
+// --baseline-env='VAULT_AUDIT_STDOUT=true;VAULT_AUDIT_FILE=@/audit.jsonl', `@` = its data dir).
 import type { Options } from 'autocannon';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -58,6 +61,8 @@ interface Settings {
   keep: boolean;
   cofferBin: string;
   baselineBin: string | null;
+  /** Extra environment of the A/B server (same build unless baselineBin). */
+  baselineEnv: Record<string, string> | null;
 }
 
 interface Sample {
@@ -102,9 +107,16 @@ function settings(argv: string[]): Settings {
   if (connections.some((c) => !Number.isInteger(c) || c < 1)) throw new Error('--connections must be a comma list of positive integers');
   const picked = get('only', SELECTABLE.join(',')).split(',').map((s) => s.trim());
   if (picked.some((s) => !(SELECTABLE as readonly string[]).includes(s))) throw new Error(`--only takes ${SELECTABLE.join(', ')}`);
-  rejectUnknownFlags(flags, ['duration', 'warmup', 'connections', 'repeats', 'only', 'cpu-prof', 'keep', 'coffer-bin', 'baseline-bin']);
+  rejectUnknownFlags(flags, ['duration', 'warmup', 'connections', 'repeats', 'only', 'cpu-prof', 'keep', 'coffer-bin', 'baseline-bin', 'baseline-env']);
   const baseline = get('baseline-bin', '');
-  const baselineBin = baseline === '' ? null : path.resolve(baseline);
+  const envText = get('baseline-env', '');
+  const baselineEnv = envText === '' ? null : Object.fromEntries(envText.split(';').map((kv) => {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new Error(`--baseline-env takes K=V;K=V, got ${JSON.stringify(kv)}`);
+    return [kv.slice(0, eq), kv.slice(eq + 1)];
+  }));
+  const cofferBin = path.resolve(get('coffer-bin', path.join(ROOT, 'dist', 'bin', 'coffer.js')));
+  const baselineBin = baseline !== '' ? path.resolve(baseline) : baselineEnv ? cofferBin : null;
   const only: Scenario[] = [];
   for (const sc of SELECTABLE) {
     if (!picked.includes(sc)) continue;
@@ -119,8 +131,9 @@ function settings(argv: string[]): Settings {
     only,
     cpuProf: get('cpu-prof', 'false') === 'true',
     keep: get('keep', 'false') === 'true',
-    cofferBin: path.resolve(get('coffer-bin', path.join(ROOT, 'dist', 'bin', 'coffer.js'))),
+    cofferBin,
     baselineBin,
+    baselineEnv,
   };
 }
 
@@ -151,7 +164,7 @@ async function main(): Promise<void> {
 
   const bare = await startChild([BARE_SERVER], { ...process.env, BENCH_DURABLE_DIR: dir }, 'url', 'bare fastify server');
   const masterKey = randomBytes(32).toString('base64');
-  const startCoffer = (bin: string, name: string, label: string) => {
+  const startCoffer = (bin: string, name: string, label: string, extraEnv: Record<string, string> = {}) => {
     const cofferEnv: NodeJS.ProcessEnv = {
       ...process.env,
       // info: the "coffer node ready" line carries the bound API address; requests themselves are not logged.
@@ -164,12 +177,13 @@ async function main(): Promise<void> {
       VAULT_LOCAL_MASTER_KEY: masterKey,
       VAULT_BOOTSTRAP_TOKEN: token,
       VAULT_READ_ALLOWLIST: '127.0.0.1',
+      ...Object.fromEntries(Object.entries(extraEnv).map(([k, v]) => [k, v.replace(/^@/, path.join(dir, name))])),
     };
     const profArgs = s.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${path.join(dir, 'profile', name)}`] : [];
     return startChild([...profArgs, bin, 'server'], cofferEnv, 'api', label);
   };
   const coffer = await startCoffer(s.cofferBin, 'data', 'coffer server');
-  const base = s.baselineBin ? await startCoffer(s.baselineBin, 'data-base', 'baseline coffer server') : null;
+  const base = s.baselineBin ? await startCoffer(s.baselineBin, 'data-base', 'baseline coffer server', s.baselineEnv ?? {}) : null;
   const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
 
   // Seed: readable secrets and every write target (so writes are steady-state updates).
@@ -270,7 +284,7 @@ async function main(): Promise<void> {
   const maxConn = Math.max(...s.connections);
   const info = (msg: string) => process.stderr.write(msg + '\n');
   info(`coffer bench: ${s.repeats} x ${s.connections.join('/')} connections x ${s.only.join('/')}, ${s.duration} s each (warm-up ${s.warmup} s)`);
-  info(`  body sizes: coffer read ${Buffer.byteLength(checkBody)} B, bare ${Buffer.byteLength(bareBody)} B${s.baselineBin ? `; baseline build ${s.baselineBin}` : ''}`);
+  info(`  body sizes: coffer read ${Buffer.byteLength(checkBody)} B, bare ${Buffer.byteLength(bareBody)} B${s.baselineBin ? `; baseline build ${s.baselineBin}${s.baselineEnv ? ` with ${Object.keys(s.baselineEnv).join(', ')}` : ''}` : ''}`);
   if (s.warmup > 0) for (const sc of s.only) await measure(sc, maxConn, s.warmup);
 
   const samples: Sample[] = [];
