@@ -3,6 +3,7 @@
 // clear line, so a supervisor (the kubelet, systemd) restarts or reports it:
 // a bad variable (2), a failed start such as a busy port (1), and a storage
 // fault after start (EXIT_STORAGE_FAULT).
+import { stdoutDestination } from '../log/stdout-destination.js';
 import { ConfigError, loadConfig } from '../config/config.js';
 import { createLogger } from '../log/logger.js';
 import { startNode } from '../node/node.js';
@@ -46,7 +47,8 @@ export async function runServer(args: ParsedArgs): Promise<number> {
     process.exit(1);
   }
   if (devToken) {
-    process.stdout.write(
+    // Through the logs' own stdout queue: after the "ready" line, never before it or cut into it.
+    stdoutDestination().write(
       `\n  Coffer dev node listening on ${node.apiUrl} (DEV MODE: not for real secrets)\n` +
         `  Data folder: ${config.dataDir}\n` +
         `  Bootstrap token (role admin):\n\n    export COFFER_ADDR=${node.apiUrl}\n    export COFFER_TOKEN=${devToken}\n\n`,

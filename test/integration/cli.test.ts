@@ -118,6 +118,8 @@ describe('dev node', () => {
     const token = /COFFER_TOKEN=(\S+)/.exec(node.output())?.[1];
     await node.stop();
     node = await spawnNode(env(), ['server', '--dev']);
+    // The banner is written right after the "ready" log line the spawn waits for, and may arrive a moment later.
+    for (let i = 0; i < 100 && !/COFFER_TOKEN=\S+\n/.test(node.output()); i++) await new Promise((r) => setTimeout(r, 20));
     expect(/COFFER_TOKEN=(\S+)/.exec(node.output())?.[1]).toBe(token);
     const get = await coffer(['secret', 'get', 'dev/greeting', '--json'], { COFFER_ADDR: node.url, COFFER_TOKEN: token! });
     expect(JSON.parse(get.stdout)).toMatchObject({ value: 'hello from stdin', version: 1 });
