@@ -81,6 +81,11 @@ describe('help', () => {
   });
 });
 
+/** The dev banner is written right after the "ready" log line a spawn waits for, and may arrive a moment later. */
+async function bannerOf(node: SpawnedNode): Promise<void> {
+  for (let i = 0; i < 250 && !/COFFER_TOKEN=\S+\n/.test(node.output()); i++) await new Promise((r) => setTimeout(r, 20));
+}
+
 describe('dev node', () => {
   let cwd: string;
   let node: SpawnedNode;
@@ -90,6 +95,7 @@ describe('dev node', () => {
     cwd = tempDir('coffer-dev-');
     process.chdir(cwd);
     node = await spawnNode(env(), ['server', '--dev']);
+    await bannerOf(node);
   });
   afterAll(async () => {
     await node?.stop();
@@ -118,8 +124,7 @@ describe('dev node', () => {
     const token = /COFFER_TOKEN=(\S+)/.exec(node.output())?.[1];
     await node.stop();
     node = await spawnNode(env(), ['server', '--dev']);
-    // The banner is written right after the "ready" log line the spawn waits for, and may arrive a moment later.
-    for (let i = 0; i < 100 && !/COFFER_TOKEN=\S+\n/.test(node.output()); i++) await new Promise((r) => setTimeout(r, 20));
+    await bannerOf(node);
     expect(/COFFER_TOKEN=(\S+)/.exec(node.output())?.[1]).toBe(token);
     const get = await coffer(['secret', 'get', 'dev/greeting', '--json'], { COFFER_ADDR: node.url, COFFER_TOKEN: token! });
     expect(JSON.parse(get.stdout)).toMatchObject({ value: 'hello from stdin', version: 1 });
