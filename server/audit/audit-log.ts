@@ -393,6 +393,10 @@ export class AuditLog {
         safely(() => this.opts.onFlush?.(done.seconds, batch.length));
         safely(() => this.opts.onDurable?.(done.lastId));
         if (done.prune) this.pruned(done.prune, this.lastKeepAfterId);
+        if (done.pruneError !== undefined) {
+          this.reader.drop();
+          safely(() => this.opts.onPruneFailure?.(new Error(done.pruneError)));
+        }
         this.sincePrune += batch.length;
         if (this.sincePrune >= PRUNE_AFTER_RECORDS) this.prune();
         this.held.written(() => this.queue.some((p) => p.keep));

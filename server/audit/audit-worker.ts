@@ -101,7 +101,7 @@ export type AuditWorkerRequest =
   | { id: number; op: 'close' };
 
 export type AuditWorkerReply =
-  | { id: number; ok: true; seconds: number; lastId: number; prune?: PruneResult }
+  | { id: number; ok: true; seconds: number; lastId: number; prune?: PruneResult; pruneError?: string }
   | { id: number; ok: false; message: string; code: string | undefined };
 
 /** Column values in AUDIT_COLUMNS order. */
@@ -263,9 +263,10 @@ function main(): void {
         return n;
       });
 
-      // Never waits for a reader (a long verify holds a snapshot): what cannot be checkpointed now is next time.
+      // Waits at most 100 ms for readers (page queries are short; a long verify holds a snapshot and is
+      // not waited out): what cannot be checkpointed now is next time.
       const checkpoint = (): void => {
-        db.pragma('busy_timeout = 0');
+        db.pragma(`busy_timeout = ${Math.min(100, data.busyTimeoutMs)}`);
         try {
           db.pragma('wal_checkpoint(TRUNCATE)');
         } finally {
@@ -316,13 +317,16 @@ function main(): void {
           compact();
           compacted = true;
         }
-        // Size: down to the low-water mark once above the high-water mark.
-        let bytes = dbBytes();
+        // Size: down to the low-water mark once above the high-water mark. A WAL that a reader's
+        // snapshot keeps from being truncated counts up to its budget only: removing records would
+        // not shrink it, and the next checkpoint will.
+        const sized = (): number => fileBytes(data.path) + Math.min(fileBytes(`${data.path}-wal`), walBytes);
+        let bytes = sized();
         const high = req.maxBytes * AUDIT_HIGH_WATER;
         if (bytes > high && !compacted) {
           compact();
           compacted = true;
-          bytes = dbBytes();
+          bytes = sized();
         }
         let sizeBlocked = false;
         if (bytes > high) {
@@ -351,18 +355,19 @@ function main(): void {
               }
             }
             compact();
-            bytes = dbBytes();
+            bytes = sized();
           }
         }
         const o = oldest.get() as { id: number; ts: string } | undefined;
         const more = batches >= req.maxBatches && !blocked && !sizeBlocked;
         return {
           pruned,
-          bytes,
+          bytes: dbBytes(),
           oldestId: o?.id ?? null,
           oldestTs: o?.ts ?? null,
           more,
-          full: bytes > high && !more,
+          // Full only when what is left may not be removed (an export behind), or nothing is left.
+          full: bytes > high && !more && (sizeBlocked || o === undefined),
         };
       };
       return { db, insertAll, prune, head, probeBegin: db.prepare('BEGIN IMMEDIATE'), probeRollback: db.prepare('ROLLBACK') };
@@ -390,6 +395,7 @@ function main(): void {
     const started = process.hrtime.bigint();
     try {
       let prune: PruneResult | undefined;
+      let pruneError: string | undefined;
       let lastId = handle?.head.lastId ?? 0;
       if (req.op === 'close') {
         drop();
@@ -400,7 +406,14 @@ function main(): void {
           h.head.lastId = after.lastId;
           h.head.lastChain = after.lastChain;
           // keepAfterId of the last request is at most the current one (export cursors only advance): safe to reuse.
-          if (lastPrune !== null && dbBytes() > lastPrune.maxBytes * AUDIT_HIGH_WATER) prune = h.prune(lastPrune);
+          // The batch is committed: a failing prune must not fail it (reported apart; the connection is reopened).
+          if (lastPrune !== null && dbBytes() > lastPrune.maxBytes * AUDIT_HIGH_WATER) {
+            try {
+              prune = h.prune(lastPrune);
+            } catch (err) {
+              pruneError = err instanceof Error ? err.message : String(err);
+            }
+          }
         } else if (req.op === 'prune') {
           lastPrune = { keepAfterId: req.keepAfterId, cutoffMs: req.cutoffMs, maxBytes: req.maxBytes, maxBatches: req.maxBatches };
           prune = h.prune(lastPrune);
@@ -411,7 +424,8 @@ function main(): void {
         lastId = h.head.lastId;
       }
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      port.postMessage({ id: req.id, ok: true, seconds, lastId, ...(prune ? { prune } : {}) } satisfies AuditWorkerReply);
+      port.postMessage({ id: req.id, ok: true, seconds, lastId, ...(prune ? { prune } : {}), ...(pruneError !== undefined ? { pruneError } : {}) } satisfies AuditWorkerReply);
+      if (pruneError !== undefined) drop();
     } catch (err) {
       drop();
       const e = err as { message?: unknown; code?: unknown };

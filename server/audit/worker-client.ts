@@ -12,6 +12,8 @@ export interface WorkerDone {
   seconds: number;
   lastId: number;
   prune?: PruneResult;
+  /** A prune run after a committed batch failed (the batch itself is durable). */
+  pruneError?: string;
 }
 
 interface Call {
@@ -84,7 +86,7 @@ export class AuditWorkerClient {
       if (!c) return;
       this.calls.delete(reply.id);
       if (this.calls.size === 0) w.unref();
-      if (reply.ok) c.resolve({ seconds: reply.seconds, lastId: reply.lastId, ...(reply.prune ? { prune: reply.prune } : {}) });
+      if (reply.ok) c.resolve({ seconds: reply.seconds, lastId: reply.lastId, ...(reply.prune ? { prune: reply.prune } : {}), ...(reply.pruneError !== undefined ? { pruneError: reply.pruneError } : {}) });
       else c.reject(Object.assign(new Error(reply.message), { code: reply.code }));
     });
     w.on('error', (err) => {
