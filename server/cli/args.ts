@@ -38,3 +38,18 @@ const VALUE_FLAGS = new Set(['addr', 'token', 'version', 'cas', 'value', 'length
 export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
+
+/** A flag's value; a flag given without one is a usage error. */
+export function flag(args: ParsedArgs, name: string): string | undefined {
+  const v = args.flags.get(name);
+  if (v === true) throw new UsageError(`--${name} needs a value`);
+  return v;
+}
+
+/** A flag's value as a whole number, if given. */
+export function intFlag(args: ParsedArgs, name: string): number | undefined {
+  const v = flag(args, name);
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new UsageError(`--${name} must be a whole number`);
+  return Number(v);
+}

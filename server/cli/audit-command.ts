@@ -4,7 +4,7 @@
 // (`"coffer_audit":1` first), so `coffer audit export` output can be checked
 // with `coffer audit verify --file` like a VAULT_AUDIT_FILE.
 import { call, type ClientOptions } from './client.js';
-import { UsageError, type ParsedArgs } from './args.js';
+import { flag, intFlag, UsageError, type ParsedArgs } from './args.js';
 
 export const AUDIT_HELP = `Usage:
   coffer audit tail [--limit N] [--follow]       the newest N records (default 20) as JSON lines;
@@ -148,15 +148,3 @@ async function verifyOffline(dataDir: string, file: string | undefined): Promise
   return chain.verifyAuditChain(db, keyFile);
 }
 
-function flag(args: ParsedArgs, name: string): string | undefined {
-  const v = args.flags.get(name);
-  if (v === true) throw new UsageError(`--${name} needs a value`);
-  return v;
-}
-
-function intFlag(args: ParsedArgs, name: string): number | undefined {
-  const v = flag(args, name);
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v)) throw new UsageError(`--${name} must be a whole number`);
-  return Number(v);
-}

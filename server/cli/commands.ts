@@ -1,7 +1,7 @@
 // The `coffer` command tree: help text and dispatch for every subcommand.
 import fs from 'node:fs';
 import { call, encodeName, type ClientOptions } from './client.js';
-import { UsageError, type ParsedArgs } from './args.js';
+import { flag, intFlag, UsageError, type ParsedArgs } from './args.js';
 
 export const TOP_HELP = `coffer — a small secrets vault for Kubernetes
 
@@ -105,18 +105,6 @@ function need(args: ParsedArgs, i: number, what: string): string {
   return v;
 }
 
-function flag(args: ParsedArgs, name: string): string | undefined {
-  const v = args.flags.get(name);
-  if (v === true) throw new UsageError(`--${name} needs a value`);
-  return v;
-}
-
-function intFlag(args: ParsedArgs, name: string): number | undefined {
-  const v = flag(args, name);
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v)) throw new UsageError(`--${name} must be a whole number`);
-  return Number(v);
-}
 
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) throw new UsageError('pipe the value on stdin, or pass --value');
