@@ -5,6 +5,7 @@
 // with `coffer audit verify --file` like a VAULT_AUDIT_FILE.
 import { call, type ClientOptions } from './client.js';
 import { flag, intFlag, UsageError, type ParsedArgs } from './args.js';
+import type { SubSpec } from './commands.js';
 
 export const AUDIT_HELP = `Usage:
   coffer audit tail [--limit N] [--follow]       the newest N records (default 20) as JSON lines;
@@ -19,6 +20,13 @@ export const AUDIT_HELP = `Usage:
   Needs an admin token. verify prints {ok, checked, first_id, last_id, first_break} and exits 1
   when the chain breaks (first_break names the first record missing, altered or out of place).`;
 
+/** What each audit subcommand takes (checked by checkClientArgs before it runs). */
+export const AUDIT_SPECS: Readonly<Record<string, SubSpec>> = {
+  tail: { args: [], min: 0, max: 0, flags: ['limit', 'follow'] },
+  export: { args: [], min: 0, max: 0, flags: ['since'] },
+  verify: { args: [], min: 0, max: 0, flags: ['data-dir', 'file'] },
+};
+
 interface Page {
   records: Array<{ id: number } & Record<string, unknown>>;
   next_since: number | null;
@@ -31,9 +39,9 @@ export async function auditCommand(args: ParsedArgs, client: ClientOptions): Pro
   const verb = args.positionals[1];
   switch (verb) {
     case 'tail':
-      return tail(client, intFlag(args, 'limit') ?? 20, args.flags.has('follow'));
+      return tail(client, intFlag(args, 'limit', 1, PAGE) ?? 20, args.flags.has('follow'));
     case 'export':
-      return exportSince(client, intFlag(args, 'since') ?? 0);
+      return exportSince(client, intFlag(args, 'since', 0) ?? 0);
     case 'verify':
       return verify(args, client);
     case undefined:

@@ -1,14 +1,29 @@
 // HTTP client for the people-facing commands. Errors print the server's code
 // and message; the token is read from COFFER_TOKEN (or --token) and never echoed.
+import { UsageError } from './args.js';
+
 export interface ClientOptions {
   addr: string;
   token: string | undefined;
 }
 
+/** Exit codes (documented in TOP_HELP): 1 the server refused, 2 usage, 3 the server is unreachable. */
+export const EXIT_REFUSED = 1;
+export const EXIT_USAGE = 2;
+export const EXIT_UNREACHABLE = 3;
+
+/** How long one request may wait for an answer before the server counts as unreachable. */
+const REQUEST_TIMEOUT_MS = 60_000;
+
+/** The server answered with an error (status 4xx/5xx), or did not answer at all (status 0). */
 export class ClientError extends Error {
   override readonly name = 'ClientError';
   constructor(readonly status: number, readonly code: string, message: string) {
-    super(`${code} (${status}): ${message}`);
+    super(status === 0 ? message : `${code} (${status}): ${message}`);
+  }
+
+  get exitCode(): number {
+    return this.status === 0 ? EXIT_UNREACHABLE : EXIT_REFUSED;
   }
 }
 
@@ -16,11 +31,26 @@ export async function call(opts: ClientOptions, method: string, path: string, bo
   const headers: Record<string, string> = {};
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
   if (body !== undefined) headers['content-type'] = 'application/json';
+  let url: URL;
+  try {
+    url = new URL(path, opts.addr);
+  } catch {
+    throw new UsageError(`not an address: ${JSON.stringify(opts.addr)} (COFFER_ADDR or --addr, e.g. http://127.0.0.1:8200)`);
+  }
   let res: Response;
   try {
-    res = await fetch(new URL(path, opts.addr), { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+    res = await fetch(url, {
+      method,
+      headers,
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
   } catch (err) {
-    throw new ClientError(0, 'unreachable', `cannot reach ${opts.addr}: ${(err as Error).message}`);
+    const e = err as Error & { cause?: { code?: string; message?: string } };
+    if (e.name === 'TimeoutError') {
+      throw new ClientError(0, 'unreachable', `no answer from ${opts.addr} within ${REQUEST_TIMEOUT_MS / 1000} s (a write may or may not have been applied)`);
+    }
+    throw new ClientError(0, 'unreachable', `cannot reach ${opts.addr}: ${e.cause?.code ?? e.cause?.message ?? e.message}`);
   }
   if (res.status === 204) return null;
   const text = await res.text();

@@ -1,30 +1,61 @@
 // The `coffer` command tree: help text and dispatch for every subcommand.
 import fs from 'node:fs';
 import { call, encodeName, type ClientOptions } from './client.js';
-import { flag, intFlag, UsageError, type ParsedArgs } from './args.js';
+import { checkFlags, flag, intFlag, UsageError, type ParsedArgs } from './args.js';
+
+/** One line of the top-level help: a command and every subcommand it takes. */
+export interface CommandEntry {
+  name: string;
+  subcommands: readonly string[];
+  summary: string;
+}
+
+/**
+ * Every command `coffer` runs, in help order. The top-level help is generated
+ * from it, and client commands refuse a subcommand not listed here (the CLI
+ * test checks each entry has its help and, for client commands, its spec).
+ */
+export const COMMANDS: readonly CommandEntry[] = [
+  { name: 'server', subcommands: [], summary: 'run a vault node (configured by VAULT_* environment variables)' },
+  { name: 'dev-cluster', subcommands: [], summary: 'run a local 3-node dev cluster (npm run cluster)' },
+  { name: 'wg-agent', subcommands: [], summary: 'run the WireGuard sidecar agent (overlay for Raft; see WIREGUARD.md)' },
+  { name: 'secret', subcommands: ['get', 'put', 'rotate', 'delete', 'meta', 'list'], summary: 'read and manage secrets' },
+  { name: 'token', subcommands: ['create', 'list', 'revoke'], summary: 'manage bearer tokens' },
+  { name: 'role', subcommands: ['put', 'get', 'list', 'delete'], summary: 'manage roles' },
+  {
+    name: 'cluster',
+    subcommands: ['status', 'add-peer', 'remove-peer', 'transfer-leadership', 'members'],
+    summary: "this node's view of the cluster; change its membership and leader",
+  },
+  { name: 'audit', subcommands: ['tail', 'export', 'verify'], summary: "read this node's audit trail, check its hash chain" },
+  { name: 'operator', subcommands: ['run', 'render'], summary: 'run the VaultCluster controller (run is the default); render its manifests' },
+  { name: 'sync', subcommands: ['run'], summary: 'run the CofferSecret sync controller' },
+];
+
+const COLUMN = 25;
+
+function helpLine(usage: string, summary: string): string {
+  const left = `  ${usage}`;
+  return left.length < COLUMN - 1 ? left.padEnd(COLUMN) + summary : `${left}\n${' '.repeat(COLUMN)}${summary}`;
+}
 
 export const TOP_HELP = `coffer — a small secrets vault for Kubernetes
 
-Usage: coffer <command> [options]
+Usage: coffer <command> [subcommand] [options]
 
 Commands:
-  server                 run a vault node (configured by VAULT_* environment variables)
-  dev-cluster            run a local 3-node dev cluster (npm run cluster)
-  wg-agent               run the WireGuard sidecar agent (overlay for Raft; see WIREGUARD.md)
-  secret get|put|rotate|delete|meta|list
-                         read and manage secrets
-  token create|list|revoke
-                         manage bearer tokens
-  role put|get|list|delete
-                         manage roles
-  cluster status         show this node's view of the cluster
-  audit tail|export|verify
-                         read this node's audit trail, check its hash chain
-  help [command]         show help for a command
+${[...COMMANDS.map((c) => helpLine(c.subcommands.length ? `${c.name} ${c.subcommands.join('|')}` : c.name, c.summary)), helpLine('help [command]', 'show help for a command')].join('\n')}
 
-Client commands talk to COFFER_ADDR (default http://127.0.0.1:8200) with the
-bearer token in COFFER_TOKEN; --addr and --token override them.
-Run 'coffer <command> --help' for details.`;
+Client commands (secret, token, role, cluster, audit) talk to COFFER_ADDR
+(default http://127.0.0.1:8200) with the bearer token in COFFER_TOKEN;
+--addr and --token override them. Unknown subcommands and flags are errors.
+Run 'coffer <command> --help' for details.
+
+Exit codes:
+  0  ok
+  1  the server refused the request (a 4xx or 5xx answer; audit verify: the chain breaks)
+  2  usage: unknown command, subcommand or flag, a missing argument, an invalid value
+  3  the server is unreachable (connection refused, DNS failure, no answer within 60 s)`;
 
 export const SERVER_HELP = `Usage: coffer server [--dev]
 
@@ -46,12 +77,16 @@ Options:
 
 export const SECRET_HELP = `Usage:
   coffer secret get NAME [--version N] [--stale] [--json]   print a value (needs an allowlisted address)
-  coffer secret put NAME [--cas N]                          store stdin as the next version
+  coffer secret put NAME [--cas N] [--allow-empty]          store stdin as the next version
   coffer secret put NAME --value V [--cas N]                (a value on the command line lands in shell history)
   coffer secret rotate NAME [--length N] [--charset alphanumeric|hex|base64url|printable]
   coffer secret delete NAME                                 delete every version
   coffer secret meta NAME                                   versions and key ids, never values
-  coffer secret list [--prefix P] [--limit N]`;
+  coffer secret list [--prefix P] [--limit N]
+
+  put reads stdin to its end and strips ONE trailing newline (so 'echo v |' stores "v");
+  an empty value is refused unless --allow-empty. --version N and --limit N are >= 1;
+  --cas 0 means "only if the secret does not exist yet".`;
 
 export const TOKEN_HELP = `Usage:
   coffer token create NAME --role ROLE [--ttl SECONDS]   prints the token once; store it now
@@ -74,6 +109,65 @@ export const CLUSTER_HELP = `Usage:
                                               promotes and removes one member at a time until Raft matches
   coffer cluster members clear                stop declaring (the autopilot then changes nothing)`;
 
+/** What one subcommand takes: its positional arguments (min..max, named for messages) and its flags. */
+export interface SubSpec {
+  args: readonly string[];
+  min: number;
+  max: number;
+  flags: readonly string[];
+}
+
+const sub = (args: readonly string[], flags: readonly string[] = [], min = args.length, max = args.length): SubSpec => ({ args, min, max, flags });
+
+/** Flags every client command takes. */
+export const CLIENT_FLAGS = ['addr', 'token', 'help'] as const;
+
+/** The client commands' subcommands (every one in COMMANDS), each with what it takes. */
+export const CLIENT_SPECS: Readonly<Record<string, Readonly<Record<string, SubSpec>>>> = {
+  secret: {
+    get: sub(['NAME'], ['version', 'stale', 'json']),
+    put: sub(['NAME'], ['cas', 'value', 'allow-empty']),
+    rotate: sub(['NAME'], ['length', 'charset']),
+    delete: sub(['NAME']),
+    meta: sub(['NAME']),
+    list: sub([], ['prefix', 'limit']),
+  },
+  token: {
+    create: sub(['NAME'], ['role', 'ttl']),
+    list: sub([]),
+    revoke: sub(['NAME']),
+  },
+  role: {
+    put: sub(['NAME'], ['file']),
+    get: sub(['NAME']),
+    list: sub([]),
+    delete: sub(['NAME']),
+  },
+  cluster: {
+    status: sub([]),
+    'add-peer': sub(['ID', 'HOST:PORT']),
+    'remove-peer': sub(['ID']),
+    'transfer-leadership': sub(['ID'], [], 0, 1),
+    members: sub(['set|clear', 'ID=HOST:PORT'], [], 0, Infinity),
+  },
+};
+
+/**
+ * Checks a client command line against its spec before anything is sent:
+ * a missing or unknown subcommand, an unknown flag, a missing or extra argument.
+ */
+export function checkClientArgs(args: ParsedArgs, specs: Readonly<Record<string, SubSpec>>): void {
+  const verb = args.positionals[1];
+  const names = Object.keys(specs);
+  if (verb === undefined) throw new UsageError(`missing subcommand (${names.join(', ')})`);
+  const spec = Object.hasOwn(specs, verb) ? specs[verb] : undefined;
+  if (spec === undefined) throw new UsageError(`unknown subcommand '${verb}' (one of ${names.join(', ')})`);
+  checkFlags(args, [...CLIENT_FLAGS, ...spec.flags]);
+  const given = args.positionals.length - 2;
+  if (given < spec.min) throw new UsageError(`${verb}: missing ${spec.args[given]}`);
+  if (given > spec.max) throw new UsageError(`${verb}: unexpected argument '${args.positionals[2 + spec.max]}'`);
+}
+
 async function membersCommand(args: ParsedArgs, client: ClientOptions): Promise<void> {
   const [, , action, ...entries] = args.positionals;
   switch (action) {
@@ -89,9 +183,10 @@ async function membersCommand(args: ParsedArgs, client: ClientOptions): Promise<
       return out(await call(client, 'PUT', '/v1/admin/cluster/members', { members }));
     }
     case 'clear':
+      if (entries.length > 0) throw new UsageError(`members clear: unexpected argument '${entries[0]}'`);
       return out(await call(client, 'DELETE', '/v1/admin/cluster/members'));
     default:
-      throw new UsageError(`unknown cluster members action ${action} (set, clear)`);
+      throw new UsageError(`unknown cluster members action '${action}' (set, clear)`);
   }
 }
 
@@ -106,6 +201,7 @@ function need(args: ParsedArgs, i: number, what: string): string {
 }
 
 
+/** The value on stdin, less ONE trailing newline (documented in SECRET_HELP). */
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) throw new UsageError('pipe the value on stdin, or pass --value');
   const chunks: Buffer[] = [];
@@ -118,29 +214,30 @@ export async function secretCommand(args: ParsedArgs, client: ClientOptions): Pr
   if (verb === 'list') {
     const q = new URLSearchParams();
     const prefix = flag(args, 'prefix');
-    const limit = intFlag(args, 'limit');
+    const limit = intFlag(args, 'limit', 1);
     if (prefix) q.set('prefix', prefix);
-    if (limit) q.set('limit', String(limit));
+    if (limit !== undefined) q.set('limit', String(limit));
     return out(await call(client, 'GET', `/v1/metadata?${q}`));
   }
   const name = encodeName(need(args, 2, 'secret NAME'));
   switch (verb) {
     case 'get': {
       const q = new URLSearchParams();
-      const version = intFlag(args, 'version');
-      if (version) q.set('version', String(version));
+      const version = intFlag(args, 'version', 1);
+      if (version !== undefined) q.set('version', String(version));
       if (args.flags.has('stale')) q.set('consistency', 'stale');
       const res = (await call(client, 'GET', `/v1/secrets/${name}?${q}`)) as { value: string };
       return out(args.flags.has('json') ? res : res.value);
     }
     case 'put': {
+      const cas = intFlag(args, 'cas', 0);
       const value = flag(args, 'value') ?? (await readStdin());
-      const cas = intFlag(args, 'cas');
+      if (value === '' && !args.flags.has('allow-empty')) throw new UsageError('refusing to store an empty value (use --allow-empty)');
       return out(await call(client, 'PUT', `/v1/secrets/${name}`, cas === undefined ? { value } : { value, cas }));
     }
     case 'rotate': {
       const body: Record<string, unknown> = {};
-      const length = intFlag(args, 'length');
+      const length = intFlag(args, 'length', 1);
       const charset = flag(args, 'charset');
       if (length !== undefined) body.length = length;
       if (charset !== undefined) body.charset = charset;
@@ -163,7 +260,7 @@ export async function tokenCommand(args: ParsedArgs, client: ClientOptions): Pro
       const name = need(args, 2, 'token NAME');
       const role = flag(args, 'role');
       if (!role) throw new UsageError('--role is required');
-      const ttl = intFlag(args, 'ttl');
+      const ttl = intFlag(args, 'ttl', 1);
       return out(await call(client, 'POST', '/v1/tokens', ttl === undefined ? { name, role } : { name, role, ttl_secs: ttl }));
     }
     case 'list':

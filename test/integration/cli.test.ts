@@ -2,8 +2,11 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import net from 'node:net';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AUDIT_SPECS } from '../../server/cli/audit-command.js';
+import { CLIENT_SPECS, COMMANDS } from '../../server/cli/commands.js';
 import { COFFER_BIN, spawnNode, tempDir, type SpawnedNode } from '../helpers/node.js';
 
 const run = promisify(execFile);
@@ -22,7 +25,110 @@ async function coffer(args: string[], env: Record<string, string> = {}, input?: 
   }
 }
 
+/** A port nothing listens on: bound once by the OS, then released. */
+async function closedPort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
 describe('help', () => {
+  const specsOf = (name: string) => (name === 'audit' ? AUDIT_SPECS : CLIENT_SPECS[name]);
+
+  it('coffer --help lists every command and subcommand of the command table, summaries aligned', async () => {
+    const r = await coffer(['--help']);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.split('\n');
+    for (const c of COMMANDS) {
+      const i = lines.findIndex((l) => l.startsWith(`  ${c.name} `) || l === `  ${c.name}`);
+      expect(i, c.name).toBeGreaterThan(0);
+      const words = lines[i]!.trim().split(/\s+/);
+      expect(words[0]).toBe(c.name);
+      if (c.subcommands.length) expect(words[1]!.split('|'), c.name).toEqual([...c.subcommands]);
+      // The summary starts in column 25, on the same line or alone on the next.
+      const sameLine = lines[i]!.length > 25 && lines[i]!.slice(25) === c.summary && lines[i]!.slice(0, 25).endsWith('  ');
+      expect(sameLine || lines[i + 1] === ' '.repeat(25) + c.summary, c.name).toBe(true);
+    }
+    // Every summary line (a command's or the help line's) begins at column 25.
+    const commandBlock = lines.slice(lines.indexOf('Commands:') + 1, lines.indexOf('', lines.indexOf('Commands:')));
+    for (const l of commandBlock) {
+      if (/^ {25}\S/.test(l)) continue; // a summary on its own line
+      if (/^  \S+( \S+)?$/.test(l) && l.length > 23) continue; // a long usage, summary on the next line
+      expect(l.slice(23, 25), l).toBe('  ');
+      expect(l[25], l).toMatch(/\S/);
+    }
+    expect(r.stdout).toMatch(/Exit codes:\n  0 +ok\n  1 .*refused.*\n  2 +usage.*\n  3 .*unreachable/);
+  });
+
+  it.each(COMMANDS.map((c) => c.name))('coffer %s --help exits 0 and covers every subcommand; client commands declare each', async (name) => {
+    const c = COMMANDS.find((x) => x.name === name)!;
+    const r = await coffer([name, '--help']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/Usage/);
+    for (const s of c.subcommands) expect(r.stdout, `${name} ${s}`).toMatch(new RegExp(`\\b${s}\\b`));
+    const specs = specsOf(name);
+    if (specs) expect(Object.keys(specs).sort(), `${name}: the subcommands the CLI accepts`).toEqual([...c.subcommands].sort());
+  });
+
+  it('the client commands in the dispatcher are exactly the table\'s', () => {
+    for (const name of Object.keys(CLIENT_SPECS)) expect(COMMANDS.some((c) => c.name === name), name).toBe(true);
+  });
+
+  it.each([
+    [['secret', 'frob'], 'secret', /unknown subcommand 'frob'/],
+    [['secret'], 'secret', /missing subcommand/],
+    [['secret', 'get'], 'secret', /missing NAME/],
+    [['secret', 'get', 'a', 'b'], 'secret', /unexpected argument 'b'/],
+    [['secret', 'get', 'a', '--frob'], 'secret', /unknown flag --frob/],
+    [['secret', 'get', 'a', '--role', 'x'], 'secret', /unknown flag --role/],
+    [['secret', 'get', 'a', '--stale=yes'], 'secret', /--stale takes no value/],
+    [['secret', 'get', 'a', '--version', '0'], 'secret', /--version must be/],
+    [['secret', 'get', 'a', '--version', '-2'], 'secret', /--version must be/],
+    [['secret', 'get', 'a', '--version', '1.5'], 'secret', /--version must be/],
+    [['secret', 'get', 'a', '--version'], 'secret', /--version needs a value/],
+    [['secret', 'list', '--limit', '0'], 'secret', /--limit must be/],
+    [['secret', 'list', '--limit', 'ten'], 'secret', /--limit must be/],
+    [['secret', 'rotate', 'a', '--length', '0'], 'secret', /--length must be/],
+    [['token', 'create', 'x', '--role', 'r', '--ttl', '0'], 'token', /--ttl must be/],
+    [['token', 'create', 'x'], 'token', /--role is required/],
+    [['token', 'frob'], 'token', /unknown subcommand 'frob'/],
+    [['role', 'put', 'x'], 'role', /--file/],
+    [['role', 'list', 'extra'], 'role', /unexpected argument 'extra'/],
+    [['cluster', 'frob'], 'cluster', /unknown subcommand 'frob'/],
+    [['cluster', 'add-peer', 'n4'], 'cluster', /missing HOST:PORT/],
+    [['cluster', 'members', 'frob'], 'cluster', /unknown cluster members action 'frob'/],
+    [['cluster', 'members', 'set', 'n9'], 'cluster', /ID=HOST:PORT/],
+    [['audit', 'frob'], 'audit', /unknown subcommand 'frob'/],
+    [['audit', 'tail', '--limit', '0'], 'audit', /--limit must be/],
+    [['audit', 'export', '--since', '-1'], 'audit', /--since must be/],
+    [['audit', 'verify', '--follow'], 'audit', /unknown flag --follow/],
+    [['server', '--frob'], 'server', /unknown flag --frob/],
+    [['server', 'extra'], 'server', /unexpected argument 'extra'/],
+    [['dev-cluster', '--frob'], 'dev-cluster', /unknown flag --frob/],
+    [['operator', 'render', '-f', 'x.yaml', '--frob'], 'operator render', /unknown flag --frob/],
+    [['help', 'frob'], null, /unknown command 'frob'/],
+    [['frob'], null, /unknown command 'frob'/],
+  ] as const)('usage error: coffer %j exits 2 with one line and a hint', async (args, where, message) => {
+    // A closed port: a check that slipped through would exit 3, not 2.
+    const r = await coffer([...args], { COFFER_ADDR: `http://127.0.0.1:${await closedPort()}`, COFFER_TOKEN: 'x' }, '');
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr.trimEnd().split('\n'), r.stderr).toHaveLength(1);
+    expect(r.stderr).toContain(where === null ? "see 'coffer --help'" : `see 'coffer ${where} --help'`);
+    expect(r.stdout).toBe('');
+  });
+
+  it('exits 3 when COFFER_ADDR points at a closed port, for every client command', async () => {
+    const env = { COFFER_ADDR: `http://127.0.0.1:${await closedPort()}`, COFFER_TOKEN: 'x' };
+    for (const args of [['secret', 'get', 'a'], ['secret', 'list'], ['token', 'list'], ['role', 'list'], ['cluster', 'status'], ['audit', 'verify']]) {
+      const r = await coffer(args, env);
+      expect(r.code, args.join(' ')).toBe(3);
+      expect(r.stderr).toMatch(/cannot reach http:\/\/127\.0\.0\.1:\d+/);
+    }
+  });
+
   it.each(['server', 'secret', 'token', 'role', 'cluster'])('coffer %s --help prints usage and exits 0', async (cmd) => {
     const r = await coffer([cmd, '--help']);
     expect(r.code).toBe(0);
@@ -56,9 +162,9 @@ describe('help', () => {
       expect(r.stderr, args.join(' ')).not.toMatch(/heavy module/);
       expect(r.code, args.join(' ')).toBe(0);
     }
-    const get = await light(['secret', 'get', 'app/x', '--addr', 'http://127.0.0.1:9']); // nothing listens there
+    const get = await light(['secret', 'get', 'app/x', '--addr', `http://127.0.0.1:${await closedPort()}`]); // nothing listens there
     expect(get.stderr).not.toMatch(/heavy module/);
-    expect(get.code).toBe(1);
+    expect(get.code).toBe(3);
     // Control: the hook does refuse them, so a command that needs one fails loudly.
     const server = await light(['server']);
     expect(server.stderr).toMatch(/heavy module loaded: (fastify|better-sqlite3|libsodium|@aws-sdk)/);
@@ -113,6 +219,29 @@ describe('dev node', () => {
     const put = await coffer(['secret', 'put', 'dev/greeting'], clientEnv, 'hello from stdin');
     expect(put.code).toBe(0);
     expect(JSON.parse(put.stdout)).toMatchObject({ name: 'dev/greeting', version: 1 });
+    // Empty stdin is refused (a forgotten pipe must not blank a secret) unless asked for.
+    const empty = await coffer(['secret', 'put', 'dev/empty'], clientEnv, '');
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toMatch(/refusing to store an empty value \(use --allow-empty\)/);
+    expect((await coffer(['secret', 'put', 'dev/empty', '--allow-empty'], clientEnv, '')).code).toBe(0);
+    // ONE trailing newline is stripped, as the help says.
+    expect((await coffer(['secret', 'put', 'dev/nl'], clientEnv, 'v\n\n')).code).toBe(0);
+    expect(JSON.parse((await coffer(['secret', 'get', 'dev/nl', '--json'], clientEnv)).stdout)).toMatchObject({ value: 'v\n' });
+    expect((await coffer(['secret', '--help'])).stdout).toMatch(/strips ONE trailing newline/);
+    // The server refusing is exit 1: 404 (no such secret, no such version), 403 (a token without the right).
+    const missing = await coffer(['secret', 'get', 'dev/nothing-here'], clientEnv);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/\(404\)/);
+    expect((await coffer(['secret', 'get', 'dev/greeting', '--version', '7'], clientEnv)).code).toBe(1);
+    const rules = path.join(cwd, 'reader.json');
+    fs.writeFileSync(rules, JSON.stringify({ rules: [{ paths: ['dev/*'], actions: ['list'] }] }));
+    expect((await coffer(['role', 'put', 'reader', '--file', rules], clientEnv)).code).toBe(0);
+    const minted = await coffer(['token', 'create', 'cli-reader', '--role', 'reader', '--ttl', '600'], clientEnv);
+    expect(minted.code, minted.stderr).toBe(0);
+    const readerToken = (JSON.parse(minted.stdout) as { token: string }).token;
+    const forbidden = await coffer(['token', 'list'], { COFFER_ADDR: node.url, COFFER_TOKEN: readerToken });
+    expect(forbidden.code).toBe(1);
+    expect(forbidden.stderr).toMatch(/\(403\)/);
     const get = await coffer(['secret', 'get', 'dev/greeting'], clientEnv);
     expect(get.stdout).toBe('hello from stdin\n');
     const denied = await coffer(['token', 'list'], { COFFER_ADDR: node.url, COFFER_TOKEN: 'nope' });
