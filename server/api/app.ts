@@ -14,6 +14,7 @@ import type { AuditDone } from '../audit/record.js';
 import type { ApiDeps } from './deps.js';
 import { ApiError, errorBody, outcomeFor } from './errors.js';
 import { installErrorHandling } from './error-handler.js';
+import { collectRoutes, openapiRoutes } from './openapi.js';
 import { lazyChildLogger } from './request-logger.js';
 import { adminRoutes } from './routes/admin.js';
 import { healthRoutes } from './routes/health.js';
@@ -44,10 +45,10 @@ const FRAMEWORK_ERRORS: Record<string, string> = {
  * The blocking query is here too: a reader (the sync controller) must learn of a new version where it
  * reads values; it answers versions only, to a token with read_metadata.
  */
-const READ_SURFACE = new Set(['secret.read', 'secret.watch', 'health', 'ready', 'metrics.read']);
+const READ_SURFACE = new Set(['secret.read', 'secret.watch', 'health', 'ready', 'metrics.read', 'openapi']);
 
 /** Not audited (DESIGN §4): they carry no secret data and must answer while audit.db cannot be written. */
-const UNAUDITED = new Set(['health', 'ready', 'metrics.read']);
+const UNAUDITED = new Set(['health', 'ready', 'metrics.read', 'openapi']);
 
 export type ApiSurface = 'all' | 'reads';
 
@@ -270,6 +271,8 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: Api
     route.preHandler = own === undefined ? hooks : [...hooks, ...(Array.isArray(own) ? own : [own])];
   });
 
+  // The OpenAPI document lists what this listener serves (on a reads-only listener, its read surface).
+  const routes = collectRoutes(app, surface === 'reads' ? (action) => READ_SURFACE.has(action) : () => true);
   installErrorHandling(app);
   await app.register(healthRoutes, { deps });
   await app.register(secretRoutes, { deps });
@@ -280,5 +283,6 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: Api
   await app.register(adminRoutes, { deps });
   await app.register(snapshotRoutes, { deps });
   await app.register(kmsRoutes, { deps });
+  await app.register(openapiRoutes, { routes, version: deps.release });
   return app;
 }

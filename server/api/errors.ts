@@ -19,7 +19,7 @@ export type ErrorCode =
   | 'too_many_requests'
   | 'internal';
 
-const STATUS: Record<ErrorCode, number> = {
+export const STATUS: Record<ErrorCode, number> = {
   bad_request: 400,
   invalid_name: 400,
   payload_too_large: 413,
