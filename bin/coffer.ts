@@ -87,12 +87,13 @@ async function main(argv: string[]): Promise<number> {
   }
   const client = Object.hasOwn(CLIENT, command) ? CLIENT[command as keyof typeof CLIENT] : undefined;
   try {
+    // dev-cluster checks its own subcommands and flags (UsageError → exit 2 here).
+    if (command === 'dev-cluster') return await runDevCluster(args);
     if (client === undefined) {
-      // server, dev-cluster: no subcommands, their own flags.
+      // server: no subcommands, its own flags.
       if (args.positionals.length > 1) throw new UsageError(`unexpected argument '${args.positionals[1]}'`);
-      checkFlags(args, command === 'server' ? ['dev', 'help'] : ['nodes', 'dir', 'help']);
-      if (command === 'server') return (await import('../server/cli/server-command.js')).runServer(args);
-      return await runDevCluster(args);
+      checkFlags(args, ['dev', 'help']);
+      return (await import('../server/cli/server-command.js')).runServer(args);
     }
     checkClientArgs(args, client.specs);
     const options = {

@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ParsedArgs } from './args.js';
+import { checkFlags, type ParsedArgs, UsageError } from './args.js';
 import { applyDevDefaults } from './dev.js';
 
 export const DEV_CLUSTER_HELP = `Usage: coffer dev-cluster [--nodes 3] [--dir ./data-cluster]
@@ -18,6 +18,8 @@ Each node keeps its data in <dir>/nN; the master key and bootstrap token are
 generated once into <dir>. Logs go to <dir>/nN.log. Ctrl-C stops every node.`;
 
 export async function runDevCluster(args: ParsedArgs): Promise<number> {
+  if (args.positionals.length > 1) throw new UsageError(`unexpected argument '${args.positionals[1]}'`);
+  checkFlags(args, ['nodes', 'dir', 'help']);
   const countText = (args.flags.get('nodes') as string | undefined) ?? '3';
   if (!['1', '3', '5', '7'].includes(countText)) {
     process.stderr.write('coffer dev-cluster: --nodes must be 1, 3, 5 or 7\n');
