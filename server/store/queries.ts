@@ -104,6 +104,11 @@ function prepare(db: Database.Database) {
         'SELECT version, created_at, created_by, kms_key_id, wrapped_rotation_at FROM secret_versions WHERE name = ? ORDER BY version',
       ),
       list: db.prepare('SELECT name FROM secrets WHERE name > ? AND substr(name, 1, ?) = ? ORDER BY name LIMIT ?').pluck(),
+      // Range scans on the primary key, for seeking (one folder level): from a bound, inclusive or not, below an upper bound or not.
+      rangeFrom: db.prepare('SELECT name FROM secrets WHERE name >= ? ORDER BY name LIMIT ?').pluck(),
+      rangeAfter: db.prepare('SELECT name FROM secrets WHERE name > ? ORDER BY name LIMIT ?').pluck(),
+      rangeFromBelow: db.prepare('SELECT name FROM secrets WHERE name >= ? AND name < ? ORDER BY name LIMIT ?').pluck(),
+      rangeAfterBelow: db.prepare('SELECT name FROM secrets WHERE name > ? AND name < ? ORDER BY name LIMIT ?').pluck(),
       tokenByHash: db.prepare('SELECT * FROM tokens WHERE token_sha256 = ?'),
       tokenByName: db.prepare('SELECT * FROM tokens WHERE name = ?'),
       tokens: db.prepare('SELECT * FROM tokens ORDER BY name'),
@@ -194,6 +199,16 @@ export class StateReader {
   /** Names after `after` starting with `prefix`, in order; at most `limit`. */
   listNames(prefix: string, after: string, limit: number): string[] {
     return this.stmts.list.all(after, prefix.length, prefix, limit) as string[];
+  }
+
+  /**
+   * Names from `from` (itself included when `inclusive`) up to, not including, `below` (null: no bound), in order;
+   * at most `limit`. Both bounds use the primary key, so a caller can seek past a whole folder in one step.
+   */
+  namesFrom(from: string, inclusive: boolean, below: string | null, limit: number): string[] {
+    const s = this.stmts;
+    if (below === null) return (inclusive ? s.rangeFrom : s.rangeAfter).all(from, limit) as string[];
+    return (inclusive ? s.rangeFromBelow : s.rangeAfterBelow).all(from, below, limit) as string[];
   }
 
   /** The token and role caches, valid only when the source tells us about changes (a StateMachine). */
