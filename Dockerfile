@@ -1,6 +1,7 @@
 # Coffer's one image: `coffer server` (the vault pods; the operator's
 # StatefulSet passes args ["server"]) and `coffer operator` (the Helm chart
-# passes args ["operator"]). The entrypoint is the `coffer` executable.
+# passes args ["operator"]). The entrypoint is the `coffer` executable, also
+# on PATH as /usr/local/bin/coffer for `kubectl exec … -- coffer …`.
 #
 #   docker build -t coffer:$(node -p 'require("./package.json").version') .
 #
@@ -50,7 +51,9 @@ COPY wg-agent ./wg-agent
 COPY operator ./operator
 COPY sync ./sync
 COPY bench ./bench
-RUN npm run build
+# dist/bin/coffer.js starts with `#!/usr/bin/env node`; executable, so the
+# runtime's /usr/local/bin/coffer link runs it.
+RUN npm run build && chmod 0755 dist/bin/coffer.js
 
 # Production dependencies only, and only what runs: the addon binary stays,
 # the SQLite sources and object files it was built from go.
@@ -97,6 +100,10 @@ COPY --from=build /src/dist/server ./dist/server
 COPY --from=build /src/dist/wg-agent ./dist/wg-agent
 COPY --from=build /src/dist/operator ./dist/operator
 COPY --from=build /src/dist/sync ./dist/sync
+# `coffer` on PATH, so `kubectl exec vault-0 -c vault -- coffer cluster status`
+# works (inside a vault pod the CLI falls back to VAULT_BOOTSTRAP_TOKEN).
+RUN ln -s /app/dist/bin/coffer.js /usr/local/bin/coffer \
+ && coffer --help >/dev/null
 
 ENV NODE_ENV=production \
     VAULT_DATA_DIR=/var/lib/coffer

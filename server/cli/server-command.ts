@@ -8,7 +8,8 @@ import { ConfigError, loadConfig } from '../config/config.js';
 import { createLogger } from '../log/logger.js';
 import { startNode } from '../node/node.js';
 import type { ParsedArgs } from './args.js';
-import { applyDevDefaults } from './dev.js';
+import path from 'node:path';
+import { applyDevDefaults, bootstrapTokenLines, bootstrapTokenState, DEV_TOKEN_FILE } from './dev.js';
 
 /** sysexits EX_IOERR: the node stopped on a storage fault and must be restarted. */
 export const EXIT_STORAGE_FAULT = 74;
@@ -47,11 +48,16 @@ export async function runServer(args: ParsedArgs): Promise<number> {
     process.exit(1);
   }
   if (devToken) {
+    // After startup: the bootstrap token was proposed (and applied, on a lone node), so state.db says whether it still works.
+    const tokenFile = path.join(config.dataDir, DEV_TOKEN_FILE);
+    const state = await bootstrapTokenState(config.dataDir, devToken);
     // Through the logs' own stdout queue: after the "ready" line, never before it or cut into it.
     stdoutDestination().write(
       `\n  Coffer dev node listening on ${node.apiUrl} (DEV MODE: not for real secrets)\n` +
-        `  Data folder: ${config.dataDir}\n` +
-        `  Bootstrap token (role admin):\n\n    export COFFER_ADDR=${node.apiUrl}\n    export COFFER_TOKEN=${devToken}\n\n`,
+        `  API ${process.env.VAULT_API_ADDR} (VAULT_API_ADDR), Raft ${process.env.VAULT_RAFT_ADDR} (VAULT_RAFT_ADDR); data folder ${config.dataDir}\n\n` +
+        `    export COFFER_ADDR=${node.apiUrl}\n\n` +
+        bootstrapTokenLines(tokenFile, devToken, state) +
+        '\n',
     );
   }
   await new Promise<void>((resolve) => {
