@@ -17,6 +17,7 @@ import { installErrorHandling } from './error-handler.js';
 import { collectRoutes, openapiRoutes } from './openapi.js';
 import { lazyChildLogger } from './request-logger.js';
 import { adminRoutes } from './routes/admin.js';
+import { authRoutes } from './routes/auth.js';
 import { healthRoutes } from './routes/health.js';
 import { kmsRoutes } from './routes/kms.js';
 import { metadataRoutes } from './routes/metadata.js';
@@ -279,6 +280,7 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: Api
   await app.register(metadataRoutes, { deps });
   await app.register(watchRoutes, { deps });
   await app.register(tokenRoutes, { deps });
+  await app.register(authRoutes, { deps });
   await app.register(roleRoutes, { deps });
   await app.register(adminRoutes, { deps });
   await app.register(snapshotRoutes, { deps });

@@ -89,6 +89,23 @@ export const tokenRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { 
     },
   );
 
+  app.get<{ Params: { name: string } }>(
+    '/v1/tokens/:name',
+    {
+      config: { action: 'token.read' },
+      schema: { params: identParams, response: { 200: tokenMeta, ...errorResponses } },
+    },
+    async (req) => {
+      req.ctx.target = req.params.name;
+      // The right first: without it, the same 403 whether or not the name exists (no oracle for token names).
+      deps.authz.require(req, 'manage_tokens');
+      const row = deps.reader.tokenByName(req.params.name);
+      if (!row) throw new ApiError('not_found', 'no such token');
+      // Metadata only: the digest is not copied, and the response schema would drop it anyway.
+      return { name: row.name, role: row.role, created_at: row.created_at, expires_at: row.expires_at, revoked_at: row.revoked_at };
+    },
+  );
+
   app.delete<{ Params: { name: string } }>(
     '/v1/tokens/:name',
     { config: { action: 'token.revoke' }, schema: { params: identParams, response: errorResponses } },
