@@ -2,11 +2,15 @@
 // Fastify registers them (an onRoute hook), with their own JSON schemas for
 // params, query strings, bodies and responses. Nothing is written twice: what a
 // route validates is what the document says. What a schema cannot carry (who
-// may call a route, bodies that are not JSON) is the short table below.
+// may call a route, bodies that are not JSON) comes from the route's action:
+// the secret operations' own rights table, or the global right of its family.
 import { STATUS_CODES } from 'node:http';
 import type { FastifyInstance, FastifyPluginAsync, RouteOptions } from 'fastify';
 import { PROMETHEUS_CONTENT_TYPE } from '../../common/prometheus.js';
+import { type Action, type GlobalAction } from '../rbac/rules.js';
+import { SECRET_OPERATIONS } from '../secrets/operations.js';
 import { errorSchema, STATUS } from './errors.js';
+import { WATCH_AUDIT_ACTION } from './routes/watch.js';
 import { rotateParams, ROTATE_SUFFIX, secretNameParams } from './schemas.js';
 
 export const OPENAPI_PATH = '/v1/openapi.json';
@@ -24,20 +28,94 @@ type Json = Record<string, unknown>;
 const BEARER = [{ bearer: [] as string[] }];
 const OPTIONAL_BEARER = [{}, { bearer: [] as string[] }];
 
-/** Who may call a route, where it is not "a bearer token with the route's right" (DESIGN §4). */
-const ACCESS: Record<string, { security: Json[]; note: string }> = {
-  health: { security: [], note: 'No authentication. Not audited.' },
-  ready: { security: [], note: 'No authentication. Not audited.' },
-  openapi: { security: [], note: 'No authentication (the document carries no secret). Not audited, like /v1/health.' },
-  'secret.read': {
-    security: OPTIONAL_BEARER,
-    note:
-      'Allowlist-gated: answered only to client addresses in VAULT_READ_ALLOWLIST (else 403 ip_not_allowed); ' +
-      'no token is needed, and a bearer token, if sent, names the caller in the audit record.',
+/**
+ * Who may call a route (DESIGN §4), by its action (`config.action`, the audit action every route
+ * carries). `rights` are role-rule actions, any one of which allows the call (`onName`: on the
+ * secret name it names); `token` whether a bearer token is needed; `allowlist` whether a client
+ * address in VAULT_READ_ALLOWLIST is enough (or, for a value read, needed).
+ */
+export interface Access {
+  rights: readonly Action[];
+  token: 'none' | 'optional' | 'required';
+  allowlist: boolean;
+  onName: boolean;
+  /** What the rights alone do not say. */
+  note?: string;
+}
+
+const PUBLIC: Access = { rights: [], token: 'none', allowlist: false, onName: false };
+
+/** Routes outside the secret operations and the action namespaces below. */
+const ACCESS: Record<string, Access> = {
+  health: { ...PUBLIC, note: 'Not audited.' },
+  ready: { ...PUBLIC, note: 'Not audited.' },
+  openapi: { ...PUBLIC, note: 'The document carries no secret. Not audited, like /v1/health.' },
+  'metrics.read': { rights: ['admin'], token: 'optional', allowlist: true, onName: false, note: 'Not audited.' },
+  [WATCH_AUDIT_ACTION]: {
+    rights: [...SECRET_OPERATIONS.readMetadata.rights, ...SECRET_OPERATIONS.list.rights],
+    token: 'required',
+    allowlist: false,
+    onName: false,
+    note: `With \`names=\`, \`${SECRET_OPERATIONS.readMetadata.rights[0]}\` on every name; with \`prefix=\`, \`${SECRET_OPERATIONS.list.rights[0]}\` somewhere under the prefix (only names the token may list are answered).`,
   },
-  'metrics.read': { security: OPTIONAL_BEARER, note: 'An allowlisted client address, or a bearer token with `admin`. Not audited.' },
 };
-const BEARER_NOTE = 'Needs `Authorization: Bearer <token>` whose role grants this action (401 unauthorized, 403 forbidden).';
+
+/**
+ * Management families: the first segment of an action names the global right its routes check;
+ * `auth` routes are about the caller's own token, which any live token may ask.
+ */
+const NAMESPACE_RIGHTS: Record<string, GlobalAction | null> = { admin: 'admin', token: 'manage_tokens', role: 'manage_roles', auth: null };
+
+const SECRET_ACCESS = new Map<string, Access>(
+  Object.values(SECRET_OPERATIONS).map((op): [string, Access] =>
+    op.rights.length === 0
+      ? [op.audit, { rights: [], token: 'optional', allowlist: true, onName: true }]
+      : [op.audit, { rights: op.rights, token: 'required', allowlist: false, onName: true }],
+  ),
+);
+
+/** What the right alone does not say, by action. */
+const PRIVILEGED = 'a role with a global action (`manage_tokens`, `manage_roles`, `admin`)';
+const NOTES: Record<string, string> = {
+  [SECRET_OPERATIONS.write.audit]: '`create` writes a name that does not exist yet, `update` one that does.',
+  'token.create': `A token for ${PRIVILEGED} needs \`admin\`.`,
+  'token.revoke': `Revoking a token of ${PRIVILEGED} needs \`admin\`.`,
+  'role.put': `Writing ${PRIVILEGED} needs \`admin\`.`,
+};
+
+/** Who may call the route with this action, or null when nothing says. */
+export function accessOf(action: string): Access | null {
+  const a = ACCESS[action] ?? SECRET_ACCESS.get(action) ?? rightsOfNamespace(action);
+  return a && NOTES[action] ? { ...a, note: NOTES[action] } : a;
+}
+
+function rightsOfNamespace(action: string): Access | null {
+  const family = action.split('.')[0]!;
+  if (!(family in NAMESPACE_RIGHTS)) return null;
+  const right = NAMESPACE_RIGHTS[family];
+  return { rights: right ? [right] : [], token: 'required', allowlist: false, onName: false };
+}
+
+const quoted = (rights: readonly string[]): string => rights.map((r) => `\`${r}\``).join(' or ');
+
+/** The sentence an operation's description opens with. */
+export function accessSentence(a: Access): string {
+  let s: string;
+  if (a.token === 'none') s = 'Who may call: anyone; no authentication.';
+  else if (a.rights.length === 0 && a.allowlist) {
+    s =
+      'Who may call: a client address in VAULT_READ_ALLOWLIST (else 403 `ip_not_allowed`); no token is needed, ' +
+      'and a bearer token, if sent, names the caller in the audit record.';
+  } else if (a.rights.length === 0) {
+    s = 'Who may call: any live bearer token, about itself (401 `unauthorized` without one).';
+  } else {
+    const grant = `a bearer token whose role grants ${quoted(a.rights)}${a.onName ? ' on the secret name' : ''}`;
+    s = a.allowlist
+      ? `Who may call: a client address in VAULT_READ_ALLOWLIST, or ${grant} (else 403 \`ip_not_allowed\`, 401 \`unauthorized\`, 403 \`forbidden\`).`
+      : `Who may call: ${grant} (401 \`unauthorized\` without a live token, 403 \`forbidden\` without the right).`;
+  }
+  return a.note ? `${s} ${a.note}` : s;
+}
 
 /** Bodies that are not JSON, so no schema describes them. */
 const NON_JSON: Record<string, { request?: string; response?: string }> = {
@@ -69,17 +147,22 @@ export function registeredRoutes(app: FastifyInstance): readonly RegisteredRoute
   return collected.get(app);
 }
 
-/** Why a route could not be documented from its schema: none, no response schema, an undescribed path parameter, no action. */
+/**
+ * Why a route could not be documented from its schema: none, no response schema, an undescribed path
+ * parameter, no action, an action whose rights nothing states, no success status.
+ */
 export function schemaProblems(routes: readonly RegisteredRoute[]): string[] {
   const problems: string[] = [];
   for (const r of routes) {
     const where = `${r.method} ${r.url}`;
     if (r.action === '') problems.push(`${where}: no config.action (its operationId and audit action)`);
+    else if (!accessOf(r.action)) problems.push(`${where}: no rights known for action ${r.action} (who may call it)`);
     if (!r.schema) problems.push(`${where}: no schema`);
     else if (!r.schema.response) problems.push(`${where}: no response schema`);
     else {
       const props = (r.schema.params as { properties?: Json } | undefined)?.properties ?? {};
       for (const p of pathParams(r.url)) if (!(p in props)) problems.push(`${where}: path parameter ${p} has no schema`);
+      if (successStatuses(r).length === 0) problems.push(`${where}: no success status (a 2xx response schema; only a DELETE may answer 204 without one)`);
     }
   }
   return problems;
@@ -127,40 +210,63 @@ const codesWithin = (lo: number, hi: number): string =>
     .map(([code, s]) => `\`${code}\` (${s})`)
     .join(', ');
 
-function responses(r: RegisteredRoute): Json {
+/**
+ * The 2xx statuses a route answers: its 2xx response schemas; else 200 for a body that is not JSON
+ * (NON_JSON), else 204 for a DELETE (no body); else none, which schemaProblems reports.
+ */
+export function successStatuses(r: RegisteredRoute): string[] {
+  const declared = Object.keys((r.schema?.response ?? {}) as Json).filter((k) => /^2(?:\d\d|xx)$/i.test(k));
+  if (declared.length > 0) return declared.map((k) => k.toUpperCase());
+  if (NON_JSON[r.action]?.response) return ['200'];
+  return r.method === 'DELETE' ? ['204'] : [];
+}
+
+function responses(r: RegisteredRoute, access: Access | null): Json {
   const out: Json = {};
   const nonJson = NON_JSON[r.action]?.response;
-  let success = false;
+  const errorRef = { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } };
   for (const [key, schema] of Object.entries((r.schema?.response ?? {}) as Json)) {
     const status = /^[1-5]xx$/i.test(key) ? key.toUpperCase() : key;
-    if (status.startsWith('2')) success = true;
     if (schema === errorSchema) {
       const lo = Number(status[0]) * 100;
-      out[status] = {
-        description: `Error: \`{"error":{"code","message"}}\`, code one of ${codesWithin(lo, lo + 100)}.`,
-        content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
-      };
+      out[status] = { description: `Error: \`{"error":{"code","message"}}\`, code one of ${codesWithin(lo, lo + 100)}.`, content: errorRef };
     } else {
       out[status] = { description: STATUS_CODES[Number(status)] ?? 'Response', content: { 'application/json': { schema: clone(schema) } } };
     }
   }
-  if (!success) {
-    // No 2xx schema: a body that is not JSON, or none (a DELETE answers 204).
-    out[nonJson ? '200' : r.method === 'DELETE' ? '204' : '200'] = nonJson
+  for (const status of successStatuses(r)) {
+    if (status in out) continue;
+    out[status] = nonJson
       ? { description: 'OK', content: { [nonJson]: { schema: nonJson.startsWith('text/') ? { type: 'string' } : { type: 'string', contentEncoding: 'binary' } } } }
-      : { description: r.method === 'DELETE' ? 'No Content' : 'OK' };
+      : { description: `${STATUS_CODES[Number(status)]}: no body.` };
+  }
+  // The refusals of who may call it, where the route's rights say they happen.
+  if (access && access.token !== 'none') {
+    const denials: [string, string][] = [];
+    if (access.rights.length > 0 || access.token === 'required') denials.push(['401', '`unauthorized`: no live bearer token (missing, unknown, expired or revoked).']);
+    const forbidden: string[] = [];
+    if (access.allowlist) forbidden.push(`\`ip_not_allowed\`: the client address is not in VAULT_READ_ALLOWLIST${access.rights.length > 0 ? ' and no token was sent' : ''}`);
+    if (access.rights.length > 0) forbidden.push(`\`forbidden\`: the token's role does not grant ${quoted(access.rights)}${access.onName ? ' on this name' : ''}`);
+    if (forbidden.length > 0) denials.push(['403', `${forbidden.join('; ')}.`]);
+    for (const [status, description] of denials) out[status] ??= { description, content: errorRef };
   }
   return out;
 }
 
 function operation(r: RegisteredRoute): Json {
-  const access = ACCESS[r.action];
+  const access = accessOf(r.action);
   const op: Json = {
     operationId: r.action,
     tags: [r.url.split('/').filter((s) => s !== '' && s !== 'v1')[0] ?? 'api'],
-    description: access?.note ?? BEARER_NOTE,
+    description: access ? accessSentence(access) : 'Who may call it is not stated.',
   };
-  if (access) op.security = access.security;
+  if (access) {
+    op['x-coffer-rights'] = [...access.rights];
+    if (access.allowlist) op['x-coffer-read-allowlist'] = true;
+    // A bearer token is the document's default.
+    if (access.token === 'none') op.security = [];
+    else if (access.token === 'optional') op.security = OPTIONAL_BEARER;
+  }
   const params = parameters(r);
   if (params.length > 0) op.parameters = params;
   const requestType = NON_JSON[r.action]?.request;
@@ -170,7 +276,7 @@ function operation(r: RegisteredRoute): Json {
     const body = r.schema.body as { required?: string[] };
     op.requestBody = { required: (body.required?.length ?? 0) > 0, content: { 'application/json': { schema: clone(body) } } };
   }
-  op.responses = responses(r);
+  op.responses = responses(r, access);
   return op;
 }
 
@@ -187,7 +293,9 @@ export function openapiDocument(routes: readonly RegisteredRoute[], version: str
       title: 'Coffer',
       version,
       description:
-        'Secrets vault API. Bodies are JSON; every error is `{"error":{"code","message"}}`. Generated from the JSON schemas the server validates requests with.',
+        'Secrets vault API. Bodies are JSON; every error is `{"error":{"code","message"}}`. Generated from the JSON schemas the server validates requests with. ' +
+        'Each operation says who may call it: its description opens with "Who may call", and `x-coffer-rights` lists the role-rule actions ' +
+        '(DESIGN §4) any one of which allows it (`[]`: none needed); `x-coffer-read-allowlist: true` marks operations a client address in VAULT_READ_ALLOWLIST may call.',
     },
     paths: Object.fromEntries(Object.entries(paths).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
     components: {
