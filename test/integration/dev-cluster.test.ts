@@ -1,0 +1,172 @@
+// `coffer dev-cluster` as people run it: the supervisor in the foreground
+// (real node processes), and the one-shot commands beside it over its unix
+// socket: status, restart ID, join [ID]; a line when a node dies.
+// The dev cluster's ports are fixed offsets from --base-port (API base+10·i,
+// Raft base+10·i+1): the test picks a base whose ports are free.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { COFFER_BIN, tempDir } from '../helpers/node.js';
+
+const run = promisify(execFile);
+
+async function coffer(args: string[], env: Record<string, string> = {}) {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [COFFER_BIN, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, timeout: 60_000 });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+/** A base port whose four nodes' API and Raft ports are all free now. */
+async function freeBase(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + 10 * Math.floor(Math.random() * 3000);
+    const ports = [0, 1, 10, 11, 20, 21, 30, 31].map((o) => base + o);
+    if ((await Promise.all(ports.map(portFree))).every(Boolean)) return base;
+  }
+  throw new Error('no free base port');
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, ms = 30_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('coffer dev-cluster', () => {
+  let dir: string;
+  let base: number;
+  let sup: ChildProcess;
+  let out = '';
+  let token: string;
+  const api = (slot: number) => `http://127.0.0.1:${base + slot * 10}`;
+
+  beforeAll(async () => {
+    dir = path.join(tempDir('coffer-devcl-'), 'c');
+    base = await freeBase();
+    sup = spawn(process.execPath, [COFFER_BIN, 'dev-cluster', '--dir', dir, `--base-port=${base}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    sup.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    sup.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    await until('the banner', () => out.includes('Ctrl-C stops every node.'));
+    token = fs.readFileSync(path.join(dir, 'DEV-ONLY-bootstrap-token'), 'utf8').trim();
+    await until('a leader', async () => {
+      const r = await coffer(['dev-cluster', 'status', '--dir', dir]);
+      return r.code === 0 && / leader /.test(r.stdout);
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    if (sup && sup.exitCode === null) {
+      sup.kill('SIGKILL');
+      // The nodes are its children: stop them too.
+      for (const line of (await coffer(['dev-cluster', 'status', '--dir', dir])).stdout.split('\n')) {
+        const pid = /pid (\d+)/.exec(line)?.[1];
+        if (pid) process.kill(Number(pid), 'SIGKILL');
+      }
+    }
+  });
+
+  it('prints each node, the address to use, the token and the one-shot commands', () => {
+    expect(out).toContain(`n1  API ${api(0)}  Raft 127.0.0.1:${base + 1}`);
+    expect(out).toContain(`n3  API ${api(2)}  Raft 127.0.0.1:${base + 21}`);
+    expect(out).toContain(`export COFFER_ADDR=${api(0)}`);
+    expect(out).toContain(`coffer dev-cluster restart n2 --dir ${dir}`);
+    expect(out).toContain(`coffer dev-cluster join --dir ${dir}`);
+    expect(fs.statSync(path.join(dir, 'supervisor.sock')).mode & 0o777).toBe(0o600);
+  });
+
+  it('status lists every node running, with its role and address', async () => {
+    const r = await coffer(['dev-cluster', 'status', '--dir', dir]);
+    expect(r.code).toBe(0);
+    for (const [i, id] of ['n1', 'n2', 'n3'].entries()) expect(r.stdout).toMatch(new RegExp(`${id} +running \\(pid \\d+\\) +(leader|follower) +${api(i)}`));
+  });
+
+  it('reports a node that dies, with a live COFFER_ADDR when it was n1, and restart ID brings it back on its data', async () => {
+    const put = await fetch(`${api(0)}/v1/secrets/dc/a`, {
+      method: 'PUT', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ value: 'one' }),
+    });
+    expect(put.status).toBe(201);
+    const status = (await coffer(['dev-cluster', 'status', '--dir', dir])).stdout;
+    const pid = Number(/n1 +running \(pid (\d+)\)/.exec(status)?.[1]);
+    process.kill(pid, 'SIGKILL');
+    await until('the report', () => out.includes('n1 killed by SIGKILL'));
+    expect(out).toContain(`start it again with: coffer dev-cluster restart n1 --dir ${dir}`);
+    expect(out).toMatch(new RegExp(`n1 was your COFFER_ADDR; use a live node meanwhile:\\n +export COFFER_ADDR=http://127\\.0\\.0\\.1:(${base + 10}|${base + 20})\\n`));
+    expect((await coffer(['dev-cluster', 'status', '--dir', dir])).stdout).toMatch(/n1 +killed by SIGKILL/);
+
+    const restarted = await coffer(['dev-cluster', 'restart', 'n1', '--dir', dir]);
+    expect(restarted.code, restarted.stderr).toBe(0);
+    expect(restarted.stdout).toMatch(/n1 restarted \(pid \d+\)/);
+    const read = await until('n1 serving the secret', async () => {
+      const r = await fetch(`${api(0)}/v1/secrets/dc/a`).catch(() => null);
+      return r?.status === 200 ? ((await r.json()) as { value: string }) : undefined;
+    });
+    expect(read.value).toBe('one');
+    // A restart asked for by the user is not reported as a death.
+    expect(out.match(/n1 killed by/g)).toHaveLength(1);
+    expect(out).not.toMatch(/n1 exited/);
+  }, 60_000);
+
+  it('join starts n4 outside VAULT_PEERS and prints the command that adds it; it then replicates', async () => {
+    const joined = await coffer(['dev-cluster', 'join', '--dir', dir]);
+    expect(joined.code, joined.stderr).toBe(0);
+    const addPeer = `coffer cluster add-peer n4 127.0.0.1:${base + 31}`;
+    expect(joined.stdout).toContain(addPeer);
+    expect(joined.stdout).toContain(`coffer cluster members set n1=127.0.0.1:${base + 1} n2=127.0.0.1:${base + 11} n3=127.0.0.1:${base + 21} n4=127.0.0.1:${base + 31}`);
+    // Not a member yet: it knows no leader.
+    expect((await fetch(`${api(3)}/v1/ready`)).status).toBe(503);
+    const added = await coffer(addPeer.split(' ').slice(1), { COFFER_ADDR: api(1), COFFER_TOKEN: token });
+    expect(added.code, added.stderr).toBe(0);
+    const read = await until('n4 serving the secret', async () => {
+      const r = await fetch(`${api(3)}/v1/secrets/dc/a`).catch(() => null);
+      return r?.status === 200 ? ((await r.json()) as { value: string }) : undefined;
+    });
+    expect(read.value).toBe('one');
+    expect((await coffer(['dev-cluster', 'status', '--dir', dir])).stdout).toMatch(/n4 +running .*\(joined\)/);
+    // n4 exists now; a bad or unknown id is refused (exit 1), a usage mistake is exit 2.
+    expect((await coffer(['dev-cluster', 'join', 'n4', '--dir', dir])).code).toBe(1);
+    expect((await coffer(['dev-cluster', 'restart', 'n9', '--dir', dir])).code).toBe(1);
+    expect((await coffer(['dev-cluster', 'restart', '--dir', dir])).code).toBe(2);
+    expect((await coffer(['dev-cluster', 'frob', '--dir', dir])).code).toBe(2);
+  }, 60_000);
+
+  it('one-shot commands without a supervisor exit 3 and say how to start one; a second supervisor on the same folder is refused', async () => {
+    const other = path.join(tempDir('coffer-devcl-none-'), 'x');
+    const r = await coffer(['dev-cluster', 'status', '--dir', other]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(`start one with: coffer dev-cluster --dir ${other}`);
+    const second = await coffer(['dev-cluster', '--dir', dir, `--base-port=${base}`]);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/already runs/);
+  });
+
+  it('Ctrl-C stops every node and removes the socket', async () => {
+    const pids = [...(await coffer(['dev-cluster', 'status', '--dir', dir])).stdout.matchAll(/pid (\d+)/g)].map((m) => Number(m[1]));
+    expect(pids).toHaveLength(4);
+    const code = new Promise<number | null>((r) => sup.once('exit', (c) => r(c)));
+    const before = out.length;
+    sup.kill('SIGINT');
+    expect(await code).toBe(0);
+    expect(fs.existsSync(path.join(dir, 'supervisor.sock'))).toBe(false);
+    for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow();
+    expect(out.slice(before)).not.toMatch(/killed by|exited with/); // nothing reported for the nodes it stopped itself
+  }, 60_000);
+});
