@@ -1,7 +1,8 @@
 // Secret metadata (never values) and listing by prefix.
 import type { FastifyPluginAsync } from 'fastify';
-import { rulesAllow, rulesGrantAnywhere } from '../../rbac/rules.js';
+import { rulesAllow, rulesGrantAnywhere, rulesGrantUnder } from '../../rbac/rules.js';
 import { SECRET_OPERATIONS } from '../../secrets/operations.js';
+import { listFolderLevel } from '../../store/folder-listing.js';
 import type { ApiDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
 import { errorResponses, positiveIntText, secretNameParams } from '../schemas.js';
@@ -55,7 +56,7 @@ export const metadataRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app,
     },
   );
 
-  app.get<{ Querystring: { prefix?: string; limit?: string; cursor?: string } }>(
+  app.get<{ Querystring: { prefix?: string; limit?: string; cursor?: string; delimiter?: '/' } }>(
     '/v1/metadata',
     {
       config: { action: SECRET_OPERATIONS.list.audit },
@@ -67,12 +68,21 @@ export const metadataRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app,
             prefix: { type: 'string', maxLength: 256, pattern: '^[A-Za-z0-9._/-]*$' },
             limit: positiveIntText,
             cursor: { type: 'string', maxLength: 400, pattern: '^[A-Za-z0-9_-]*$' },
+            delimiter: {
+              type: 'string',
+              enum: ['/'],
+              description: 'List one folder level: names directly under the prefix, and `folders` (each ending in `/`) holding at least one name the caller may list.',
+            },
           },
         },
         response: {
           200: {
             type: 'object',
-            properties: { names: { type: 'array', items: { type: 'string' } }, next_cursor: { type: ['string', 'null'] } },
+            properties: {
+              names: { type: 'array', items: { type: 'string' } },
+              folders: { type: 'array', items: { type: 'string' }, description: 'Only with `delimiter`.' },
+              next_cursor: { type: ['string', 'null'] },
+            },
           },
           ...errorResponses,
         },
@@ -86,6 +96,18 @@ export const metadataRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app,
       if (!rulesGrantAnywhere(p.rules, right)) throw new ApiError('forbidden', `role ${p.role} does not allow ${right}`);
       const limit = Math.min(Number(req.query.limit ?? DEFAULT_LIST), MAX_LIST);
       let after = req.query.cursor ? decodeCursor(req.query.cursor) : '';
+      if (req.query.delimiter !== undefined) {
+        // One level; names and folders share the page and the cursor (which resumes after a name or past a folder).
+        const page = listFolderLevel({
+          read: (from, inclusive, below, n) => deps.reader.namesFrom(from, inclusive, below, n),
+          prefix,
+          after,
+          limit,
+          listable: (name) => rulesAllow(p.rules, right, name),
+          reachable: (folder) => rulesGrantUnder(p.rules, right, folder),
+        });
+        return { names: page.names, folders: page.folders, next_cursor: page.more ? encodeCursor(page.last!) : null };
+      }
       // Names the role may not list are skipped, not reported, and never decide whether a next page exists:
       // scan until one listable name beyond the page is found or the prefix runs out.
       const names: string[] = [];
