@@ -7,7 +7,9 @@ The VaultCluster operator.
 Commands:
   run [options]     run the controller (the default when no command is given;
                     'coffer operator run --help' lists the options)
-  render -f FILE    print the manifests the operator creates for a VaultCluster,
-                    without a cluster (FILE '-' reads stdin)
+  render -f FILE    print the manifests the operator creates for the VaultClusters
+                    in FILE, without a cluster (other kinds in FILE, such as a
+                    Namespace, are skipped; FILE '-' reads stdin)
 
-Run 'coffer operator <command> --help' for details.`;
+Run 'coffer operator <command> --help' for details. An unknown command or
+option exits 2.`;

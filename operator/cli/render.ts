@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parseAllDocuments, stringify } from 'yaml';
 import { overlayAddress } from '../api/overlay.js';
+import { KIND } from '../api/schema.js';
 import type { VaultCluster } from '../api/types.js';
 import { formatIssues, validateVaultCluster } from '../api/validate.js';
 import { buildManifests } from '../manifests/build.js';
@@ -23,7 +24,8 @@ export const RENDER_HELP = `Usage: coffer operator render -f FILE
 Validates the VaultCluster(s) in FILE (YAML or JSON; '-' reads stdin; several
 documents allowed) and prints, as multi-document YAML, every object the
 operator would create: ServiceAccount, headless and client Services,
-StatefulSet and PodDisruptionBudget. No cluster is contacted.
+StatefulSet and PodDisruptionBudget. No cluster is contacted. Documents of
+other kinds (a Namespace, say) are skipped, with one line each on stderr.
 
 Secrets are shown as references only (name, key and who creates them), never
 with values: the bootstrap token, the cluster key and the local master key
@@ -58,8 +60,12 @@ export class RenderError extends Error {
   override readonly name = 'RenderError';
 }
 
-/** Parses YAML text, validates every VaultCluster in it and returns them with defaults applied. */
-export function parseVaultClusters(text: string, source = 'input'): VaultCluster[] {
+/**
+ * Parses YAML text, validates every VaultCluster in it and returns them with defaults applied.
+ * Documents of another kind (the Namespace a manifest file often starts with) are not the
+ * operator's input: they are skipped, and `skipped` says which, one line each.
+ */
+export function parseVaultClusters(text: string, source = 'input', skipped: string[] = []): VaultCluster[] {
   const docs = parseAllDocuments(text);
   const out: VaultCluster[] = [];
   const problems: string[] = [];
@@ -72,6 +78,13 @@ export function parseVaultClusters(text: string, source = 'input'): VaultCluster
     }
     const value: unknown = doc.toJS();
     if (value === null || value === undefined) continue; // empty document (e.g. a trailing ---)
+    // A document without a kind is taken for a VaultCluster, so its validation says what is missing.
+    const kind = (value as { kind?: unknown }).kind;
+    if (typeof kind === 'string' && kind !== KIND) {
+      const name = describeDoc(value).slice(2, -1);
+      skipped.push(`${source}: document ${index} (${kind}${name ? ` ${name}` : ''}) is not a ${KIND}; skipped`);
+      continue;
+    }
     const result = validateVaultCluster(value);
     if (!result.ok) {
       const name = describeDoc(value);
@@ -81,7 +94,7 @@ export function parseVaultClusters(text: string, source = 'input'): VaultCluster
     out.push(result.value);
   }
   if (problems.length > 0) throw new RenderError(problems.join('\n'));
-  if (out.length === 0) throw new RenderError(`${source}: no VaultCluster found`);
+  if (out.length === 0) throw new RenderError(`${source}: no ${KIND} found${skipped.length > 0 ? ` (${skipped.length} document(s) of other kinds skipped)` : ''}`);
   return out;
 }
 
@@ -143,28 +156,27 @@ export function operatorCommand(
   flags: ReadonlyMap<string, string | true>,
   io: RenderIO = defaultIO,
 ): number {
+  // A usage mistake is one line naming it and where to read the usage (like every other coffer command).
+  const usage = (where: string, message: string): number => {
+    io.stderr(`${where}: ${message}; see '${where} --help'\n`);
+    return 2;
+  };
   const sub = positionals[0];
   if (sub === undefined) {
     if (flags.has('help')) {
       io.stdout(OPERATOR_HELP + '\n');
       return 0;
     }
-    io.stderr(`coffer operator: missing command\n\n${OPERATOR_HELP}\n`);
-    return 2;
+    return usage('coffer operator', 'missing command');
   }
-  if (sub !== 'render') {
-    io.stderr(`coffer operator: unknown command '${sub}'\n\n${OPERATOR_HELP}\n`);
-    return 2;
-  }
+  if (sub !== 'render') return usage('coffer operator', `unknown command '${sub}'`);
   if (flags.has('help')) {
     io.stdout(RENDER_HELP + '\n');
     return 0;
   }
   const file = flags.get('file');
-  if (typeof file !== 'string' || positionals.length > 1) {
-    io.stderr(`coffer operator render: ${typeof file !== 'string' ? '-f FILE is required' : `unexpected argument '${positionals[1]}'`}\n\n${RENDER_HELP}\n`);
-    return 2;
-  }
+  if (typeof file !== 'string') return usage('coffer operator render', '-f FILE is required');
+  if (positionals.length > 1) return usage('coffer operator render', `unexpected argument '${positionals[1]}'`);
   let text: string;
   try {
     text = file === '-' ? io.readStdin() : io.readFile(file);
@@ -172,10 +184,17 @@ export function operatorCommand(
     io.stderr(`coffer operator render: cannot read ${file}: ${(err as Error).message}\n`);
     return 1;
   }
+  const skipped: string[] = [];
+  const saySkipped = () => {
+    for (const line of skipped) io.stderr(`coffer operator render: ${line}\n`);
+  };
   try {
-    io.stdout(renderManifests(parseVaultClusters(text, file === '-' ? 'stdin' : file)));
+    const clusters = parseVaultClusters(text, file === '-' ? 'stdin' : file, skipped);
+    saySkipped();
+    io.stdout(renderManifests(clusters));
     return 0;
   } catch (err) {
+    if (err instanceof RenderError) saySkipped();
     if (err instanceof RenderError) {
       io.stderr(`coffer operator render: ${err.message}\n`);
       return 2;

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { OPERATOR_HELP, RENDER_HELP, operatorCommand, type RenderIO } from '../../../operator/cli/render.js';
@@ -156,5 +157,41 @@ describe('coffer operator render', () => {
     expect(run({ positionals: ['render'], flags: { help: true } })).toEqual({ code: 0, stdout: RENDER_HELP + '\n', stderr: '' });
     expect(run({ positionals: [] }).code).toBe(2);
     expect(run({ positionals: ['deploy'] }).stderr).toContain("unknown command 'deploy'");
+  });
+});
+
+describe('coffer operator: usage mistakes and multi-kind files', () => {
+  it('an unknown command is one line naming it with a hint, exit 2, not the whole help', () => {
+    const r = run({ positionals: ['frob'] });
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe("coffer operator: unknown command 'frob'; see 'coffer operator --help'\n");
+    expect(run({ positionals: ['frob'], flags: { help: true } }).stderr).toBe("coffer operator: unknown command 'frob'; see 'coffer operator --help'\n");
+    expect(run({ positionals: [] }).stderr).toBe("coffer operator: missing command; see 'coffer operator --help'\n");
+    const noFile = run({ positionals: ['render'] });
+    expect(noFile.stderr).toBe("coffer operator render: -f FILE is required; see 'coffer operator render --help'\n");
+    const extra = run({ positionals: ['render', 'x.yaml'], flags: { file: 'vc.yaml' } });
+    expect(extra.code).toBe(2);
+    expect(extra.stderr).toBe("coffer operator render: unexpected argument 'x.yaml'; see 'coffer operator render --help'\n");
+  });
+
+  it('renders examples/vaultcluster.yaml: the VaultCluster, with its Namespace document skipped and named on stderr', () => {
+    const file = 'examples/vaultcluster.yaml';
+    const r = run({ positionals: ['render'], flags: { file } }, { [file]: readFileSync(new URL(`../../../${file}`, import.meta.url), 'utf8') });
+    expect(r.stderr).toBe(`coffer operator render: ${file}: document 1 (Namespace coffer) is not a VaultCluster; skipped\n`);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('VaultCluster coffer/vault.');
+    const kinds = parseAllDocuments(r.stdout).map((d) => (d.toJS() as { kind?: string } | null)?.kind).filter(Boolean);
+    expect(kinds).toEqual(expect.arrayContaining(['ConfigMap', 'ServiceAccount', 'Service', 'StatefulSet', 'PodDisruptionBudget']));
+    expect(kinds).not.toContain('Namespace');
+  });
+
+  it('a file with no VaultCluster at all is still refused, saying what was skipped', () => {
+    const r = run({ positionals: ['render'], flags: { file: 'ns.yaml' } }, { 'ns.yaml': 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: x\n' });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('ns.yaml: document 1 (Namespace x) is not a VaultCluster; skipped');
+    expect(r.stderr).toContain('ns.yaml: no VaultCluster found (1 document(s) of other kinds skipped)');
+    // A document without a kind is validated as a VaultCluster, so its problems are named.
+    expect(run({ positionals: ['render'], flags: { file: 'k.yaml' } }, { 'k.yaml': 'metadata:\n  name: x\n' }).code).toBe(2);
   });
 });
