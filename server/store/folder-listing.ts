@@ -46,7 +46,7 @@ export function prefixEnd(prefix: string): string | null {
 }
 
 /** Reads before a seek are small (the folder after a seek is usually skipped soon); sequential reads grow. */
-const FIRST_BATCH = 16;
+const FIRST_BATCH = 2;
 const MAX_BATCH = 512;
 
 /** A forward cursor over the names in a range, able to skip a whole folder in one step. */
