@@ -5,9 +5,14 @@ import { checkFlags, flag, parseArgs, UsageError } from '../server/cli/args.js';
 import { AUDIT_HELP, AUDIT_SPECS, auditCommand } from '../server/cli/audit-command.js';
 import { ClientError, EXIT_USAGE } from '../server/cli/client.js';
 import {
-  CLIENT_SPECS, CLUSTER_HELP, ROLE_HELP, SECRET_HELP, SERVER_HELP, TOKEN_HELP, TOP_HELP,
-  checkClientArgs, clusterCommand, roleCommand, secretCommand, tokenCommand,
+  CLIENT_SPECS, CLUSTER_HELP, COMPLETION_HELP, COMPLETION_SPECS, LOGIN_HELP, LOGOUT_HELP, ROLE_HELP, ROOT_SPECS, SECRET_HELP,
+  SERVER_HELP, SNAPSHOT_HELP, TOKEN_HELP, TOP_HELP,
+  checkClientArgs, checkRootArgs, clusterCommand, roleCommand, secretCommand, tokenCommand,
 } from '../server/cli/commands.js';
+import { bashScript, completionModel, zshScript } from '../server/cli/completion.js';
+import { loginCommand, logoutCommand } from '../server/cli/login.js';
+import { snapshotCommand } from '../server/cli/snapshot-command.js';
+import { resolveToken } from '../server/cli/token-file.js';
 import { DEV_CLUSTER_HELP, runDevCluster } from '../server/cli/dev-cluster.js';
 import { OPERATOR_HELP } from '../operator/cli/help.js';
 import { WG_AGENT_HELP } from '../wg-agent/help.js';
@@ -18,11 +23,15 @@ import { SYNC_HELP } from '../sync/help.js';
 
 const HELP: Record<string, string> = {
   server: SERVER_HELP,
+  login: LOGIN_HELP,
+  logout: LOGOUT_HELP,
   secret: SECRET_HELP,
   token: TOKEN_HELP,
   role: ROLE_HELP,
   cluster: CLUSTER_HELP,
   audit: AUDIT_HELP,
+  snapshot: SNAPSHOT_HELP,
+  completion: COMPLETION_HELP,
   'dev-cluster': DEV_CLUSTER_HELP,
   operator: OPERATOR_HELP,
   'wg-agent': WG_AGENT_HELP,
@@ -35,7 +44,10 @@ const CLIENT = {
   role: { run: roleCommand, specs: CLIENT_SPECS.role! },
   cluster: { run: clusterCommand, specs: CLIENT_SPECS.cluster! },
   audit: { run: auditCommand, specs: AUDIT_SPECS },
+  snapshot: { run: snapshotCommand, specs: CLIENT_SPECS.snapshot! },
 } as const;
+
+const ADDR_DEFAULT = 'http://127.0.0.1:8200';
 
 /** One line naming the mistake, and where to read the usage. */
 function usage(command: string | null, message: string): number {
@@ -89,6 +101,22 @@ async function main(argv: string[]): Promise<number> {
   try {
     // dev-cluster checks its own subcommands and flags (UsageError → exit 2 here).
     if (command === 'dev-cluster') return await runDevCluster(args);
+    if (command === 'completion') {
+      checkClientArgs(args, COMPLETION_SPECS, ['help']);
+      const model = completionModel(HELP);
+      process.stdout.write(args.positionals[1] === 'zsh' ? zshScript(model) : bashScript(model));
+      return 0;
+    }
+    const addr = () => flag(args, 'addr') ?? process.env.COFFER_ADDR ?? ADDR_DEFAULT;
+    if (command === 'login' || command === 'logout') {
+      if (command === 'login' && args.flags.has('token')) {
+        throw new UsageError('login reads the token from stdin or a hidden prompt, not --token (echo "$TOKEN" | coffer login)');
+      }
+      checkRootArgs(args, ROOT_SPECS[command]!);
+      if (command === 'login') await loginCommand(args, addr());
+      else logoutCommand(args);
+      return 0;
+    }
     if (client === undefined) {
       // server: no subcommands, its own flags.
       if (args.positionals.length > 1) throw new UsageError(`unexpected argument '${args.positionals[1]}'`);
@@ -96,11 +124,16 @@ async function main(argv: string[]): Promise<number> {
       return (await import('../server/cli/server-command.js')).runServer(args);
     }
     checkClientArgs(args, client.specs);
-    const options = {
-      addr: flag(args, 'addr') ?? process.env.COFFER_ADDR ?? 'http://127.0.0.1:8200',
-      token: flag(args, 'token') ?? process.env.COFFER_TOKEN,
-    };
-    await client.run(args, options);
+    // --token, COFFER_TOKEN, the login file, VAULT_BOOTSTRAP_TOKEN (inside server pods).
+    const { token, source } = resolveToken(flag(args, 'token'));
+    try {
+      await client.run(args, { addr: addr(), token });
+    } catch (err) {
+      if (err instanceof ClientError && err.status === 401 && source === 'none') {
+        throw new ClientError(401, err.code, `${err.message.replace(/^unauthorized \(401\): /, '')} (no token: run 'coffer login', or set COFFER_TOKEN)`);
+      }
+      throw err;
+    }
     return 0;
   } catch (err) {
     if (err instanceof UsageError) return usage(command, err.message);

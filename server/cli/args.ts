@@ -38,7 +38,7 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
 
 /** Flags that take a value; any other --flag is boolean. */
 export const VALUE_FLAGS: ReadonlySet<string> = new Set([
-  'addr', 'token', 'version', 'cas', 'value', 'length', 'charset', 'role', 'ttl', 'file', 'prefix', 'limit',
+  'addr', 'token', 'version', 'cas', 'value', 'length', 'charset', 'role', 'ttl', 'file', 'limit',
   'consistency', 'since', 'data-dir', 'nodes', 'dir',
 ]);
 

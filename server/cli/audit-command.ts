@@ -6,6 +6,7 @@
 import { call, type ClientOptions } from './client.js';
 import { flag, intFlag, UsageError, type ParsedArgs } from './args.js';
 import type { SubSpec } from './commands.js';
+import { emit, wantsJson } from './output.js';
 
 export const AUDIT_HELP = `Usage:
   coffer audit tail [--limit N] [--follow]       the newest N records (default 20) as JSON lines;
@@ -17,8 +18,10 @@ export const AUDIT_HELP = `Usage:
                                                  DIR/audit.db, or an exported file F (VAULT_AUDIT_FILE,
                                                  captured stdout, coffer audit export), with the key in
                                                  DIR/audit-chain.key
-  Needs an admin token. verify prints {ok, checked, first_id, last_id, first_break} and exits 1
-  when the chain breaks (first_break names the first record missing, altered or out of place).`;
+  Needs an admin token. verify prints ok, checked, first_id, last_id, first_break and exits 1
+  when the chain breaks (first_break names the first record missing, altered or out of place).
+  --json: tail and export print one document {"records":[…]} instead of JSON lines (not with
+  --follow); verify prints its result as one JSON object.`;
 
 /** What each audit subcommand takes (checked by checkClientArgs before it runs). */
 export const AUDIT_SPECS: Readonly<Record<string, SubSpec>> = {
@@ -35,13 +38,36 @@ interface Page {
 const PAGE = 1000;
 const FOLLOW_MS = 1000;
 
+/** Where records go: JSON lines, or (--json) the elements of one {"records":[…]} document. */
+let asDocument = false;
+let printed = 0;
+
 export async function auditCommand(args: ParsedArgs, client: ClientOptions): Promise<void> {
   const verb = args.positionals[1];
+  asDocument = wantsJson(args) && verb !== 'verify';
+  if (asDocument && args.flags.has('follow')) throw new UsageError('--follow prints JSON lines as they come; --json (one document) cannot follow');
+  let failed = false;
+  try {
+    switch (verb) {
+      case 'tail':
+        return await tail(client, intFlag(args, 'limit', 1, PAGE) ?? 20, args.flags.has('follow'));
+      case 'export':
+        return await exportSince(client, intFlag(args, 'since', 0) ?? 0);
+      default:
+        return await other(args, client, verb);
+    }
+  } catch (err) {
+    failed = true;
+    throw err;
+  } finally {
+    // Opened by the first record; closed even after a refusal, so what is on stdout still parses.
+    if (asDocument && printed) process.stdout.write('\n]}\n');
+    else if (asDocument && !failed) process.stdout.write('{"records":[]}\n');
+  }
+}
+
+async function other(args: ParsedArgs, client: ClientOptions, verb: string | undefined): Promise<void> {
   switch (verb) {
-    case 'tail':
-      return tail(client, intFlag(args, 'limit', 1, PAGE) ?? 20, args.flags.has('follow'));
-    case 'export':
-      return exportSince(client, intFlag(args, 'since', 0) ?? 0);
     case 'verify':
       return verify(args, client);
     case undefined:
@@ -57,7 +83,10 @@ function page(client: ClientOptions, since: number, limit: number): Promise<Page
 
 function print(records: Page['records']): void {
   if (records.length === 0) return;
-  process.stdout.write(records.map((r) => JSON.stringify({ coffer_audit: 1, ...r })).join('\n') + '\n');
+  const lines = records.map((r) => JSON.stringify({ coffer_audit: 1, ...r }));
+  if (asDocument) process.stdout.write((printed ? ',\n' : '{"records":[\n') + lines.join(',\n'));
+  else process.stdout.write(lines.join('\n') + '\n');
+  printed += records.length;
 }
 
 async function exportSince(client: ClientOptions, since: number): Promise<void> {
@@ -132,7 +161,7 @@ async function verify(args: ParsedArgs, client: ClientOptions): Promise<void> {
   } else {
     result = await verifyOffline(dataDir, file);
   }
-  process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+  emit(args, result);
   if (!result.ok) {
     const b = result.first_break;
     process.stderr.write(`coffer audit verify: the chain breaks${b ? ` at record ${b.id}: ${b.reason}` : ''}\n`);

@@ -1,5 +1,5 @@
 // HTTP client for the people-facing commands. Errors print the server's code
-// and message; the token is read from COFFER_TOKEN (or --token) and never echoed.
+// and message; the token (resolveToken in token-file.ts) is never echoed.
 import { UsageError } from './args.js';
 
 export interface ClientOptions {
@@ -27,23 +27,30 @@ export class ClientError extends Error {
   }
 }
 
-export async function call(opts: ClientOptions, method: string, path: string, body?: unknown): Promise<unknown> {
+/** Sends one request; a Buffer body goes as application/octet-stream, anything else as JSON. */
+async function send(opts: ClientOptions, method: string, path: string, body?: unknown): Promise<Response> {
   const headers: Record<string, string> = {};
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
-  if (body !== undefined) headers['content-type'] = 'application/json';
+  let payload: string | Uint8Array | undefined;
+  if (Buffer.isBuffer(body)) {
+    headers['content-type'] = 'application/octet-stream';
+    payload = new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
+  } else if (body !== undefined) {
+    headers['content-type'] = 'application/json';
+    payload = JSON.stringify(body);
+  }
   let url: URL;
   try {
     url = new URL(path, opts.addr);
   } catch {
     throw new UsageError(`not an address: ${JSON.stringify(opts.addr)} (COFFER_ADDR or --addr, e.g. http://127.0.0.1:8200)`);
   }
-  let res: Response;
   try {
-    res = await fetch(url, {
+    return await fetch(url, {
       method,
       headers,
       signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      ...(payload !== undefined ? { body: payload } : {}),
     });
   } catch (err) {
     const e = err as Error & { cause?: { code?: string; message?: string } };
@@ -52,19 +59,37 @@ export async function call(opts: ClientOptions, method: string, path: string, bo
     }
     throw new ClientError(0, 'unreachable', `cannot reach ${opts.addr}: ${e.cause?.code ?? e.cause?.message ?? e.message}`);
   }
-  if (res.status === 204) return null;
+}
+
+async function refusal(res: Response): Promise<ClientError> {
   const text = await res.text();
   let json: unknown = null;
   try {
     json = text ? JSON.parse(text) : null;
   } catch {
-    if (res.ok) return text;
+    /* not JSON: the status text says it */
   }
-  if (!res.ok) {
-    const e = (json as { error?: { code?: string; message?: string } } | null)?.error;
-    throw new ClientError(res.status, e?.code ?? 'http_error', e?.message ?? res.statusText);
+  const e = (json as { error?: { code?: string; message?: string } } | null)?.error;
+  return new ClientError(res.status, e?.code ?? 'http_error', e?.message ?? res.statusText);
+}
+
+export async function call(opts: ClientOptions, method: string, path: string, body?: unknown): Promise<unknown> {
+  const res = await send(opts, method, path, body);
+  if (!res.ok) throw await refusal(res);
+  if (res.status === 204) return null;
+  const text = await res.text();
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch {
+    return text;
   }
-  return json;
+}
+
+/** A request whose answer is bytes (a snapshot): the response, its body unread; a refusal throws. */
+export async function callBytes(opts: ClientOptions, method: string, path: string): Promise<Response> {
+  const res = await send(opts, method, path);
+  if (!res.ok) throw await refusal(res);
+  return res;
 }
 
 export function encodeName(name: string): string {
