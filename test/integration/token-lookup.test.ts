@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { expectError } from '../helpers/assert.js';
+import { TestCluster } from '../helpers/cluster.js';
 import { client, request, type HttpResponse } from '../helpers/http.js';
 import { randomToken, startTestNode, type TestNode } from '../helpers/node.js';
 
@@ -218,4 +219,28 @@ describe('GET /v1/tokens/{name}', () => {
       ['lowly', 'bootstrap-admin', 403],
     ]);
   });
+});
+
+describe('on a follower', () => {
+  it('answers /v1/auth/self and /v1/tokens/{name} for a token minted through the leader a moment ago', async () => {
+    const cluster = await TestCluster.start(3);
+    try {
+      await cluster.waitForBootstrapToken();
+      const lead = await cluster.waitForLeader();
+      const admin = client(cluster.member(lead).url, cluster.token);
+      const followers = cluster.members.filter((m) => m.id !== lead);
+      for (let i = 0; i < 5; i++) {
+        const minted = await admin.post('/v1/tokens', { name: `fresh-${i}`, role: 'admin' });
+        expect(minted.status).toBe(201);
+        const answers = await Promise.all(
+          followers.flatMap((f) => [client(f.url, minted.body.token).get('/v1/auth/self'), client(f.url, cluster.token).get(`/v1/tokens/fresh-${i}`)]),
+        );
+        expect(answers.map((a) => a.status)).toEqual(followers.flatMap(() => [200, 200]));
+        expect(answers.every((a) => a.body.name === `fresh-${i}`)).toBe(true);
+      }
+      expectError(await client(followers[0]!.url, randomToken()).get('/v1/auth/self'), 401, 'unauthorized');
+    } finally {
+      await cluster.stop();
+    }
+  }, 60_000);
 });

@@ -99,7 +99,13 @@ export const tokenRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { 
       req.ctx.target = req.params.name;
       // The right first: without it, the same 403 whether or not the name exists (no oracle for token names).
       deps.authz.require(req, 'manage_tokens');
-      const row = deps.reader.tokenByName(req.params.name);
+      let row = deps.reader.tokenByName(req.params.name);
+      if (!row && !deps.replicator.isLeader()) {
+        // A token minted through another node a moment ago may not be applied here yet: catch up with the
+        // leader's commit once before saying 404 (only misses pay; without a leader, the local answer stands).
+        await deps.replicator.readBarrier().catch(() => undefined);
+        row = deps.reader.tokenByName(req.params.name);
+      }
       if (!row) throw new ApiError('not_found', 'no such token');
       // Metadata only: the digest is not copied, and the response schema would drop it anyway.
       return { name: row.name, role: row.role, created_at: row.created_at, expires_at: row.expires_at, revoked_at: row.revoked_at };
