@@ -64,6 +64,14 @@ describe('a VaultCluster on kind', () => {
     expect((await api(NS, PODS[1]!, { method: 'GET', path: '/v1/tokens' })).status).toBe(401);
   });
 
+  it('has `coffer` on PATH in the vault container: kubectl exec … -- coffer cluster status works with the pod\'s own token', async () => {
+    // Exactly as README says: no --addr, no token (the CLI falls back to the pod's VAULT_BOOTSTRAP_TOKEN).
+    const out = await kubectl(['exec', '-n', NS, PODS[0]!, '-c', 'vault', '--', 'coffer', 'cluster', 'status']);
+    expect(out).toMatch(new RegExp(`^node_id\\s+${PODS[0]}$`, 'm'));
+    expect(out).toMatch(/^leader_id\s+\S+$/m);
+    for (const pod of PODS) expect(out, pod).toMatch(new RegExp(`^\\s+${pod}\\s+\\S+:8201\\s+true$`, 'm'));
+  });
+
   it('loses no acknowledged write when the leader pod is deleted under a writing client, and the pod comes back on its PVC', async () => {
     const job = await startWriter(NS, VC, token, 75);
     await new Promise((r) => setTimeout(r, 10_000));
