@@ -6,13 +6,16 @@ import net from 'node:net';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AUDIT_SPECS } from '../../server/cli/audit-command.js';
-import { CLIENT_SPECS, COMMANDS } from '../../server/cli/commands.js';
+import { CLIENT_SPECS, COMMANDS, COMPLETION_SPECS, ROOT_SPECS } from '../../server/cli/commands.js';
 import { COFFER_BIN, spawnNode, tempDir, type SpawnedNode } from '../helpers/node.js';
 
 const run = promisify(execFile);
 
+/** A HOME of its own, so no test reads or writes a real login file. */
+const HOME = tempDir('coffer-cli-home-');
+
 async function coffer(args: string[], env: Record<string, string> = {}, input?: string) {
-  const child = run(process.execPath, [COFFER_BIN, ...args], { env: { PATH: process.env.PATH ?? '', ...env } });
+  const child = run(process.execPath, [COFFER_BIN, ...args], { env: { PATH: process.env.PATH ?? '', HOME, ...env } });
   if (input !== undefined) {
     child.child.stdin!.end(input);
   }
@@ -35,7 +38,8 @@ async function closedPort(): Promise<number> {
 }
 
 describe('help', () => {
-  const specsOf = (name: string) => (name === 'audit' ? AUDIT_SPECS : CLIENT_SPECS[name]);
+  const specsOf = (name: string) =>
+    name === 'audit' ? AUDIT_SPECS : name === 'completion' ? COMPLETION_SPECS : Object.hasOwn(ROOT_SPECS, name) ? {} : CLIENT_SPECS[name];
 
   it('coffer --help lists every command and subcommand of the command table, summaries aligned', async () => {
     const r = await coffer(['--help']);
@@ -73,7 +77,15 @@ describe('help', () => {
   });
 
   it('the client commands in the dispatcher are exactly the table\'s', () => {
-    for (const name of Object.keys(CLIENT_SPECS)) expect(COMMANDS.some((c) => c.name === name), name).toBe(true);
+    for (const name of [...Object.keys(CLIENT_SPECS), ...Object.keys(ROOT_SPECS)]) expect(COMMANDS.some((c) => c.name === name), name).toBe(true);
+  });
+
+  it('the table has login, logout, snapshot, completion, token lookup/self and dev-cluster with its subcommands', () => {
+    const subs = Object.fromEntries(COMMANDS.map((c) => [c.name, [...c.subcommands]]));
+    expect(subs).toMatchObject({
+      login: [], logout: [], snapshot: ['save', 'restore'], completion: ['bash', 'zsh'], 'dev-cluster': ['run', 'status', 'restart', 'join'],
+    });
+    expect(subs.token).toEqual(expect.arrayContaining(['lookup', 'self']));
   });
 
   it.each([
@@ -90,6 +102,28 @@ describe('help', () => {
     [['secret', 'get', 'a', '--version'], 'secret', /--version needs a value/],
     [['secret', 'list', '--limit', '0'], 'secret', /--limit must be/],
     [['secret', 'list', '--limit', 'ten'], 'secret', /--limit must be/],
+    [['secret', 'list', 'app/', 'more/'], 'secret', /unexpected argument 'more\/'/],
+    [['secret', 'list', '--prefix', 'app/'], 'secret', /unknown flag --prefix/],
+    [['secret', 'list', '--recursive=yes'], 'secret', /--recursive takes no value/],
+    [['token', 'lookup', 'a', 'b'], 'token', /unexpected argument 'b'/],
+    [['token', 'self', 'a'], 'token', /unexpected argument 'a'/],
+    [['token', 'self', '--frob'], 'token', /unknown flag --frob/],
+    [['login', 'sometoken'], 'login', /unexpected argument 'sometoken'/],
+    [['login', '--token', 'x'], 'login', /not --token/],
+    [['login', '--frob'], 'login', /unknown flag --frob/],
+    [['login'], 'login', /no token on stdin/],
+    [['logout', 'extra'], 'logout', /unexpected argument 'extra'/],
+    [['logout', '--addr', 'http://x'], 'logout', /unknown flag --addr/],
+    [['snapshot'], 'snapshot', /missing subcommand/],
+    [['snapshot', 'frob'], 'snapshot', /unknown subcommand 'frob'/],
+    [['snapshot', 'save'], 'snapshot', /missing FILE/],
+    [['snapshot', 'save', 'a', 'b'], 'snapshot', /unexpected argument 'b'/],
+    [['snapshot', 'save', '-', '--json'], 'snapshot', /no room for --json/],
+    [['snapshot', 'restore', 'no-such-file.db'], 'snapshot', /cannot read no-such-file\.db/],
+    [['completion'], 'completion', /missing subcommand/],
+    [['completion', 'fish'], 'completion', /unknown subcommand 'fish'/],
+    [['completion', 'bash', '--json'], 'completion', /unknown flag --json/],
+    [['audit', 'tail', '--follow', '--json'], 'audit', /cannot follow/],
     [['secret', 'rotate', 'a', '--length', '0'], 'secret', /--length must be/],
     [['token', 'create', 'x', '--role', 'r', '--ttl', '0'], 'token', /--ttl must be/],
     [['token', 'create', 'x'], 'token', /--role is required/],
@@ -122,8 +156,8 @@ describe('help', () => {
 
   it('exits 3 when COFFER_ADDR points at a closed port, for every client command', async () => {
     const env = { COFFER_ADDR: `http://127.0.0.1:${await closedPort()}`, COFFER_TOKEN: 'x' };
-    for (const args of [['secret', 'get', 'a'], ['secret', 'list'], ['token', 'list'], ['role', 'list'], ['cluster', 'status'], ['audit', 'verify']]) {
-      const r = await coffer(args, env);
+    for (const args of [['secret', 'get', 'a'], ['secret', 'list'], ['token', 'list'], ['token', 'self'], ['role', 'list'], ['cluster', 'status'], ['audit', 'verify'], ['snapshot', 'save', path.join(HOME, 'x.db')], ['login']]) {
+      const r = await coffer(args, env, 'x\n');
       expect(r.code, args.join(' ')).toBe(3);
       expect(r.stderr).toMatch(/cannot reach http:\/\/127\.0\.0\.1:\d+/);
     }
@@ -218,7 +252,7 @@ describe('dev node', () => {
     const clientEnv = { COFFER_ADDR: node.url, COFFER_TOKEN: token! };
     const put = await coffer(['secret', 'put', 'dev/greeting'], clientEnv, 'hello from stdin');
     expect(put.code).toBe(0);
-    expect(JSON.parse(put.stdout)).toMatchObject({ name: 'dev/greeting', version: 1 });
+    expect(put.stdout).toMatch(/^name +dev\/greeting\nversion +1\n/);
     // Empty stdin is refused (a forgotten pipe must not blank a secret) unless asked for.
     const empty = await coffer(['secret', 'put', 'dev/empty'], clientEnv, '');
     expect(empty.code).toBe(2);
@@ -236,7 +270,7 @@ describe('dev node', () => {
     const rules = path.join(cwd, 'reader.json');
     fs.writeFileSync(rules, JSON.stringify({ rules: [{ paths: ['dev/*'], actions: ['list'] }] }));
     expect((await coffer(['role', 'put', 'reader', '--file', rules], clientEnv)).code).toBe(0);
-    const minted = await coffer(['token', 'create', 'cli-reader', '--role', 'reader', '--ttl', '600'], clientEnv);
+    const minted = await coffer(['token', 'create', 'cli-reader', '--role', 'reader', '--ttl', '600', '--json'], clientEnv);
     expect(minted.code, minted.stderr).toBe(0);
     const readerToken = (JSON.parse(minted.stdout) as { token: string }).token;
     const forbidden = await coffer(['token', 'list'], { COFFER_ADDR: node.url, COFFER_TOKEN: readerToken });
