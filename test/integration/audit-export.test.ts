@@ -320,7 +320,7 @@ describe('coffer audit', () => {
     expect(e.length).toBeGreaterThan(1100); // more than one page of 1000
     expect(e).toEqual(Array.from({ length: e.length }, (_, i) => i + 4));
 
-    const verify = await coffer(['audit', 'verify'], cli);
+    const verify = await coffer(['audit', 'verify', '--json'], cli);
     expect(verify.code, verify.stderr).toBe(0);
     expect(JSON.parse(verify.stdout)).toMatchObject({ ok: true, first_break: null });
 
@@ -340,12 +340,12 @@ describe('coffer audit', () => {
     expect(await node.exited).toBe(0);
 
     // Offline, on the data folder and on an exported file.
-    const off = await coffer(['audit', 'verify', '--data-dir', dataDir], {});
+    const off = await coffer(['audit', 'verify', '--data-dir', dataDir, '--json'], {});
     expect(off.code, off.stderr).toBe(0);
     expect(JSON.parse(off.stdout)).toMatchObject({ ok: true, first_id: 1 });
     const exported = path.join(dataDir, 'exported.jsonl');
     fs.writeFileSync(exported, exp.stdout);
-    const offFile = await coffer(['audit', 'verify', '--data-dir', dataDir, '--file', exported], {});
+    const offFile = await coffer(['audit', 'verify', '--data-dir', dataDir, '--file', exported, '--json'], {});
     expect(offFile.code, offFile.stderr).toBe(0);
     expect(JSON.parse(offFile.stdout)).toMatchObject({ ok: true, first_id: 4 });
 
@@ -353,13 +353,13 @@ describe('coffer audit', () => {
     const lines = exp.stdout.split('\n');
     lines[10] = lines[10]!.replace('"actor":"bootstrap-admin"', '"actor":"someone-else"');
     fs.writeFileSync(exported, lines.join('\n'));
-    const badFile = await coffer(['audit', 'verify', '--data-dir', dataDir, '--file', exported], {});
+    const badFile = await coffer(['audit', 'verify', '--data-dir', dataDir, '--file', exported, '--json'], {});
     expect(badFile.code).toBe(1);
     expect(JSON.parse(badFile.stdout).first_break.id).toBe(14);
     const db = new Database(path.join(dataDir, 'audit.db'));
     db.prepare("UPDATE audit_log SET actor = 'someone-else' WHERE id = 7").run();
     db.close();
-    const bad = await coffer(['audit', 'verify', '--data-dir', dataDir], {});
+    const bad = await coffer(['audit', 'verify', '--data-dir', dataDir, '--json'], {});
     expect(bad.code).toBe(1);
     expect(JSON.parse(bad.stdout).first_break.id).toBe(7);
     expect(bad.stderr).toMatch(/breaks at record 7/);

@@ -276,7 +276,7 @@ describe('autopilot: Raft membership follows the members file', () => {
     expect((await request(n2.url, 'PUT', '/v1/admin/cluster/members', { token: c.token, body: { members } })).status).toBeGreaterThanOrEqual(400);
     // As a person would: the CLI.
     const env = { PATH: process.env.PATH ?? '', COFFER_ADDR: c.member('n1').url, COFFER_TOKEN: c.token };
-    const set = await run(process.execPath, [COFFER_BIN, 'cluster', 'members', 'set', ...members.map((m) => `${m.id}=${m.address}`)], { env });
+    const set = await run(process.execPath, [COFFER_BIN, 'cluster', 'members', 'set', ...members.map((m) => `${m.id}=${m.address}`), '--json'], { env });
     expect(JSON.parse(set.stdout)).toEqual({ source: 'api', members });
     const bad = await run(process.execPath, [COFFER_BIN, 'cluster', 'members', 'set', 'n9'], { env }).catch((e: { code: number; stderr: string }) => e);
     expect(bad).toMatchObject({ code: 2, stderr: expect.stringContaining('ID=HOST:PORT') });
