@@ -216,7 +216,12 @@ const ROUTES: Route[] = [
     route: 'secret.list',
     method: 'GET',
     path: () => '/v1/metadata',
-    query: (r) => r.pick(['', '?prefix=fz/', '?prefix=fz/&limit=1', '?limit=1000', '?limit=0', '?limit=-1', '?prefix=a%20b', '?prefix=%00', '?cursor=***', '?cursor=ZnovYQ', '?other=1', `?prefix=${'a'.repeat(300)}`]),
+    query: (r) =>
+      r.pick([
+        '', '?prefix=fz/', '?prefix=fz/&limit=1', '?limit=1000', '?limit=0', '?limit=-1', '?prefix=a%20b', '?prefix=%00', '?cursor=***', '?cursor=ZnovYQ', '?other=1', `?prefix=${'a'.repeat(300)}`,
+        // One folder level.
+        '?delimiter=/', '?prefix=fz/&delimiter=/', '?prefix=fz/&delimiter=/&limit=1', '?delimiter=%2F', '?delimiter=.', '?delimiter=', '?delimiter=/&delimiter=/', '?prefix=fz&delimiter=/',
+      ]),
   },
   {
     route: 'token.create',
@@ -225,6 +230,8 @@ const ROUTES: Route[] = [
     body: (r) => json(r, () => ({ name: r.chance(0.9) ? r.pick(IDENTS) : r.pick(BAD_IDENTS), role: r.pick(['admin', 'fz-limited', 'fz-role', 'nope', '../admin']), ...(r.chance(0.3) ? { ttl_secs: r.pick([1, 60, 0, -1, 1e12]) } : {}) })),
   },
   { route: 'token.list', method: 'GET', path: () => '/v1/tokens' },
+  { route: 'token.read', method: 'GET', path: (r) => `/v1/tokens/${r.chance(0.85) ? r.pick(IDENTS) : r.pick(BAD_IDENTS)}` },
+  { route: 'auth.self', method: 'GET', path: () => '/v1/auth/self', query: (r) => r.pick(['', '', '', '?x=1', '?name=bootstrap-admin']) },
   {
     route: 'token.revoke',
     method: 'DELETE',
@@ -246,6 +253,7 @@ const ROUTES: Route[] = [
     path: () => '/v1/admin/audit',
     query: (r) => r.pick(['', '?limit=5', '?since=1&limit=2', '?limit=1001', '?limit=0', '?since=-1', '?since=1.5', '?limit=1&limit=2', '?extra=1']),
   },
+  { route: 'admin.audit.verify', method: 'GET', path: () => '/v1/admin/audit/verify', query: (r) => r.pick(['', '', '?x=1']) },
   { route: 'admin.kms.rewrap', method: 'POST', path: () => '/v1/admin/kms/rewrap', body: (r) => (r.chance(0.5) ? undefined : json(r, () => ({}))) },
   { route: 'admin.kms.status', method: 'GET', path: () => '/v1/admin/kms/rewrap/status' },
   { route: 'admin.cluster.read', method: 'GET', path: () => '/v1/admin/cluster' },
@@ -264,6 +272,29 @@ const ROUTES: Route[] = [
   },
   // n2 and n3 are members of the follower run's cluster: `httpCase` keeps admin rights away from them.
   { route: 'admin.cluster.remove_peer', method: 'DELETE', path: (r) => `/v1/admin/cluster/peers/${r.pick(['n2', 'n3', 'ghost', 'n%201', '..', 'x'.repeat(100)])}` },
+  { route: 'admin.cluster.members.read', method: 'GET', path: () => '/v1/admin/cluster/members' },
+  {
+    route: 'admin.cluster.members.declare',
+    method: 'PUT',
+    path: () => '/v1/admin/cluster/members',
+    // With admin rights only bodies that fail validation: a valid list would have the autopilot add or remove
+    // members of the cluster under test (the fuzz is about requests, not about reshaping it).
+    body: (r, admin) =>
+      json(r, () =>
+        admin
+          ? r.pick([
+              { members: [] },
+              { members: [{ id: 'n 1', address: '127.0.0.9:1' }] },
+              { members: [{ id: 'n1' }] },
+              { members: [{ id: 'n1', address: 'nowhere' }] },
+              { members: 'n1' },
+              { members: [{ id: 'n1', address: '127.0.0.9:1', voter: true }] },
+              { members: Array.from({ length: 100 }, (_, i) => ({ id: `n${i}`, address: '127.0.0.9:1' })) },
+            ])
+          : { members: [{ id: 'n1', address: '127.0.0.9:1' }] },
+      ),
+  },
+  { route: 'admin.cluster.members.clear', method: 'DELETE', path: () => '/v1/admin/cluster/members' },
   {
     route: 'admin.cluster.transfer_leadership',
     method: 'POST',

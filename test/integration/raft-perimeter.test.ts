@@ -202,14 +202,33 @@ describe('Raft listener perimeter (3-node cluster)', () => {
     expectRefused(await request(raftUrl(follower), 'POST', RAFT_PATHS.batch, { rawBody: body, headers: signed(past, RAFT_PATHS.batch, body, covered, BATCH_CONTENT_TYPE) }));
   });
 
+  it('refuses POST /raft/v1/probe unsigned, signed with a wrong key and replayed; answers it signed once', async () => {
+    const { leader } = await view();
+    const follower = cluster.members.find((m) => m.id !== leader)!;
+    const target = raftUrl(follower);
+    const body = '{}';
+    // What a probe reply tells (who the node is, its data id) is for members only.
+    expectRefused(await request(target, 'POST', RAFT_PATHS.probe, { rawBody: body, headers: { 'content-type': 'application/json', 'x-coffer-node': leader } }));
+    // Signed, as the leader, with a key that is not the cluster's.
+    const wrong = new ClusterAuth({ nodeId: leader, key: randomBytes(32) });
+    expectRefused(await request(target, 'POST', RAFT_PATHS.probe, { rawBody: body, headers: signed(wrong, RAFT_PATHS.probe, body) }));
+    // Signed with the cluster key: answered once, and the same request (same nonce) replayed is refused.
+    const asLeader = new ClusterAuth({ nodeId: leader, key: Buffer.from(cluster.clusterKey, 'base64') });
+    const headers = signed(asLeader, RAFT_PATHS.probe, body);
+    const ok = await request(target, 'POST', RAFT_PATHS.probe, { rawBody: body, headers });
+    expect(ok.status).toBe(200);
+    expect(() => asLeader.verifyResponse(follower.id, headers['x-coffer-nonce']!, ok.status, ok.headers as Record<string, string>, Buffer.from(ok.text))).not.toThrow();
+    expectRefused(await request(target, 'POST', RAFT_PATHS.probe, { rawBody: body, headers }));
+  });
+
   it('counts every refusal by reason in /metrics and logs it without the key', async () => {
     const seen = await Promise.all(cluster.members.map(refusals));
     const total = (reason: string) => seen.reduce((n, r) => n + (r[reason] ?? 0), 0);
-    // Unsigned requests, wrong keys and altered bytes, the ghost, the replay and the stale request above.
-    expect(total('missing')).toBeGreaterThanOrEqual(3 + 3 + 5);
-    expect(total('bad_mac')).toBeGreaterThanOrEqual(5);
+    // Unsigned requests, wrong keys and altered bytes, the ghost, the replays (batch, probe) and the stale request above.
+    expect(total('missing')).toBeGreaterThanOrEqual(3 + 3 + 5 + 1);
+    expect(total('bad_mac')).toBeGreaterThanOrEqual(5 + 1);
     expect(total('unknown_sender')).toBeGreaterThanOrEqual(3);
-    expect(total('replay')).toBe(1);
+    expect(total('replay')).toBe(2);
     expect(total('stale')).toBe(1);
     for (const m of cluster.members) {
       const out = m.proc!.output();
