@@ -161,6 +161,9 @@ describe('coffer dev-cluster', () => {
   it('Ctrl-C stops every node and removes the socket', async () => {
     const pids = [...(await coffer(['dev-cluster', 'status', '--dir', dir])).stdout.matchAll(/pid (\d+)/g)].map((m) => Number(m[1]));
     expect(pids).toHaveLength(4);
+    // Retired before stopping: the next run must not offer it (next test).
+    const revoked = await coffer(['token', 'revoke', 'bootstrap-admin'], { COFFER_ADDR: api(1), COFFER_TOKEN: token });
+    expect(revoked.code, revoked.stderr).toBe(0);
     const code = new Promise<number | null>((r) => sup.once('exit', (c) => r(c)));
     const before = out.length;
     sup.kill('SIGINT');
@@ -168,5 +171,19 @@ describe('coffer dev-cluster', () => {
     expect(fs.existsSync(path.join(dir, 'supervisor.sock'))).toBe(false);
     for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow();
     expect(out.slice(before)).not.toMatch(/killed by|exited with/); // nothing reported for the nodes it stopped itself
+  }, 60_000);
+
+  it('a new run on the same folder says the bootstrap token was revoked instead of printing it', async () => {
+    out = '';
+    sup = spawn(process.execPath, [COFFER_BIN, 'dev-cluster', '--dir', dir, `--base-port=${base}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    sup.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    sup.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    await until('the banner', () => out.includes('Ctrl-C stops every node.'));
+    expect(out).toMatch(/The bootstrap token in \S+DEV-ONLY-bootstrap-token was revoked at \d{4}-\d\d-\d\dT[\d:.]+Z: it no longer works/);
+    expect(out).not.toContain(token);
+    expect(out).not.toMatch(/COFFER_TOKEN=\S/);
+    const code = new Promise<number | null>((r) => sup.once('exit', (c) => r(c)));
+    sup.kill('SIGINT');
+    expect(await code).toBe(0);
   }, 60_000);
 });
