@@ -117,13 +117,17 @@ export class Autopilot {
     this.knowDeclared();
     const st = ctx.node.status();
     const members = [...st.confState.voters, ...st.confState.learners];
-    const toProbe = [...new Set([...members, ...declared.map((m) => m.id)])].filter((id) => id !== ctx.nodeId);
+    // Data ids are recorded even with nothing declared: a member that later comes back on an empty log is
+    // then recognised (join-check.ts) and waits to be re-added instead of voting with what it lost. With
+    // nothing declared that is all a probe is for, so only members without a recorded id are probed, and
+    // once every member has one, a round probes no one.
+    const recorded = this.d.reader.memberDataIds();
+    const toProbe = (declared.length > 0 ? [...new Set([...members, ...declared.map((m) => m.id)])] : members.filter((id) => !recorded.has(id))).filter(
+      (id) => id !== ctx.nodeId,
+    );
     const replies = new Map<string, ProbeReply | null>(await Promise.all(toProbe.map(async (id) => [id, await this.d.transport.probe(id)] as const)));
     if (!isLeader(ctx)) return;
 
-    // Recorded even with nothing declared: a member that later comes back on an empty log is then
-    // recognised (join-check.ts) and waits to be re-added instead of voting with what it lost.
-    const recorded = this.d.reader.memberDataIds();
     await this.recordDataIds(members, replies, recorded);
     if (declared.length === 0) {
       this.state = 'idle';

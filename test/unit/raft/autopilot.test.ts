@@ -1,7 +1,15 @@
 // Autopilot's pure decision (server/raft/autopilot/decide.ts), rule by rule,
-// and the core's awaitingJoin (a wiped node neither campaigns nor votes until
-// re-added as a learner).
+// the core's awaitingJoin (a wiped node neither campaigns nor votes until
+// re-added as a learner), and what the driver (server/raft/driver/autopilot.ts)
+// probes each round.
+import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
+import { Autopilot, type AutopilotDeps } from '../../../server/raft/driver/autopilot.js';
+import type { DriverContext } from '../../../server/raft/driver/context.js';
+import type { Membership } from '../../../server/raft/driver/membership.js';
+import type { ProbeReply } from '../../../server/raft/probe.js';
+import type { Command } from '../../../server/store/commands.js';
+import type { DeclaredMember } from '../../../server/store/members.js';
 import { autopilotState, decideAutopilot, type AutopilotInput, type AutopilotServer } from '../../../server/raft/autopilot/index.js';
 import { MemoryStorage } from '../../../server/raft/core/index.js';
 import { enc, TestNet } from './harness.js';
@@ -394,5 +402,91 @@ describe('core: awaitingJoin', () => {
     const st = net.raft('a').basicStatus();
     expect(st.pendingConfIndex).toBe(r.ok ? r.index : -1);
     expect(st.pendingConfIndex > st.applied).toBe(true);
+  });
+});
+
+describe('Autopilot driver: probes', () => {
+  const dataIdOf = (id: string) => id.charCodeAt(id.length - 1).toString(16).padStart(32, '0');
+
+  /** The leader `n1` of n1..n3 with fakes for the core, the store and the transport; counts probes per round. */
+  function leaderAutopilot(o: { declared?: DeclaredMember[]; recorded?: string[]; answers?: boolean } = {}) {
+    const recorded = new Map((o.recorded ?? []).map((id) => [id, dataIdOf(id)]));
+    const probes: string[] = [];
+    const proposed: string[] = [];
+    const status = {
+      confState: { voters: ['n1', 'n2', 'n3'], learners: [] as string[] },
+      term: 2,
+      commit: 10,
+      applied: 10,
+      pendingConfIndex: 0,
+      progress: new Map([['n2', { match: 10 }], ['n3', { match: 10 }]]),
+    };
+    const ctx = {
+      nodeId: 'n1',
+      node: { basicStatus: () => ({ role: 'leader', lead: 'n1' }), status: () => status },
+      logger: pino({ level: 'silent' }),
+      writeGuard: undefined,
+      schedule: () => {},
+      throwIfStopped: () => {},
+    } as unknown as DriverContext;
+    const reply = (id: string): ProbeReply => ({ node_id: id, data_id: dataIdOf(id), term: 2, last_index: 10, commit_index: 10, awaiting_join: false, your_data_id: null });
+    const autopilot = new Autopilot({
+      ctx,
+      membership: {} as Membership,
+      reader: { declaredMembers: () => o.declared ?? [], memberDataIds: () => new Map(recorded) },
+      transport: {
+        probe: async (id: string) => {
+          probes.push(id);
+          return o.answers === false ? null : reply(id);
+        },
+        setPeer: () => {},
+        address: () => undefined,
+      } as unknown as AutopilotDeps['transport'],
+      propose: async (cmd: Command) => {
+        const c = cmd as unknown as { id: string; data_id: string };
+        proposed.push(c.id);
+        recorded.set(c.id, c.data_id);
+        return { ok: true };
+      },
+      dataId: dataIdOf('n1'),
+      stabilizationMs: 10_000,
+    });
+    /** Runs `n` rounds (one a second on a leader) and returns how many probes each sent. */
+    const rounds = async (n: number): Promise<number[]> => {
+      const counts: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const before = probes.length;
+        await autopilot.round();
+        counts.push(probes.length - before);
+      }
+      return counts;
+    };
+    return { autopilot, rounds, probes, proposed };
+  }
+
+  it('with nothing declared, probes only members without a recorded data id, then no one', async () => {
+    const a = leaderAutopilot();
+    // Round 1 probes n2 and n3 and records all three ids (n1 its own, no probe); every later round probes no one.
+    expect(await a.rounds(10)).toEqual([2, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    expect(a.proposed.sort()).toEqual(['n1', 'n2', 'n3']);
+    expect(a.autopilot.report().state).toBe('idle');
+  });
+
+  it('with nothing declared and every id recorded, never probes', async () => {
+    const a = leaderAutopilot({ recorded: ['n1', 'n2', 'n3'] });
+    expect(await a.rounds(5)).toEqual([0, 0, 0, 0, 0]);
+    expect(a.proposed).toEqual([]);
+  });
+
+  it('with nothing declared, keeps probing only a member that has not answered yet', async () => {
+    const a = leaderAutopilot({ recorded: ['n1', 'n2'], answers: false });
+    expect(await a.rounds(3)).toEqual([1, 1, 1]);
+    expect(a.probes).toEqual(['n3', 'n3', 'n3']);
+  });
+
+  it('with members declared, probes every member and declared node each round (health and stability need it)', async () => {
+    const declared = ['n1', 'n2', 'n3', 'n4'].map((id) => ({ id, address: `127.0.0.1:${8200 + Number(id[1])}` }));
+    const a = leaderAutopilot({ declared, recorded: ['n1', 'n2', 'n3'] });
+    expect(await a.rounds(3)).toEqual([3, 3, 3]);
   });
 });
