@@ -8,7 +8,7 @@ import { clusterMember, type Command } from '../../store/commands.js';
 import type { DeclaredMember } from '../../store/members.js';
 import type { StateReader } from '../../store/queries.js';
 import type { ApplyResult } from '../../store/results.js';
-import { autopilotState, decideAutopilot, type AutopilotAction, type AutopilotServer } from '../autopilot/index.js';
+import { autopilotInputFrom, autopilotState, decideAutopilot, type AutopilotAction } from '../autopilot/index.js';
 import type { ProbeReply } from '../probe.js';
 import type { Transport } from '../transport.js';
 import type { AutopilotState } from '../autopilot/index.js';
@@ -53,7 +53,8 @@ export interface AutopilotDeps {
 export class Autopilot {
   /** From VAULT_MEMBERS_FILE: null while there is no file (or no good read of it yet). */
   private fileMembers: DeclaredMember[] | null = null;
-  private readonly stableSince = new Map<string, number>();
+  /** When each member became stable (healthy and caught up), as of the last round; reset when leadership is lost. */
+  private stableSince = new Map<string, number>();
   private servers: AutopilotReport['servers'] = [];
   private lastDecision: AutopilotDecision | null = null;
   private state: AutopilotState = 'idle';
@@ -134,47 +135,30 @@ export class Autopilot {
       return;
     }
 
-    const now = this.now();
-    const servers = new Map<string, AutopilotServer>();
-    for (const id of members) {
-      if (id === ctx.nodeId) continue;
-      const reply = replies.get(id) ?? null;
-      const healthy = reply !== null && reply.term <= st.term;
-      if (healthy) this.stableSince.set(id, this.stableSince.get(id) ?? now);
-      else this.stableSince.delete(id);
-      const known = recorded.get(id);
-      servers.set(id, {
-        id,
-        voter: st.confState.voters.includes(id),
-        healthy,
-        stableSince: this.stableSince.get(id) ?? null,
-        match: st.progress.get(id)?.match ?? 0,
-        lostData: reply !== null && known !== undefined && known !== reply.data_id,
-      });
-    }
-    for (const id of this.stableSince.keys()) if (!servers.has(id)) this.stableSince.delete(id);
-    this.servers = [...servers.values()].map((s) => ({
+    // Healthy: answered the probe as itself, at no later term than ours. Lost data: not the storage it joined with.
+    const { input, stableSince } = autopilotInputFrom(st, {
+      self: ctx.nodeId,
+      now: this.now(),
+      declared: declared.map((m) => m.id),
+      member: (id) => {
+        const reply = replies.get(id) ?? null;
+        const known = recorded.get(id);
+        return { healthy: reply !== null && reply.term <= st.term, lostData: reply !== null && known !== undefined && known !== reply.data_id };
+      },
+      reachable: (id) => Boolean(replies.get(id)),
+      stableSince: this.stableSince,
+      stabilizationMs: this.d.stabilizationMs,
+      promotionLag: PROMOTION_LAG,
+    });
+    this.stableSince = stableSince;
+    this.servers = [...input.servers.values()].map((s) => ({
       id: s.id,
       voter: s.voter,
       healthy: s.healthy,
       stable_since: s.stableSince === null ? null : new Date(s.stableSince).toISOString(),
       match: s.match,
     }));
-
-    const reachable = new Set(declared.filter((m) => !members.includes(m.id) && replies.get(m.id)).map((m) => m.id));
-    const action = decideAutopilot({
-      self: ctx.nodeId,
-      now,
-      declared: declared.map((m) => m.id),
-      voters: st.confState.voters,
-      learners: st.confState.learners,
-      pendingConfChange: st.pendingConfIndex > st.applied,
-      commitIndex: st.commit,
-      servers,
-      reachable,
-      stabilizationMs: this.d.stabilizationMs,
-      promotionLag: PROMOTION_LAG,
-    });
+    const action = decideAutopilot(input);
     await this.act(action, declared, replies);
   }
 

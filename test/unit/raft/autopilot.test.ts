@@ -10,8 +10,10 @@ import type { Membership } from '../../../server/raft/driver/membership.js';
 import type { ProbeReply } from '../../../server/raft/probe.js';
 import type { Command } from '../../../server/store/commands.js';
 import type { DeclaredMember } from '../../../server/store/members.js';
-import { autopilotState, decideAutopilot, type AutopilotInput, type AutopilotServer } from '../../../server/raft/autopilot/index.js';
-import { MemoryStorage } from '../../../server/raft/core/index.js';
+import {
+  autopilotInputFrom, autopilotState, decideAutopilot, type AutopilotInput, type AutopilotObservations, type AutopilotServer, type AutopilotStatus,
+} from '../../../server/raft/autopilot/index.js';
+import { MemoryStorage, type ProgressStatus } from '../../../server/raft/core/index.js';
 import { enc, TestNet } from './harness.js';
 
 const NOW = 100_000;
@@ -488,5 +490,53 @@ describe('Autopilot driver: probes', () => {
     const declared = ['n1', 'n2', 'n3', 'n4'].map((id) => ({ id, address: `127.0.0.1:${8200 + Number(id[1])}` }));
     const a = leaderAutopilot({ declared, recorded: ['n1', 'n2', 'n3'] });
     expect(await a.rounds(3)).toEqual([3, 3, 3]);
+  });
+});
+
+describe('autopilotInputFrom (the input the driver and the simulation both build)', () => {
+  const status = (o: { voters?: string[]; learners?: string[]; match?: Record<string, number>; commit?: number; pending?: boolean } = {}): AutopilotStatus => ({
+    commit: o.commit ?? 100,
+    applied: 100,
+    pendingConfIndex: o.pending ? 101 : 90,
+    confState: { voters: o.voters ?? ['a', 'b', 'c'], learners: o.learners ?? [], votersOutgoing: [], learnersNext: [], autoLeave: false } as unknown as AutopilotStatus['confState'],
+    progress: new Map(Object.entries(o.match ?? { b: 100, c: 100 }).map(([id, match]) => [id, { match } as unknown as ProgressStatus])),
+  });
+  const observe = (o: Partial<AutopilotObservations> & { healthy?: string[]; lost?: string[]; answers?: string[] } = {}): AutopilotObservations => ({
+    self: 'a',
+    now: NOW,
+    declared: ['a', 'b', 'c'],
+    member: (id) => ({ healthy: (o.healthy ?? ['b', 'c']).includes(id), lostData: (o.lost ?? []).includes(id) }),
+    reachable: (id) => (o.answers ?? []).includes(id),
+    stableSince: new Map(),
+    stabilizationMs: STABLE,
+    promotionLag: 8,
+    ...o,
+  });
+
+  it("lists every member but self, with the core's match, and the conf change in flight", () => {
+    const { input } = autopilotInputFrom(status({ learners: ['d'], match: { b: 100, c: 50, d: 7 }, pending: true }), observe({ healthy: ['b', 'd'], lost: ['d'] }));
+    expect([...input.servers.keys()]).toEqual(['b', 'c', 'd']);
+    expect(input.servers.get('d')).toEqual({ id: 'd', voter: false, healthy: true, stableSince: null, match: 7, lostData: true });
+    expect(input.servers.get('c')).toMatchObject({ voter: true, healthy: false, match: 50 });
+    expect(input).toMatchObject({ self: 'a', now: NOW, voters: ['a', 'b', 'c'], learners: ['d'], pendingConfChange: true, commitIndex: 100 });
+  });
+
+  it('a member is stable from the first round it is healthy and caught up, kept while it stays so, reset when not', () => {
+    const st = status({ learners: ['d'], match: { b: 100, c: 100, d: 95 } });
+    const first = autopilotInputFrom(st, observe({ healthy: ['b', 'c', 'd'], stableSince: new Map([['b', 5]]) }));
+    expect(first.input.servers.get('b')!.stableSince).toBe(5); // kept
+    expect(first.input.servers.get('d')!.stableSince).toBe(NOW); // new: within promotionLag (8) of the commit
+    expect(first.stableSince).toEqual(new Map([['b', 5], ['c', NOW], ['d', NOW]]));
+    // Falls behind (match + lag < commit) or stops answering: stability starts over.
+    const behind = autopilotInputFrom(status({ learners: ['d'], match: { b: 100, c: 100, d: 80 } }), observe({ healthy: ['b', 'd'], now: NOW + 1, stableSince: first.stableSince }));
+    expect(behind.stableSince).toEqual(new Map([['b', 5]]));
+    // A member no longer in the configuration drops out.
+    expect(autopilotInputFrom(status({ voters: ['a', 'b'] }), observe({ stableSince: new Map([['b', 5], ['gone', 1]]) })).stableSince).toEqual(new Map([['b', 5]]));
+  });
+
+  it('reachable: only declared non-members that answered', () => {
+    const { input } = autopilotInputFrom(status(), observe({ declared: ['a', 'b', 'c', 'd', 'e'], answers: ['b', 'd', 'x'] }));
+    expect([...input.reachable]).toEqual(['d']);
+    expect(autopilotInputFrom(status(), observe({ declared: null, answers: ['d'] })).input.reachable.size).toBe(0);
   });
 });

@@ -1,7 +1,7 @@
 // One randomized autopilot run per seed: a 3- or 5-voter cluster with a
 // client writing, where every node that believes it leads runs
-// decideAutopilot each step (input built from the core's status the way the
-// server driver does) and applies the action. Meanwhile the declared member
+// decideAutopilot each step (input built by the driver's own autopilotInputFrom
+// from the core's status and what the simulation lets it observe) and applies the action. Meanwhile the declared member
 // list changes (grow, shrink, replace, re-declare a node with stale state),
 // nodes crash, pause, are partitioned, and lose their disks mid-change. After
 // every step: the Checker's safety invariants plus autopilot's own (one conf
@@ -9,7 +9,7 @@
 // join never grants a vote). After healing, the configuration must equal the
 // declared set (all voters) and every acknowledged write be on every member.
 
-import { decideAutopilot, type AutopilotAction, type AutopilotInput, type AutopilotServer } from '../../../../server/raft/autopilot/index.js';
+import { autopilotInputFrom, decideAutopilot, type AutopilotAction, type AutopilotInput } from '../../../../server/raft/autopilot/index.js';
 import { SeededRng, type NodeId, type RaftNode } from '../../../../server/raft/core/index.js';
 import { InvariantViolation } from './checker.js';
 import { Cluster, type SimNode } from './cluster.js';
@@ -82,7 +82,7 @@ class AutopilotRun {
 
   // ---- the driver's side: build the input -------------------------------------
 
-  /** The input the server driver would build on `leader`. */
+  /** The input the server driver would build on `leader` (autopilotInputFrom), from what the simulation lets it observe. */
   buildInput(leader: SimNode, raft: RaftNode): AutopilotInput {
     const c = this.c;
     const st = raft.status();
@@ -92,47 +92,29 @@ class AutopilotRun {
       tr = { key, since: new Map() };
       this.tracking.set(leader.id, tr);
     }
-    const servers = new Map<NodeId, AutopilotServer>();
-    const members = [...st.confState.voters, ...st.confState.learners];
-    for (const id of members) {
-      if (id === leader.id) continue;
-      const pr = st.progress.get(id);
-      const heard = c.heard.get(`${leader.id}<${id}`);
-      const healthy = (pr?.recentActive ?? false) || (heard !== undefined && c.now - heard <= ELECTION_TICK);
-      const match = pr?.match ?? 0;
-      if (healthy && match + this.promotionLag >= st.commit) {
-        if (!tr.since.has(id)) tr.since.set(id, c.now);
-      } else tr.since.delete(id);
-      const node = c.nodes.get(id);
-      servers.set(id, {
-        id,
-        voter: st.confState.voters.includes(id),
-        healthy,
-        stableSince: tr.since.get(id) ?? null,
-        match,
-        // What the leader's probe would see: the raft dir's data id differs from the one recorded at add time.
-        lostData: node !== undefined && this.addedDataId.has(id) && node.dataId !== this.addedDataId.get(id),
-      });
-    }
-    const reachable = new Set<NodeId>();
-    for (const id of this.declared) {
-      if (members.includes(id)) continue;
-      const n = c.nodes.get(id);
-      if (n?.raft && !c.isPaused(n) && c.net.canTalk(leader.id, id)) reachable.add(id);
-    }
-    return {
+    const { input, stableSince } = autopilotInputFrom(st, {
       self: leader.id,
       now: c.now,
       declared: this.declared,
-      voters: st.confState.voters,
-      learners: st.confState.learners,
-      pendingConfChange: st.pendingConfIndex > st.applied,
-      commitIndex: st.commit,
-      servers,
-      reachable,
+      member: (id) => {
+        const heard = c.heard.get(`${leader.id}<${id}`);
+        const node = c.nodes.get(id);
+        return {
+          healthy: (st.progress.get(id)?.recentActive ?? false) || (heard !== undefined && c.now - heard <= ELECTION_TICK),
+          // What the leader's probe would see: the raft dir's data id differs from the one recorded at add time.
+          lostData: node !== undefined && this.addedDataId.has(id) && node.dataId !== this.addedDataId.get(id),
+        };
+      },
+      reachable: (id) => {
+        const n = c.nodes.get(id);
+        return n?.raft !== undefined && !c.isPaused(n) && c.net.canTalk(leader.id, id);
+      },
+      stableSince: tr.since,
       stabilizationMs: STABILIZATION,
       promotionLag: this.promotionLag,
-    };
+    });
+    tr.since = stableSince;
+    return input;
   }
 
   /** Every node that believes it leads runs autopilot (stale leaders too: their proposals must fail safely). */
