@@ -6,6 +6,14 @@
 // only trusts what a member answered to this very request (replies carry the
 // capabilities the leader gates commands on).
 //
+// Every request is addressed: its path carries `?to=<receiver id>` under the
+// MAC, and a receiver refuses one addressed to another member, so a request
+// captured on its way to one member cannot be replayed to another (whose
+// nonce cache has not seen it), e.g. a forwarded write to the next leader.
+// A path without `to` is still accepted: it is how members from before this
+// change sign, for the length of a rolling upgrade; they verify the whole
+// URL, so the query is compatible with them.
+//
 // VAULT_CLUSTER_KEY_PREVIOUS is also accepted when verifying (a rolling key
 // change); requests are always signed with the current key, and a reply
 // with the key that verified its request.
@@ -36,8 +44,13 @@ const TIME_RE = /^[0-9]{1,15}$/;
 const NODE_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 /** Why a request was refused; the label values of coffer_raft_auth_refused_total. */
-export type RefusalReason = 'missing' | 'malformed' | 'unknown_sender' | 'stale' | 'bad_mac' | 'replay';
-export const REFUSAL_REASONS: readonly RefusalReason[] = ['missing', 'malformed', 'unknown_sender', 'stale', 'bad_mac', 'replay'];
+export type RefusalReason = 'missing' | 'malformed' | 'unknown_sender' | 'stale' | 'bad_mac' | 'replay' | 'misdirected';
+export const REFUSAL_REASONS: readonly RefusalReason[] = ['missing', 'malformed', 'unknown_sender', 'stale', 'bad_mac', 'replay', 'misdirected'];
+
+/** The path a request to `receiver` is sent and signed on (node ids are URL-safe: NODE_RE). */
+export function addressedPath(path: string, receiver: string): string {
+  return `${path}?to=${receiver}`;
+}
 
 export class AuthRefusal extends Error {
   override readonly name = 'AuthRefusal';
@@ -151,8 +164,18 @@ export class ClusterAuth {
       if (timingSafeEqual(expected, claim.mac)) slot = i;
     }
     if (slot < 0) throw new AuthRefusal('bad_mac', 'request fails its cluster MAC');
+    this.checkReceiver(path);
     if (!this.nonces.admit(claim.nonce, claim.time, this.now())) throw new AuthRefusal('replay', 'request nonce was already used');
     return slot as KeySlot;
+  }
+
+  /** A signed path's query may only be `to=<this node>` (or absent: a sender from before addressing). */
+  private checkReceiver(path: string): void {
+    const q = path.indexOf('?');
+    if (q < 0) return;
+    const query = path.slice(q + 1);
+    if (!query.startsWith('to=') || !NODE_RE.test(query.slice(3))) throw new AuthRefusal('malformed', 'a Raft request may only carry ?to=<receiver id>');
+    if (query.slice(3) !== this.nodeId) throw new AuthRefusal('misdirected', 'request is addressed to another member');
   }
 
   /** Headers for the reply to a request verified with key `slot`. */

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import { pipeline } from 'node:stream/promises';
-import { AuthRefusal, type ClusterAuth, type CoveredHeaders } from './cluster-auth.js';
+import { AuthRefusal, addressedPath, type ClusterAuth, type CoveredHeaders } from './cluster-auth.js';
 import type { Message } from './core/index.js';
 import { BATCH_CONTENT_TYPE, encodeBatch, encodeMessages } from './codec.js';
 import { parseProbeReply, type ProbeReply } from './probe.js';
@@ -113,13 +113,14 @@ export function postJson(
 ): Promise<unknown> {
   const { host, port } = splitAddress(address);
   const covered: CoveredHeaders = { 'x-coffer-capabilities': signer.capabilities };
-  const auth = signer.auth.signRequest('POST', path, covered, body);
+  const url = addressedPath(path, peer);
+  const auth = signer.auth.signRequest('POST', url, covered, body);
   return new Promise((resolve, reject) => {
     const req = http.request(
       {
         host,
         port,
-        path,
+        path: url,
         method: 'POST',
         agent,
         timeout: timeoutMs,
@@ -217,13 +218,14 @@ export class Transport {
     const digest = await sha256File(imageFile);
     // The image is not in memory: the MAC covers its digest and the message header; the receiver checks the digest.
     const covered: CoveredHeaders = { 'x-coffer-message': header, 'x-coffer-sha256': digest };
-    const auth = signer.auth.signRequest('POST', RAFT_PATHS.snapshot, covered, '');
+    const url = addressedPath(RAFT_PATHS.snapshot, m.to);
+    const auth = signer.auth.signRequest('POST', url, covered, '');
     await new Promise<void>((resolve, reject) => {
       const req = http.request(
         {
           host,
           port,
-          path: RAFT_PATHS.snapshot,
+          path: url,
           method: 'POST',
           agent: this.snapshotAgent,
           headers: {

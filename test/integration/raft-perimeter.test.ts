@@ -5,7 +5,7 @@
 // single dev node (no VAULT_CLUSTER_KEY: ephemeral key).
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ClusterAuth, type CoveredHeaders } from '../../server/raft/cluster-auth.js';
+import { ClusterAuth, addressedPath, type CoveredHeaders } from '../../server/raft/cluster-auth.js';
 import { BATCH_CONTENT_TYPE, encodeBatch } from '../../server/raft/codec.js';
 import { message } from '../../server/raft/core/index.js';
 import { RAFT_PATHS } from '../../server/raft/transport.js';
@@ -219,6 +219,23 @@ describe('Raft listener perimeter (3-node cluster)', () => {
     expect(ok.status).toBe(200);
     expect(() => asLeader.verifyResponse(follower.id, headers['x-coffer-nonce']!, ok.status, ok.headers as Record<string, string>, Buffer.from(ok.text))).not.toThrow();
     expectRefused(await request(target, 'POST', RAFT_PATHS.probe, { rawBody: body, headers }));
+  });
+
+  it('refuses a signed request captured on its way to one member and replayed to another', async () => {
+    const { leader } = await view();
+    const [a, b] = cluster.members.filter((m) => m.id !== leader);
+    const asLeader = new ClusterAuth({ nodeId: leader, key: Buffer.from(cluster.clusterKey, 'base64') });
+    const body = '{}';
+    // As the leader's transport sends it: addressed to a, under the MAC.
+    const path = addressedPath(RAFT_PATHS.probe, a!.id);
+    const headers = signed(asLeader, path, body);
+    const ok = await request(raftUrl(a!), 'POST', path, { rawBody: body, headers });
+    expect(ok.status).toBe(200);
+    // The same bytes to b, whose nonce cache never saw them: refused as misdirected, and with the address stripped, as forged.
+    expectRefused(await request(raftUrl(b!), 'POST', path, { rawBody: body, headers }));
+    expectRefused(await request(raftUrl(b!), 'POST', RAFT_PATHS.probe, { rawBody: body, headers }));
+    const seen = await refusals(b!);
+    expect(seen.misdirected ?? 0).toBeGreaterThanOrEqual(1);
   });
 
   it('counts every refusal by reason in /metrics and logs it without the key', async () => {

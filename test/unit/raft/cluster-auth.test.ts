@@ -2,7 +2,7 @@
 // or replay it refuses.
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { AuthRefusal, CLOCK_WINDOW_MS, ClusterAuth, type CoveredHeaders, type RefusalReason } from '../../../server/raft/cluster-auth.js';
+import { AuthRefusal, CLOCK_WINDOW_MS, ClusterAuth, addressedPath, type CoveredHeaders, type RefusalReason } from '../../../server/raft/cluster-auth.js';
 import { NonceCache } from '../../../server/raft/nonce-cache.js';
 
 const KEY = randomBytes(32);
@@ -47,6 +47,28 @@ describe('cluster authentication of Raft requests', () => {
     const h = sender.signRequest('POST', PATH, COVERED, BODY);
     expect(receive(receiver, h)).toBe(0);
     expect(refusal(() => receive(receiver, h))).toBe('replay');
+  });
+
+  it('binds a request to its receiver: one addressed to n2 is refused by n3, whose nonces never saw it', () => {
+    const c = clock();
+    const sender = new ClusterAuth({ nodeId: 'n1', key: KEY, now: c.now });
+    const n2 = new ClusterAuth({ nodeId: 'n2', key: KEY, now: c.now });
+    const n3 = new ClusterAuth({ nodeId: 'n3', key: KEY, now: c.now });
+    const path = addressedPath(PATH, 'n2');
+    const h = sender.signRequest('POST', path, COVERED, BODY);
+    expect(receive(n2, h, BODY, COVERED, path)).toBe(0);
+    // The captured bytes, replayed to another member within the clock window.
+    expect(refusal(() => receive(n3, h, BODY, COVERED, path))).toBe('misdirected');
+    // Stripping or rewriting the address breaks the MAC.
+    expect(refusal(() => receive(n3, h, BODY, COVERED, PATH))).toBe('bad_mac');
+    expect(refusal(() => receive(n3, h, BODY, COVERED, addressedPath(PATH, 'n3')))).toBe('bad_mac');
+    // Any other query is malformed, even under a valid MAC.
+    for (const q of ['?to=n2&x=1', '?x=n2', '?to=', '?to=n2/..']) {
+      const hq = sender.signRequest('POST', PATH + q, COVERED, BODY);
+      expect(refusal(() => receive(n2, hq, BODY, COVERED, PATH + q)), q).toBe('malformed');
+    }
+    // A sender from before addressing (no query) is still accepted during a rolling upgrade.
+    expect(receive(n3, sender.signRequest('POST', PATH, COVERED, BODY), BODY, COVERED, PATH)).toBe(0);
   });
 
   it('refuses a request without the auth headers, or with any one of them missing', () => {
