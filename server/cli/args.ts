@@ -39,7 +39,7 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
 /** Flags that take a value; any other --flag is boolean. */
 export const VALUE_FLAGS: ReadonlySet<string> = new Set([
   'addr', 'token', 'version', 'cas', 'value', 'length', 'charset', 'role', 'ttl', 'file', 'limit',
-  'consistency', 'since', 'data-dir', 'nodes', 'dir',
+  'consistency', 'since', 'data-dir', 'nodes', 'dir', 'base-port',
 ]);
 
 /** A mistake in how the command was typed: exit 2, with a hint where to read the usage. */

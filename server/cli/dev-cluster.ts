@@ -56,13 +56,12 @@ function dirHint(dir: string): string {
 }
 
 export async function runDevCluster(args: ParsedArgs): Promise<number> {
-  // Not a value flag of the shared parser: `--base-port 9000` would leave 9000 as a positional.
-  if (args.flags.get('base-port') === true) throw new UsageError('--base-port needs a value: --base-port=PORT');
+  if (args.flags.get('base-port') === true) throw new UsageError('--base-port needs a value: --base-port PORT');
   const sub = args.positionals[1] ?? 'run';
   switch (sub) {
     case 'run':
       if (args.positionals.length > 2) throw new UsageError(`unexpected argument '${args.positionals[2]}'`);
-      checkFlags(withoutBasePort(args), ['nodes', 'dir', 'help']);
+      checkFlags(args, ['nodes', 'dir', 'base-port', 'help']);
       return supervise(args);
     case 'status':
       if (args.positionals.length > 2) throw new UsageError(`unexpected argument '${args.positionals[2]}'`);
@@ -83,13 +82,6 @@ export async function runDevCluster(args: ParsedArgs): Promise<number> {
     default:
       throw new UsageError(`unknown subcommand '${sub}' (run, status, restart, join)`);
   }
-}
-
-/** checkFlags refuses a value on a flag args.ts does not know takes one; --base-port is checked in supervise(). */
-function withoutBasePort(args: ParsedArgs): ParsedArgs {
-  const flags = new Map(args.flags);
-  flags.delete('base-port');
-  return { positionals: args.positionals, flags };
 }
 
 /** Sends one request to the running supervisor and prints its answer: 0 done, 1 refused, 3 no supervisor. */
