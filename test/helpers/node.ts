@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
+import { afterEach } from 'vitest';
 import { loadConfig } from '../../server/config/config.js';
 import { startNode, type RunningNode } from '../../server/node/node.js';
 
@@ -147,4 +148,18 @@ export async function runToExit(env: Record<string, string>, args: string[] = ['
       resolve({ code, output });
     });
   });
+}
+
+/** A startTestNode for one test file: every node it starts is closed after each test. */
+export function nodesClosedAfterEach(): (opts?: TestNodeOptions) => Promise<TestNode> {
+  let nodes: TestNode[] = [];
+  afterEach(async () => {
+    await Promise.all(nodes.map((n) => n.close()));
+    nodes = [];
+  });
+  return async (opts = {}) => {
+    const n = await startTestNode(opts);
+    nodes.push(n);
+    return n;
+  };
 }

@@ -1,19 +1,9 @@
 // Secrets over a really listening node with real SQLite files.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { client } from '../helpers/http.js';
-import { startTestNode, type TestNode } from '../helpers/node.js';
+import { nodesClosedAfterEach, startTestNode } from '../helpers/node.js';
 
-let nodes: TestNode[] = [];
-afterEach(async () => {
-  await Promise.all(nodes.map((n) => n.close()));
-  nodes = [];
-});
-
-async function node(opts: Parameters<typeof startTestNode>[0] = {}) {
-  const n = await startTestNode(opts);
-  nodes.push(n);
-  return n;
-}
+const node = nodesClosedAfterEach();
 
 describe('secret round trip', () => {
   it('writes versions, reads current and old versions, and reports metadata', async () => {

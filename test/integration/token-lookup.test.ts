@@ -4,23 +4,13 @@
 // token or its digest; without manage_tokens the token route answers the same
 // 403 whether or not the name exists; every request is audited.
 import { createHash } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { expectError } from '../helpers/assert.js';
 import { TestCluster } from '../helpers/cluster.js';
 import { client, request, type HttpResponse } from '../helpers/http.js';
-import { randomToken, startTestNode, type TestNode } from '../helpers/node.js';
+import { nodesClosedAfterEach, randomToken, type TestNode } from '../helpers/node.js';
 
-let nodes: TestNode[] = [];
-afterEach(async () => {
-  await Promise.all(nodes.map((n) => n.close()));
-  nodes = [];
-});
-
-async function node(opts: Parameters<typeof startTestNode>[0] = {}): Promise<TestNode> {
-  const n = await startTestNode(opts);
-  nodes.push(n);
-  return n;
-}
+const node = nodesClosedAfterEach();
 
 interface AuditRow {
   actor: string;

@@ -5,23 +5,11 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ApiDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
-import { errorResponses } from '../schemas.js';
+import { errorResponses, ruleSchema, tokenFields } from '../schemas.js';
 
 const selfResponse = {
   type: 'object',
-  properties: {
-    name: { type: 'string' },
-    role: { type: 'string' },
-    created_at: { type: 'string' },
-    expires_at: { type: ['string', 'null'] },
-    rules: {
-      type: 'array',
-      items: {
-        type: 'object',
-        properties: { paths: { type: 'array', items: { type: 'string' } }, actions: { type: 'array', items: { type: 'string' } } },
-      },
-    },
-  },
+  properties: { ...tokenFields, rules: { type: 'array', items: ruleSchema } },
 } as const;
 
 export const authRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { deps }) => {

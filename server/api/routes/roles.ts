@@ -1,21 +1,11 @@
 // Role management. `admin` is built in: readable, never changed or deleted.
 import type { FastifyPluginAsync } from 'fastify';
-import { ALL_ACTIONS, MAX_PATH_LENGTH, MAX_RULE_PATHS, MAX_RULES, PATH_PATTERN, rulesAllow, rulesArePrivileged, type RoleRule } from '../../rbac/rules.js';
+import { MAX_RULES, rulesAllow, rulesArePrivileged, type RoleRule } from '../../rbac/rules.js';
 import { roleDelete, rolePut } from '../../store/commands.js';
 import { refusalError } from '../../store/results.js';
 import type { ApiDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
-import { errorResponses, identParams } from '../schemas.js';
-
-const ruleSchema = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['paths', 'actions'],
-  properties: {
-    paths: { type: 'array', maxItems: MAX_RULE_PATHS, items: { type: 'string', minLength: 1, maxLength: MAX_PATH_LENGTH, pattern: PATH_PATTERN } },
-    actions: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', enum: [...ALL_ACTIONS] } },
-  },
-} as const;
+import { errorResponses, identParams, ruleSchema } from '../schemas.js';
 
 const roleResponse = {
   type: 'object',

@@ -7,19 +7,13 @@ import { IDENT_PATTERN } from '../../store/names.js';
 import { refusalError } from '../../store/results.js';
 import type { ApiDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
-import { errorResponses, identParams } from '../schemas.js';
+import { errorResponses, identParams, tokenFields } from '../schemas.js';
 
 const MAX_TTL_SECS = 10 * 365 * 24 * 3600;
 
 const tokenMeta = {
   type: 'object',
-  properties: {
-    name: { type: 'string' },
-    role: { type: 'string' },
-    created_at: { type: 'string' },
-    expires_at: { type: ['string', 'null'] },
-    revoked_at: { type: ['string', 'null'] },
-  },
+  properties: { ...tokenFields, revoked_at: { type: ['string', 'null'] } },
 } as const;
 
 export const tokenRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, { deps }) => {
