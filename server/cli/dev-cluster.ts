@@ -34,6 +34,7 @@ From another terminal, while it runs (same --dir):
                be added; prints the coffer cluster command that adds it`;
 
 const SOCKET = 'supervisor.sock';
+const MAX_REQUEST_BYTES = 4096;
 
 interface DevNode {
   id: string;
@@ -257,10 +258,15 @@ async function supervise(args: ParsedArgs): Promise<number> {
     let buf = '';
     conn.setEncoding('utf8');
     conn.on('error', () => {});
-    conn.on('data', (chunk: string) => {
+    const onData = (chunk: string) => {
       buf += chunk;
       const nl = buf.indexOf('\n');
-      if (nl < 0) return;
+      if (nl < 0) {
+        if (buf.length > MAX_REQUEST_BYTES) conn.destroy(); // one short JSON line is all a request is
+        return;
+      }
+      // One request per connection: bytes after the first line must not run it again.
+      conn.off('data', onData);
       let req: { cmd?: string; id?: string };
       try {
         req = JSON.parse(buf.slice(0, nl)) as { cmd?: string; id?: string };
@@ -272,7 +278,8 @@ async function supervise(args: ParsedArgs): Promise<number> {
         (reply) => conn.end(JSON.stringify(reply)),
         (err: unknown) => conn.end(JSON.stringify({ ok: false, text: `coffer dev-cluster: ${(err as Error).message}` })),
       );
-    });
+    };
+    conn.on('data', onData);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
