@@ -108,7 +108,12 @@ describe('live resize on a real control plane', () => {
     const template = (await get('statefulset', 'vault')).spec.template;
     await patchReplicas('vault', 3);
     await eventually('3 members declared', async () => ((await declared('vault')).length === 3 ? true : undefined), 60_000);
-    const removing = await get('vaultcluster', 'vault');
+    // The members ConfigMap is written before the status in the same pass: wait for the status, not one read.
+    // The leader still reports 5 voters, so the resize cannot have finished in between.
+    const removing = await eventually('RemovingMembers in status', async () => {
+      const o = await get('vaultcluster', 'vault');
+      return o.status?.resize?.phase === 'RemovingMembers' ? o : undefined;
+    }, 60_000);
     expect(removing.status.resize).toMatchObject({ from: 5, to: 3, phase: 'RemovingMembers' });
     expect(cond(removing, 'Progressing')).toMatchObject({ reason: 'ScalingDown' });
     expect((await get('poddisruptionbudget', 'vault')).spec.maxUnavailable).toBe(1);
