@@ -3,7 +3,24 @@
 // autocannon, at the same client concurrency, interleaved (etcd, coffer,
 // etcd, coffer, …), medians of `repeats` runs.
 //
-//   npx tsc -p . && node dist/bench/cluster.js [--duration=10] [--repeats=3] [--connections=1,64]
+//   npx tsc -p . && node dist/bench/cluster.js [--workload=write|read] [--duration=10] [--repeats=3] [--connections=1,64]
+//
+// --workload=write (default): the writes described below.
+// --workload=read: 256-byte reads of the same seeded keys, each cluster
+// measured two ways in the same run, interleaved like separate systems:
+//   coffer        GET /v1/secrets/bench/k{i}: linearizable (the default; the
+//                 leader confirms its leadership with a ReadIndex round to
+//                 the followers before it answers);
+//   coffer@stale  the same with ?consistency=stale (served from the node's
+//                 own state, no round);
+//   etcd          POST /v3/kv/range {key}: linearizable (etcd's default);
+//   etcd@serializable  the same with "serializable": true.
+// Reads carry no token (a value read is allowed by client address; every
+// node allowlists 127.0.0.0/8), as a workload reading its secrets does. The
+// report adds the linearizable/stale p50 ratio per cluster and connection
+// count. Use --target=leader to time the leader's reads alone (with spread,
+// the followers' linearizable reads also ask the leader for its read index).
+// --baseline-bin is for the write workload only.
 //
 // etcd: Debian's etcd-server (3.4), three members on 127.0.0.1 with distinct
 // ports and data dirs in a temp dir, default tuning. Writes are
@@ -61,7 +78,7 @@ import { auditBatches, startCoffer } from './cluster-coffer.js';
 import { etcdVersion, INSTALL_HINT, killEtcdNow, startEtcd } from './cluster-etcd.js';
 import { fetchJson, poll, type Cluster, type Member } from './cluster-members.js';
 import { report, runLine, type Sample } from './cluster-report.js';
-import { isCoffer, settings, VALUE_BYTES, type System } from './cluster-settings.js';
+import { clusterOf, isCoffer, isLocalRead, settings, VALUE_BYTES, type System } from './cluster-settings.js';
 
 let tempDir: string | null = null;
 let keepTemp = false;
@@ -95,7 +112,7 @@ async function main(): Promise<void> {
   }
 
   // Hard deadline: set-up, warm-ups, runs and fsync probes, with generous slack.
-  const systemCount = s.only.length + (s.baselineBin ? 1 : 0);
+  const systemCount = (s.workload === 'read' ? 2 : 1) * s.only.length + (s.baselineBin ? 1 : 0);
   const runs = s.repeats * s.connections.length * systemCount;
   const budgetS = 180 + 2 * (runs * (s.duration + 5) + systemCount * (s.warmup + 5) + 2 * s.fsyncSeconds);
   setTimeout(() => {
@@ -115,6 +132,11 @@ async function main(): Promise<void> {
   const valueB64 = Buffer.from(value).toString('base64');
   const etcdBodies = names.map((n) => JSON.stringify({ key: Buffer.from(n).toString('base64'), value: valueB64 }));
   const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+  // Read workload: the same keys, each read either way.
+  const cofferStalePaths = cofferPaths.map((p) => `${p}?consistency=stale`);
+  const etcdKeys = names.map((n) => Buffer.from(n).toString('base64'));
+  const etcdRangeBodies = etcdKeys.map((key) => JSON.stringify({ key }));
+  const etcdSerializableBodies = etcdKeys.map((key) => JSON.stringify({ key, serializable: true }));
 
   const systems = new Map<System, Cluster>();
   if (s.only.includes('etcd')) systems.set('etcd', await startEtcd(s, tempDir));
@@ -145,6 +167,26 @@ async function main(): Promise<void> {
     const kv = (r.body as { kvs?: { value: string }[] }).kvs?.[0];
     if (!kv || Buffer.from(kv.value, 'base64').length !== VALUE_BYTES) throw new Error(`etcd read-back failed: ${JSON.stringify(r.body)}`);
   }
+  if (s.workload === 'read') {
+    // Every read that will be measured answers the seeded value, on the leader, either way, before the clock starts.
+    for (const [sys, { members, leader }] of systems) {
+      const leadId = await leader();
+      const m = members.find((x) => x.id === leadId)!;
+      const last = names.length - 1;
+      const checks =
+        sys === 'etcd'
+          ? [etcdRangeBodies[last]!, etcdSerializableBodies[last]!].map(async (body) => {
+              const r = await fetchJson(`${m.url}/v3/kv/range`, { method: 'POST', body });
+              const kv = (r.body as { kvs?: { value: string }[] }).kvs?.[0];
+              return r.status === 200 && kv !== undefined && Buffer.from(kv.value, 'base64').toString() === value;
+            })
+          : [cofferPaths[last]!, cofferStalePaths[last]!].map(async (p) => {
+              const r = await fetchJson(`${m.url}${p}`);
+              return r.status === 200 && (r.body as { value?: string }).value === value;
+            });
+      if (!(await Promise.all(checks)).every(Boolean)) throw new Error(`${sys}: reading a seeded key back on the leader did not answer its value`);
+    }
+  }
 
   let seq = 0;
   function options(sys: System, members: Member[], leaderId: string, c: number, d: number): Options {
@@ -153,6 +195,24 @@ async function main(): Promise<void> {
     const urls = s.target === 'leader' ? [lead.url] : ordered.map((m) => m.url);
     // autocannon assigns connection i to urls[i % urls.length].
     const base = { url: urls as unknown as string, connections: c, duration: d, timeout: 10 };
+    if (s.workload === 'read') {
+      if (!isCoffer(sys)) {
+        const bodies = isLocalRead(sys) ? etcdSerializableBodies : etcdRangeBodies;
+        return {
+          ...base,
+          requests: [
+            {
+              method: 'POST',
+              path: '/v3/kv/range',
+              headers: { 'content-type': 'application/json' },
+              setupRequest: (req) => ({ ...req, body: bodies[seq++ % bodies.length]! }),
+            },
+          ],
+        };
+      }
+      const paths = isLocalRead(sys) ? cofferStalePaths : cofferPaths;
+      return { ...base, requests: [{ method: 'GET', setupRequest: (req) => ({ ...req, path: paths[seq++ % paths.length]! }) }] };
+    }
     if (sys === 'etcd') {
       return {
         ...base,
@@ -180,7 +240,7 @@ async function main(): Promise<void> {
   }
 
   async function measure(sys: System, c: number, d: number): Promise<Sample> {
-    const { members, leader } = systems.get(sys)!;
+    const { members, leader } = systems.get(clusterOf(sys))!;
     const lead = await poll(`${sys} has no agreed leader before a run`, 30_000, leader);
     const leadMember = members.find((m) => m.id === lead)!;
     const audit0 = isCoffer(sys) ? await auditBatches(members) : NaN;
@@ -219,10 +279,12 @@ async function main(): Promise<void> {
     };
   }
 
-  const order = (['etcd', 'coffer', 'coffer@base'] as const).filter((x) => systems.has(x));
+  const order = (
+    s.workload === 'read' ? (['etcd', 'etcd@serializable', 'coffer', 'coffer@stale'] as const) : (['etcd', 'coffer', 'coffer@base'] as const)
+  ).filter((x) => systems.has(clusterOf(x)));
   const maxConn = Math.max(...s.connections);
   info(
-    `cluster bench: etcd ${etcdVer ?? '-'} vs coffer, 3 members each; ${s.repeats} x ${s.connections.join('/')} connections, ${s.duration} s per run ` +
+    `cluster bench (${s.workload}s): etcd ${etcdVer ?? '-'} vs coffer, 3 members each; ${s.repeats} x ${s.connections.join('/')} connections, ${s.duration} s per run ` +
       `(warm-up ${s.warmup} s), target ${s.target}, ${s.names} keys, value ${VALUE_BYTES} B`,
   );
   if (fsyncBefore) info(`  disk fdatasync before: ${fsyncBefore.perSec.toFixed(0)}/s (${fsyncBefore.meanMs.toFixed(2)} ms each)`);
@@ -236,7 +298,7 @@ async function main(): Promise<void> {
       for (const sys of rep % 2 === 1 ? order : [...order].reverse()) {
         const x = await measure(sys, c, s.duration);
         samples.push(x);
-        info(runLine(x, rep, s.repeats));
+        info(runLine(x, rep, s.repeats, Math.max(11, ...order.map((o) => o.length))));
       }
     }
   }
