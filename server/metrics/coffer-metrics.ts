@@ -23,6 +23,8 @@ export interface CofferMetrics {
   raftAppliedIndex: Gauge;
   /** Requests the Raft listener refused for want of cluster authentication, by reason (cluster-auth.ts RefusalReason). */
   raftAuthRefused: Counter<'reason'>;
+  /** Members streaming Raft messages to this node now (the listener sets its collector). */
+  raftStreamsInbound: Gauge;
   /** Committed commands applied as rejections, by kind (`invalid`, `fault`). */
   applyRejected: Counter<'kind'>;
   /** Prometheus text exposition of everything above. */
@@ -83,6 +85,7 @@ export function createCofferMetrics(): CofferMetrics {
       name: 'coffer_audit_write_failures_total',
       help: 'Audit batches that could not be written: their requests failed closed with 503, except committed changes, whose records are held and written again.',
     }),
+    raftStreamsInbound: registry.gauge({ name: 'coffer_raft_streams_inbound', help: 'Members with an open Raft stream to this node (one per sending member).' }),
     raftCommitIndex: registry.gauge({ name: 'coffer_raft_commit_index', help: 'Highest Raft log index known to be committed.' }),
     raftAppliedIndex: registry.gauge({ name: 'coffer_raft_applied_index', help: 'Highest Raft log index applied to state.db.' }),
     raftAuthRefused,

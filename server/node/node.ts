@@ -194,7 +194,11 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
     replicator,
     capabilities(),
     logger,
-    { forceRewrap: () => rewrap.force(), onAuthRefused: (reason) => metrics.raftAuthRefused.inc({ reason }) },
+    {
+      forceRewrap: () => rewrap.force(),
+      onAuthRefused: (reason) => metrics.raftAuthRefused.inc({ reason }),
+      streamsInbound: (count) => metrics.raftStreamsInbound.setCollector(count),
+    },
     clusterAuth,
   );
   undo.push(() => raftListener.close());

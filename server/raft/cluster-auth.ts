@@ -43,6 +43,9 @@ const MAC_RE = /^[A-Za-z0-9_-]{43}$/; // 32 bytes, base64url
 const TIME_RE = /^[0-9]{1,15}$/;
 const NODE_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
+/** Whether `s` has the form of a nonce this module issues. */
+export const isNonceText = (s: string): boolean => NONCE_RE.test(s);
+
 /** Why a request was refused; the label values of coffer_raft_auth_refused_total. */
 export type RefusalReason = 'missing' | 'malformed' | 'unknown_sender' | 'stale' | 'bad_mac' | 'replay' | 'misdirected';
 export const REFUSAL_REASONS: readonly RefusalReason[] = ['missing', 'malformed', 'unknown_sender', 'stale', 'bad_mac', 'replay', 'misdirected'];
@@ -118,14 +121,30 @@ export class ClusterAuth {
    * Checks a reply to a request this node signed with `nonce`: it must come
    * from `peer` and carry a MAC under one of our keys. Throws AuthRefusal otherwise.
    */
-  verifyResponse(peer: string, nonce: string, status: number, headers: RequestHeaders, body: Uint8Array): void {
+  verifyResponse(peer: string, nonce: string, status: number, headers: RequestHeaders, body: Uint8Array): KeySlot {
     const node = single(headers[AUTH_HEADER.node]);
     const macText = single(headers[AUTH_HEADER.mac]);
     if (node === undefined || macText === undefined) throw new AuthRefusal('missing', `reply from ${peer} is not authenticated`);
     if (node !== peer || !MAC_RE.test(macText)) throw new AuthRefusal('malformed', `reply from ${peer} names another sender or a malformed MAC`);
     const mac = Buffer.from(macText, 'base64url');
-    for (const key of this.keys) if (timingSafeEqual(responseMac(key, node, nonce, status, body), mac)) return;
+    for (let i = 0; i < this.keys.length; i++) if (timingSafeEqual(responseMac(this.keys[i]!, node, nonce, status, body), mac)) return i as KeySlot;
     throw new AuthRefusal('bad_mac', `reply from ${peer} fails its MAC`);
+  }
+
+  /**
+   * The key of one Raft stream (stream/): both ends derive it from the key
+   * that verified the handshake, the two ids and both nonces, so it is fresh
+   * per connection (the receiver's nonce is new) and a captured handshake
+   * replayed later yields a stream nobody can write to.
+   */
+  streamKey(slot: KeySlot, sender: string, receiver: string, senderNonce: string, receiverNonce: string): Buffer {
+    const key = this.keys[slot] ?? this.keys[0]!;
+    return createHmac('sha256', key).update(`coffer-raft-stream-v1\n${sender}\n${receiver}\n${senderNonce}\n${receiverNonce}\n`).digest();
+  }
+
+  /** A fresh random nonce in the header form (16 bytes, base64url). */
+  freshNonce(): string {
+    return this.nextNonce();
   }
 
   // ---- receiver side ----------------------------------------------------------

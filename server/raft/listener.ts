@@ -1,6 +1,7 @@
 // The Raft listener (VAULT_RAFT_ADDR, plain HTTP; the WireGuard overlay adds
-// encryption in Kubernetes). Routes: message batches (binary, and JSON from
-// older members), streamed snapshot images, proposals and membership
+// encryption in Kubernetes). Routes: streams of message batches (an upgrade,
+// stream/), single batches (binary, and JSON from older members), streamed
+// snapshot images, proposals and membership
 // requests forwarded by followers, and the re-wrap nudge.
 //
 // Every request, on every route (and on unknown paths), must be signed with
@@ -19,6 +20,7 @@ import { BATCH_CONTENT_TYPE, decodeBatch, decodeMessages } from './codec.js';
 import type { RaftReplicator } from './driver/raft-replicator.js';
 import { NoLeaderError } from './replicator.js';
 import { InsufficientStorageError } from '../storage/write-guard.js';
+import { StreamAcceptor } from './stream/accept.js';
 import { RAFT_PATHS, sha256File } from './transport.js';
 
 export const NODE_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$';
@@ -35,6 +37,8 @@ export interface ListenerHooks {
   forceRewrap(): void;
   /** Counts one refused request (coffer_raft_auth_refused_total). */
   onAuthRefused?(reason: RefusalReason): void;
+  /** Given how to count the members streaming to this node now (coffer_raft_streams_inbound). */
+  streamsInbound?(count: () => number): void;
 }
 
 /** Per-request auth state: the claim from onRequest, then the key slot that verified it. */
@@ -67,7 +71,23 @@ export async function buildRaftListener(
   app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   app.decorateRequest('clusterAuth', null);
-  installClusterAuth(app, auth, (id) => rep.knows(id), logger, hooks.onAuthRefused);
+  const report = refusalReporter(logger, hooks.onAuthRefused);
+  installClusterAuth(app, auth, (id) => rep.knows(id), report);
+  // Streams of batches (stream/): upgrades on the same listener, checked the same way.
+  const streams = new StreamAcceptor({
+    auth,
+    capabilities: capabilities.join(','),
+    isMember: (id) => rep.knows(id),
+    onBatch: (msgs, from, caps) => rep.receive(msgs, from, caps),
+    onRefused: (reason, d) => report(reason, d),
+  });
+  streams.attach(app.server);
+  hooks.streamsInbound?.(() => streams.senders.length);
+  // The server's close waits for every socket, and an upgraded one is no longer its to close.
+  app.addHook('preClose', (done) => {
+    streams.closeAll();
+    done();
+  });
   app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, _req, res) => {
     const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
     if (status >= 500) logger.error({ err: { name: err.name, message: err.message } }, 'raft listener error');
@@ -203,34 +223,36 @@ export async function buildRaftListener(
  * the reply. Nothing reaches a handler, a schema or a JSON parser unless the
  * request was signed by a member.
  */
+type RefusalDetail = { claimedNode: string | null; remote: string | null; path: string };
+
+/** Counts every refusal and logs one per reason per interval (a flood must not flood the log). */
+function refusalReporter(logger: Logger, onRefused: ((reason: RefusalReason) => void) | undefined): (reason: RefusalReason, d: RefusalDetail) => void {
+  const lastLogged = new Map<RefusalReason, { at: number; suppressed: number }>();
+  return (reason, d) => {
+    onRefused?.(reason);
+    const now = Date.now();
+    const seen = lastLogged.get(reason);
+    if (!seen || now - seen.at >= REFUSAL_LOG_INTERVAL_MS) {
+      logger.warn(
+        { reason, claimed_node: d.claimedNode, remote: d.remote, path: d.path, ...(seen?.suppressed ? { suppressed: seen.suppressed } : {}) },
+        'refused an unauthenticated Raft request',
+      );
+      lastLogged.set(reason, { at: now, suppressed: 0 });
+    } else {
+      seen.suppressed++;
+    }
+  };
+}
+
 function installClusterAuth(
   app: FastifyInstance,
   auth: ClusterAuth,
   isMember: (id: string) => boolean,
-  logger: Logger,
-  onRefused: ((reason: RefusalReason) => void) | undefined,
+  report: (reason: RefusalReason, d: RefusalDetail) => void,
 ): void {
-  const lastLogged = new Map<RefusalReason, { at: number; suppressed: number }>();
   const refuse = (req: FastifyRequest, res: FastifyReply, err: AuthRefusal) => {
-    onRefused?.(err.reason);
-    const now = Date.now();
-    const seen = lastLogged.get(err.reason);
-    if (!seen || now - seen.at >= REFUSAL_LOG_INTERVAL_MS) {
-      const claimed = req.headers['x-coffer-node'];
-      logger.warn(
-        {
-          reason: err.reason,
-          claimed_node: typeof claimed === 'string' ? claimed.slice(0, 64) : null,
-          remote: req.socket.remoteAddress ?? null,
-          path: req.url.slice(0, 128),
-          ...(seen?.suppressed ? { suppressed: seen.suppressed } : {}),
-        },
-        'refused an unauthenticated Raft request',
-      );
-      lastLogged.set(err.reason, { at: now, suppressed: 0 });
-    } else {
-      seen.suppressed++;
-    }
+    const claimed = req.headers['x-coffer-node'];
+    report(err.reason, { claimedNode: typeof claimed === 'string' ? claimed.slice(0, 64) : null, remote: req.socket.remoteAddress ?? null, path: req.url.slice(0, 128) });
     return res.code(401).send({ error: { code: 'unauthorized', message: err.message } });
   };
 

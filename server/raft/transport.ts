@@ -1,8 +1,9 @@
-// Outbound side of the Raft transport: one sender per peer over keep-alive
-// HTTP (Nagle off), at most one request in flight per peer so messages stay in
-// order (Raft tolerates loss, not reordering within a stream it pipelines).
-// Whatever queues while a request is in flight goes out as the next batch, in
-// the binary form (codec.ts).
+// Outbound side of the Raft transport. Messages to a peer go over a stream
+// (stream/: one signed upgrade, then one authenticated frame per batch, no
+// reply per batch), in order. To a member from before streams they go as one
+// keep-alive HTTP request per batch (Nagle off), at most one in flight so
+// they stay in order; whatever queues meanwhile is the next batch. Batches
+// are in the binary form (codec.ts).
 // Snapshot images stream as the request body of their own request.
 // Every request is signed with the cluster key and every reply must carry a
 // member's MAC over it (cluster-auth.ts); an unauthenticated reply is an error.
@@ -14,10 +15,14 @@ import { AuthRefusal, addressedPath, type ClusterAuth, type CoveredHeaders } fro
 import type { Message } from './core/index.js';
 import { BATCH_CONTENT_TYPE, encodeBatch, encodeMessages } from './codec.js';
 import { parseProbeReply, type ProbeReply } from './probe.js';
+import { STREAM_PATH } from './stream/handshake.js';
+import { PeerStream } from './stream/peer-stream.js';
 
 export const RAFT_PATHS = {
-  /** Binary message batches. */
+  /** Binary message batches, one request each (members from before streams). */
   batch: '/raft/v1/batch',
+  /** The upgrade that opens a stream of batches. */
+  stream: STREAM_PATH,
   snapshot: '/raft/v1/snapshot',
   propose: '/raft/v1/propose',
   membership: '/raft/v1/membership',
@@ -40,23 +45,94 @@ export interface TransportHooks {
 
 const MAX_QUEUE = 4096;
 const REQUEST_TIMEOUT_MS = 5_000;
+/** After a failed attempt to reach a peer, the next one waits this long, so a dead peer is not hammered. */
+const RETRY_PAUSE_MS = 50;
+/** A peer that answered it has no streams is sent HTTP batches for this long before a stream is tried again (it may have been upgraded). */
+const HTTP_FALLBACK_MS = 60_000;
 
 class PeerSender {
   private queue: Message[] = [];
+  private flushScheduled = false;
+  /** An HTTP batch is in flight. */
   private busy = false;
+  private opening = false;
+  private retryAt = 0;
+  private httpUntil = 0;
+  private readonly stream: PeerStream;
 
   constructor(
     readonly id: string,
-    public address: string,
+    private addr: string,
     private readonly agent: http.Agent,
     private readonly hooks: TransportHooks,
     private readonly signer: () => Signer,
-  ) {}
+  ) {
+    this.stream = new PeerStream({
+      peer: id,
+      address: () => this.addr,
+      auth: () => this.signer().auth,
+      capabilities: hooks.capabilities.join(','),
+      onCapabilities: (caps) => hooks.onPeerCapabilities(id, caps),
+      onClosed: () => hooks.onUnreachable(id),
+    });
+  }
+
+  get address(): string {
+    return this.addr;
+  }
+
+  /** A new address: the stream to the old one is closed; the next batch opens one to the new. */
+  set address(a: string) {
+    if (a === this.addr) return;
+    this.addr = a;
+    this.stream.close();
+  }
 
   send(m: Message): void {
     if (this.queue.length >= MAX_QUEUE) this.queue.shift(); // a stalled peer must not grow memory without bound
     this.queue.push(m);
-    if (!this.busy) void this.drain();
+    // Everything sent in this turn (one Ready's messages) goes as one batch.
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(() => this.flush());
+    }
+  }
+
+  close(): void {
+    this.queue = [];
+    this.stream.close();
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.queue.length === 0) return;
+    if (this.stream.isOpen) {
+      const batch = this.queue;
+      this.queue = [];
+      if (!this.stream.write(encodeBatch(batch))) this.hooks.onUnreachable(this.id); // dropped: the peer is not keeping up
+      return;
+    }
+    if (Date.now() < this.httpUntil) {
+      if (!this.busy) void this.drain();
+      return;
+    }
+    if (!this.opening && Date.now() >= this.retryAt) void this.open();
+  }
+
+  private async open(): Promise<void> {
+    this.opening = true;
+    try {
+      if ((await this.stream.open()) === 'unsupported') this.httpUntil = Date.now() + HTTP_FALLBACK_MS;
+    } catch {
+      // Dropped, as a failed HTTP batch is: Raft re-sends what matters.
+      this.queue = [];
+      this.hooks.onUnreachable(this.id);
+      this.retryAt = Date.now() + RETRY_PAUSE_MS;
+      setTimeout(() => this.flush(), RETRY_PAUSE_MS).unref();
+    } finally {
+      this.opening = false;
+    }
+    this.flush();
   }
 
   private async drain(): Promise<void> {
@@ -66,13 +142,13 @@ class PeerSender {
         const batch = this.queue;
         this.queue = [];
         try {
-          const res = await postJson(this.agent, this.id, this.address, RAFT_PATHS.batch, encodeBatch(batch), this.signer(), REQUEST_TIMEOUT_MS, BATCH_CONTENT_TYPE);
+          const res = await postJson(this.agent, this.id, this.addr, RAFT_PATHS.batch, encodeBatch(batch), this.signer(), REQUEST_TIMEOUT_MS, BATCH_CONTENT_TYPE);
           const caps = (res as { capabilities?: unknown }).capabilities;
           if (Array.isArray(caps)) this.hooks.onPeerCapabilities(this.id, caps.map(String));
         } catch {
           this.hooks.onUnreachable(this.id);
           // Dropped: Raft re-sends what matters. Pause briefly so a dead peer is not hammered.
-          await new Promise((r) => setTimeout(r, 50));
+          await new Promise((r) => setTimeout(r, RETRY_PAUSE_MS));
         }
       }
     } finally {
@@ -194,6 +270,7 @@ export class Transport {
   }
 
   removePeer(id: string): void {
+    this.peers.get(id)?.close();
     this.peers.delete(id);
   }
 
@@ -287,6 +364,7 @@ export class Transport {
   }
 
   close(): void {
+    for (const p of this.peers.values()) p.close();
     this.agent.destroy();
     this.forwardAgent.destroy();
     this.snapshotAgent.destroy();

@@ -18,6 +18,7 @@ const EXPECTED: Record<string, string> = {
   coffer_raft_commit_index: 'gauge',
   coffer_raft_applied_index: 'gauge',
   coffer_raft_auth_refused_total: 'counter',
+  coffer_raft_streams_inbound: 'gauge',
   process_start_time_seconds: 'gauge',
   process_resident_memory_bytes: 'gauge',
 };
