@@ -124,34 +124,6 @@ export class ReadyLoop implements DriverContext {
     // followers' fsyncs overlap it (Raft thesis §10.2.1); see early-sends.ts.
     const early = sendsBeforePersist(rd, this.nodeId, this.persistedHard);
     for (const m of early) this.send(m, h);
-    // Committed entries this node already held durably before this Ready are
-    // applied while this Ready's own write runs (etcd applies beside its WAL
-    // write too): they are committed, so nothing waits on this write for them.
-    // On a crash before it lands, state.db is ahead of the logged commit index,
-    // which is harmless: a restart re-delivers those entries and the state
-    // machine skips what it has. Entries that arrive in this very Ready are
-    // applied only once they are on this node's disk.
-    const applyBeside = !rd.snapshot && rd.committedEntries.length > 0 && rd.committedEntries[rd.committedEntries.length - 1]!.index <= this.d.disk.storage.lastIndex();
-    const persisted = this.persist(rd);
-    if (applyBeside) {
-      persisted.catch(() => {}); // awaited below; must not be an unhandled rejection if the apply throws first
-      await untilStored(this, 'applying to state.db', () => h.apply(rd.committedEntries), 'raft-apply');
-    }
-    await persisted;
-    if (rd.hardState) this.persistedHard = { term: rd.hardState.term, vote: rd.hardState.vote };
-    if (early.length < rd.messages.length) for (const m of rd.messages) if (!early.includes(m)) this.send(m, h);
-    // The apply transaction rolls back whole when state.db finds no room, so it is retried like the append.
-    if (!applyBeside && rd.committedEntries.length > 0) await untilStored(this, 'applying to state.db', () => h.apply(rd.committedEntries), 'raft-apply');
-    for (const rs of rd.readStates) h.reads.release(rs.context, rs.index);
-    if (rd.softState) {
-      if (rd.softState.role === 'leader') h.onLeader?.();
-      if (!rd.softState.lead) h.reads.leaderLost();
-    }
-    h.snapshots.maybeCompact();
-  }
-
-  /** This Ready's entries and hard state, durable when it resolves (if the core asked for that). */
-  private async persist(rd: Ready): Promise<void> {
     try {
       // A full volume: the write was undone (Wal.append), so the same Ready is simply tried again
       // once there is room; nothing after it happens meanwhile.
@@ -161,6 +133,16 @@ export class ReadyLoop implements DriverContext {
       if (this.closed) throw err;
       throw new FatalStorageError(`raft log write failed: ${err instanceof WalSyncError ? err.message : ((err as NodeJS.ErrnoException).code ?? (err as Error).message)}`);
     }
+    if (rd.hardState) this.persistedHard = { term: rd.hardState.term, vote: rd.hardState.vote };
+    if (early.length < rd.messages.length) for (const m of rd.messages) if (!early.includes(m)) this.send(m, h);
+    // The apply transaction rolls back whole when state.db finds no room, so it is retried like the append.
+    if (rd.committedEntries.length > 0) await untilStored(this, 'applying to state.db', () => h.apply(rd.committedEntries));
+    for (const rs of rd.readStates) h.reads.release(rs.context, rs.index);
+    if (rd.softState) {
+      if (rd.softState.role === 'leader') h.onLeader?.();
+      if (!rd.softState.lead) h.reads.leaderLost();
+    }
+    h.snapshots.maybeCompact();
   }
 
   private send(m: Message, h: ReadyHandlers): void {

@@ -22,15 +22,13 @@ export async function untilStored<T>(
   ctx: Pick<DriverContext, 'writeGuard' | 'logger'> & { readonly isClosed: boolean },
   what: string,
   write: () => T | Promise<T>,
-  /** Who waits, for the write guard: writes that may wait at the same time need their own names. */
-  who = 'raft',
 ): Promise<T> {
   let waited = false;
   for (let pause = STALL_RETRY_MS; ; pause = Math.min(pause * 2, STALL_RETRY_MAX_MS)) {
     try {
       const out = await write();
       if (waited) {
-        ctx.writeGuard?.resumed(who);
+        ctx.writeGuard?.resumed('raft');
         ctx.logger.info(`data volume has room again: ${what} resumed`);
       }
       return out;
@@ -39,7 +37,7 @@ export async function untilStored<T>(
       if (ctx.isClosed) throw new NoLeaderError('node is shutting down');
       if (!waited) {
         waited = true;
-        ctx.writeGuard?.waitForSpace(who, what);
+        ctx.writeGuard?.waitForSpace('raft', what);
         ctx.logger.error({ err: { code: (err as NodeJS.ErrnoException).code } }, `data volume full: ${what} waits for space; writes are refused meanwhile`);
       }
     }
