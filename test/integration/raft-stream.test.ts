@@ -13,7 +13,7 @@ import { ClusterAuth, addressedPath, type CoveredHeaders } from '../../server/ra
 import { BATCH_CONTENT_TYPE, decodeBatch, encodeBatch } from '../../server/raft/codec.js';
 import { message, type Message } from '../../server/raft/core/index.js';
 import { FrameWriter } from '../../server/raft/stream/frames.js';
-import { STREAM_PATH, STREAM_PROTOCOL, acceptedStream } from '../../server/raft/stream/handshake.js';
+import { STREAM_NONCE_HEADER, STREAM_PATH, STREAM_PROTOCOL, acceptBody, acceptedStream } from '../../server/raft/stream/handshake.js';
 import { RAFT_PATHS, Transport } from '../../server/raft/transport.js';
 import { capabilities } from '../../server/store/commands.js';
 import { TestCluster, type ClusterMember } from '../helpers/cluster.js';
@@ -259,4 +259,57 @@ describe('Raft transport to a member from before streams', () => {
       await new Promise((r) => server.close(r));
     }
   });
+});
+
+describe('Raft transport to a member that stops reading (hung, not dead)', () => {
+  it('drops what does not fit and reports the peer unreachable, then closes the stalled stream and reports it again', async () => {
+    const key = randomBytes(32);
+    const hungAuth = new ClusterAuth({ nodeId: 'hung', key });
+    const accepted: Socket[] = [];
+    // Accepts the stream like a member, then never reads a byte (a process stopped with SIGSTOP behaves so).
+    const server = http.createServer((_req, res) => res.writeHead(500).end());
+    server.on('upgrade', (req: http.IncomingMessage, socket: Socket) => {
+      const claim = hungAuth.checkClaim(req.headers, (id) => id === 'new');
+      const caps = String(req.headers['x-coffer-capabilities']);
+      const slot = hungAuth.verifyRequest(claim, 'GET', req.url!, { 'x-coffer-capabilities': caps }, '');
+      const nonce = hungAuth.freshNonce();
+      const signed = hungAuth.signResponse(slot, claim.nonce, 101, acceptBody(nonce, 'x@1'));
+      socket.write(
+        `HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${STREAM_PROTOCOL}\r\nConnection: Upgrade\r\n${STREAM_NONCE_HEADER}: ${nonce}\r\nx-coffer-capabilities: x@1\r\n` +
+          Object.entries(signed).map(([k, v]) => `${k}: ${v}\r\n`).join('') + '\r\n',
+      );
+      socket.pause();
+      socket.on('error', () => {});
+      accepted.push(socket);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    const unreachable: number[] = [];
+    const started = Date.now();
+    const t = new Transport({ nodeId: 'new', capabilities: ['x@1'], onUnreachable: () => unreachable.push(Date.now() - started), onPeerCapabilities: () => {} });
+    t.authenticate(new ClusterAuth({ nodeId: 'new', key }));
+    t.setPeer('hung', `127.0.0.1:${port}`);
+    try {
+      const big = (i: number) => message({ type: 'app', from: 'new', to: 'hung', term: 2, index: i, logTerm: 2, entries: [{ index: i + 1, term: 2, type: 'normal', data: new Uint8Array(1 << 20) }] });
+      t.send(big(0));
+      await eventually('stream open', async () => (accepted.length === 1 ? true : undefined), 5_000);
+      // 40 MiB into a peer that reads nothing: the kernel's buffers fill, then the 16 MiB queue; the rest is dropped.
+      for (let i = 1; i <= 40; i++) {
+        t.send(big(i));
+        await new Promise((r) => setImmediate(r));
+      }
+      expect(unreachable.length).toBeGreaterThan(0);
+      const dropped = unreachable.length;
+      // Nothing moves for 5 s: the stream is closed as stalled and the peer reported once more; memory is let go.
+      await eventually('stall detected', async () => (unreachable.length > dropped ? true : undefined), 10_000);
+      expect(unreachable.at(-1)!).toBeGreaterThanOrEqual(5_000);
+      // The next message opens a fresh stream.
+      t.send(big(41));
+      await eventually('a new stream', async () => (accepted.length === 2 ? true : undefined), 5_000);
+    } finally {
+      t.close();
+      for (const s of accepted) s.destroy();
+      await new Promise((r) => server.close(r));
+    }
+  }, 30_000);
 });
