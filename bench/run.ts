@@ -343,7 +343,7 @@ async function main(): Promise<void> {
     const has = (sc: Scenario) => s.only.includes(sc);
     if (has('bare') && has('read')) {
       const r = rate('read', c) / rate('bare', c);
-      out.push(`- c=${c}: read/bare = ${pct(rate('read', c), rate('bare', c))} (target ≥ 50%: ${r >= 0.5 ? 'met' : 'NOT met'})`);
+      out.push(`- c=${c}: read/bare = ${pct(rate('read', c), rate('bare', c))} (target ≥ 60%: ${r >= 0.6 ? 'met' : 'NOT met'})`);
     }
     if (has('bare') && has('read@base')) out.push(`- c=${c}: baseline build read/bare = ${pct(rate('read@base', c), rate('bare', c))}`);
     if (has('read') && has('read@base')) out.push(`- c=${c}: reads, this build / baseline build = ${(rate('read', c) / rate('read@base', c)).toFixed(2)}×`);
