@@ -1,10 +1,10 @@
 // Where a client command finds its token, and the login file `coffer login` keeps it in.
 // Order: --token, COFFER_TOKEN, the login file, VAULT_BOOTSTRAP_TOKEN (set only inside
 // server pods, so `kubectl exec vault-0 -c vault -- coffer cluster status` works).
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { writeFileDurably } from '../storage/durable-files.js';
 
 /** `$COFFER_TOKEN_FILE`, else `${XDG_CONFIG_HOME:-$HOME/.config}/coffer/token`. */
 export function tokenFilePath(env: NodeJS.ProcessEnv = process.env): string {
@@ -53,21 +53,7 @@ export function writeTokenFile(token: string, env: NodeJS.ProcessEnv = process.e
   const dir = path.dirname(file);
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   if (!env.COFFER_TOKEN_FILE) fs.chmodSync(dir, 0o700);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(6).toString('hex')}.tmp`);
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
-    fs.fchmodSync(fd, 0o600); // whatever the umask
-    fs.writeSync(fd, token + '\n');
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = undefined;
-    fs.renameSync(tmp, file);
-  } catch (err) {
-    if (fd !== undefined) fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    throw err;
-  }
+  writeFileDurably(file, token + '\n');
   return file;
 }
 

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { fsyncFolder, writeFileDurably } from '../storage/durable-files.js';
 
 const FILE = 'data-id';
 const DATA_ID_RE = /^[0-9a-f]{32}$/;
@@ -33,12 +34,7 @@ export function setAwaitingJoinMark(raftDir: string, on: boolean): void {
   } else {
     fs.rmSync(file, { force: true });
   }
-  const dir = fs.openSync(raftDir, 'r');
-  try {
-    fs.fsyncSync(dir);
-  } finally {
-    fs.closeSync(dir);
-  }
+  fsyncFolder(raftDir);
 }
 
 /** Reads this Raft directory's id, creating it (durably) when there is none yet. */
@@ -52,21 +48,7 @@ export function openDataId(raftDir: string): string {
   }
   // Absent (a new directory, or one from a release without ids) or unreadable garbage: a new identity.
   const id = randomBytes(16).toString('hex');
-  const tmp = `${file}.tmp`;
-  const fd = fs.openSync(tmp, 'w', 0o600);
-  try {
-    fs.writeSync(fd, `${id}\n`);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
-  const dir = fs.openSync(raftDir, 'r');
-  try {
-    fs.fsyncSync(dir);
-  } finally {
-    fs.closeSync(dir);
-  }
+  writeFileDurably(file, `${id}\n`);
   return id;
 }
 

@@ -9,6 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
+import { fsyncFolder } from '../storage/durable-files.js';
 
 export const ENTRY_NORMAL = 0;
 export const ENTRY_NOOP = 1;
@@ -179,12 +180,7 @@ export class Wal {
     fs.renameSync(tmp, this.file);
     // Either file is a valid log, but from here on a failure leaves this handle unusable.
     try {
-      const dir = fs.openSync(path.dirname(this.file), 'r');
-      try {
-        fs.fsyncSync(dir);
-      } finally {
-        fs.closeSync(dir);
-      }
+      fsyncFolder(path.dirname(this.file));
       fs.closeSync(this.fd);
       this.fd = fs.openSync(this.file, fs.constants.O_RDWR);
     } catch (err) {

@@ -101,6 +101,7 @@ export function writeCursor(file: string, id: number): void {
   fsyncDir(path.dirname(file));
 }
 
+// Its own copy of storage/durable-files.ts's fsyncFolder: this module must stay self-contained (see the top).
 function fsyncDir(dir: string): void {
   const fd = fs.openSync(dir, 'r');
   try {
