@@ -41,6 +41,21 @@ async function freeBase(): Promise<number> {
   throw new Error('no free base port');
 }
 
+/** Pids of the processes whose environment names `dataDir` as VAULT_DATA_DIR (Linux /proc). */
+function processesOn(dataDir: string): number[] {
+  const want = `VAULT_DATA_DIR=${dataDir}`;
+  const out: number[] = [];
+  for (const p of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${p}/environ`, 'utf8').split('\0').includes(want)) out.push(Number(p));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return out;
+}
+
 async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, ms = 30_000): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
@@ -97,6 +112,37 @@ describe('coffer dev-cluster', () => {
     const r = await coffer(['dev-cluster', 'status', '--dir', dir]);
     expect(r.code).toBe(0);
     for (const [i, id] of ['n1', 'n2', 'n3'].entries()) expect(r.stdout).toMatch(new RegExp(`${id} +running \\(pid \\d+\\) +(leader|follower) +${api(i)}`));
+  });
+
+  it('its socket: a restart followed by more bytes answers once and leaves one process on the node's data, the one the reply names; a line that never ends is cut off at 4 KiB', async () => {
+    const pidOf = async (id: string) => Number(new RegExp(`${id} +running \\(pid (\\d+)\\)`).exec((await coffer(['dev-cluster', 'status', '--dir', dir])).stdout)?.[1]);
+    const before = await pidOf('n3');
+    expect(before).toBeGreaterThan(0);
+    // Each string is its own write, 50 ms apart, so each lands as its own chunk.
+    const talk = (...chunks: string[]) =>
+      new Promise<{ reply: string; closed: boolean }>((resolve) => {
+        let reply = '';
+        const c = net.connect(path.join(dir, 'supervisor.sock'));
+        c.setEncoding('utf8');
+        c.on('data', (d: string) => (reply += d));
+        c.on('close', () => resolve({ reply, closed: true }));
+        c.on('error', () => {});
+        chunks.forEach((b, i) => setTimeout(() => c.writable && c.write(b), 50 * i));
+      });
+    // A restart, then more bytes on the same connection: n3 restarts once, to the pid the reply names.
+    const once = await talk('{"cmd":"restart","id":"n3"}\n{"cmd":"restart","id":"n3"}\n', '\n', '{"cmd":"restart","id":"n3"}\n');
+    const reply = JSON.parse(once.reply) as { ok: boolean; text: string };
+    expect(reply.ok).toBe(true);
+    const restartedAs = Number(/n3 restarted \(pid (\d+)\)/.exec(reply.text)?.[1]);
+    expect(restartedAs).not.toBe(before);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await pidOf('n3')).toBe(restartedAs);
+    // Exactly one process runs on n3's data (a request run twice started a second one beside it).
+    expect(processesOn(path.join(dir, 'n3'))).toEqual([restartedAs]);
+    // A line that never ends is cut off at 4 KiB; the supervisor still answers.
+    const endless = await talk('x'.repeat(5000));
+    expect(endless).toEqual({ reply: '', closed: true });
+    expect(await pidOf('n3')).toBe(restartedAs);
   });
 
   it('reports a node that dies, with a live COFFER_ADDR when it was n1, and restart ID brings it back on its data', async () => {
