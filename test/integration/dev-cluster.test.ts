@@ -114,7 +114,7 @@ describe('coffer dev-cluster', () => {
     for (const [i, id] of ['n1', 'n2', 'n3'].entries()) expect(r.stdout).toMatch(new RegExp(`${id} +running \\(pid \\d+\\) +(leader|follower) +${api(i)}`));
   });
 
-  it('its socket: a restart followed by more bytes answers once and leaves one process on the node's data, the one the reply names; a line that never ends is cut off at 4 KiB', async () => {
+  it('its socket: a restart followed by more bytes answers once and leaves one process on the node\'s data, the one the reply names; a line that never ends is cut off at 4 KiB', async () => {
     const pidOf = async (id: string) => Number(new RegExp(`${id} +running \\(pid (\\d+)\\)`).exec((await coffer(['dev-cluster', 'status', '--dir', dir])).stdout)?.[1]);
     const before = await pidOf('n3');
     expect(before).toBeGreaterThan(0);
