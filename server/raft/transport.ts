@@ -56,6 +56,7 @@ class PeerSender {
   /** An HTTP batch is in flight. */
   private busy = false;
   private opening = false;
+  private closed = false;
   private retryAt = 0;
   private httpUntil = 0;
   private readonly stream: PeerStream;
@@ -99,13 +100,14 @@ class PeerSender {
   }
 
   close(): void {
+    this.closed = true;
     this.queue = [];
     this.stream.close();
   }
 
   private flush(): void {
     this.flushScheduled = false;
-    if (this.queue.length === 0) return;
+    if (this.closed || this.queue.length === 0) return;
     if (this.stream.isOpen) {
       const batch = this.queue;
       this.queue = [];
@@ -126,6 +128,7 @@ class PeerSender {
     } catch {
       // Dropped, as a failed HTTP batch is: Raft re-sends what matters.
       this.queue = [];
+      if (this.closed) return;
       this.hooks.onUnreachable(this.id);
       this.retryAt = Date.now() + RETRY_PAUSE_MS;
       setTimeout(() => this.flush(), RETRY_PAUSE_MS).unref();

@@ -261,34 +261,52 @@ describe('Raft transport to a member from before streams', () => {
   });
 });
 
-describe('Raft transport to a member that stops reading (hung, not dead)', () => {
-  it('drops what does not fit and reports the peer unreachable, then closes the stalled stream and reports it again', async () => {
-    const key = randomBytes(32);
-    const hungAuth = new ClusterAuth({ nodeId: 'hung', key });
-    const accepted: Socket[] = [];
-    // Accepts the stream like a member, then never reads a byte (a process stopped with SIGSTOP behaves so).
-    const server = http.createServer((_req, res) => res.writeHead(500).end());
-    server.on('upgrade', (req: http.IncomingMessage, socket: Socket) => {
-      const claim = hungAuth.checkClaim(req.headers, (id) => id === 'new');
-      const caps = String(req.headers['x-coffer-capabilities']);
-      const slot = hungAuth.verifyRequest(claim, 'GET', req.url!, { 'x-coffer-capabilities': caps }, '');
-      const nonce = hungAuth.freshNonce();
-      const signed = hungAuth.signResponse(slot, claim.nonce, 101, acceptBody(nonce, 'x@1'));
+/**
+ * A member that accepts streams from `new` (after `delayMs`) and then never reads a byte (a process
+ * stopped with SIGSTOP behaves so). Returns the accepted sockets as they come.
+ */
+async function silentMember(key: Buffer, delayMs = 0) {
+  const auth = new ClusterAuth({ nodeId: 'hung', key });
+  const accepted: Socket[] = [];
+  const server = http.createServer((_req, res) => res.writeHead(500).end());
+  server.on('upgrade', (req: http.IncomingMessage, socket: Socket) => {
+    socket.on('error', () => {});
+    socket.pause();
+    accepted.push(socket);
+    const claim = auth.checkClaim(req.headers, (id) => id === 'new');
+    const caps = String(req.headers['x-coffer-capabilities']);
+    const slot = auth.verifyRequest(claim, 'GET', req.url!, { 'x-coffer-capabilities': caps }, '');
+    const nonce = auth.freshNonce();
+    const signed = auth.signResponse(slot, claim.nonce, 101, acceptBody(nonce, 'x@1'));
+    setTimeout(() => {
+      if (socket.destroyed) return;
       socket.write(
         `HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${STREAM_PROTOCOL}\r\nConnection: Upgrade\r\n${STREAM_NONCE_HEADER}: ${nonce}\r\nx-coffer-capabilities: x@1\r\n` +
           Object.entries(signed).map(([k, v]) => `${k}: ${v}\r\n`).join('') + '\r\n',
       );
-      socket.pause();
-      socket.on('error', () => {});
-      accepted.push(socket);
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const port = (server.address() as { port: number }).port;
+    }, delayMs);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    accepted,
+    address: `127.0.0.1:${(server.address() as { port: number }).port}`,
+    close: async () => {
+      for (const s of accepted) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+describe('Raft transport to a member that stops reading (hung, not dead)', () => {
+  it('drops what does not fit and reports the peer unreachable, then closes the stalled stream and reports it again', async () => {
+    const key = randomBytes(32);
+    const member = await silentMember(key);
+    const { accepted } = member;
     const unreachable: number[] = [];
     const started = Date.now();
     const t = new Transport({ nodeId: 'new', capabilities: ['x@1'], onUnreachable: () => unreachable.push(Date.now() - started), onPeerCapabilities: () => {} });
     t.authenticate(new ClusterAuth({ nodeId: 'new', key }));
-    t.setPeer('hung', `127.0.0.1:${port}`);
+    t.setPeer('hung', member.address);
     try {
       const big = (i: number) => message({ type: 'app', from: 'new', to: 'hung', term: 2, index: i, logTerm: 2, entries: [{ index: i + 1, term: 2, type: 'normal', data: new Uint8Array(1 << 20) }] });
       t.send(big(0));
@@ -308,8 +326,41 @@ describe('Raft transport to a member that stops reading (hung, not dead)', () =>
       await eventually('a new stream', async () => (accepted.length === 2 ? true : undefined), 5_000);
     } finally {
       t.close();
-      for (const s of accepted) s.destroy();
-      await new Promise((r) => server.close(r));
+      await member.close();
     }
   }, 30_000);
+
+  it('a peer removed while its stream is being opened gets no stream, and nothing is reported for it', async () => {
+    const key = randomBytes(32);
+    const member = await silentMember(key, 300);
+    const unreachable: string[] = [];
+    const t = new Transport({ nodeId: 'new', capabilities: ['x@1'], onUnreachable: (p) => unreachable.push(p), onPeerCapabilities: () => {} });
+    t.authenticate(new ClusterAuth({ nodeId: 'new', key }));
+    t.setPeer('hung', member.address);
+    try {
+      t.send(message({ type: 'heartbeat', from: 'new', to: 'hung', term: 2 }));
+      await eventually('handshake arrived', async () => (member.accepted.length === 1 ? true : undefined), 5_000);
+      t.removePeer('hung'); // before the 101 comes back
+      expect(await endedWithin(member.accepted[0]!, 3_000)).toBe(true); // the sender closed the half-open stream
+      expect(unreachable).toEqual([]);
+    } finally {
+      t.close();
+      await member.close();
+    }
+  });
 });
+
+/** Whether the other end of `s` closes it (FIN or reset) within `ms`. */
+function endedWithin(s: Socket, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (s.destroyed || s.readableEnded) return resolve(true);
+    const timer = setTimeout(() => resolve(false), ms);
+    const done = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    s.once('end', done);
+    s.once('close', done);
+    s.resume(); // a FIN is only seen by reading
+  });
+}

@@ -33,6 +33,8 @@ export class PeerStream {
   private socket: Socket | null = null;
   private writer: FrameWriter | null = null;
   private stallTimer: NodeJS.Timeout | null = null;
+  /** Bumped by close(): a handshake that started before it must not adopt its socket after it. */
+  private generation = 0;
 
   constructor(private readonly d: PeerStreamDeps) {}
 
@@ -52,6 +54,7 @@ export class PeerStream {
     const path = addressedPath(STREAM_PATH, this.d.peer);
     const covered: CoveredHeaders = { 'x-coffer-capabilities': this.d.capabilities };
     const signed = auth.signRequest('GET', path, covered, '');
+    const generation = this.generation;
     return new Promise<OpenResult>((resolve, reject) => {
       const req = http.request({
         host: address.slice(0, i),
@@ -65,6 +68,8 @@ export class PeerStream {
       req.on('upgrade', (res: http.IncomingMessage, socket: Socket) => {
         socket.on('error', () => {});
         try {
+          // Closed meanwhile (the peer was removed or moved): this socket goes to a place we no longer send to.
+          if (generation !== this.generation) throw new Error(`stream to ${this.d.peer} was closed while it opened`);
           const accepted = acceptedStream(auth, this.d.peer, signed['x-coffer-nonce'], res.headers);
           this.d.onCapabilities(accepted.capabilities);
           this.adopt(socket, new FrameWriter(accepted.key));
@@ -111,13 +116,15 @@ export class PeerStream {
 
   /** Closes the stream without reporting it (the caller is removing the peer or shutting down). */
   close(): void {
+    this.generation++;
     const s = this.socket;
     this.release();
     s?.destroy();
   }
 
   private adopt(socket: Socket, writer: FrameWriter): void {
-    this.close();
+    this.socket?.destroy();
+    this.release();
     socket.setNoDelay(true);
     socket.setKeepAlive(true, KEEPALIVE_MS);
     this.socket = socket;
