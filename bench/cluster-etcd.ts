@@ -1,6 +1,7 @@
 // The etcd side of the cluster bench: three members of Debian's etcd-server
 // on 127.0.0.1, each run through bench/etcd-member.ts so it cannot outlive
 // the bench.
+import type { Options } from 'autocannon';
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -10,6 +11,18 @@ import { fetchJson, poll, type Cluster, type Member } from './cluster-members.js
 import type { Settings } from './cluster-settings.js';
 
 const ETCD_MEMBER = path.join(HERE, 'etcd-member.js');
+/** autocannon requests for etcd writes: POST /v3/kv/put with the bodies in turn (`next` hands out the running index). */
+export function etcdPutRequests(bodies: readonly string[], next: () => number): Options['requests'] {
+  return [
+    {
+      method: 'POST',
+      path: '/v3/kv/put',
+      headers: { 'content-type': 'application/json' },
+      setupRequest: (req) => ({ ...req, body: bodies[next() % bodies.length]! }),
+    },
+  ];
+}
+
 export const INSTALL_HINT = 'etcd is not installed. On Debian/Ubuntu: apt-get update && apt-get install -y etcd-server (or pass --etcd-bin=/path/to/etcd)';
 
 /** etcd pid -> its wrapper (bench/etcd-member.ts). */

@@ -62,20 +62,19 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  ROOT,
-  cannon,
-  cpuSeconds,
   fsyncRate,
   killChildrenNow,
   liveChildren,
   loopTimes,
-  machineBusySeconds,
   markStopping,
-  stopChild,
+  ROOT,
   runBench,
+  stopChild,
+  runFigures,
+  timedCannon,
 } from './common.js';
 import { auditBatches, startCoffer } from './cluster-coffer.js';
-import { etcdVersion, INSTALL_HINT, killEtcdNow, startEtcd } from './cluster-etcd.js';
+import { etcdPutRequests, etcdVersion, INSTALL_HINT, killEtcdNow, startEtcd } from './cluster-etcd.js';
 import { fetchJson, poll, type Cluster, type Member } from './cluster-members.js';
 import { report, runLine, type Sample } from './cluster-report.js';
 import { clusterOf, isCoffer, isLocalRead, settings, VALUE_BYTES, type System } from './cluster-settings.js';
@@ -213,19 +212,7 @@ async function main(): Promise<void> {
       const paths = isLocalRead(sys) ? cofferStalePaths : cofferPaths;
       return { ...base, requests: [{ method: 'GET', setupRequest: (req) => ({ ...req, path: paths[seq++ % paths.length]! }) }] };
     }
-    if (sys === 'etcd') {
-      return {
-        ...base,
-        requests: [
-          {
-            method: 'POST',
-            path: '/v3/kv/put',
-            headers: { 'content-type': 'application/json' },
-            setupRequest: (req) => ({ ...req, body: etcdBodies[seq++ % etcdBodies.length]! }),
-          },
-        ],
-      };
-    }
+    if (sys === 'etcd') return { ...base, requests: etcdPutRequests(etcdBodies, () => seq++) };
     return {
       ...base,
       requests: [
@@ -245,34 +232,16 @@ async function main(): Promise<void> {
     const leadMember = members.find((m) => m.id === lead)!;
     const audit0 = isCoffer(sys) ? await auditBatches(members) : NaN;
     const loop0 = isCoffer(sys) ? await loopTimes(leadMember.child) : null;
-    const cpu0 = members.map((m) => cpuSeconds(m.pid));
-    const load0 = process.cpuUsage();
-    const machine0 = machineBusySeconds();
-    const wall0 = process.hrtime.bigint();
-    const { result: r, p50, p99 } = await cannon(options(sys, members, lead, c, d));
-    const wall = Number(process.hrtime.bigint() - wall0) / 1e9;
-    const cpus = members.map((m, i) => cpuSeconds(m.pid) - cpu0[i]!);
-    const cpu = cpus.reduce((a, b) => a + b, 0);
-    const load = process.cpuUsage(load0);
-    const loadS = (load.user + load.system) / 1e6;
-    const machine = machineBusySeconds() - machine0;
+    const run = await timedCannon(members.map((m) => m.pid), options(sys, members, lead, c, d));
+    const { wall } = run;
     const loop1 = isCoffer(sys) ? await loopTimes(leadMember.child) : null;
     const audit1 = isCoffer(sys) ? await auditBatches(members) : NaN;
     const leadAfter = await leader().catch(() => '?');
-    const ok = r['2xx'];
     return {
       system: sys,
       connections: c,
-      rps: ok / r.duration,
-      p50,
-      p99,
-      bad: r.non2xx + r.errors + r.timeouts,
-      cpu: (cpu / wall) * 100,
-      leaderCpu: (cpus[members.indexOf(leadMember)]! / wall) * 100,
-      cpuPerReq: ok > 0 ? (cpu / ok) * 1e6 : NaN,
+      ...runFigures(run, members.indexOf(leadMember)),
       leaderLoop: loop0 && loop1 ? ((loop1.active - loop0.active) / (loop1.active - loop0.active + loop1.idle - loop0.idle)) * 100 : NaN,
-      loadCpu: (loadS / wall) * 100,
-      otherCpu: Math.max(0, ((machine - cpu - loadS) / wall) * 100),
       auditBatches: (audit1 - audit0) / wall,
       leader: lead,
       leaderChanged: leadAfter !== lead,

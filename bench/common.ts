@@ -265,6 +265,56 @@ export function cannon(opts: Options): Promise<{ result: Result; p50: number; p9
   });
 }
 
+/** One autocannon run with its CPU accounting: the servers' processes, autocannon (this process) and the rest of the machine. */
+export interface TimedRun {
+  result: Result;
+  p50: number;
+  p99: number;
+  /** Seconds the run took. */
+  wall: number;
+  /** CPU seconds of each of `pids`, in order. */
+  cpus: number[];
+  /** Their sum. */
+  cpu: number;
+  /** This process's CPU seconds (the load generator). */
+  loadS: number;
+  /** Everything else on the machine, CPU seconds. */
+  otherS: number;
+}
+
+export async function timedCannon(pids: readonly number[], opts: Options): Promise<TimedRun> {
+  const cpu0 = pids.map((p) => cpuSeconds(p));
+  const load0 = process.cpuUsage();
+  const machine0 = machineBusySeconds();
+  const wall0 = process.hrtime.bigint();
+  const { result, p50, p99 } = await cannon(opts);
+  const wall = Number(process.hrtime.bigint() - wall0) / 1e9;
+  const cpus = pids.map((p, i) => cpuSeconds(p) - cpu0[i]!);
+  const cpu = cpus.reduce((a, b) => a + b, 0);
+  const load = process.cpuUsage(load0);
+  const loadS = (load.user + load.system) / 1e6;
+  const otherS = Math.max(0, machineBusySeconds() - machine0 - cpu - loadS);
+  return { result, p50, p99, wall, cpus, cpu, loadS, otherS };
+}
+
+/** The figures every cluster bench reports for a run; `leaderIndex` picks the leader among the pids. */
+export function runFigures(t: TimedRun, leaderIndex: number) {
+  const ok = t.result['2xx'];
+  return {
+    rps: ok / t.result.duration,
+    p50: t.p50,
+    p99: t.p99,
+    bad: t.result.non2xx + t.result.errors + t.result.timeouts,
+    /** % of one core, all pids. */
+    cpu: (t.cpu / t.wall) * 100,
+    leaderCpu: (t.cpus[leaderIndex]! / t.wall) * 100,
+    /** Microseconds of CPU per 2xx answer, all pids. */
+    cpuPerReq: ok > 0 ? (t.cpu / ok) * 1e6 : NaN,
+    loadCpu: (t.loadS / t.wall) * 100,
+    otherCpu: (t.otherS / t.wall) * 100,
+  };
+}
+
 /** Runs a bench's main with cleanup on exit, on signals and on failure (children never outlive it). */
 export function runBench(main: () => Promise<void>, killAllNow: () => void): void {
   process.on('exit', killAllNow);

@@ -64,22 +64,21 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  HERE,
-  cannon,
-  cpuSeconds,
   flagReaders,
   fsyncRate,
+  HERE,
   killChildrenNow,
   liveChildren,
-  machineBusySeconds,
   markStopping,
   parseFlags,
   rejectUnknownFlags,
   runBench,
   startChild,
   stopChild,
+  runFigures,
+  timedCannon,
 } from './common.js';
-import { etcdVersion, INSTALL_HINT, killEtcdNow, startEtcd } from './cluster-etcd.js';
+import { etcdPutRequests, etcdVersion, INSTALL_HINT, killEtcdNow, startEtcd } from './cluster-etcd.js';
 import { fetchJson, poll, type Cluster, type Member } from './cluster-members.js';
 import { settings as clusterSettings, VALUE_BYTES } from './cluster-settings.js';
 
@@ -271,19 +270,7 @@ async function main(): Promise<void> {
   let seq = 0;
   function options(sys: System, url: string, c: number, d: number): Options {
     const base = { url, connections: c, duration: d, timeout: 10 };
-    if (sys === 'etcd') {
-      return {
-        ...base,
-        requests: [
-          {
-            method: 'POST',
-            path: '/v3/kv/put',
-            headers: { 'content-type': 'application/json' },
-            setupRequest: (req) => ({ ...req, body: etcdBodies[seq++ % etcdBodies.length]! }),
-          },
-        ],
-      };
-    }
+    if (sys === 'etcd') return { ...base, requests: etcdPutRequests(etcdBodies, () => seq++) };
     return {
       ...base,
       requests: [
@@ -303,34 +290,16 @@ async function main(): Promise<void> {
     const lead = await poll(`${sys} has no agreed leader before a run`, 30_000, leader);
     const leadMember = members.find((m) => m.id === lead)!;
     const st0 = sys === 'etcd' ? null : await floorStats(cluster);
-    const cpu0 = members.map((m) => cpuSeconds(m.pid));
-    const load0 = process.cpuUsage();
-    const machine0 = machineBusySeconds();
-    const wall0 = process.hrtime.bigint();
-    const { result: r, p50, p99 } = await cannon(options(sys, leadMember.url, c, d));
-    const wall = Number(process.hrtime.bigint() - wall0) / 1e9;
-    const cpus = members.map((m, i) => cpuSeconds(m.pid) - cpu0[i]!);
-    const cpu = cpus.reduce((a, b) => a + b, 0);
-    const load = process.cpuUsage(load0);
-    const loadS = (load.user + load.system) / 1e6;
-    const machine = machineBusySeconds() - machine0;
+    const run = await timedCannon(members.map((m) => m.pid), options(sys, leadMember.url, c, d));
+    const { wall } = run;
     const st1 = sys === 'etcd' ? null : await floorStats(cluster);
     const leadAfter = await leader().catch(() => '?');
-    const ok = r['2xx'];
     return {
       system: sys,
       connections: c,
-      rps: ok / r.duration,
-      p50,
-      p99,
-      bad: r.non2xx + r.errors + r.timeouts,
-      cpu: (cpu / wall) * 100,
-      leaderCpu: (cpus[members.indexOf(leadMember)]! / wall) * 100,
-      cpuPerReq: ok > 0 ? (cpu / ok) * 1e6 : NaN,
+      ...runFigures(run, members.indexOf(leadMember)),
       logSyncs: st0 && st1 ? (st1.logSyncs - st0.logSyncs) / wall : NaN,
       auditSyncs: st0 && st1 && sys === 'floor+audit' ? (st1.auditSyncs - st0.auditSyncs) / wall : NaN,
-      loadCpu: (loadS / wall) * 100,
-      otherCpu: Math.max(0, ((machine - cpu - loadS) / wall) * 100),
       leaderChanged: leadAfter !== lead,
     };
   }
