@@ -8,7 +8,7 @@
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { AuthRefusal, addressedPath, type ClusterAuth, type CoveredHeaders, type RefusalReason } from '../cluster-auth.js';
-import { decodeBatch, MalformedBatchError } from '../codec.js';
+import { decodeBatch } from '../codec.js';
 import type { Message } from '../core/index.js';
 import { FrameError, FrameReader } from './frames.js';
 import { STREAM_NONCE_HEADER, STREAM_PATH, STREAM_PROTOCOL, acceptBody } from './handshake.js';
@@ -107,7 +107,8 @@ export class StreamAcceptor {
           this.o.onBatch(decodeBatch(payload), from, caps);
         }
       } catch (err) {
-        const reason: RefusalReason = err instanceof FrameError ? err.reason : err instanceof AuthRefusal ? err.reason : err instanceof MalformedBatchError ? 'malformed' : 'malformed';
+        // A bad tag or a non-member keeps its reason; a batch that does not decode (MalformedBatchError) is malformed.
+        const reason: RefusalReason = err instanceof FrameError || err instanceof AuthRefusal ? err.reason : 'malformed';
         this.o.onRefused(reason, { claimedNode: from, remote, path: url.slice(0, 128), message: (err as Error).message });
         socket.destroy();
       }
