@@ -23,6 +23,14 @@ export function etcdPutRequests(bodies: readonly string[], next: () => number): 
   ];
 }
 
+/** etcd's version, or exits 3 with how to install it (every bench that runs etcd starts so). */
+export function requireEtcd(bin: string): string {
+  const version = etcdVersion(bin);
+  if (version) return version;
+  process.stderr.write(`${INSTALL_HINT}\n`);
+  process.exit(3);
+}
+
 export const INSTALL_HINT = 'etcd is not installed. On Debian/Ubuntu: apt-get update && apt-get install -y etcd-server (or pass --etcd-bin=/path/to/etcd)';
 
 /** etcd pid -> its wrapper (bench/etcd-member.ts). */

@@ -74,7 +74,7 @@ import {
   timedCannon,
 } from './common.js';
 import { auditBatches, startCoffer } from './cluster-coffer.js';
-import { etcdPutRequests, etcdVersion, INSTALL_HINT, killEtcdNow, startEtcd } from './cluster-etcd.js';
+import { etcdPutRequests, killEtcdNow, requireEtcd, startEtcd } from './cluster-etcd.js';
 import { fetchJson, poll, type Cluster, type Member } from './cluster-members.js';
 import { report, runLine, type Sample } from './cluster-report.js';
 import { clusterOf, isCoffer, isLocalRead, settings, VALUE_BYTES, type System } from './cluster-settings.js';
@@ -93,14 +93,7 @@ async function main(): Promise<void> {
   keepTemp = s.keep || s.cpuProf;
   const info = (msg: string) => process.stderr.write(msg + '\n');
 
-  let etcdVer: string | null = null;
-  if (s.only.includes('etcd')) {
-    etcdVer = etcdVersion(s.etcdBin);
-    if (!etcdVer) {
-      process.stderr.write(`${INSTALL_HINT}\n`);
-      process.exit(3);
-    }
-  }
+  const etcdVer = s.only.includes('etcd') ? requireEtcd(s.etcdBin) : null;
   if (s.only.includes('coffer') && !fs.existsSync(s.cofferBin)) {
     process.stderr.write(`${path.relative(ROOT, s.cofferBin)} is missing: run \`npx tsc -p .\` first\n`);
     process.exit(3);

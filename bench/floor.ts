@@ -78,7 +78,7 @@ import {
   runFigures,
   timedCannon,
 } from './common.js';
-import { etcdPutRequests, etcdVersion, INSTALL_HINT, killEtcdNow, startEtcd } from './cluster-etcd.js';
+import { etcdPutRequests, killEtcdNow, requireEtcd, startEtcd } from './cluster-etcd.js';
 import { fetchJson, poll, type Cluster, type Member } from './cluster-members.js';
 import { settings as clusterSettings, VALUE_BYTES } from './cluster-settings.js';
 
@@ -199,14 +199,7 @@ async function main(): Promise<void> {
   keepTemp = s.keep;
   const info = (msg: string) => process.stderr.write(msg + '\n');
 
-  let etcdVer: string | null = null;
-  if (s.only.includes('etcd')) {
-    etcdVer = etcdVersion(s.etcdBin);
-    if (!etcdVer) {
-      process.stderr.write(`${INSTALL_HINT}\n`);
-      process.exit(3);
-    }
-  }
+  const etcdVer = s.only.includes('etcd') ? requireEtcd(s.etcdBin) : null;
   if (!fs.existsSync(FLOOR_MEMBER)) {
     process.stderr.write('dist/bench/floor-member.js is missing: run `npx tsc -p tsconfig.json` first\n');
     process.exit(3);
