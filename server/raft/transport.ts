@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import { pipeline } from 'node:stream/promises';
+import { splitAddress } from './address.js';
 import { AuthRefusal, addressedPath, type ClusterAuth, type CoveredHeaders } from './cluster-auth.js';
 import type { Message } from './core/index.js';
 import { BATCH_CONTENT_TYPE, encodeBatch, encodeMessages } from './codec.js';
@@ -165,11 +166,6 @@ export async function sha256File(file: string): Promise<string> {
   const hash = createHash('sha256');
   await pipeline(fs.createReadStream(file), hash);
   return hash.digest('hex');
-}
-
-function splitAddress(address: string): { host: string; port: number } {
-  const i = address.lastIndexOf(':');
-  return { host: address.slice(0, i), port: Number(address.slice(i + 1)) };
 }
 
 /** What a request needs to go out signed: the cluster key and this node's capabilities. */

@@ -3,6 +3,7 @@
 // pipeline and nothing per message is parsed, routed or signed twice.
 import http from 'node:http';
 import type { Socket } from 'node:net';
+import { splitAddress } from '../address.js';
 import { addressedPath, type ClusterAuth, type CoveredHeaders } from '../cluster-auth.js';
 import { FrameWriter } from './frames.js';
 import { STREAM_PATH, STREAM_PROTOCOL, acceptedStream } from './handshake.js';
@@ -49,16 +50,15 @@ export class PeerStream {
    */
   open(): Promise<OpenResult> {
     const auth = this.d.auth();
-    const address = this.d.address();
-    const i = address.lastIndexOf(':');
+    const { host, port } = splitAddress(this.d.address());
     const path = addressedPath(STREAM_PATH, this.d.peer);
     const covered: CoveredHeaders = { 'x-coffer-capabilities': this.d.capabilities };
     const signed = auth.signRequest('GET', path, covered, '');
     const generation = this.generation;
     return new Promise<OpenResult>((resolve, reject) => {
       const req = http.request({
-        host: address.slice(0, i),
-        port: Number(address.slice(i + 1)),
+        host,
+        port,
         path,
         method: 'GET',
         agent: false,
