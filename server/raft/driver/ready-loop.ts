@@ -12,6 +12,7 @@ import { FatalStorageError, NoLeaderError, UndecodableEntryError } from '../repl
 import { WalSyncError } from '../wal.js';
 import type { DriverContext, DriverWriteGuard } from './context.js';
 import { sendsBeforePersist } from './early-sends.js';
+import { CommitNotices } from './commit-notices.js';
 import type { ReadBarrier } from './reads.js';
 import type { Snapshots } from './snapshots.js';
 import { untilStored } from './until-stored.js';
@@ -51,6 +52,8 @@ export class ReadyLoop implements DriverContext {
   private closed = false;
   /** Term and vote last made durable (appends in that term may leave before their own fsync). */
   private persistedHard: Pick<HardState, 'term' | 'vote'>;
+  /** Commit-only appends, held briefly so the next write's append carries them (commit-notices.ts). */
+  private readonly notices = new CommitNotices((m) => this.transmit(m));
 
   constructor(private readonly d: LoopDeps) {
     this.nodeId = d.nodeId;
@@ -98,6 +101,7 @@ export class ReadyLoop implements DriverContext {
   async close(): Promise<void> {
     this.closed = true;
     if (this.ticker) clearInterval(this.ticker);
+    this.notices.close();
     while (this.processing) await sleep(5);
   }
 
@@ -147,7 +151,15 @@ export class ReadyLoop implements DriverContext {
 
   private send(m: Message, h: ReadyHandlers): void {
     if (m.type === 'snap') void h.snapshots.send(m);
-    else if (!this.d.transport.send(m)) this.node.reportUnreachable(m.to);
+    else if (!this.notices.offer(m)) this.transmit(m);
+  }
+
+  private transmit(m: Message): void {
+    if (this.closed) return;
+    if (this.d.transport.send(m)) return;
+    this.node.reportUnreachable(m.to);
+    // A held notice leaves from a timer, outside the loop: let the loop see what that changed.
+    this.schedule();
   }
 
   /**
