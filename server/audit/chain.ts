@@ -101,7 +101,7 @@ function rowOf(r: ChainedRecord): AuditRow {
 
 /** The chain value of a record that follows `prev`. */
 export function chainValue(key: Uint8Array, prev: string, r: ChainedRecord): string {
-  return createHmac('sha256', key).update(prev).update(canonicalAuditJson(r.id, rowOf(r))).digest('hex');
+  return createHmac('sha256', key).update(prev + canonicalAuditJson(r.id, rowOf(r))).digest('hex');
 }
 
 /**
