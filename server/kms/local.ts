@@ -10,6 +10,7 @@
 
 import { createHash, randomFillSync } from 'node:crypto';
 import { IntegrityError } from '../crypto/errors.js';
+import { randomArray } from '../crypto/random-pool.js';
 import { NONCE_BYTES, openXChaCha, sealXChaCha } from '../crypto/xchacha.js';
 import {
   KmsIntegrityError, KmsUnavailableError,
@@ -72,7 +73,7 @@ export class LocalKms implements KmsProvider {
   }
 
   async generateDataKey(ctx: EncryptionContext): Promise<GeneratedDataKey> {
-    const dek = randomFillSync(new Uint8Array(32));
+    const dek = randomArray(32);
     return { plaintext: dek, wrapped: this.wrap(dek, this.current, ctx), keyId: this.current };
   }
 
@@ -126,7 +127,7 @@ export class LocalKms implements KmsProvider {
   private wrap(dek: Uint8Array, keyId: string, ctx: EncryptionContext): Uint8Array {
     this.assertOpen();
     const key = this.keys.get(keyId)!;
-    const nonce = randomFillSync(new Uint8Array(NONCE_BYTES));
+    const nonce = randomArray(NONCE_BYTES);
     const sealed = sealXChaCha(key, nonce, dek, wrapAad(keyId, ctx));
     const out = new Uint8Array(1 + NONCE_BYTES + sealed.length);
     out[0] = WRAP_FORMAT;

@@ -3,8 +3,8 @@
 // XChaCha20-Poly1305 under a fresh random 24-byte nonce and AAD `name:version`;
 // only the ciphertext, nonce, KMS-wrapped DEK and its key id are stored.
 
-import { randomFillSync } from 'node:crypto';
 import { IntegrityError } from '../crypto/errors.js';
+import { randomArray } from '../crypto/random-pool.js';
 import { NONCE_BYTES, openXChaCha, openXChaChaWithSubkeyAs, sealXChaCha, xchachaSubkey } from '../crypto/xchacha.js';
 import { DekCache, type DekMemo, type DekSource } from '../kms/dek-cache.js';
 import { KmsIntegrityError, type EncryptionContext, type KmsProvider } from '../kms/provider.js';
@@ -48,7 +48,7 @@ export function openBinding(name: string, version: number, record: SealedVersion
 
 export async function sealVersion(kms: KmsProvider, name: string, version: number, value: Uint8Array): Promise<SealedVersion> {
   const ctx = context(name, version);
-  const nonce = randomFillSync(new Uint8Array(NONCE_BYTES));
+  const nonce = randomArray(NONCE_BYTES);
   const dk = await kms.generateDataKey(ctx);
   try {
     const ciphertext = sealXChaCha(dk.plaintext, nonce, value, versionAad(name, version));

@@ -295,6 +295,8 @@ describe('AuditLog', () => {
     const log = make({ busyTimeoutMs: 20 });
     await expect(log.probe()).resolves.toBeUndefined();
     await Promise.all([log.probe(), log.probe(), log.probe()]);
+    // A probe's yes is shared by the callers of one event-loop turn (fast-probe.ts): lock in the next one.
+    await new Promise((resolve) => setImmediate(resolve));
 
     const locker = new Database(join(dir, 'audit.db'));
     locker.exec('BEGIN EXCLUSIVE');

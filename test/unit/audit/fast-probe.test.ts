@@ -1,6 +1,8 @@
 // The audit probe's main-thread fast path only ever says "the write lock was
 // free just now": a lock held elsewhere, or a database it cannot open, is
 // "not known" (the writer thread's probe decides), and it never keeps a lock.
+// A "yes" holds for the rest of the event loop's turn (callers in one turn
+// share one probe), never longer.
 import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -24,11 +26,14 @@ function auditDb(): string {
   return file;
 }
 
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 describe('FastProbe', () => {
-  it('says yes while the lock is free, not known while another connection holds it, and holds nothing itself', () => {
+  it('says yes while the lock is free, not known while another connection holds it, and holds nothing itself', async () => {
     const file = auditDb();
     const probe = new FastProbe(file);
     expect(probe.tryNow()).toBe(true);
+    await nextTurn();
     const other = new Database(file);
     other.pragma('busy_timeout = 0');
     other.exec('BEGIN IMMEDIATE');
@@ -37,8 +42,26 @@ describe('FastProbe', () => {
     expect(Date.now() - started).toBeLessThan(100); // it does not wait on the event loop
     other.exec('ROLLBACK');
     expect(probe.tryNow()).toBe(true);
+    await nextTurn();
     // After a "yes" the lock is free again for everyone else.
     other.exec('BEGIN IMMEDIATE');
+    other.exec('ROLLBACK');
+    other.close();
+    probe.close();
+  });
+
+  it('shares a yes with the callers of the same turn only', async () => {
+    const file = auditDb();
+    const probe = new FastProbe(file);
+    expect(probe.tryNow()).toBe(true);
+    const other = new Database(file);
+    other.pragma('busy_timeout = 0');
+    other.exec('BEGIN IMMEDIATE');
+    // Same turn: the probe just taken answers (as the writer thread's shared probe would).
+    expect(probe.tryNow()).toBe(true);
+    await nextTurn();
+    // The next turn asks audit.db again and finds the lock held.
+    expect(probe.tryNow()).toBe(false);
     other.exec('ROLLBACK');
     other.close();
     probe.close();
@@ -52,7 +75,7 @@ describe('FastProbe', () => {
     const ok = new FastProbe(file);
     expect(ok.tryNow()).toBe(true);
     ok.close();
-    expect(ok.tryNow()).toBe(true); // reopens after close
+    expect(ok.tryNow()).toBe(true); // reopens after close (and close forgets the shared yes)
     ok.close();
   });
 });
