@@ -15,6 +15,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { verifyAuditChain } from '../../server/audit/chain.js';
 import { client, request, type HttpResponse } from '../helpers/http.js';
 import { nodeEnv, randomMasterKey, randomToken, spawnNode, startTestNode, tempDir, type SpawnedNode, type TestNode } from '../helpers/node.js';
+import { until } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
 const CAP = 4 * MiB;
@@ -63,15 +64,6 @@ function metric(text: string, name: string): number {
   return Number(m[1]);
 }
 
-async function until<T>(what: string, probe: () => Promise<T | null>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe().catch(() => null);
-    if (v !== null) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** Mixed traffic from `workers` loops until `deadline`: reads, writes, misses, refusals, audit pages. Returns status counts. */
 async function mixedLoad(url: string, token: string, deadline: number, workers = 6): Promise<{ counts: Map<number, number>; odd: string[] }> {
@@ -210,7 +202,7 @@ describe('audit log full (an export behind at the cap)', () => {
 
     // The export catches up: pruning frees room, the node serves and is ready again.
     node.internals.audit.setKeepAfterId(() => node.internals.audit.lastDurableId());
-    await until('ready again', async () => ((await request(url, 'GET', '/v1/ready')).status === 200 ? true : null));
+    await until('ready again', async () => ((await request(url, 'GET', '/v1/ready')).status === 200 ? true : null), 20_000);
     expect((await admin.get('/v1/secrets/app/full')).status).toBe(200);
     expect(metric((await request(url, 'GET', '/metrics')).text, 'coffer_audit_full')).toBe(0);
     expect((await admin.get('/v1/admin/audit/verify')).body).toMatchObject({ ok: true, first_break: null });

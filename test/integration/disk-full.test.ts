@@ -14,6 +14,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { TestCluster } from '../helpers/cluster.js';
 import { client, request, type HttpResponse } from '../helpers/http.js';
 import { nodeEnv, randomMasterKey, randomToken, spawnNode, tempDir, type SpawnedNode } from '../helpers/node.js';
+import { until } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
 const TMPFS_MIB = 24;
@@ -92,15 +93,6 @@ function fillCompletely(file: string): void {
   }
 }
 
-async function until<T>(what: string, probe: () => Promise<T | null>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe().catch(() => null);
-    if (v !== null) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 function expectCode(res: HttpResponse, status: number, code: string): void {
   expect(res.status, res.text).toBe(status);

@@ -6,7 +6,7 @@ describe('random pool', () => {
   it('never hands out the same bytes twice, across many refills', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 20_000; i++) {
-      // 24 and 32: the nonce and DEK sizes; 4096 is not a multiple of 56, so pieces straddle refills.
+      // 24 and 32: the nonce and DEK sizes; 4096 is not a multiple of 56, so refills come with a short tail left unused.
       const a = randomArray(i % 2 === 0 ? 24 : 32);
       expect(a.length).toBe(i % 2 === 0 ? 24 : 32);
       const hex = Buffer.from(a).toString('hex');
