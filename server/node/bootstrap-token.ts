@@ -1,27 +1,55 @@
 // VAULT_BOOTSTRAP_TOKEN: each new leader proposes the first admin token, so
 // a fresh cluster can be administered at all. Creating it is idempotent; a
 // token of that name that was revoked or holds another value wins.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tokenSha256 } from '../auth/tokens.js';
 import type { Logger } from '../log/logger.js';
-import type { Replicator } from '../raft/replicator.js';
+import { NoLeaderError, type Replicator } from '../raft/replicator.js';
+import type { ApplyResult } from '../store/results.js';
 import { tokenBootstrap } from '../store/commands.js';
 import type { StateReader } from '../store/queries.js';
 import { BOOTSTRAP_TOKEN_NAME } from '../store/state-machine.js';
 
+export interface BootstrapTokenOptions {
+  /** Aborted when the node closes: no retry outlives it. */
+  signal: AbortSignal;
+  /** First pause between attempts; doubles up to 4x (a cluster that can commit again gets its token within seconds). */
+  retryMs?: number;
+}
+
+/**
+ * Proposes the token, retrying while this node still leads: a first attempt
+ * can be refused for a while (a voter not heard from yet cannot be shown the
+ * command, DESIGN §5), and a leader that stays leader gets no second call.
+ */
 export async function proposeBootstrapToken(
   token: string,
   replicator: Replicator,
   reader: StateReader,
   logger: Logger,
   now: () => Date,
+  { signal, retryMs = 500 }: BootstrapTokenOptions,
 ): Promise<void> {
   const digest = tokenSha256(token);
-  let result;
-  try {
-    result = await replicator.propose(tokenBootstrap({ token_sha256: digest, created_at: now().toISOString() }));
-  } catch (err) {
-    logger.warn({ err: (err as Error).message }, `could not propose ${BOOTSTRAP_TOKEN_NAME}; the next leader will`);
-    return;
+  let result: ApplyResult;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      result = await replicator.propose(tokenBootstrap({ token_sha256: digest, created_at: now().toISOString() }));
+      break;
+    } catch (err) {
+      if (signal.aborted) return;
+      // Only a cluster that cannot commit yet is worth waiting for; a storage fault is reported once.
+      if (!(err instanceof NoLeaderError) || !replicator.isLeader()) {
+        logger.warn({ err: (err as Error).message }, `could not propose ${BOOTSTRAP_TOKEN_NAME}; the next leader will`);
+        return;
+      }
+      if (attempt === 0) logger.warn({ err: (err as Error).message }, `could not propose ${BOOTSTRAP_TOKEN_NAME} yet; retrying while this node leads`);
+      try {
+        await sleep(retryMs * 2 ** Math.min(attempt, 2), undefined, { signal });
+      } catch {
+        return; // the node closed
+      }
+    }
   }
   if (!result.ok) {
     logger.error({ reason: result.message }, `could not create ${BOOTSTRAP_TOKEN_NAME}`);

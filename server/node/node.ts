@@ -127,6 +127,8 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
   const writeGuard = new WriteGuard(freeSpace, { onRefused: (reason) => storageMetrics.writesRefused.inc({ reason }) });
   const raftListenAddr = { ...config.raftAddr };
   let bootstrapping: Promise<void> = Promise.resolve();
+  const stopBootstrap = new AbortController();
+  undo.push(() => stopBootstrap.abort());
   const clusterAuth = raftAuth(config, logger);
   undo.push(() => clusterAuth.close());
   const initialPeers = config.peers.map((p) => ({ id: p.id, address: `${p.addr.host}:${p.addr.port}` }));
@@ -156,7 +158,9 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
     writeGuard,
     ...(opts.onFatal ? { onFatal: opts.onFatal } : {}),
     onLeader: () => {
-      if (config.bootstrapToken) bootstrapping = proposeBootstrapToken(config.bootstrapToken, replicator, reader, logger, now);
+      // Chained: a leader that loses and regains leadership does not run two retry loops at once.
+      const token = config.bootstrapToken;
+      if (token) bootstrapping = bootstrapping.then(() => proposeBootstrapToken(token, replicator, reader, logger, now, { signal: stopBootstrap.signal }));
     },
   });
   undo.push(() => replicator.close());
@@ -285,6 +289,7 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
     logger,
     internals: { kms: kms.raw, rewrap, replicator, audit },
     async close() {
+      stopBootstrap.abort();
       // Hand leadership over first so the cluster does not wait out an election timeout.
       if (replicator.isLeader() && replicator.status().peers.length > 1) await replicator.transferLeadership();
       await rewrap.stop();

@@ -6,7 +6,7 @@
 // values through the client Service, another pod is refused.
 import { spawn } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
-import { apply, docker, ensureNamespace, getJson, kubectl, run } from './harness/kube.js';
+import { apply, docker, ensureNamespace, getJson, kubectl, run, waitFor } from './harness/kube.js';
 import { api, apiInPod, bootstrapToken, createVaultCluster, deleteVaultCluster, IMAGE, podNames, waitReady } from './harness/vault.js';
 
 const NS = 'coffer-e2e-wg';
@@ -87,6 +87,11 @@ describe('WireGuard between real pods', () => {
         expect({ container: `${pod.metadata.name}/${s.name}`, ready: s.ready, running: !!s.state.running }).toEqual({ container: `${pod.metadata.name}/${s.name}`, ready: true, running: true });
       }
     }
+    // Administrable: the bootstrap token works, even when a peer's overlay endpoint resolved after the first
+    // election (the leader proposes it again until every voter has been heard from).
+    const token = await bootstrapToken(NS, VC);
+    await waitFor('the bootstrap token accepted on the overlay management listener', async () =>
+      (await api(NS, PODS[0]!, { method: 'GET', path: '/v1/tokens', token, base: `http://${overlayIp(0)}:8202` })).status === 200, 60_000, 1_000);
   });
 
   it('listens for Raft and management on overlay addresses only', async () => {
