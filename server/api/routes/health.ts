@@ -55,7 +55,8 @@ export const healthRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, {
     const s = deps.replicator.status();
     // A full audit log (the export is behind and the cap is reached) refuses every audited request: not ready.
     const auditProblem = deps.audit.problem();
-    const ready = s.ready && s.leader_id !== null && s.applied_index >= s.commit_index && auditProblem === null;
+    // s.ready covers the leader and apply lag (a momentary lag behind a commit index just learned is not a problem).
+    const ready = s.ready && auditProblem === null;
     void reply.code(ready ? 200 : 503);
     return { ready, leader_id: s.leader_id, commit_index: s.commit_index, applied_index: s.applied_index, problem: auditProblem ?? s.problem };
   });

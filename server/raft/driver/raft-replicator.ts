@@ -22,6 +22,7 @@ import type { ProbeReply } from '../probe.js';
 import { NoLeaderError, type NodeRole, type ReplicationStatus, type Replicator } from '../replicator.js';
 import { Transport } from '../transport.js';
 import { applyCommitted } from './apply.js';
+import { ApplyLag } from './apply-lag.js';
 import { AppliedIndex } from './applied.js';
 import { CapabilityGate } from './capabilities.js';
 import { isLeader, type DriverWriteGuard } from './context.js';
@@ -95,6 +96,7 @@ export class RaftReplicator implements Replicator {
   private readonly reads: ReadBarrier;
   private readonly membership: Membership;
   private readonly snapshots: Snapshots;
+  private readonly applyLag = new ApplyLag();
   /** Keeps membership equal to the declared members while this node leads. */
   readonly autopilot: Autopilot;
 
@@ -279,7 +281,7 @@ export class RaftReplicator implements Replicator {
     let problem: string | null = fatal ? fatal.message : null;
     if (!problem) problem = this.opts.writeGuard?.problem() ?? null;
     if (!problem && !lead) problem = 'no leader known';
-    if (!problem && this.applied.index < st.commit) problem = 'applying committed entries';
+    if (!problem && this.applyLag.problem(this.applied.index, st.commit)) problem = 'applying committed entries';
     return {
       node_id: this.opts.nodeId,
       role,
