@@ -2,6 +2,7 @@
 // reads first wait for the replicator's read barrier.
 import type Database from 'better-sqlite3';
 import type { RoleRule } from '../rbac/rules.js';
+import { prefixEnd } from './folder-listing.js';
 
 /** What a value read needs from a stored version (and nothing else: this is the hot path). */
 export interface StoredVersion {
@@ -103,7 +104,6 @@ function prepare(db: Database.Database) {
       versions: db.prepare(
         'SELECT version, created_at, created_by, kms_key_id, wrapped_rotation_at FROM secret_versions WHERE name = ? ORDER BY version',
       ),
-      list: db.prepare('SELECT name FROM secrets WHERE name > ? AND substr(name, 1, ?) = ? ORDER BY name LIMIT ?').pluck(),
       // Range scans on the primary key, for seeking (one folder level): from a bound, inclusive or not, below an upper bound or not.
       rangeFrom: db.prepare('SELECT name FROM secrets WHERE name >= ? ORDER BY name LIMIT ?').pluck(),
       rangeAfter: db.prepare('SELECT name FROM secrets WHERE name > ? ORDER BY name LIMIT ?').pluck(),
@@ -198,7 +198,12 @@ export class StateReader {
 
   /** Names after `after` starting with `prefix`, in order; at most `limit`. */
   listNames(prefix: string, after: string, limit: number): string[] {
-    return this.stmts.list.all(after, prefix.length, prefix, limit) as string[];
+    // Bounded above by the first name past the prefix: a short last page stops there instead of
+    // filtering the rest of the table (O(table) per call at 100k names).
+    const end = prefixEnd(prefix);
+    if (end === null) return this.stmts.rangeAfter.all(after, limit) as string[];
+    if (after >= prefix) return this.stmts.rangeAfterBelow.all(after, end, limit) as string[];
+    return this.stmts.rangeFromBelow.all(prefix, end, limit) as string[];
   }
 
   /**
