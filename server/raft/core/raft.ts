@@ -66,6 +66,14 @@ export interface Config {
    * restored snapshot). Not persisted by the core. Default false.
    */
   awaitingJoin?: boolean;
+  /**
+   * The driver serves lease-based reads on the leader (server/raft/lease.ts).
+   * Their safety rests on voters refusing (pre-)votes for an election
+   * timeout after they last heard the leader, and a restart must not cut
+   * that short: with this set, a node also refuses them for its first
+   * electionTick ticks after it starts. Default false.
+   */
+  leaseReads?: boolean;
 }
 
 export type ProposeError =
@@ -115,6 +123,9 @@ export class Raft {
   readonly checkQuorum: boolean;
   /** See Config.awaitingJoin: no campaigning and no votes until re-added as a learner. */
   awaitingJoin: boolean;
+  readonly leaseReads: boolean;
+  /** Ticks since this node started, counted up to electionTimeout (see Config.leaseReads). */
+  private ticksSinceStart = 0;
   private readonly rng: Rng;
   private readonly maxMsgEntries: number;
   private readonly maxMsgBytes: number;
@@ -135,6 +146,7 @@ export class Raft {
     this.preVote = c.preVote ?? true;
     this.checkQuorum = c.checkQuorum ?? true;
     this.awaitingJoin = c.awaitingJoin ?? false;
+    this.leaseReads = c.leaseReads ?? false;
     this.log = new RaftLog(c.storage, c.maxApplyBytes ?? 4 << 20);
     this.tracker = new ProgressTracker(c.maxInflightMsgs ?? 64, c.maxInflightBytes ?? 0);
 
@@ -367,6 +379,7 @@ export class Raft {
   // ---- ticks -------------------------------------------------------------
 
   tick(): void {
+    if (this.ticksSinceStart < this.electionTimeout) this.ticksSinceStart++;
     if (this.role === 'leader') this.tickHeartbeat();
     else this.tickElection();
   }
@@ -403,8 +416,11 @@ export class Raft {
     } else if (m.term > this.term) {
       if (m.type === 'vote' || m.type === 'preVote') {
         const force = m.context === CAMPAIGN_TRANSFER;
-        const inLease = this.checkQuorum && this.lead !== NONE && this.electionElapsed < this.electionTimeout;
-        // Leader lease: while we hear from a live leader, ignore disruptive candidates.
+        // Leader lease: while we hear from a live leader, ignore disruptive candidates (and, under
+        // lease reads, for an election timeout after starting: we may have heard one just before).
+        const inLease =
+          this.checkQuorum &&
+          ((this.lead !== NONE && this.electionElapsed < this.electionTimeout) || (this.leaseReads && this.ticksSinceStart < this.electionTimeout));
         if (!force && inLease) return;
       }
       if (m.type === 'preVote') {

@@ -15,6 +15,7 @@ import {
   type NodeId,
   type Ready,
 } from '../../../../server/raft/core/index.js';
+import { leaseDuration, ReadLease } from '../../../../server/raft/lease.js';
 import { ChainLog, Checker, InvariantViolation } from './checker.js';
 import { BOOTSTRAP_CHAIN, EMPTY_CHAIN } from './hash.js';
 import { SimNetwork, type NetworkFaults } from './network.js';
@@ -71,6 +72,12 @@ export interface SimNode {
   awaitingJoin: boolean;
   /** Identity of the raft dir's contents: changes when the storage is wiped. */
   dataId: number;
+  /** This machine's monotonic clock runs at `rate` times simulated time (lease runs only; else 1). */
+  rate: number;
+  /** The clock reading, in ticks, of this process's last tick (a stalled timer fires once, never in a burst). */
+  lastTick: number;
+  /** Lease reads (server/raft/lease.ts) on this process, when the run has them. */
+  lease: ReadLease | undefined;
 }
 
 interface PendingWrite {
@@ -99,6 +106,23 @@ export interface ClusterOptions {
   readonly heartbeatTick?: number;
   readonly maxMsgEntries?: number;
   readonly trace?: boolean;
+  /** Lease-based reads on leaders, with drifting clocks. */
+  readonly lease?: LeaseOptions;
+}
+
+export interface LeaseOptions {
+  /** The clock-rate bound the lease assumes (server/raft/lease.ts CLOCK_RATE_BOUND). */
+  readonly rho: number;
+  /** Each machine's clock runs at a rate drawn from [1, 1 + drift]: drift <= rho is what the lease is proven for. */
+  readonly drift: number;
+  /** Simulation steps per tick interval, so that clocks can drift within a tick. */
+  readonly stepsPerTick: number;
+  /** Lease length in tick intervals, overriding the proven bound (only to show the checker catches an unsafe one). */
+  readonly unsafeTicks?: number;
+  /** Voters do not refuse votes after a restart (Config.leaseReads off): only to show the checker catches it. */
+  readonly unsafeNoStartWindow?: boolean;
+  /** The lease survives a TimeoutNow sent: only to show the checker catches it. */
+  readonly unsafeKeepOnTransfer?: boolean;
 }
 
 export class Cluster {
@@ -132,6 +156,8 @@ export class Cluster {
   /** Called for every vote / pre-vote granted (after the granting node stepped the request). */
   onGrant: ((voter: SimNode, m: Message, wasAwaitingJoin: boolean) => void) | undefined;
   private dataIds = 0;
+  /** Reads served from a lease, without a heartbeat round. */
+  leaseReads = 0;
 
   constructor(opts: ClusterOptions) {
     this.opts = opts;
@@ -152,10 +178,22 @@ export class Cluster {
         pausedUntil: 0,
         awaitingJoin: false,
         dataId: 0,
+        ...this.clockFields(),
       };
       this.nodes.set(id, node);
       this.boot(node);
     }
+  }
+
+  /** A new machine's clock: its rate, and no tick yet. */
+  private clockFields(): Pick<SimNode, 'rate' | 'lastTick' | 'lease'> {
+    const l = this.opts.lease;
+    return { rate: l ? 1 + this.rng.next() * l.drift : 1, lastTick: 0, lease: undefined };
+  }
+
+  /** The node's monotonic clock, in tick intervals (it keeps running while the process is stalled). */
+  clock(n: SimNode): number {
+    return (this.now * n.rate) / (this.opts.lease?.stepsPerTick ?? 1);
   }
 
   trace(line: string): void {
@@ -177,7 +215,12 @@ export class Cluster {
       maxMsgEntries: this.opts.maxMsgEntries ?? 8,
       maxInflightMsgs: 4,
       awaitingJoin: node.awaitingJoin,
+      leaseReads: this.opts.lease !== undefined && !this.opts.lease.unsafeNoStartWindow,
     });
+    const l = this.opts.lease;
+    if (l) node.lease = new ReadLease(l.unsafeTicks ?? leaseDuration(this.opts.electionTick ?? 10, 1, l.rho));
+    // A new process's timer starts now: its first tick is one interval away.
+    node.lastTick = Math.floor(this.clock(node));
   }
 
   /** A node that joins later: starts empty and waits for the leader's snapshot. */
@@ -194,6 +237,7 @@ export class Cluster {
       pausedUntil: 0,
       awaitingJoin: false,
       dataId: 0,
+      ...this.clockFields(),
     };
     this.nodes.set(id, node);
     this.boot(node);
@@ -225,6 +269,7 @@ export class Cluster {
       pausedUntil: 0,
       awaitingJoin: true,
       dataId: ++this.dataIds,
+      ...this.clockFields(),
     };
     this.nodes.set(id, node);
     this.boot(node);
@@ -268,6 +313,7 @@ export class Cluster {
     const n = this.nodes.get(id);
     if (!n || !n.raft) return;
     n.raft = undefined;
+    n.lease = undefined;
     n.waitingReads = [];
     for (const w of this.writes.values()) if (w.node === id) w.lost = true;
     for (const [ctx, r] of this.reads) if (r.node === id) this.reads.delete(ctx);
@@ -302,7 +348,30 @@ export class Cluster {
     const n = this.nodes.get(id);
     if (!n?.raft || this.isPaused(n)) return false;
     const ctx = `r${++this.readSeq}`;
-    if (!n.raft.readIndex(ctx)) return false;
+    const r = n.raft.raft;
+    if (n.lease && r.role === 'leader') {
+      const now = this.clock(n);
+      if (n.lease.valid(now, r.term)) {
+        // Served at the commit index without a round, as the driver does (server/raft/driver/reads.ts).
+        const read: PendingRead = { ctx, node: id, ackedBefore: this.acked.length, index: r.log.committed };
+        this.reads.set(ctx, read);
+        n.waitingReads.push(read);
+        this.leaseReads++;
+        this.serveReads(n);
+        // Renewed ahead of expiry by a round no client waits for, as the driver does.
+        if (n.lease.remaining(now, r.term) < n.lease.duration / 2) {
+          const renewal = `renew${++this.readSeq}`;
+          n.lease.started(renewal, r.term, now);
+          if (!n.raft.readIndex(renewal)) n.lease.abandoned(renewal);
+        }
+        return true;
+      }
+      n.lease.started(ctx, r.term, now);
+    }
+    if (!n.raft.readIndex(ctx)) {
+      n.lease?.abandoned(ctx);
+      return false;
+    }
     this.reads.set(ctx, { ctx, node: id, ackedBefore: this.acked.length, index: -1 });
     return true;
   }
@@ -312,7 +381,15 @@ export class Cluster {
   step(): void {
     this.now++;
     for (const m of this.net.due(this.now)) this.deliver(m);
-    for (const n of this.nodes.values()) if (!this.isPaused(n)) n.raft?.tick();
+    for (const n of this.nodes.values()) {
+      if (!n.raft || this.isPaused(n)) continue;
+      // One tick per interval of the node's own clock; after a stall, one tick, not the ones missed.
+      const due = Math.floor(this.clock(n));
+      if (due > n.lastTick) {
+        n.lastTick = due;
+        n.raft.tick();
+      }
+    }
     for (const n of this.nodes.values()) {
       if (n.raft && !this.isPaused(n) && this.rng.chance(this.persistChance)) this.handleReadies(n);
     }
@@ -397,12 +474,16 @@ export class Cluster {
       this.trace(`${n.id} is ${rd.softState.role} (lead=${rd.softState.lead || '-'}) term=${hs.term}`);
       if (rd.softState.role === 'leader') this.checker.onLeader(n.id, raft.raft.term, n.chain);
     }
-    // 2. send
-    for (const m of rd.messages) this.net.send(m, this.now);
+    // 2. send (a TimeoutNow starts a campaign that ignores leases: no lease vouches past it)
+    for (const m of rd.messages) {
+      if (m.type === 'timeoutNow' && !this.opts.lease?.unsafeKeepOnTransfer) n.lease?.revoke(this.clock(n));
+      this.net.send(m, this.now);
+    }
     // 3. apply
     for (const e of rd.committedEntries) this.apply(n, raft, e);
     // 4. reads
     for (const rs of rd.readStates) {
+      n.lease?.confirmed(rs.context);
       const r = this.reads.get(rs.context);
       if (!r || r.node !== n.id) continue;
       r.index = rs.index;
@@ -438,6 +519,7 @@ export class Cluster {
     } else if (e.type === 'confChange') {
       const cc = decodeConfChange(e.data);
       n.sm.confState = raft.applyConfChange(cc);
+      n.lease?.revoke(this.clock(n)); // rounds before it were counted in the old configuration
       this.confChangesApplied++;
       this.trace(`${n.id} applied ${cc.type} ${cc.nodeId} at ${e.index} -> voters=${n.sm.confState.voters} learners=${n.sm.confState.learners}`);
       if (cc.type === 'addLearner') this.lastAdd.set(cc.nodeId, Math.max(e.index, this.lastAdd.get(cc.nodeId) ?? 0));

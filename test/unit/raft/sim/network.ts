@@ -67,6 +67,11 @@ export class SimNetwork {
     }
   }
 
+  /** How many messages in flight match `pred`. */
+  pending(pred: (m: Message) => boolean): number {
+    return this.queue.filter((f) => pred(f.m)).length;
+  }
+
   /** Hold a message until `at` (its receiver is paused). */
   defer(m: Message, at: number): void {
     this.queue.push({ m, at });

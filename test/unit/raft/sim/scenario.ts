@@ -6,7 +6,7 @@
 
 import { SeededRng, type NodeId } from '../../../../server/raft/core/index.js';
 import { InvariantViolation } from './checker.js';
-import { Cluster } from './cluster.js';
+import { Cluster, type LeaseOptions } from './cluster.js';
 import { CALM } from './network.js';
 
 export interface SeedResult {
@@ -22,6 +22,8 @@ export interface ScenarioOptions {
   readonly chaosSteps?: number;
   readonly maxHealSteps?: number;
   readonly trace?: boolean;
+  /** Lease-based reads with drifting clocks (steps are then a fraction of a tick). */
+  readonly lease?: LeaseOptions;
 }
 
 /** Cluster size for a seed: 3 or 5 voters. */
@@ -46,6 +48,7 @@ export function runSeed(seed: number, opts: ScenarioOptions = {}): SeedResult {
     persistChance: 0.6 + plan.next() * 0.4,
     maxMsgEntries: plan.chance(0.5) ? 1 + plan.int(2) : 1 + plan.int(16),
     trace: opts.trace ?? false,
+    ...(opts.lease ? { lease: opts.lease } : {}),
   });
   const chaosSteps = opts.chaosSteps ?? 1000;
   const maxHeal = opts.maxHealSteps ?? 2000;
@@ -58,7 +61,7 @@ export function runSeed(seed: number, opts: ScenarioOptions = {}): SeedResult {
 
   try {
     for (let s = 0; s < chaosSteps; s++) {
-      chaos(c, plan, { crashRate, partitionRate, writeRate, readRate });
+      chaos(c, plan, { crashRate, partitionRate, writeRate, readRate, leaseRun: opts.lease !== undefined, stepsPerTick: opts.lease?.stepsPerTick ?? 1 });
       c.step();
       c.reapRemoved();
     }
@@ -92,6 +95,7 @@ export function runSeed(seed: number, opts: ScenarioOptions = {}): SeedResult {
       steps: chaosSteps + steps,
       acked: c.acked.length,
       readsServed: c.readsServed,
+      leaseReads: c.leaseReads,
       leaders: c.checker.leadersElected,
       truncations: c.checker.truncations,
       truncatedEntries: c.checker.truncatedEntries,
@@ -113,6 +117,10 @@ interface Rates {
   partitionRate: number;
   writeRate: number;
   readRate: number;
+  /** Lease runs read from every node that believes it leads (a deposed one included), to find a stale lease. */
+  leaseRun: boolean;
+  /** Simulation steps per tick: stalls are scaled so they still span several election timeouts. */
+  stepsPerTick: number;
 }
 
 function chaos(c: Cluster, rng: SeededRng, r: Rates): void {
@@ -133,6 +141,7 @@ function chaos(c: Cluster, rng: SeededRng, r: Rates): void {
     const believers = live.filter((n) => n.raft?.raft.role === 'leader');
     const pool = believers.length > 0 && rng.chance(0.5) ? believers : live;
     if (pool.length > 0) c.issueRead(rng.pick(pool).id);
+    if (r.leaseRun) for (const b of believers) if (rng.chance(0.5)) c.issueRead(b.id);
   }
 
   // crashes and restarts
@@ -149,7 +158,7 @@ function chaos(c: Cluster, rng: SeededRng, r: Rates): void {
   // process pauses (a stalled node wakes up believing its stale view)
   if (rng.chance(r.crashRate)) {
     const live = c.live();
-    if (live.length > 0) c.pause(rng.pick(live).id, 5 + rng.int(40));
+    if (live.length > 0) c.pause(rng.pick(live).id, (5 + rng.int(40)) * r.stepsPerTick);
   }
 
   // partitions
