@@ -25,6 +25,8 @@ export interface CofferMetrics {
   raftAuthRefused: Counter<'reason'>;
   /** Members streaming Raft messages to this node now (the listener sets its collector). */
   raftStreamsInbound: Gauge;
+  /** Linearizable reads on a multi-voter cluster, by how they were confirmed: `lease` (no round) or `round` (ReadIndex). */
+  raftReads: Counter<'path'>;
   /** Committed commands applied as rejections, by kind (`invalid`, `fault`). */
   applyRejected: Counter<'kind'>;
   /** Prometheus text exposition of everything above. */
@@ -53,6 +55,12 @@ export function createCofferMetrics(): CofferMetrics {
     help: 'Committed commands applied as a rejection with no state change: invalid content, or a fault every node repeats (a bug worth reporting).',
     labelNames: ['kind'],
   });
+  const raftReads = registry.counter({
+    name: 'coffer_raft_linearizable_reads_total',
+    help: 'Linearizable reads on a cluster of several voters: path="lease" answered from the leader\'s read lease, path="round" after a ReadIndex heartbeat round.',
+    labelNames: ['path'],
+  });
+  for (const path of ['lease', 'round']) raftReads.inc({ path }, 0);
   // Every label value from zero, so a rate() or an alert sees the first one.
   for (const reason of REFUSAL_REASONS) raftAuthRefused.inc({ reason }, 0);
   for (const kind of APPLY_REJECTION_KINDS) applyRejected.inc({ kind }, 0);
@@ -89,6 +97,7 @@ export function createCofferMetrics(): CofferMetrics {
     raftCommitIndex: registry.gauge({ name: 'coffer_raft_commit_index', help: 'Highest Raft log index known to be committed.' }),
     raftAppliedIndex: registry.gauge({ name: 'coffer_raft_applied_index', help: 'Highest Raft log index applied to state.db.' }),
     raftAuthRefused,
+    raftReads,
     applyRejected,
     render: () => registry.render(),
   };

@@ -48,11 +48,21 @@ function withoutUnsupported(all: Record<CommandType, number>): Record<CommandTyp
 export const SUPPORTED_COMMANDS = withoutUnsupported(BUILT_IN_COMMANDS);
 
 /**
+ * Raft behaviour a leader relies on in every voter, advertised beside the
+ * commands: this voter refuses votes for an election timeout after it
+ * starts, which lease-based reads need (server/raft/lease.ts). Dropped like
+ * a command by COFFER_UNSUPPORTED_COMMANDS=raft.lease-votes.
+ */
+export const LEASE_VOTES = 'raft.lease-votes@1';
+
+/**
  * Advertised to peers as `type@version`, one entry per version this build
  * decodes, so a leader can check for exactly the version it means to propose.
  */
 export function capabilities(): string[] {
-  return Object.entries(SUPPORTED_COMMANDS).flatMap(([t, max]) => Array.from({ length: max }, (_, i) => `${t}@${i + 1}`));
+  const commands = Object.entries(SUPPORTED_COMMANDS).flatMap(([t, max]) => Array.from({ length: max }, (_, i) => `${t}@${i + 1}`));
+  const dropped = (process.env.COFFER_UNSUPPORTED_COMMANDS ?? '').split(',').map((s) => s.trim());
+  return dropped.includes(LEASE_VOTES.split('@')[0]!) ? commands : [...commands, LEASE_VOTES];
 }
 
 export function capability(cmd: Pick<Command, 't' | 'v'>): string {

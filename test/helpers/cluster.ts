@@ -36,6 +36,8 @@ export interface ClusterOptions {
    * only: nothing can be committed before every voter has been heard from.
    */
   heldBack?: string[];
+  /** Extra environment for some members only (as a member running another release would have). */
+  memberEnv?: Record<string, Record<string, string>>;
 }
 
 export class TestCluster {
@@ -52,10 +54,13 @@ export class TestCluster {
   /** VAULT_MEMBERS_FILE of every node, when started with `membersFile`. */
   membersFile: string | null = null;
 
-  private constructor(private readonly extraEnv: Record<string, string>) {}
+  private constructor(
+    private readonly extraEnv: Record<string, string>,
+    private readonly memberEnv: Record<string, Record<string, string>> = {},
+  ) {}
 
   static async start(size: number, extraEnv: Record<string, string> = {}, opts: ClusterOptions = {}): Promise<TestCluster> {
-    const c = new TestCluster(extraEnv);
+    const c = new TestCluster(extraEnv, opts.memberEnv);
     for (let i = 1; i <= size; i++) {
       const host = `127.0.0.${i}`;
       const apiPort = await freePort(host);
@@ -175,6 +180,7 @@ export class TestCluster {
       COFFER_RAFT_TICK_MS: '50',
       ...(this.membersFile ? { VAULT_MEMBERS_FILE: this.membersFile } : {}),
       ...this.extraEnv,
+      ...this.memberEnv[m.id],
     };
   }
 

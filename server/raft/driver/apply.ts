@@ -14,6 +14,8 @@ export interface ApplyDeps {
   peers: PeerAddresses;
   pending: PendingProposals;
   applied: AppliedIndex;
+  /** The core's configuration changed (a read lease counted in the old one stops vouching). */
+  onConfChange?: () => void;
 }
 
 /**
@@ -57,6 +59,7 @@ export function applyCommitted(ents: readonly Entry[], d: ApplyDeps): void {
   });
   for (const cc of confChanges) {
     d.node.applyConfChange(cc);
+    d.onConfChange?.();
     if (cc.type === 'removeNode') d.peers.removed(cc.nodeId);
     else d.peers.invalidate();
   }

@@ -4,7 +4,7 @@
 //   ready-loop.ts   ticks, and handles each Ready: persist, send, apply, release reads
 //   apply.ts        committed entries into state.db, then their waiters
 //   proposals.ts    local proposals and forwarding to the leader (capabilities.ts gates versions)
-//   reads.ts        the ReadIndex barrier
+//   reads.ts        the ReadIndex barrier, and reads from a lease on the leader
 //   membership.ts   add and remove members, learner promotion, leadership transfer
 //   snapshots.ts    compaction, and images sent to and installed from the leader
 import { randomInt } from 'node:crypto';
@@ -21,6 +21,8 @@ import { DiskStorage } from '../disk-storage.js';
 import type { ProbeReply } from '../probe.js';
 import { NoLeaderError, type NodeRole, type ReplicationStatus, type Replicator } from '../replicator.js';
 import { Transport } from '../transport.js';
+import { LEASE_VOTES } from '../../store/commands.js';
+import { leaseDuration, ReadLease } from '../lease.js';
 import { applyCommitted } from './apply.js';
 import { ApplyLag } from './apply-lag.js';
 import { AppliedIndex } from './applied.js';
@@ -31,7 +33,7 @@ import { Membership } from './membership.js';
 import { PeerAddresses } from './peer-addresses.js';
 import { PendingProposals } from './pending-proposals.js';
 import { Proposer, type Committed } from './proposals.js';
-import { ReadBarrier } from './reads.js';
+import { ReadBarrier, type ReadPath } from './reads.js';
 import { ReadyLoop } from './ready-loop.js';
 import { Snapshots } from './snapshots.js';
 
@@ -48,6 +50,10 @@ export interface RaftReplicatorOptions {
   logger: Logger;
   tickMs?: number;
   electionTicks?: number;
+  /** Serve linearizable reads on the leader from a read lease (../lease.ts) once every voter advertises LEASE_VOTES. Default true. */
+  leaseReads?: boolean;
+  /** Counts each linearizable read on a cluster of several voters by how it was confirmed. */
+  onRead?: (path: ReadPath) => void;
   /** Entries kept in the log before it is compacted behind a snapshot. */
   snapshotEntries?: number;
   /**
@@ -117,6 +123,8 @@ export class RaftReplicator implements Replicator {
       electionTick: opts.electionTicks ?? 10,
       heartbeatTick: 1,
       awaitingJoin,
+      // Always: other leaders' leases rely on this voter, whether or not it serves lease reads itself.
+      leaseReads: true,
     });
     if (awaitingJoin) this.clearAwaitingJoinWhenAdded(raftDir);
     this.transport = new Transport({
@@ -135,7 +143,14 @@ export class RaftReplicator implements Replicator {
     this.peers.sync();
     this.gate = new CapabilityGate(ctx, opts.capabilities);
     this.proposer = new Proposer(ctx, this.gate, this.pending, this.applied, this.transport);
-    this.reads = new ReadBarrier(ctx, this.applied);
+    const tickMs = opts.tickMs ?? 100;
+    const lease = new ReadLease(leaseDuration(opts.electionTicks ?? 10, tickMs));
+    this.reads = new ReadBarrier(
+      ctx,
+      this.applied,
+      opts.leaseReads === false ? null : { lease, now: () => performance.now(), allowed: () => this.gate.holdout(LEASE_VOTES) === null },
+      opts.onRead,
+    );
     this.membership = new Membership(ctx, this.proposer, this.pending, this.reads, this.transport);
     this.autopilot = new Autopilot({
       ctx,
@@ -162,7 +177,8 @@ export class RaftReplicator implements Replicator {
       {
         snapshots: this.snapshots,
         reads: this.reads,
-        apply: (ents) => applyCommitted(ents, { sm: opts.sm, node: this.node, peers: this.peers, pending: this.pending, applied: this.applied }),
+        apply: (ents) =>
+          applyCommitted(ents, { sm: opts.sm, node: this.node, peers: this.peers, pending: this.pending, applied: this.applied, onConfChange: () => this.reads.revokeLease() }),
         failPending: (err) => this.failPending(err),
         onLeader: () => {
           opts.onLeader?.();
@@ -170,7 +186,7 @@ export class RaftReplicator implements Replicator {
           void this.autopilot.round();
         },
       },
-      opts.tickMs ?? 100,
+      tickMs,
     );
     this.autopilot.start();
   }

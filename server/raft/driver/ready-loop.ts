@@ -150,6 +150,8 @@ export class ReadyLoop implements DriverContext {
   }
 
   private send(m: Message, h: ReadyHandlers): void {
+    // The target's campaign will ignore leases: no read is answered from this leader's lease from here on.
+    if (m.type === 'timeoutNow') h.reads.revokeLease();
     if (m.type === 'snap') void h.snapshots.send(m);
     else if (!this.notices.offer(m)) this.transmit(m);
   }
