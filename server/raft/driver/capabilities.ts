@@ -19,13 +19,24 @@ export class CapabilityGate {
     this.peerCaps.set(peer, caps);
   }
 
-  /** The first voter that does not (yet) advertise `cap`, or null. */
+  /**
+   * The first voter that does not (yet) advertise `cap`, or null. Only the
+   * leader hears every voter first-hand (each one's stream to it starts
+   * with its capabilities, again after a restart); a follower hears the
+   * leader, and other voters only when they campaign, so what it holds for
+   * them may be from before a restart into an older release. A follower
+   * therefore counts every voter but itself and its leader as a holdout:
+   * it builds the version every release decodes, and the leader never has
+   * to refuse (after a 3 s wait) a version a voter lost.
+   */
   holdout(cap: string): string | null {
-    for (const v of this.ctx.node.basicStatus().confState.voters) {
+    const st = this.ctx.node.basicStatus();
+    for (const v of st.confState.voters) {
       if (v === this.ctx.nodeId) {
         if (!this.own.includes(cap)) return v;
         continue;
       }
+      if (st.role !== 'leader' && v !== st.lead) return v;
       if (!this.peerCaps.get(v)?.includes(cap)) return v;
     }
     return null;
