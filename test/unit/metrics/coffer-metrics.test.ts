@@ -19,6 +19,7 @@ const EXPECTED: Record<string, string> = {
   coffer_raft_applied_index: 'gauge',
   coffer_raft_auth_refused_total: 'counter',
   coffer_raft_streams_inbound: 'gauge',
+  coffer_raft_linearizable_reads_total: 'counter',
   process_start_time_seconds: 'gauge',
   process_resident_memory_bytes: 'gauge',
 };
@@ -52,6 +53,8 @@ describe('createCofferMetrics', () => {
     expect(one('coffer_dek_cache_hits_total')?.[0]?.value).toBe(2);
     expect(one('coffer_raft_commit_index')?.[0]?.value).toBe(17);
     expect(one('coffer_raft_applied_index')?.[0]?.value).toBe(15);
+    // Both read paths from zero, so a rate() sees the first lease read.
+    expect(one('coffer_raft_linearizable_reads_total')?.map((s) => [s.labels.path, s.value])).toEqual([['lease', 0], ['round', 0]]);
     expect(one('process_resident_memory_bytes')?.[0]?.value).toBeGreaterThan(1_000_000);
     const start = one('process_start_time_seconds')?.[0]?.value ?? 0;
     expect(start).toBeLessThanOrEqual(Date.now() / 1000);
