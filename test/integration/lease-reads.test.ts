@@ -77,16 +77,26 @@ describe('reads from the leader lease', () => {
     }
   }, 120_000);
 
-  it('keeps every read on the round while a voter does not advertise raft.lease-votes', async () => {
-    cluster = await TestCluster.start(3, {}, { memberEnv: { n3: { COFFER_UNSUPPORTED_COMMANDS: 'raft.lease-votes' } } });
-    const health = await request(cluster.member('n3').url, 'GET', '/v1/health');
-    expect(health.body.capabilities).not.toContain('raft.lease-votes@1');
-    const lead = cluster.member(await cluster.waitForLeader());
-    expect((await client(lead.url, cluster.token).put('/v1/secrets/lease/old', { value: 'v' })).status).toBe(201);
+  /** Every one of 20 reads on the leader takes the round. */
+  async function expectOnlyRounds(c: TestCluster): Promise<void> {
+    const lead = c.member(await c.waitForLeader());
+    expect((await client(lead.url, c.token).put('/v1/secrets/lease/old', { value: 'v' })).status).toBe(201);
     const before = await readPaths(lead.url);
     for (let i = 0; i < 20; i++) expect((await request(lead.url, 'GET', '/v1/secrets/lease/old')).body.value).toBe('v');
     const after = await readPaths(lead.url);
     expect(after.lease - before.lease).toBe(0);
     expect(after.round - before.round).toBe(20);
+  }
+
+  it('keeps every read on the round while a voter does not advertise raft.lease-votes', async () => {
+    cluster = await TestCluster.start(3, {}, { memberEnv: { n3: { COFFER_UNSUPPORTED_COMMANDS: 'raft.lease-votes' } } });
+    const health = await request(cluster.member('n3').url, 'GET', '/v1/health');
+    expect(health.body.capabilities).not.toContain('raft.lease-votes@1');
+    await expectOnlyRounds(cluster);
+  }, 60_000);
+
+  it('keeps every read on the round with COFFER_RAFT_LEASE_READS=0 (the switch README gives for downgrades)', async () => {
+    cluster = await TestCluster.start(3, { COFFER_RAFT_LEASE_READS: '0' });
+    await expectOnlyRounds(cluster);
   }, 60_000);
 });
