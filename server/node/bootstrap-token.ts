@@ -19,8 +19,8 @@ export interface BootstrapTokenOptions {
 
 /**
  * Proposes the token, retrying while this node still leads: a first attempt
- * can be refused for a while (a voter not heard from yet cannot be shown the
- * command, DESIGN §5), and a leader that stays leader gets no second call.
+ * can be refused for a while (no quorum to commit it yet, as when a pod's
+ * network comes up late), and a leader that stays leader gets no second call.
  */
 export async function proposeBootstrapToken(
   token: string,

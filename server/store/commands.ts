@@ -65,6 +65,24 @@ export function capabilities(): string[] {
   return dropped.includes(LEASE_VOTES.split('@')[0]!) ? commands : [...commands, LEASE_VOTES];
 }
 
+/**
+ * The command versions every release that can be a voter decodes: the seven
+ * of the first release with Raft (which is also the first that advertised
+ * capabilities), and every build decodes each version from 1 up of every
+ * type it knows. The leader may propose these without having heard a voter
+ * (one down since before this leader's term), so a cluster that lost one
+ * voter still takes writes after a leader change. Never add to this list.
+ */
+export const BASELINE_COMMANDS: ReadonlySet<string> = new Set([
+  'secret.put@1',
+  'secret.delete@1',
+  'token.create@1',
+  'token.bootstrap@1',
+  'token.revoke@1',
+  'role.put@1',
+  'role.delete@1',
+]);
+
 export function capability(cmd: Pick<Command, 't' | 'v'>): string {
   return `${cmd.t}@${cmd.v}`;
 }

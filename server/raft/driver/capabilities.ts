@@ -4,6 +4,7 @@
 // no voter ever meets an entry it cannot decode.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LEADER_WAIT_MS, type DriverContext } from './context.js';
+import { BASELINE_COMMANDS } from '../../store/commands.js';
 import { NoLeaderError } from '../replicator.js';
 
 export class CapabilityGate {
@@ -28,14 +29,20 @@ export class CapabilityGate {
    * therefore counts every voter but itself and its leader as a holdout:
    * it builds the version every release decodes, and the leader never has
    * to refuse (after a 3 s wait) a version a voter lost.
+   *
+   * A baseline version (BASELINE_COMMANDS) needs no word from a peer: every
+   * release decodes it, so a voter down since before this leader was elected
+   * (never heard by it) does not stop writes.
    */
   holdout(cap: string): string | null {
     const st = this.ctx.node.basicStatus();
+    const baseline = BASELINE_COMMANDS.has(cap);
     for (const v of st.confState.voters) {
       if (v === this.ctx.nodeId) {
         if (!this.own.includes(cap)) return v;
         continue;
       }
+      if (baseline) continue;
       if (st.role !== 'leader' && v !== st.lead) return v;
       if (!this.peerCaps.get(v)?.includes(cap)) return v;
     }

@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  BASELINE_COMMANDS,
   admitForwardedCommand,
   capabilities,
   decodeCommand,
@@ -227,6 +228,12 @@ describe('decoding', () => {
 
   it('advertises every version it decodes', () => {
     expect(capabilities()).toEqual(expect.arrayContaining(['secret.put@1', 'secret.put@2', 'role.delete@1', 'role.delete@2', 'state.restore@1', 'state.restore@2', 'kms.state@1']));
+  });
+
+  it('decodes every baseline version, the ones a leader proposes to voters it has not heard', () => {
+    // A build that dropped one would meet entries it cannot decode from leaders that assume it.
+    expect(capabilities()).toEqual(expect.arrayContaining([...BASELINE_COMMANDS]));
+    expect([...BASELINE_COMMANDS].every((c) => c.endsWith('@1'))).toBe(true);
   });
 });
 
