@@ -33,9 +33,14 @@ const BUILT_IN_COMMANDS = Object.fromEntries(
  * that lacks some commands: `type` drops the type, `type@N` drops version N and
  * later. Tests use it to exercise rollout gating; never set it in production.
  */
+const UNSUPPORTED = (process.env.COFFER_UNSUPPORTED_COMMANDS ?? '')
+  .split(',')
+  .map((s) => s.trim())
+  .filter(Boolean);
+
 function withoutUnsupported(all: Record<CommandType, number>): Record<CommandType, number> {
   const out = { ...all } as Partial<Record<CommandType, number>>;
-  for (const item of (process.env.COFFER_UNSUPPORTED_COMMANDS ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const item of UNSUPPORTED) {
     const [t, v] = item.split('@') as [CommandType, string | undefined];
     if (!(t in out)) continue;
     const below = v === undefined ? 0 : Number(v) - 1;
@@ -61,8 +66,7 @@ export const LEASE_VOTES = 'raft.lease-votes@1';
  */
 export function capabilities(): string[] {
   const commands = Object.entries(SUPPORTED_COMMANDS).flatMap(([t, max]) => Array.from({ length: max }, (_, i) => `${t}@${i + 1}`));
-  const dropped = (process.env.COFFER_UNSUPPORTED_COMMANDS ?? '').split(',').map((s) => s.trim());
-  return dropped.includes(LEASE_VOTES.split('@')[0]!) ? commands : [...commands, LEASE_VOTES];
+  return UNSUPPORTED.includes(LEASE_VOTES.split('@')[0]!) ? commands : [...commands, LEASE_VOTES];
 }
 
 /**
