@@ -190,6 +190,7 @@ export class RaftNode {
   ready(): Ready {
     if (this.outstanding) throw new RaftInvariantError('ready() called again before advance()');
     const r = this.raft;
+    r.flushAppends();
     const soft = r.softState();
     const hard = r.hardState();
     const softChanged = soft.lead !== this.prevSoft.lead || soft.role !== this.prevSoft.role;

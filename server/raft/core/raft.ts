@@ -118,6 +118,8 @@ export class Raft {
   pendingConfIndex = 0;
   readOnly = new ReadOnly();
   private pendingReadIndexMessages: Message[] = [];
+  /** Entries were proposed and not yet offered to the followers (see propose). */
+  private appendsDeferred = false;
 
   readonly preVote: boolean;
   readonly checkQuorum: boolean;
@@ -723,8 +725,21 @@ export class Raft {
     if (this.leadTransferee !== NONE) return { ok: false, reason: 'transfer_in_progress' };
     const index = this.appendEntries([{ type, data }]);
     if (type === 'confChange') this.pendingConfIndex = index;
-    this.bcastAppend();
+    // Sent when the driver next collects a Ready (flushAppends): proposals made
+    // meanwhile travel as one append per follower, and each follower answers
+    // once, instead of a message and an answer per proposal.
+    this.appendsDeferred = true;
     return { ok: true, index, term: this.term };
+  }
+
+  /** Sends the entries proposed since the last Ready to every follower that can take them. */
+  flushAppends(): void {
+    if (!this.appendsDeferred) return;
+    this.appendsDeferred = false;
+    if (this.role !== 'leader') return;
+    for (const id of this.tracker.ids()) {
+      if (id !== this.id) this.maybeSendAppend(id, false);
+    }
   }
 
   proposeConfChange(cc: ConfChange): ProposeResult {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { enc, TestNet } from './harness.js';
+import { dec, enc, TestNet } from './harness.js';
 
 describe('log replication and commit', () => {
   it('replicates, commits by quorum and applies in order on every node', () => {
@@ -55,7 +55,11 @@ describe('log replication and commit', () => {
     const net = new TestNet(['a', 'b'], { maxInflightMsgs: 3 });
     net.elect('a');
     expect(net.raft('a').status().progress.get('b')?.state).toBe('replicate');
-    for (let i = 0; i < 6; i++) expect(net.raft('a').propose(enc(`p${i}`)).ok).toBe(true);
+    // One Ready per proposal (writes arriving a loop turn apart), so each is its own append.
+    for (let i = 0; i < 6; i++) {
+      expect(net.raft('a').propose(enc(`p${i}`)).ok).toBe(true);
+      net.pending();
+    }
     // Nothing delivered yet: the leader sent optimistically, but only up to the window.
     const inflight = net.pending().filter((m) => m.type === 'app' && m.to === 'b');
     expect(inflight).toHaveLength(3);
@@ -63,6 +67,25 @@ describe('log replication and commit', () => {
     expect(net.raft('a').status().progress.get('b')?.next).toBe(6);
     net.stabilize();
     expect(net.appliedData('b')).toHaveLength(6);
+  });
+
+  it('sends the proposals made before the next Ready as one append per follower, answered once', () => {
+    const net = new TestNet(['a', 'b', 'c']);
+    net.elect('a');
+    const before = net.raft('a').status().commit;
+    for (let i = 0; i < 5; i++) expect(net.raft('a').propose(enc(`q${i}`)).ok).toBe(true);
+    const appends = net.pending().filter((m) => m.type === 'app');
+    expect(appends.map((m) => [m.to, m.entries.map((e) => dec(e.data))])).toEqual([
+      ['b', ['q0', 'q1', 'q2', 'q3', 'q4']],
+      ['c', ['q0', 'q1', 'q2', 'q3', 'q4']],
+    ]);
+    net.deliverOnce((m) => m.type === 'app');
+    expect(net.pending().filter((m) => m.type === 'appResp').map((m) => [m.from, m.index])).toEqual([
+      ['b', before + 5],
+      ['c', before + 5],
+    ]);
+    net.stabilize();
+    for (const id of ['a', 'b', 'c']) expect(net.appliedData(id)).toEqual(['q0', 'q1', 'q2', 'q3', 'q4']);
   });
 
   it('probes one append at a time after a rejection', () => {
@@ -74,6 +97,7 @@ describe('log replication and commit', () => {
     // Pretend c was restarted and reports a rejection: the leader falls back to probing.
     net.raft('a').raft.tracker.progress.get('c')?.becomeProbe();
     net.raft('a').propose(enc('p1'));
+    net.pending();
     net.raft('a').propose(enc('p2'));
     const probes = net.pending().filter((m) => m.type === 'app' && m.to === 'c');
     expect(probes).toHaveLength(1); // paused until c answers
