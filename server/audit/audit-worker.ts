@@ -26,7 +26,7 @@
 //
 // This module must stay self-contained: no relative imports and no bare
 // package imports, because under vitest it is loaded from a `data:` URL (see
-// worker-url.ts). better-sqlite3 is therefore loaded through
+// server/storage/worker-url.ts). better-sqlite3 is therefore loaded through
 // createRequire from the path the owner passes in `workerData.requireFrom`.
 import { createHmac } from 'node:crypto';
 import { statSync } from 'node:fs';

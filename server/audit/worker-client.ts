@@ -5,7 +5,7 @@
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { AUDIT_WORKER_ROLE, type AuditWorkerData, type AuditWorkerReply, type AuditWorkerRequest, type PruneResult } from './audit-worker.js';
-import { workerUrl } from './worker-url.js';
+import { workerModuleUrl } from '../storage/worker-url.js';
 
 /** What a request did in the worker: how long it took, the newest record's id, and a prune's outcome. */
 export interface WorkerDone {
@@ -77,7 +77,7 @@ export class AuditWorkerClient {
       maxBytes: this.maxBytes,
       requireFrom: fileURLToPath(import.meta.url),
     };
-    const w = new Worker(workerUrl(), { workerData: data });
+    const w = new Worker(workerModuleUrl(import.meta.url, 'audit-worker'), { workerData: data });
     // Idle, the worker must not keep the process alive; call() refs it while a request is out.
     w.unref();
     let crash: Error | null = null;

@@ -23,7 +23,7 @@
 //
 // Like audit-worker.ts this module must stay self-contained (node: builtins,
 // better-sqlite3 through createRequire): under vitest it is loaded from a
-// `data:` URL (worker-url.ts).
+// `data:` URL (server/storage/worker-url.ts).
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import path from 'node:path';

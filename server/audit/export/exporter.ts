@@ -19,7 +19,7 @@ import {
   CTL_STOP, CTL_WAKE, EXPORT_WORKER_ROLE, STAT_CURSOR, STAT_NEWEST, STOP_DRAINED, STOP_NOW,
   readCursor, type ExportSinkKind, type ExportWorkerData, type ExportWorkerMessage,
 } from './export-worker.js';
-import { exportWorkerUrl } from './worker-url.js';
+import { workerModuleUrl } from '../../storage/worker-url.js';
 
 export interface AuditExportOptions {
   dataDir: string;
@@ -95,7 +95,7 @@ class SinkThread {
 
   private spawn(): void {
     const data: ExportWorkerData = { ...this.data, sink: this.sink, cursor: this.cursor(), control: this.control, stats: this.stats };
-    const w = new Worker(exportWorkerUrl(), { workerData: data, name: `coffer-audit-export-${this.sink}` });
+    const w = new Worker(workerModuleUrl(import.meta.url, 'export-worker'), { workerData: data, name: `coffer-audit-export-${this.sink}` });
     // A stalled sink must not keep a stopping process alive.
     w.unref();
     this.worker = w;
