@@ -8,6 +8,7 @@ import { decodeCommand, InvalidCommandError, invalidatedBy, type Command } from 
 import { applyRestore } from './restore.js';
 import { applied, refused, type ApplyResult } from './results.js';
 import { initStateSchema } from './schema.js';
+import { WalCheckpointer } from './wal-checkpointer.js';
 
 export const BOOTSTRAP_TOKEN_NAME = 'bootstrap-admin';
 
@@ -89,12 +90,22 @@ export class StateMachine {
   /** execute() in a savepoint; made once per database (creating a transaction function prepares statements). */
   private executeInSavepoint: (cmd: Command) => ApplyResult;
   private readonly file: string;
+  /** Copies state.db's log back on a thread of its own, ahead of this connection's checkpoints (wal-checkpointer.ts). */
+  readonly checkpointer: WalCheckpointer | null = null;
+  /** The checkpoint thread failed and ended; this connection's own checkpoints carry on alone. */
+  onCheckpointThreadFailed: (err: Error) => void = () => {};
 
-  constructor(dataDir: string) {
+  /**
+   * `checkpointThread`: a thread does most of each checkpoint's copying and
+   * fsyncing off the event loop (what `coffer server` does); tools and tests
+   * that open a state.db briefly leave it to SQLite alone.
+   */
+  constructor(dataDir: string, opts: { checkpointThread?: boolean } = {}) {
     this.file = path.join(dataDir, 'state.db');
     this.db = openDb(this.file);
     this.stmts = prepare(this.db);
     this.executeInSavepoint = this.db.transaction((cmd: Command) => this.execute(cmd));
+    if (opts.checkpointThread) this.checkpointer = new WalCheckpointer(this.file, { onFailed: (err) => this.onCheckpointThreadFailed(err) });
   }
 
   /**
@@ -114,6 +125,7 @@ export class StateMachine {
       this.uncommittedReset = false;
       throw err;
     }
+    this.checkpointer?.committed();
     this.publishCommitted();
     return out;
   }
@@ -232,10 +244,13 @@ export class StateMachine {
 
   /** Replaces the state with an image received from the leader. */
   restoreImage(image: string): void {
+    // The thread's connection must be closed before the files go: the last connection to close deletes the log by name.
+    this.checkpointer?.suspend();
     this.db.close();
     for (const suffix of ['-wal', '-shm']) fs.rmSync(this.file + suffix, { force: true });
     fs.renameSync(image, this.file);
     this.db = openDb(this.file);
+    this.checkpointer?.resume();
     this.stmts = prepare(this.db);
     this.executeInSavepoint = this.db.transaction((cmd: Command) => this.execute(cmd));
     this.generation++;
@@ -338,10 +353,17 @@ export class StateMachine {
 
   /** Makes everything applied so far durable in state.db itself (before the log is compacted). */
   checkpoint(): void {
-    this.db.pragma('wal_checkpoint(TRUNCATE)');
+    // Alone on the files, so the TRUNCATE checkpoint is not turned away by the thread's own.
+    this.checkpointer?.suspend();
+    try {
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } finally {
+      this.checkpointer?.resume();
+    }
   }
 
   close(): void {
+    this.checkpointer?.stop();
     this.db.close();
   }
 }
