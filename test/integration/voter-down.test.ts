@@ -14,7 +14,7 @@ afterEach(async () => {
 });
 
 describe('one voter down across a leader change', () => {
-  it('takes secret, token and role writes; holds back only later command versions until the voter returns', async () => {
+  it('takes secret, token and role writes; holds back later command versions until the voter returns', async () => {
     cluster = await TestCluster.start(3);
     const first = await cluster.waitForLeader();
     const [next, down] = cluster.members.filter((m) => m.id !== first);
@@ -41,10 +41,13 @@ describe('one voter down across a leader change', () => {
     expect((await lead.del('/v1/secrets/down/b')).status).toBe(204);
     expect((await client(next!.url, minted.body.token).get('/v1/metadata/down/a')).status).toBe(401);
 
-    // A command the first release lacked still waits for the voter to say it decodes it.
+    // Commands the first release lacked still wait for the voter to say it decodes them.
     const declare = await lead.del('/v1/admin/cluster/members');
     expect(declare.status).toBe(503);
     expect(declare.body.error.message).toContain(`voter ${down!.id} does not advertise cluster.declare@1`);
+    const roleDeleted = await lead.del('/v1/roles/down-reader');
+    expect(roleDeleted.status).toBe(503);
+    expect(roleDeleted.body.error.message).toContain(`voter ${down!.id} does not advertise role.delete@2`);
 
     // Back: it catches up on what it missed, and the held-back command goes through.
     await cluster.startMember(down!.id);
@@ -57,5 +60,6 @@ describe('one voter down across a leader change', () => {
       const r = await lead.del('/v1/admin/cluster/members');
       return r.status === 200 ? r : null;
     });
+    expect((await lead.del('/v1/roles/down-reader')).status).toBe(204);
   });
 });
