@@ -25,7 +25,6 @@ const SUSPEND_TIMEOUT_MS = 10_000;
 export interface WalCheckpointerHooks {
   /** The thread failed and was ended; the owner's own checkpoints carry on alone. Called once. */
   onFailed(err: Error): void;
-  intervalMs?: number;
 }
 
 export class WalCheckpointer {
@@ -60,7 +59,7 @@ export class WalCheckpointer {
     w.on('error', (err) => this.fail(err));
     w.on('exit', (code) => this.fail(new Error(`state.db checkpoint thread exited with code ${code}`)));
     this.worker = w;
-    this.timer = setInterval(() => this.request(), hooks.intervalMs ?? CHECKPOINT_INTERVAL_MS);
+    this.timer = setInterval(() => this.request(), CHECKPOINT_INTERVAL_MS);
     this.timer.unref();
   }
 
