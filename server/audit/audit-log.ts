@@ -18,9 +18,12 @@
 // first, the client sees a dropped connection, still never an error.
 //
 // Writes run in a worker thread (audit-worker.ts, driven by worker-client.ts)
-// with its own connection, so the commit and its fsync never block the event
+// with its own connection, so the commit and its fsync do not block the event
 // loop. Group commit: records that arrive while one batch is in the worker
-// accumulate and go as the next batch (one transaction, one fsync). Queries
+// accumulate and go as the next batch (one transaction, one fsync). The
+// exception is one request at a time: a lone record after lone records, with
+// the worker idle, is committed on the event loop itself (fast-path.ts), which
+// saves the two thread hand-offs that cost such a request more than the fsync. Queries
 // read committed rows through a separate read-only connection (reader.ts).
 //
 // Lifecycle (issue 16): the writer thread chains every record to the previous
@@ -35,13 +38,13 @@
 import Database from 'better-sqlite3';
 import { chmodSync, closeSync, mkdirSync, openSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
-import { AUDIT_SCHEMA, enableIncrementalVacuum, migrateAuditSchema, type PruneResult } from './audit-worker.js';
+import { AUDIT_SCHEMA, enableIncrementalVacuum, migrateAuditSchema, walBudget, type AuditRow, type PruneResult } from './audit-worker.js';
 import { loadOrCreateChainKey, verifyAuditDb, type AuditVerifyResult } from './chain.js';
-import { FastProbe } from './fast-probe.js';
+import { FastPath } from './fast-path.js';
 import { HeldRecords } from './held-records.js';
 import { AuditReader, type AuditPage, type AuditQuery } from './reader.js';
 import { AuditUnavailableError, toRow, unavailable, type AuditDone, type AuditRecord, type PendingRecord } from './record.js';
-import { AuditWorkerClient } from './worker-client.js';
+import { AuditWorkerClient, type WorkerDone } from './worker-client.js';
 
 export interface AuditLogOptions {
   /** Called after each committed batch (for coffer_audit_write_duration_seconds). */
@@ -112,6 +115,21 @@ const DEFAULT_RETENTION_MS = 30 * 86_400_000;
 const PRUNE_AFTER_RECORDS = 2_000;
 /** Delete transactions per prune request (each of at most PRUNE_BATCH rows). */
 const PRUNE_MAX_BATCHES = 4;
+/**
+ * The main thread writes a record itself (fast-path.ts) only when it is the
+ * only one in its batch and the batches before it were too: one request at a
+ * time, in effect. Under any concurrency the loop has other work to do while
+ * the fsync would block it, and the writer thread's group commit is cheaper.
+ */
+export const FAST_WRITE_AFTER_SINGLES = 4;
+/**
+ * Batches the main thread may write in a row before one goes to the writer
+ * thread, whose commits checkpoint the WAL: at most 64, and fewer for a small
+ * WAL budget (~16 KiB of WAL per four commits), so the WAL stays near it.
+ */
+function fastWriteStreak(maxBytes: number): number {
+  return Math.max(1, Math.min(64, Math.floor(walBudget(maxBytes) / 16_384)));
+}
 
 interface ProbeWaiter {
   resolve: () => void;
@@ -129,9 +147,14 @@ export class AuditLog {
   private scheduled = false;
   private probeWaiters: ProbeWaiter[] = [];
   private probing: Promise<void> | null = null;
-  private readonly fastProbe: FastProbe;
-  /** The writer thread's last batch or probe succeeded: only then may the main thread's probe answer for it. */
+  private readonly fast: FastPath;
+  /** The writer thread's last batch or probe succeeded: only then may the main thread's fast path act for it. */
   private writerHealthy = true;
+  /** Batches written on the main thread since the writer thread last wrote one (its commits checkpoint the WAL). */
+  private fastStreak = 0;
+  private readonly maxFastStreak: number;
+  /** Batches of exactly one record in a row, this one included (FAST_WRITE_AFTER_SINGLES). */
+  private singles = 0;
   private closed = false;
   private closing: Promise<void> | null = null;
   readonly maxBytes: number;
@@ -181,7 +204,8 @@ export class AuditLog {
     this.chainKey = key;
     if (created) safely(() => opts.onChainKeyCreated?.(hadChained));
     this.reader = new AuditReader(this.path, busyTimeoutMs);
-    this.fastProbe = new FastProbe(this.path);
+    this.fast = new FastPath(this.path, key, this.maxBytes);
+    this.maxFastStreak = fastWriteStreak(this.maxBytes);
     this.held = new HeldRecords(
       (held, noSpace) => safely(() => opts.onHeld?.(held, noSpace)),
       (records) => {
@@ -354,7 +378,7 @@ export class AuditLog {
     // The writer thread idle with nothing queued (one request at a time, in effect): the lock is most likely
     // free, and taking it here saves two hand-offs. Under load the shared probe in the thread is the cheaper way.
     const idle = this.inflight === null && this.probing === null && this.queue.length === 0 && !this.scheduled;
-    if (this.writerHealthy && idle && this.fastProbe.tryNow()) return Promise.resolve();
+    if (this.writerHealthy && idle && this.fast.tryProbe()) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       this.probeWaiters.push({ resolve, reject });
       if (this.probing === null) this.startProbe();
@@ -374,7 +398,7 @@ export class AuditLog {
 
   private async shutdown(): Promise<void> {
     this.closed = true;
-    this.fastProbe.close();
+    this.fast.close();
     if (this.pruneTimer !== null) clearInterval(this.pruneTimer);
     this.pruneTimer = null;
     this.reader.close();
@@ -395,23 +419,14 @@ export class AuditLog {
     if (this.inflight !== null || this.queue.length === 0) return;
     const batch = this.queue;
     this.queue = [];
-    this.inflight = this.worker.call({ op: 'batch', rows: JSON.stringify(batch.map((p) => p.row)) }).then(
+    const rows = batch.map((p) => p.row);
+    if (this.writeHere(batch, rows)) return;
+    this.fastStreak = 0;
+    this.inflight = this.worker.call({ op: 'batch', rows: JSON.stringify(rows) }).then(
       (done) => {
         this.inflight = null;
         this.writerHealthy = true;
-        this.lastId = Math.max(this.lastId, done.lastId);
-        settle(batch, null);
-        safely(() => this.opts.onFlush?.(done.seconds, batch.length));
-        safely(() => this.opts.onDurable?.(done.lastId));
-        if (done.prune) this.pruned(done.prune, this.lastKeepAfterId);
-        if (done.pruneError !== undefined) {
-          this.reader.drop();
-          safely(() => this.opts.onPruneFailure?.(new Error(done.pruneError)));
-        }
-        this.sincePrune += batch.length;
-        if (this.sincePrune >= PRUNE_AFTER_RECORDS) this.prune();
-        this.held.written(() => this.queue.some((p) => p.keep));
-        this.next();
+        this.written(batch, done);
       },
       (err: Error) => {
         this.inflight = null;
@@ -423,6 +438,40 @@ export class AuditLog {
         this.next();
       },
     );
+  }
+
+  /**
+   * Writes a lone record on the main thread when the writer thread is idle
+   * and healthy (fast-path.ts); false when it did not (nothing was written),
+   * and the batch goes to the writer thread.
+   */
+  private writeHere(batch: PendingRecord[], rows: AuditRow[]): boolean {
+    this.singles = rows.length === 1 ? this.singles + 1 : 0;
+    if (this.singles < FAST_WRITE_AFTER_SINGLES || this.fastStreak >= this.maxFastStreak) return false;
+    if (this.probing !== null || this.pruning !== null || !this.writerHealthy || this.closed) return false;
+    const started = performance.now();
+    const lastId = this.fast.tryWrite(rows);
+    if (lastId === null) return false;
+    this.fastStreak++;
+    this.written(batch, { seconds: (performance.now() - started) / 1000, lastId });
+    return true;
+  }
+
+  /** A batch is durable: tell its waiters, the metrics and the exports, and send what gathered meanwhile. */
+  private written(batch: PendingRecord[], done: WorkerDone): void {
+    this.lastId = Math.max(this.lastId, done.lastId);
+    settle(batch, null);
+    safely(() => this.opts.onFlush?.(done.seconds, batch.length));
+    safely(() => this.opts.onDurable?.(done.lastId));
+    if (done.prune) this.pruned(done.prune, this.lastKeepAfterId);
+    if (done.pruneError !== undefined) {
+      this.reader.drop();
+      safely(() => this.opts.onPruneFailure?.(new Error(done.pruneError)));
+    }
+    this.sincePrune += batch.length;
+    if (this.sincePrune >= PRUNE_AFTER_RECORDS) this.prune();
+    this.held.written(() => this.queue.some((p) => p.keep));
+    this.next();
   }
 
   /** Sends what gathered while a batch was in the worker. */
@@ -452,7 +501,7 @@ export class AuditLog {
   private failed(err: unknown): AuditUnavailableError {
     this.reader.drop();
     this.writerHealthy = false;
-    this.fastProbe.close();
+    this.fast.close();
     return unavailable(err);
   }
 }

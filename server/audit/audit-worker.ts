@@ -21,7 +21,7 @@
 // HMAC-SHA256(chain key, previous record's chain (hex) || canonical JSON of the
 // record with its id); the previous chain of the first record is 64 zeros (and
 // of a record after a pruned one, audit_meta's anchor_chain). chain.ts verifies
-// it; chainValue() below and chain.ts's copy must stay identical (a unit test
+// it; chainMac() below and chain.ts's copy must stay identical (a unit test
 // checks that rows written here verify there).
 //
 // This module must stay self-contained: no relative imports and no bare
@@ -178,14 +178,58 @@ export function canonicalAuditJson(id: number, r: AuditRow): string {
   });
 }
 
+/** Id and chain of the newest record: the next record chains to these. */
+export interface ChainHead {
+  lastId: number;
+  lastChain: string;
+}
+
+/** The chain value of record `r`, given id `id`, after the record whose chain is `prev` (see the top of this file). */
+export function chainMac(key: Uint8Array): (prev: string, id: number, r: AuditRow) => string {
+  // One update of the joined text: the same MAC as two updates, ~1.5 µs less per record.
+  return (prev, id, r) => createHmac('sha256', key).update(prev + canonicalAuditJson(id, r)).digest('hex');
+}
+
+/**
+ * Appends chained records to audit.db through `db`, inside a write
+ * transaction the caller holds. Two connections write records (this thread,
+ * and the API's event loop when this thread is idle: fast-path.ts), so the
+ * head is read from the database in that transaction, never remembered
+ * across transactions: whoever holds the write lock sees the other's records.
+ */
+export function chainedAppender(db: BetterSqlite3.Database, key: Uint8Array): { head(): ChainHead; append(rows: readonly AuditRow[]): ChainHead } {
+  const mac = chainMac(key);
+  const insert = db.prepare(`INSERT INTO audit_log (id, ${AUDIT_COLUMNS.join(', ')}, chain) VALUES (?, ${AUDIT_COLUMNS.map(() => '?').join(', ')}, ?)`);
+  const getMeta = db.prepare('SELECT value FROM audit_meta WHERE key = ?').pluck();
+  const newest = db.prepare('SELECT id, chain FROM audit_log ORDER BY id DESC LIMIT 1');
+  const head = (): ChainHead => {
+    const anchorId = Number(getMeta.get('anchor_id') ?? 0);
+    const anchorChain = (getMeta.get('anchor_chain') as string | undefined) ?? ZERO_CHAIN;
+    const top = newest.get() as { id: number; chain: string | null } | undefined;
+    return top && top.id > anchorId ? { lastId: top.id, lastChain: top.chain ?? ZERO_CHAIN } : { lastId: Math.max(anchorId, top?.id ?? 0), lastChain: anchorChain };
+  };
+  return {
+    head,
+    append(rows) {
+      let { lastId, lastChain } = head();
+      for (const r of rows) {
+        lastId += 1;
+        lastChain = mac(lastChain, lastId, r);
+        insert.run(lastId, ...r, lastChain);
+      }
+      return { lastId, lastChain };
+    },
+  };
+}
+
 interface Handle {
   db: BetterSqlite3.Database;
   probeBegin: BetterSqlite3.Statement;
   probeRollback: BetterSqlite3.Statement;
-  insertAll: BetterSqlite3.Transaction<(rows: AuditRow[]) => { lastId: number; lastChain: string }>;
+  insertAll: BetterSqlite3.Transaction<(rows: AuditRow[]) => ChainHead>;
   prune: (req: PruneRequest) => PruneResult;
-  /** Id and chain of the newest record (or of the anchor when none remains). */
-  head: { lastId: number; lastChain: string };
+  /** Id and chain of the newest record (or of the anchor when none remains) as this thread last saw it. */
+  head: ChainHead;
 }
 
 function main(): void {
@@ -198,10 +242,6 @@ function main(): void {
   /** The last prune request: after a batch that took audit.db over the high-water mark, pruning runs again with it at once. */
   let lastPrune: PruneRequest | null = null;
 
-  const key = data.chainKey;
-  const chainValue = (prev: string, id: number, r: AuditRow): string =>
-    // One update of the joined text: the same MAC as two updates, ~1.5 µs less per record.
-    createHmac('sha256', key).update(prev + canonicalAuditJson(id, r)).digest('hex');
   const fileBytes = (file: string): number => {
     try {
       return statSync(file).size;
@@ -229,30 +269,15 @@ function main(): void {
       const vacuumStep = Math.max(16, Math.floor(walBytes / 2 / pageSize));
       db.exec(AUDIT_SCHEMA);
       migrateAuditSchema(db);
-      const insert = db.prepare(`INSERT INTO audit_log (id, ${AUDIT_COLUMNS.join(', ')}, chain) VALUES (?, ${AUDIT_COLUMNS.map(() => '?').join(', ')}, ?)`);
-      const getMeta = db.prepare('SELECT value FROM audit_meta WHERE key = ?').pluck();
+      const appender = chainedAppender(db, data.chainKey);
       const setMeta = db.prepare('INSERT INTO audit_meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value');
-      const newest = db.prepare('SELECT id, chain FROM audit_log ORDER BY id DESC LIMIT 1');
       const oldest = db.prepare('SELECT id, ts FROM audit_log ORDER BY id LIMIT 1');
       const oldestPage = db.prepare(`SELECT id, ts FROM audit_log ORDER BY id LIMIT ${PRUNE_BATCH}`);
       const lastAtOrBelow = db.prepare('SELECT id, chain FROM audit_log WHERE id <= ? ORDER BY id DESC LIMIT 1');
       const deleteThrough = db.prepare('DELETE FROM audit_log WHERE id <= ?');
 
-      const anchorId = Number(getMeta.get('anchor_id') ?? 0);
-      const anchorChain = (getMeta.get('anchor_chain') as string | undefined) ?? ZERO_CHAIN;
-      const top = newest.get() as { id: number; chain: string | null } | undefined;
-      const head =
-        top && top.id > anchorId ? { lastId: top.id, lastChain: top.chain ?? ZERO_CHAIN } : { lastId: Math.max(anchorId, top?.id ?? 0), lastChain: anchorChain };
-
-      const insertAll = db.transaction((rows: AuditRow[]) => {
-        let { lastId, lastChain } = head;
-        for (const r of rows) {
-          lastId += 1;
-          lastChain = chainValue(lastChain, lastId, r);
-          insert.run(lastId, ...r, lastChain);
-        }
-        return { lastId, lastChain };
-      });
+      const head = appender.head();
+      const insertAll = db.transaction((rows: AuditRow[]) => appender.append(rows));
 
       /** Removes every record with id <= upTo, and remembers the last one removed as the anchor. */
       const removeThrough = db.transaction((upTo: number): number => {
@@ -333,7 +358,7 @@ function main(): void {
         if (bytes > high) {
           const first = oldest.get() as { id: number } | undefined;
           if (first) {
-            const count = Math.max(1, head.lastId - first.id + 1);
+            const count = Math.max(1, appender.head().lastId - first.id + 1);
             const pageSize = Number(db.pragma('page_size', { simple: true }));
             const used = (Number(db.pragma('page_count', { simple: true })) - Number(db.pragma('freelist_count', { simple: true }))) * pageSize;
             const perRecord = Math.max(1, used / count);

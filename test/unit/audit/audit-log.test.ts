@@ -2,8 +2,9 @@ import Database from 'better-sqlite3';
 import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, rmdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AuditLog } from '../../../server/audit/audit-log.js';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { AuditLog, FAST_WRITE_AFTER_SINGLES } from '../../../server/audit/audit-log.js';
+import { FastPath } from '../../../server/audit/fast-path.js';
 import { AuditUnavailableError, type AuditRecord } from '../../../server/audit/record.js';
 
 let dir: string;
@@ -295,7 +296,7 @@ describe('AuditLog', () => {
     const log = make({ busyTimeoutMs: 20 });
     await expect(log.probe()).resolves.toBeUndefined();
     await Promise.all([log.probe(), log.probe(), log.probe()]);
-    // A probe's yes is shared by the callers of one event-loop turn (fast-probe.ts): lock in the next one.
+    // A probe's yes is shared by the callers of one event-loop turn (fast-path.ts): lock in the next one.
     await new Promise((resolve) => setImmediate(resolve));
 
     const locker = new Database(join(dir, 'audit.db'));
@@ -338,15 +339,18 @@ describe('AuditLog', () => {
   it('a crashed writer thread fails what it held and is restarted', async () => {
     const failures: number[] = [];
     const log = make({ onFailure: (_e, n) => failures.push(n) });
-    await log.record(rec(1));
+    // A batch of more than one record goes to the writer thread (fast-path.ts takes lone ones only).
+    const burst = (from: number) => Array.from({ length: 5 }, (_, k) => rec(from + k));
+    const ids = (from: number) => burst(from).map((r) => r.request_id);
+    await Promise.all(burst(0).map((r) => log.record(r)));
     const worker = () => (log as unknown as { worker: { worker: { terminate(): Promise<number> } | null } }).worker.worker;
 
-    // Killed while idle: the next record starts a new worker.
+    // Killed while idle: the next batch starts a new worker.
     await worker()!.terminate();
-    await log.record(rec(2));
+    await Promise.all(burst(10).map((r) => log.record(r)));
 
     // Killed with a batch on its way: that batch either committed first or fails closed; nothing hangs.
-    const inFlight = log.record(rec(3));
+    const inFlight = Promise.all(burst(20).map((r) => log.record(r)));
     await new Promise((r) => setImmediate(r)); // the batch is posted in the check phase
     void worker()!.terminate();
     const outcome = await inFlight.then(
@@ -354,18 +358,62 @@ describe('AuditLog', () => {
       (e: unknown) => (e instanceof AuditUnavailableError ? 'unavailable' : e),
     );
     expect(['committed', 'unavailable']).toContain(outcome);
-    await log.record(rec(4));
+    await Promise.all(burst(30).map((r) => log.record(r)));
     await expect(log.probe()).resolves.toBeUndefined();
-    const ids = log.query().records.map((r) => r.request_id);
+    const written = log.query().records.map((r) => r.request_id);
     if (outcome === 'committed') {
-      expect(ids).toEqual(['req-1', 'req-2', 'req-3', 'req-4']);
+      expect(written).toEqual([...ids(0), ...ids(10), ...ids(20), ...ids(30)]);
       expect(failures).toEqual([]);
     } else {
       // Failing closed is required; the worker may have committed the batch just before it died,
-      // in which case the row exists although its request was answered 503.
-      expect([['req-1', 'req-2', 'req-4'], ['req-1', 'req-2', 'req-3', 'req-4']]).toContainEqual(ids);
-      expect(failures).toEqual([1]);
+      // in which case the rows exist although their requests were answered 503.
+      expect([[...ids(0), ...ids(10), ...ids(30)], [...ids(0), ...ids(10), ...ids(20), ...ids(30)]]).toContainEqual(written);
+      expect(failures).toEqual([5]);
     }
+  });
+
+  it('writes records one at a time on the main thread and bursts in the writer thread, as one chain', async () => {
+    const log = make();
+    const onLoop = vi.spyOn(FastPath.prototype, 'tryWrite');
+    try {
+      let i = 0;
+      const alone = FAST_WRITE_AFTER_SINGLES + 4;
+      for (let round = 0; round < 3; round++) {
+        // One at a time: after a few lone batches the main thread writes each itself.
+        for (let k = 0; k < alone; k++) await log.record(rec(i++));
+        // A burst: one batch, the writer thread's; the lone batches after it start counting again.
+        await Promise.all(Array.from({ length: 20 }, () => log.record(rec(i++))));
+      }
+      const here = onLoop.mock.results.filter((r) => r.type === 'return' && typeof r.value === 'number').length;
+      // Five per round; one may have met a prune in the writer thread (it holds the lock) and gone there.
+      expect(here).toBeGreaterThanOrEqual(3 * 5 - 1);
+      expect(here).toBeLessThanOrEqual(3 * 5);
+      expect(onLoop.mock.calls.every(([rows]) => rows.length === 1)).toBe(true);
+      const { records } = log.query({ limit: 1000 });
+      expect(records.map((r) => r.request_id)).toEqual(Array.from({ length: i }, (_, k) => `req-${k}`));
+      expect(records.map((r) => r.id)).toEqual(Array.from({ length: i }, (_, k) => k + 1));
+      expect(await log.verify()).toMatchObject({ ok: true, checked: i });
+    } finally {
+      onLoop.mockRestore();
+    }
+  });
+
+  it('records written one at a time on the main thread leave the WAL near its budget (the writer thread checkpoints it)', async () => {
+    // A 2 MiB cap gives a 64 KiB WAL budget; the main thread never checkpoints, so every few batches go to the thread.
+    const log = make({ maxBytes: 2 * 1024 * 1024 });
+    const onLoop = vi.spyOn(FastPath.prototype, 'tryWrite');
+    let largest = 0;
+    try {
+      for (let i = 0; i < 400; i++) {
+        await log.record(rec(i));
+        largest = Math.max(largest, statSync(join(dir, 'audit.db-wal'), { throwIfNoEntry: false })?.size ?? 0);
+      }
+      expect(onLoop.mock.results.filter((r) => r.type === 'return' && typeof r.value === 'number').length).toBeGreaterThan(200);
+    } finally {
+      onLoop.mockRestore();
+    }
+    expect(largest).toBeLessThan(256 * 1024);
+    expect(log.query({ limit: 1000 }).records).toHaveLength(400);
   });
 
   it('has no column that could hold a secret value or token', () => {
