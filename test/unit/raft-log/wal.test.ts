@@ -103,6 +103,36 @@ describe('Wal', () => {
     expect(entries.map((e) => e.index)).toEqual([1, 2, 3]);
   });
 
+  it('an unsynced small append (a commit index moving) is written on the event loop, and undone alike when the volume is full', async () => {
+    const file = path.join(tmp(), 'log');
+    const { wal } = Wal.open(file);
+    await wal.append([entry(1, 'one')]);
+    const before = fs.statSync(file).size;
+    const pooled = vi.spyOn(fs, 'write');
+    const real = fs.writeSync;
+    let calls = 0;
+    const onLoop = vi.spyOn(fs, 'writeSync').mockImplementation(((fd: number, buf: Buffer, off: number, len: number, pos: number) => {
+      calls++;
+      if (calls === 1) return real(fd, buf, off, Math.floor(len / 2), pos);
+      throw enospc();
+    }) as unknown as typeof fs.writeSync);
+    const failed = wal.append([entry(2, 'two')], false);
+    await expect(failed).rejects.toMatchObject({ code: 'ENOSPC' });
+    expect(calls).toBe(2);
+    expect(fs.statSync(file).size).toBe(before); // the half-written record is gone
+    onLoop.mockRestore();
+
+    await wal.append([entry(2, 'two')], false);
+    expect(fs.statSync(file).size).toBeGreaterThan(before); // in the file as soon as append resolves
+    expect(pooled).not.toHaveBeenCalled(); // no hand-off to the thread pool
+    await wal.append([entry(3, 'x'.repeat(8192))], false); // larger: through the pool as before
+    expect(pooled).toHaveBeenCalled();
+    wal.close();
+    const { wal: again, entries } = Wal.open(file);
+    again.close();
+    expect(entries.map((e) => e.index)).toEqual([1, 2, 3]);
+  });
+
   it('reports a failed fdatasync as a WalSyncError, never as a full volume to retry', async () => {
     const { wal } = Wal.open(path.join(tmp(), 'log'));
     for (const code of ['EIO', 'ENOSPC']) {
