@@ -110,7 +110,7 @@ async function assemble(config: ServerConfig, logger: Logger, opts: NodeOptions,
 
   ensurePrivateFile(path.join(config.dataDir, 'state.db')); // SQLite would create it 0644
   const sm = new StateMachine(config.dataDir, { checkpointThread: true });
-  sm.onCheckpointThreadFailed = (err) => logger.warn({ err: { message: err.message } }, 'state.db checkpoint thread failed; checkpoints run on the main thread from now on');
+  sm.onCheckpointThreadFailed = (err) => logger.warn({ err: { message: err.message } }, 'state.db checkpoint thread failed; checkpoints run on the main thread until a new thread starts (30 s, doubling while it keeps failing)');
   // Every node applies the same rejection; one log line per node says which check it failed.
   sm.onRejected = (kind, message) => {
     metrics.applyRejected.inc({ kind });

@@ -92,7 +92,7 @@ export class StateMachine {
   private readonly file: string;
   /** Copies state.db's log back on a thread of its own, ahead of this connection's checkpoints (wal-checkpointer.ts). */
   readonly checkpointer: WalCheckpointer | null = null;
-  /** The checkpoint thread failed and ended; this connection's own checkpoints carry on alone. */
+  /** The checkpoint thread failed and ended; this connection's own checkpoints carry on alone until a new one starts. */
   onCheckpointThreadFailed: (err: Error) => void = () => {};
 
   /**
@@ -100,12 +100,17 @@ export class StateMachine {
    * fsyncing off the event loop (what `coffer server` does); tools and tests
    * that open a state.db briefly leave it to SQLite alone.
    */
-  constructor(dataDir: string, opts: { checkpointThread?: boolean } = {}) {
+  constructor(dataDir: string, opts: { checkpointThread?: boolean; checkpointRestartDelayMs?: number } = {}) {
     this.file = path.join(dataDir, 'state.db');
     this.db = openDb(this.file);
     this.stmts = prepare(this.db);
     this.executeInSavepoint = this.db.transaction((cmd: Command) => this.execute(cmd));
-    if (opts.checkpointThread) this.checkpointer = new WalCheckpointer(this.file, { onFailed: (err) => this.onCheckpointThreadFailed(err) });
+    if (opts.checkpointThread) {
+      this.checkpointer = new WalCheckpointer(this.file, {
+        onFailed: (err) => this.onCheckpointThreadFailed(err),
+        ...(opts.checkpointRestartDelayMs !== undefined ? { restartDelayMs: opts.checkpointRestartDelayMs } : {}),
+      });
+    }
   }
 
   /**

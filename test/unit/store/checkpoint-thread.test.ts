@@ -20,9 +20,9 @@ afterEach(() => {
   dirs.splice(0).forEach((d) => fs.rmSync(d, { recursive: true, force: true }));
 });
 
-function machine(dir = fs.mkdtempSync(path.join(os.tmpdir(), 'coffer-ckpt-'))): { sm: StateMachine; dir: string } {
+function machine(dir = fs.mkdtempSync(path.join(os.tmpdir(), 'coffer-ckpt-')), restartDelayMs?: number): { sm: StateMachine; dir: string } {
   if (!dirs.includes(dir)) dirs.push(dir);
-  const sm = new StateMachine(dir, { checkpointThread: true });
+  const sm = new StateMachine(dir, { checkpointThread: true, ...(restartDelayMs !== undefined ? { checkpointRestartDelayMs: restartDelayMs } : {}) });
   open.push(sm);
   return { sm, dir };
 }
@@ -83,6 +83,34 @@ describe('state.db checkpoint thread', () => {
     open.splice(open.indexOf(sm), 1);
     expect(currentVersion(path.join(dir, 'state.db'), 'from-image')).toBe(103);
     expect(currentVersion(path.join(dir, 'state.db'), 'before')).toBeUndefined();
+  });
+
+  it('a thread that fails is reported, and a new one takes over after a pause', async () => {
+    const { sm } = machine(undefined, 50);
+    const failures: string[] = [];
+    sm.onCheckpointThreadFailed = (err) => failures.push(err.message);
+    const thread = () => (sm.checkpointer as unknown as { worker: { terminate(): Promise<number> } | null }).worker;
+    await thread()!.terminate();
+    await until('the failure reported', async () => (failures.length === 1 ? true : null));
+    expect(failures[0]).toMatch(/checkpoint thread exited/);
+    expect(sm.checkpointer!.running).toBe(false);
+    await until('a new thread', async () => (sm.checkpointer!.running ? true : null));
+    expect(sm.checkpointer!.restarts).toBe(1);
+    const before = sm.checkpointer!.completed;
+    await applyVersions(sm, 'a', 1, 100);
+    await until('a checkpoint by the new thread', async () => (sm.checkpointer!.completed > before ? true : null));
+  });
+
+  it('no new thread starts once the state machine is closed', async () => {
+    const { sm } = machine(undefined, 50);
+    const thread = () => (sm.checkpointer as unknown as { worker: { terminate(): Promise<number> } | null }).worker;
+    await thread()!.terminate();
+    await until('the thread gone', async () => (sm.checkpointer!.running ? null : true));
+    sm.close();
+    open.splice(open.indexOf(sm), 1);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(sm.checkpointer!.running).toBe(false);
+    expect(sm.checkpointer!.restarts).toBe(0);
   });
 
   it('ends with close(): the thread stops and a reopened state.db has every applied version', async () => {
