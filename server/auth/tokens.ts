@@ -1,5 +1,5 @@
 // Bearer tokens: 256 random bits, shown once, stored only as sha256.
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import crypto, { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { RoleRule } from '../rbac/rules.js';
 import type { StateReader } from '../store/queries.js';
 
@@ -9,8 +9,11 @@ export function generateToken(): string {
   return PREFIX + randomBytes(32).toString('base64url');
 }
 
+// Node's one-shot hash (20.12 and later) skips the Hash object: ~1 µs less per authenticated request.
+const oneShot = (crypto as { hash?: (algorithm: string, data: string, encoding: 'buffer') => Buffer }).hash;
+
 export function tokenSha256(token: string): Uint8Array {
-  return new Uint8Array(createHash('sha256').update(token, 'utf8').digest());
+  return new Uint8Array(oneShot ? oneShot('sha256', token, 'buffer') : createHash('sha256').update(token, 'utf8').digest());
 }
 
 export interface Principal {
