@@ -4,7 +4,7 @@
 // a break in the hash chain. coffer_audit_db_bytes lives with the storage
 // gauges (storage-metrics.ts); the export's lag with the export.
 import type { Registry } from '../../common/prometheus.js';
-import type { AuditLogOptions, AuditStatus } from '../audit/audit-log.js';
+import type { AuditLogOptions, AuditStatus } from '../audit/options.js';
 
 export type AuditLifecycleHooks = Required<Pick<AuditLogOptions, 'onPruned' | 'onVerified'>>;
 

@@ -6,7 +6,8 @@ import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AuditLog, type AuditLogOptions } from '../../../server/audit/audit-log.js';
+import { AuditLog } from '../../../server/audit/audit-log.js';
+import type { AuditLogOptions } from '../../../server/audit/options.js';
 import { chainValue, readChainKey, verifyAuditChain, verifyAuditExport, type ChainedRecord } from '../../../server/audit/chain.js';
 import { AuditUnavailableError, type AuditRecord } from '../../../server/audit/record.js';
 
