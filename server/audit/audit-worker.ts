@@ -1,7 +1,9 @@
-// The audit log's writer thread (see audit-log.ts). It owns the only
-// read-write connection to audit.db, so SQLite's INSERT + COMMIT + WAL fsync
+// The audit log's writer thread (see audit-log.ts). It writes records on a
+// connection of its own, so SQLite's INSERT + COMMIT + WAL fsync
 // (synchronous = FULL) and the busy-timeout wait of a lock probe block this
-// thread, never the API's event loop.
+// thread, not the API's event loop. (The one other writer is the event loop's
+// fast path, fast-path.ts, for a lone record while this thread is idle; both
+// append through chainedAppender below.)
 //
 // Protocol (one message at a time, answered in order, each reply carries the
 // request's id):
@@ -16,7 +18,7 @@
 //   { id, op: 'close' }        → close the connection; the owner then terminates us
 // Reply: { id, ok: true, seconds, lastId, prune? } or { id, ok: false, message, code }.
 //
-// Hash chain: this thread gives each record its id (the last id + 1, never
+// Hash chain: the writer gives each record its id (the last id + 1, never
 // reused even after everything was pruned) and its `chain` value,
 // HMAC-SHA256(chain key, previous record's chain (hex) || canonical JSON of the
 // record with its id); the previous chain of the first record is 64 zeros (and
