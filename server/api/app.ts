@@ -49,7 +49,7 @@ const FRAMEWORK_ERRORS: Record<string, string> = {
 const READ_SURFACE = new Set(['secret.read', 'secret.watch', 'health', 'ready', 'metrics.read', 'openapi']);
 
 /** Not audited (DESIGN §4): they carry no secret data and must answer while audit.db cannot be written. */
-const UNAUDITED = new Set(['health', 'ready', 'metrics.read', 'openapi']);
+const UNAUDITED = new Set(['health', 'ready', 'metrics.read']);
 
 export type ApiSurface = 'all' | 'reads';
 
@@ -265,7 +265,8 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: Api
     const action = (route.config as { action?: string } | undefined)?.action ?? '';
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     const hooks: preHandlerHookHandler[] = [];
-    if (!UNAUDITED.has(action) && action !== 'secret.read') hooks.push(catchUpOnUnknownToken);
+    // Public routes and reads (which check their own token) skip it.
+    if (!UNAUDITED.has(action) && action !== 'secret.read' && action !== 'openapi') hooks.push(catchUpOnUnknownToken);
     if (!methods.every((m) => m === 'GET' || m === 'HEAD')) hooks.push(probeAudit);
     if (hooks.length === 0) return;
     const own = route.preHandler;

@@ -49,7 +49,7 @@ const PUBLIC: Access = { rights: [], token: 'none', allowlist: false, onName: fa
 const ACCESS: Record<string, Access> = {
   health: { ...PUBLIC, note: 'Not audited.' },
   ready: { ...PUBLIC, note: 'Not audited.' },
-  openapi: { ...PUBLIC, note: 'The document carries no secret. Not audited, like /v1/health.' },
+  openapi: { ...PUBLIC, note: 'The document carries no secret; like every request but health, ready and metrics, it is audited.' },
   'metrics.read': { rights: ['admin'], token: 'optional', allowlist: true, onName: false, note: 'Not audited.' },
   [WATCH_AUDIT_ACTION]: {
     rights: [...SECRET_OPERATIONS.readMetadata.rights, ...SECRET_OPERATIONS.list.rights],

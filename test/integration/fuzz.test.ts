@@ -8,7 +8,7 @@
 //     audit_unavailable, 507 insufficient_storage), no stack traces;
 //   - every error response is {"error":{"code","message"}} with a known code;
 //   - a refused request changes nothing in state.db;
-//   - exactly one audit record per request (none for health, ready, metrics, openapi.json);
+//   - exactly one audit record per request (none for health, ready, metrics);
 //   - the process is alive and healthy at the end.
 // Run against a single node and against a follower of a 3-node cluster
 // (whose writes are forwarded to the leader and audited where they arrived).
@@ -39,7 +39,7 @@ const ERROR_CODES = new Set([
 ]);
 const DOCUMENTED_5XX = new Set(['503 no_leader', '503 kms_unavailable', '503 audit_unavailable', '507 insufficient_storage']);
 /** Not audited (DESIGN §4). */
-const UNAUDITED_PATHS = new Set(['/v1/health', '/v1/ready', '/metrics', '/v1/openapi.json']);
+const UNAUDITED_PATHS = new Set(['/v1/health', '/v1/ready', '/metrics']);
 
 // ---- seeded randomness ------------------------------------------------------
 

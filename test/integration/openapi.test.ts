@@ -305,13 +305,14 @@ describe('GET /v1/openapi.json', () => {
     await app.close();
   });
 
-  it('is not audited, like /v1/health', async () => {
+  it('is audited like every request but health, ready and metrics (DESIGN §4)', async () => {
     const mgmt = client(node.url, node.token);
     const before = (await mgmt.get('/v1/admin/audit?limit=1000')).body.records as { action: string }[];
-    await client(node.url).get('/v1/openapi.json');
-    const after = (await mgmt.get('/v1/admin/audit?limit=1000')).body.records as { action: string }[];
-    expect(after.filter((r) => r.action === 'openapi')).toEqual([]);
-    expect(after.length).toBe(before.length + 1); // the first audit read only
+    expect((await client(node.url).get('/v1/openapi.json')).status).toBe(200);
+    const after = (await mgmt.get('/v1/admin/audit?limit=1000')).body.records as Record<string, unknown>[];
+    expect(after.length).toBe(before.length + 2); // the first audit read and the document
+    const fresh = after.filter((r) => !before.some((b) => (b as { id?: unknown }).id === r.id));
+    expect(fresh.filter((r) => r.action === 'openapi')).toEqual([expect.objectContaining({ actor: 'anonymous', client_ip: '127.0.0.1', outcome: 'allowed', status: 200 })]);
   });
 });
 
