@@ -2,6 +2,8 @@
 import fs from 'node:fs';
 import { call, encodeName, type ClientOptions } from './client.js';
 import { checkFlags, flag, intFlag, UsageError, type ParsedArgs } from './args.js';
+import { CHARSETS, DEFAULT_ROTATE_LENGTH, ROTATE_LENGTH_MAX, ROTATE_LENGTH_MIN } from '../secrets/random-value.js';
+import { memberListProblem, type DeclaredMember } from '../store/members.js';
 import { emit, printJson, printLines, table, wantsJson } from './output.js';
 
 /** One line of the top-level help: a command and every subcommand it takes. */
@@ -60,7 +62,8 @@ talk to COFFER_ADDR (default http://127.0.0.1:8200; --addr overrides it). The
 token is the first of: --token, COFFER_TOKEN, the login file written by
 'coffer login' ($COFFER_TOKEN_FILE, default ~/.config/coffer/token), and
 VAULT_BOOTSTRAP_TOKEN (set inside server pods). Each prints human text, or with
---json one JSON document. Unknown subcommands and flags are errors.
+--json one JSON document. Unknown subcommands and flags are errors; so is a
+value the CLI can check itself (a --charset, a --length, a HOST:PORT).
 Run 'coffer <command> --help' for details.
 
 Exit codes:
@@ -91,7 +94,7 @@ export const SECRET_HELP = `Usage:
   coffer secret get NAME [--version N] [--stale]          print the value (needs an allowlisted address)
   coffer secret put NAME [--cas N] [--allow-empty]        store stdin as the next version
   coffer secret put NAME --value V [--cas N]              (a value on the command line lands in shell history)
-  coffer secret rotate NAME [--length N] [--charset alphanumeric|hex|base64url|printable]
+  coffer secret rotate NAME [--length N] [--charset ${Object.keys(CHARSETS).join('|')}]
   coffer secret delete NAME                               delete every version
   coffer secret meta NAME                                 versions and key ids, never values
   coffer secret list [PREFIX] [--recursive] [--limit N]   one folder level: the secrets directly under
@@ -101,8 +104,9 @@ export const SECRET_HELP = `Usage:
   PREFIX is matched as text: 'app/' lists the folder app, 'app' also matches 'apple'.
   put reads stdin to its end and strips ONE trailing newline (so 'echo v |' stores "v");
   an empty value is refused unless --allow-empty. --version N and --limit N are >= 1;
-  --cas 0 means "only if the secret does not exist yet". Every subcommand takes --json
-  (get --json prints the value with its version and date).`;
+  --cas 0 means "only if the secret does not exist yet". rotate stores a random value of
+  --length ${ROTATE_LENGTH_MIN} to ${ROTATE_LENGTH_MAX} characters (default ${DEFAULT_ROTATE_LENGTH}) from --charset (default alphanumeric).
+  Every subcommand takes --json (get --json prints the value with its version and date).`;
 
 export const TOKEN_HELP = `Usage:
   coffer token create NAME --role ROLE [--ttl SECONDS]   prints ONLY the token on stdout (once: store it
@@ -262,6 +266,13 @@ export function checkRootArgs(args: ParsedArgs, spec: SubSpec): void {
   if (given > spec.max) throw new UsageError(`unexpected argument '${args.positionals[1 + spec.max]}'`);
 }
 
+/** Members the server would refuse (bad id or HOST:PORT, a duplicate, too many) are a usage error here: its own rule. */
+function checkedMembers(members: DeclaredMember[]): DeclaredMember[] {
+  const problem = memberListProblem(members);
+  if (problem) throw new UsageError(problem);
+  return members;
+}
+
 async function membersCommand(args: ParsedArgs, client: ClientOptions): Promise<void> {
   const [, , action, ...entries] = args.positionals;
   switch (action) {
@@ -269,11 +280,13 @@ async function membersCommand(args: ParsedArgs, client: ClientOptions): Promise<
       return emit(args, await call(client, 'GET', '/v1/admin/cluster/members'));
     case 'set': {
       if (entries.length === 0) throw new UsageError('missing ID=HOST:PORT (one per member)');
-      const members = entries.map((e) => {
-        const eq = e.indexOf('=');
-        if (eq <= 0) throw new UsageError(`expected ID=HOST:PORT, got ${JSON.stringify(e)}`);
-        return { id: e.slice(0, eq), address: e.slice(eq + 1) };
-      });
+      const members = checkedMembers(
+        entries.map((e) => {
+          const eq = e.indexOf('=');
+          if (eq <= 0) throw new UsageError(`expected ID=HOST:PORT, got ${JSON.stringify(e)}`);
+          return { id: e.slice(0, eq), address: e.slice(eq + 1) };
+        }),
+      );
       return emit(args, await call(client, 'PUT', '/v1/admin/cluster/members', { members }));
     }
     case 'clear':
@@ -359,8 +372,11 @@ export async function secretCommand(args: ParsedArgs, client: ClientOptions): Pr
     }
     case 'rotate': {
       const body: Record<string, unknown> = {};
-      const length = intFlag(args, 'length', 1);
+      const length = intFlag(args, 'length', ROTATE_LENGTH_MIN, ROTATE_LENGTH_MAX);
       const charset = flag(args, 'charset');
+      if (charset !== undefined && !Object.hasOwn(CHARSETS, charset)) {
+        throw new UsageError(`--charset must be one of ${Object.keys(CHARSETS).join(', ')}, got ${JSON.stringify(charset)}`);
+      }
       if (length !== undefined) body.length = length;
       if (charset !== undefined) body.charset = charset;
       return emit(args, await call(client, 'POST', `/v1/secrets/${name}:rotate`, body));
@@ -451,8 +467,10 @@ export async function clusterCommand(args: ParsedArgs, client: ClientOptions): P
   switch (verb) {
     case 'status':
       return emit(args, await call(client, 'GET', '/v1/admin/cluster'));
-    case 'add-peer':
-      return emit(args, await call(client, 'POST', '/v1/admin/cluster/peers', { id: need(args, 2, 'member ID'), address: need(args, 3, 'HOST:PORT') }));
+    case 'add-peer': {
+      const [member] = checkedMembers([{ id: need(args, 2, 'member ID'), address: need(args, 3, 'HOST:PORT') }]);
+      return emit(args, await call(client, 'POST', '/v1/admin/cluster/peers', member));
+    }
     case 'remove-peer':
       return emit(args, await call(client, 'DELETE', `/v1/admin/cluster/peers/${encodeURIComponent(need(args, 2, 'member ID'))}`));
     case 'transfer-leadership': {

@@ -2,6 +2,7 @@
 // (COMMANDS), the subcommands' specs (their flags and arguments) and, for the commands
 // that parse their own flags (server, dev-cluster, operator, sync, wg-agent), the flags
 // their help text lists. Plain case statements: bash 3.2 (macOS) runs it too.
+import { CHARSETS } from '../secrets/random-value.js';
 import { VALUE_FLAGS } from './args.js';
 import { AUDIT_SPECS } from './audit-command.js';
 import { CLIENT_FLAGS, CLIENT_SPECS, COMMANDS, COMPLETION_SPECS, ROOT_SPECS, type SubSpec } from './commands.js';
@@ -9,7 +10,7 @@ import { CLIENT_FLAGS, CLIENT_SPECS, COMMANDS, COMPLETION_SPECS, ROOT_SPECS, typ
 /** Flags whose value is a path (completed with file names). */
 const PATH_FLAGS = ['file', 'data-dir', 'dir', 'kubeconfig', 'vault-ca-file', 'keys-dir', 'peers-file', 'wireguard-go', 'wg', 'ip'];
 /** Flags with a fixed set of values. */
-const FLAG_VALUES: Record<string, readonly string[]> = { charset: ['alphanumeric', 'hex', 'base64url', 'printable'] };
+const FLAG_VALUES: Record<string, readonly string[]> = { charset: Object.keys(CHARSETS) };
 
 export interface CompletionModel {
   commands: string[];

@@ -11,6 +11,9 @@ export const CHARSETS = {
 
 export type Charset = keyof typeof CHARSETS;
 export const DEFAULT_ROTATE_LENGTH = 32;
+/** The lengths :rotate accepts (the API's body schema; the CLI checks them before sending). */
+export const ROTATE_LENGTH_MIN = 8;
+export const ROTATE_LENGTH_MAX = 4096;
 
 export function randomValue(length: number, charset: Charset): string {
   const alphabet = CHARSETS[charset];

@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AUDIT_SPECS } from '../../server/cli/audit-command.js';
 import { CLIENT_SPECS, COMMANDS, ROOT_SPECS } from '../../server/cli/commands.js';
+import { CHARSETS, ROTATE_LENGTH_MAX, ROTATE_LENGTH_MIN } from '../../server/secrets/random-value.js';
 import { COFFER_BIN, nodeEnv, randomMasterKey, randomToken, spawnNode, tempDir, type SpawnedNode } from '../helpers/node.js';
 
 const run = promisify(execFile);
@@ -223,6 +224,28 @@ describe('snapshot', () => {
     const refused = await coffer(['snapshot', 'save', path.join(dir, 'no.db')], { COFFER_ADDR: node.url, COFFER_TOKEN: reader.token });
     expect(refused.code).toBe(1);
     expect(fs.readdirSync(dir)).toEqual(['state.db']);
+  });
+});
+
+describe('values the CLI refuses itself (exit 2) are the ones the server refuses', () => {
+  it('rotate: every charset and both ends of the length range pass; one past either end and another charset are refused by the server too', async () => {
+    const e = { COFFER_ADDR: node.url, COFFER_TOKEN: admin };
+    expect((await coffer(['secret', 'put', 'bounds/a', '--value', 'v'], e)).code).toBe(0); // rotate needs a secret
+    for (const charset of Object.keys(CHARSETS)) {
+      const r = await coffer(['secret', 'rotate', 'bounds/a', '--charset', charset, '--json'], e);
+      expect(r.code, r.stderr).toBe(0);
+    }
+    for (const length of [ROTATE_LENGTH_MIN, ROTATE_LENGTH_MAX]) {
+      const r = await coffer(['secret', 'rotate', 'bounds/a', '--length', String(length), '--json'], e);
+      expect(r.code, r.stderr).toBe(0);
+      expect((JSON.parse(r.stdout) as { value: string }).value).toHaveLength(length);
+    }
+    // Sent past the CLI: the API answers 400 for what the CLI refuses with exit 2.
+    const rotate = (body: unknown) =>
+      fetch(`${node.url}/v1/secrets/bounds/a:rotate`, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    for (const body of [{ length: ROTATE_LENGTH_MIN - 1 }, { length: ROTATE_LENGTH_MAX + 1 }, { charset: 'foo' }]) {
+      expect((await rotate(body)).status, JSON.stringify(body)).toBe(400);
+    }
   });
 });
 

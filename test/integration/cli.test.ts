@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AUDIT_SPECS } from '../../server/cli/audit-command.js';
 import { CLIENT_SPECS, COMMANDS, COMPLETION_SPECS, ROOT_SPECS } from '../../server/cli/commands.js';
+import { CHARSETS, ROTATE_LENGTH_MAX, ROTATE_LENGTH_MIN } from '../../server/secrets/random-value.js';
 import { COFFER_BIN, spawnNode, tempDir, type SpawnedNode } from '../helpers/node.js';
 
 const run = promisify(execFile);
@@ -143,6 +144,14 @@ describe('help', () => {
     [['dev-cluster', '--frob'], 'dev-cluster', /unknown flag --frob/],
     [['operator', 'render', '-f', 'x.yaml', '--frob'], 'operator render', /unknown flag --frob/],
     [['help', 'frob'], null, /unknown command 'frob'/],
+    [['secret', 'rotate', 'a', '--charset', 'foo'], 'secret', new RegExp(`--charset must be one of ${Object.keys(CHARSETS).join(', ')}, got "foo"`)],
+    [['secret', 'rotate', 'a', '--length', String(ROTATE_LENGTH_MIN - 1)], 'secret', new RegExp(`--length must be a whole number from ${ROTATE_LENGTH_MIN} to ${ROTATE_LENGTH_MAX}`)],
+    [['secret', 'rotate', 'a', '--length', String(ROTATE_LENGTH_MAX + 1)], 'secret', /--length must be a whole number from/],
+    [['cluster', 'add-peer', 'n4', 'bad'], 'cluster', /bad address "bad" for n4 \(expected host:port\)/],
+    [['cluster', 'add-peer', 'n4', '10.0.0.4:70000'], 'cluster', /bad address "10\.0\.0\.4:70000"/],
+    [['cluster', 'add-peer', 'n 4', '10.0.0.4:8201'], 'cluster', /bad node id "n 4"/],
+    [['cluster', 'members', 'set', 'n1=10.0.0.1:8201', 'n2=bad'], 'cluster', /bad address "bad" for n2/],
+    [['cluster', 'members', 'set', 'n1=10.0.0.1:8201', 'n1=10.0.0.2:8201'], 'cluster', /node id n1 listed twice/],
     [['frob'], null, /unknown command 'frob'/],
   ] as const)('usage error: coffer %j exits 2 with one line and a hint', async (args, where, message) => {
     // A closed port: a check that slipped through would exit 3, not 2.
