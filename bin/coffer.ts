@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The one `coffer` executable: server and client subcommands.
 // Exit codes (TOP_HELP): 0 ok, 1 the server refused, 2 usage, 3 the server is unreachable.
-import { checkFlags, flag, parseArgs, UsageError } from '../server/cli/args.js';
+import { checkFlags, flag, parseArgs, UsageError, type ParsedArgs } from '../server/cli/args.js';
 import { AUDIT_HELP, AUDIT_SPECS, auditCommand } from '../server/cli/audit-command.js';
 import { ClientError, EXIT_USAGE } from '../server/cli/client.js';
 import {
@@ -14,6 +14,7 @@ import { loginCommand, logoutCommand } from '../server/cli/login.js';
 import { snapshotCommand } from '../server/cli/snapshot-command.js';
 import { resolveToken } from '../server/cli/token-file.js';
 import { DEV_CLUSTER_HELP, runDevCluster } from '../server/cli/dev-cluster.js';
+import { printVersion, VERSION_HELP, versionCommand } from '../server/cli/version-command.js';
 import { OPERATOR_HELP } from '../operator/cli/help.js';
 import { WG_AGENT_HELP } from '../wg-agent/help.js';
 import { SYNC_HELP } from '../sync/help.js';
@@ -33,6 +34,7 @@ const HELP: Record<string, string> = {
   snapshot: SNAPSHOT_HELP,
   completion: COMPLETION_HELP,
   'dev-cluster': DEV_CLUSTER_HELP,
+  version: VERSION_HELP,
   operator: OPERATOR_HELP,
   'wg-agent': WG_AGENT_HELP,
   sync: SYNC_HELP,
@@ -56,19 +58,66 @@ function usage(command: string | null, message: string): number {
   return EXIT_USAGE;
 }
 
+/** `coffer` with no command: --help, --version [--json], or nothing (the help, as a usage error). */
+function noCommand(args: ParsedArgs): number {
+  checkFlags(args, ['help', 'version', 'json']);
+  const version = args.flags.get('version');
+  // --version takes a value after a command (secret get --version N); here the word it took is an argument.
+  if (typeof version === 'string') throw new UsageError(`unexpected argument '${version}'`);
+  if (version === true) {
+    printVersion(args);
+    return 0;
+  }
+  if (args.flags.has('json')) throw new UsageError("--json goes with a command ('coffer version --json', 'coffer secret get NAME --json')");
+  process.stdout.write(TOP_HELP + '\n');
+  // Bare `coffer` is a usage error (help on stdout, exit 2); `coffer --help` is not.
+  return args.flags.has('help') ? 0 : EXIT_USAGE;
+}
+
+/** `coffer help [COMMAND]`: takes no flag but --help. */
+function helpCommand(args: ParsedArgs): number {
+  checkFlags(args, ['help']);
+  const topic = args.positionals[1];
+  if (topic !== undefined && !Object.hasOwn(HELP, topic)) throw new UsageError(`unknown command '${topic}'`);
+  if (args.positionals.length > 2) throw new UsageError(`unexpected argument '${args.positionals[2]}'`);
+  process.stdout.write((topic ? HELP[topic] : TOP_HELP) + '\n');
+  return 0;
+}
+
+/**
+ * The commands that parse their own flags get only the words after their name: anything before
+ * it (`coffer --frob wg-agent`) would be dropped silently, so only --help is allowed there.
+ */
+function beforeSelfParsed(argv: readonly string[], command: string): boolean {
+  const before = parseArgs(argv.slice(0, argv.indexOf(command)));
+  checkFlags(before, ['help']);
+  return before.flags.has('help');
+}
+
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv);
   const command = args.positionals[0];
   if (command === undefined || command === 'help') {
-    const topic = args.positionals[1];
-    if (topic !== undefined && !Object.hasOwn(HELP, topic)) return usage(null, `unknown command '${topic}'`);
-    if (args.positionals.length > 2) return usage(null, `help: unexpected argument '${args.positionals[2]}'`);
-    process.stdout.write((topic ? HELP[topic] : TOP_HELP) + '\n');
-    // Bare `coffer` is a usage error (help on stdout, exit 2); `coffer --help` and `coffer help` are not.
-    return command === undefined && !args.flags.has('help') ? EXIT_USAGE : 0;
+    try {
+      return command === undefined ? noCommand(args) : helpCommand(args);
+    } catch (err) {
+      if (err instanceof UsageError) return usage(null, command === undefined ? err.message : `help: ${err.message}`);
+      throw err;
+    }
   }
   const help = Object.hasOwn(HELP, command) ? HELP[command] : undefined;
   if (help === undefined) return usage(null, `unknown command '${command}'`);
+  if (command === 'operator' || command === 'sync' || command === 'wg-agent') {
+    try {
+      if (beforeSelfParsed(argv, command)) {
+        process.stdout.write(help + '\n');
+        return 0;
+      }
+    } catch (err) {
+      if (err instanceof UsageError) return usage(command, `${err.message} (flags go after '${command}')`);
+      throw err;
+    }
+  }
   // The operator has subcommands with their own --help.
   if (command === 'operator') {
     const rest = argv.slice(argv.indexOf('operator') + 1);
@@ -101,6 +150,10 @@ async function main(argv: string[]): Promise<number> {
   try {
     // dev-cluster checks its own subcommands and flags (UsageError → exit 2 here).
     if (command === 'dev-cluster') return await runDevCluster(args);
+    if (command === 'version') {
+      versionCommand(args);
+      return 0;
+    }
     if (command === 'completion') {
       checkClientArgs(args, COMPLETION_SPECS, ['help']);
       const model = completionModel(HELP);

@@ -41,6 +41,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   { name: 'operator', subcommands: ['run', 'render'], summary: 'run the VaultCluster controller (run is the default); render its manifests' },
   { name: 'sync', subcommands: ['run'], summary: 'run the CofferSecret sync controller' },
   { name: 'completion', subcommands: ['bash', 'zsh'], summary: 'print a shell completion script' },
+  { name: 'version', subcommands: [], summary: "print this build's release (also: coffer --version)" },
 ];
 
 const COLUMN = 25;
@@ -53,6 +54,7 @@ function helpLine(usage: string, summary: string): string {
 export const TOP_HELP = `coffer — a small secrets vault for Kubernetes
 
 Usage: coffer <command> [subcommand] [options]
+       coffer --help | --version
 
 Commands:
 ${[...COMMANDS.map((c) => helpLine(c.subcommands.length ? `${c.name} ${c.subcommands.join('|')}` : c.name, c.summary)), helpLine('help [command]', 'show help for a command')].join('\n')}
@@ -62,7 +64,8 @@ talk to COFFER_ADDR (default http://127.0.0.1:8200; --addr overrides it). The
 token is the first of: --token, COFFER_TOKEN, the login file written by
 'coffer login' ($COFFER_TOKEN_FILE, default ~/.config/coffer/token), and
 VAULT_BOOTSTRAP_TOKEN (set inside server pods). Each prints human text, or with
---json one JSON document. Unknown subcommands and flags are errors; so is a
+--json one JSON document (so does version).
+Unknown subcommands and flags are errors, before the command name too; so is a
 value the CLI can check itself (a --charset, a --length, a HOST:PORT).
 Run 'coffer <command> --help' for details.
 

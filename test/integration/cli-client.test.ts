@@ -250,7 +250,7 @@ describe('values the CLI refuses itself (exit 2) are the ones the server refuses
 });
 
 /** Commands of the table that run no client request: everything else must have a --json case below. */
-const NOT_CLIENT = ['server', 'dev-cluster', 'wg-agent', 'operator', 'sync', 'completion'];
+const NOT_CLIENT = ['server', 'dev-cluster', 'wg-agent', 'operator', 'sync', 'completion', 'version'];
 
 describe('--json on every client command', () => {
   const dir = tempDir('coffer-json-');

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AUDIT_SPECS } from '../../server/cli/audit-command.js';
 import { CLIENT_SPECS, COMMANDS, COMPLETION_SPECS, ROOT_SPECS } from '../../server/cli/commands.js';
 import { CHARSETS, ROTATE_LENGTH_MAX, ROTATE_LENGTH_MIN } from '../../server/secrets/random-value.js';
-import { COFFER_BIN, spawnNode, tempDir, type SpawnedNode } from '../helpers/node.js';
+import { COFFER_BIN, ROOT, spawnNode, tempDir, type SpawnedNode } from '../helpers/node.js';
 
 const run = promisify(execFile);
 
@@ -77,7 +77,29 @@ describe('help', () => {
     if (specs) expect(Object.keys(specs).sort(), `${name}: the subcommands the CLI accepts`).toEqual([...c.subcommands].sort());
   });
 
-  it('the client commands in the dispatcher are exactly the table\'s', () => {
+  it('coffer --version and coffer version print the release of package.json; --json as one document', async () => {
+    const release = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+    for (const args of [['--version'], ['version']]) {
+      const r = await coffer(args);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toBe(`coffer ${release}\n`);
+      expect(r.stderr).toBe('');
+      const j = await coffer([...args, '--json']);
+      expect(j.code, j.stderr).toBe(0);
+      expect(JSON.parse(j.stdout)).toEqual({ version: release });
+    }
+    expect((await coffer(['--help'])).stdout).toMatch(/coffer --help \| --version\n[\s\S]*\n  version +print this build's release/);
+  });
+
+  it('--help before a command that parses its own flags shows its help instead of running it', async () => {
+    for (const name of ['operator', 'sync', 'wg-agent']) {
+      const r = await coffer(['--help', name]);
+      expect(r.code, `${name}: ${r.stderr}`).toBe(0);
+      expect(r.stdout).toBe((await coffer([name, '--help'])).stdout);
+    }
+  });
+
+  it('the client commands in the dispatcher are exactly those of the table', () => {
     for (const name of [...Object.keys(CLIENT_SPECS), ...Object.keys(ROOT_SPECS)]) expect(COMMANDS.some((c) => c.name === name), name).toBe(true);
   });
 
@@ -144,6 +166,19 @@ describe('help', () => {
     [['dev-cluster', '--frob'], 'dev-cluster', /unknown flag --frob/],
     [['operator', 'render', '-f', 'x.yaml', '--frob'], 'operator render', /unknown flag --frob/],
     [['help', 'frob'], null, /unknown command 'frob'/],
+    [['help', '--bogus'], null, /help: unknown flag --bogus/],
+    [['help', 'secret', '--bogus'], null, /help: unknown flag --bogus/],
+    [['help', 'secret', 'get'], null, /help: unexpected argument 'get'/],
+    [['--bogus'], null, /unknown flag --bogus/],
+    [['-x'], null, /unknown flag -x/],
+    [['--help', '--bogus'], null, /unknown flag --bogus/],
+    [['--json'], null, /--json goes with a command/],
+    [['--version', 'foo'], null, /unexpected argument 'foo'/],
+    [['version', 'extra'], 'version', /unexpected argument 'extra'/],
+    [['version', '--frob'], 'version', /unknown flag --frob/],
+    [['--frob', 'wg-agent'], 'wg-agent', /unknown flag --frob \(flags go after 'wg-agent'\)/],
+    [['--frob', 'operator'], 'operator', /unknown flag --frob/],
+    [['--addr', 'http://x', 'sync', 'run'], 'sync', /unknown flag --addr/],
     [['secret', 'rotate', 'a', '--charset', 'foo'], 'secret', new RegExp(`--charset must be one of ${Object.keys(CHARSETS).join(', ')}, got "foo"`)],
     [['secret', 'rotate', 'a', '--length', String(ROTATE_LENGTH_MIN - 1)], 'secret', new RegExp(`--length must be a whole number from ${ROTATE_LENGTH_MIN} to ${ROTATE_LENGTH_MAX}`)],
     [['secret', 'rotate', 'a', '--length', String(ROTATE_LENGTH_MAX + 1)], 'secret', /--length must be a whole number from/],
