@@ -38,6 +38,34 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
+/**
+ * Where a help text's two-column entries are misaligned. Entries are lines `  LEFT  SUMMARY` (a gap of
+ * two spaces or more after the indent and some text); blank lines and unindented lines end a block.
+ * In a block every entry's summary starts in one column, and a line indented deeper than the entries
+ * without a gap of its own (a summary's continuation) starts in that column too.
+ */
+function misaligned(help: string): string[] {
+  const bad: string[] = [];
+  const blocks: string[][] = [[]];
+  for (const l of help.split('\n')) {
+    if (l.trim() === '' || !l.startsWith(' ')) blocks.push([]);
+    else blocks.at(-1)!.push(l);
+  }
+  for (const block of blocks) {
+    const entry = (l: string) => /^( *)(\S.*?\S|\S) {2,}(?=\S)/.exec(l);
+    const entries = block.filter((l) => entry(l));
+    if (entries.length === 0) continue;
+    const column = entry(entries[0]!)![0].length;
+    const indent = Math.min(...entries.map((l) => entry(l)![1]!.length));
+    for (const l of block) {
+      const m = entry(l);
+      const at = m ? m[0].length : l.search(/\S/);
+      if ((m || at > indent) && at !== column) bad.push(`column ${at}, not ${column}: ${l}`);
+    }
+  }
+  return bad;
+}
+
 describe('help', () => {
   const specsOf = (name: string) =>
     name === 'audit' ? AUDIT_SPECS : name === 'completion' ? COMPLETION_SPECS : Object.hasOwn(ROOT_SPECS, name) ? {} : CLIENT_SPECS[name];
@@ -75,6 +103,19 @@ describe('help', () => {
     for (const s of c.subcommands) expect(r.stdout, `${name} ${s}`).toMatch(new RegExp(`\\b${s}\\b`));
     const specs = specsOf(name);
     if (specs) expect(Object.keys(specs).sort(), `${name}: the subcommands the CLI accepts`).toEqual([...c.subcommands].sort());
+  });
+
+  it.each(COMMANDS.map((c) => c.name))('coffer %s --help: its summaries start in one column, continuations too', async (name) => {
+    const r = await coffer([name, '--help']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(misaligned(r.stdout), name).toEqual([]);
+  });
+
+  it('the alignment check finds a summary or a continuation out of its column', () => {
+    expect(misaligned('Usage:\n  coffer a X    one\n  coffer b      two\n                continued')).toEqual([]);
+    expect(misaligned('Usage:\n  coffer a X    one\n  coffer b     two')).toHaveLength(1);
+    expect(misaligned('Usage:\n  coffer a X    one\n                 continued one column late')).toHaveLength(1);
+    expect(misaligned('Text at indent two with single spaces\n  is prose, not checked')).toEqual([]);
   });
 
   it('coffer --version and coffer version print the release of package.json; --json as one document', async () => {
