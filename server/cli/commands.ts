@@ -64,7 +64,7 @@ talk to COFFER_ADDR (default http://127.0.0.1:8200; --addr overrides it). The
 token is the first of: --token, COFFER_TOKEN, the login file written by
 'coffer login' ($COFFER_TOKEN_FILE, default ~/.config/coffer/token), and
 VAULT_BOOTSTRAP_TOKEN (set inside server pods). Each prints human text, or with
---json one JSON document (so does version).
+--json one JSON document (so do version and dev-cluster status|restart|join).
 Unknown subcommands and flags are errors, before the command name too; so is a
 value the CLI can check itself (a --charset, a --length, a HOST:PORT).
 Run 'coffer <command> --help' for details.

@@ -11,12 +11,13 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkFlags, flag, type ParsedArgs, UsageError } from './args.js';
+import { printJson, wantsJson } from './output.js';
 import { applyDevDefaults, bootstrapTokenLines, bootstrapTokenState, DEV_TOKEN_FILE, type BootstrapTokenState } from './dev.js';
 
 export const DEV_CLUSTER_HELP = `Usage: coffer dev-cluster [run] [--nodes 3] [--dir ./data-cluster] [--base-port 8200]
-       coffer dev-cluster status [--dir D]
-       coffer dev-cluster restart ID [--dir D]
-       coffer dev-cluster join [ID] [--dir D]
+       coffer dev-cluster status [--dir D] [--json]
+       coffer dev-cluster restart ID [--dir D] [--json]
+       coffer dev-cluster join [ID] [--dir D] [--json]
 
 run (the default) starts a local cluster of dev nodes and supervises them
 (DEV MODE: not for real secrets); with the default --base-port 8200:
@@ -31,7 +32,11 @@ From another terminal, while it runs (same --dir):
   status       each node: running or how it exited, its role, API and log
   restart ID   stops the node if it runs, and starts it again on its data
   join [ID]    starts the next node (n4, …) outside VAULT_PEERS, waiting to
-               be added; prints the coffer cluster command that adds it`;
+               be added; prints the coffer cluster command that adds it
+With --json, each of these prints one JSON document: status {dir, coffer_addr,
+nodes: [{id, state, pid, exit, role, health, api, raft, joined, log}]},
+restart {id, pid, api}, join {id, api, raft, log, add_peer, members_set}.
+run prints a running log, so it takes no --json.`;
 
 const SOCKET = 'supervisor.sock';
 const MAX_REQUEST_BYTES = 4096;
@@ -45,7 +50,8 @@ interface DevNode {
   expected: boolean; // the supervisor stopped it (restart, Ctrl-C): no report
 }
 
-type Reply = { ok: boolean; text: string };
+/** A supervisor's answer: text for people and, when it succeeded, the same as data (--json). */
+type Reply = { ok: boolean; text: string; data?: unknown };
 
 function dirOf(args: ParsedArgs): string {
   return flag(args, 'dir') ?? './data-cluster';
@@ -62,31 +68,38 @@ export async function runDevCluster(args: ParsedArgs): Promise<number> {
   switch (sub) {
     case 'run':
       if (args.positionals.length > 2) throw new UsageError(`unexpected argument '${args.positionals[2]}'`);
+      if (args.flags.has('json')) throw new UsageError('run prints a running log, not one document: --json goes with status, restart and join');
       checkFlags(args, ['nodes', 'dir', 'base-port', 'help']);
       return supervise(args);
     case 'status':
       if (args.positionals.length > 2) throw new UsageError(`unexpected argument '${args.positionals[2]}'`);
-      checkFlags(args, ['dir', 'help']);
-      return oneShot(dirOf(args), { cmd: 'status' });
+      checkFlags(args, ONE_SHOT_FLAGS);
+      return oneShot(args, { cmd: 'status' });
     case 'restart': {
-      checkFlags(args, ['dir', 'help']);
+      checkFlags(args, ONE_SHOT_FLAGS);
       const id = args.positionals[2];
       if (id === undefined) throw new UsageError('missing node ID (n1, n2, …)');
       if (args.positionals.length > 3) throw new UsageError(`unexpected argument '${args.positionals[3]}'`);
-      return oneShot(dirOf(args), { cmd: 'restart', id });
+      return oneShot(args, { cmd: 'restart', id });
     }
     case 'join': {
-      checkFlags(args, ['dir', 'help']);
+      checkFlags(args, ONE_SHOT_FLAGS);
       if (args.positionals.length > 3) throw new UsageError(`unexpected argument '${args.positionals[3]}'`);
-      return oneShot(dirOf(args), { cmd: 'join', id: args.positionals[2] });
+      return oneShot(args, { cmd: 'join', id: args.positionals[2] });
     }
     default:
       throw new UsageError(`unknown subcommand '${sub}' (run, status, restart, join)`);
   }
 }
 
-/** Sends one request to the running supervisor and prints its answer: 0 done, 1 refused, 3 no supervisor. */
-async function oneShot(dir: string, request: { cmd: string; id?: string }): Promise<number> {
+const ONE_SHOT_FLAGS = ['dir', 'json', 'help'];
+
+/**
+ * Sends one request to the running supervisor and prints its answer (its data with --json; a refusal
+ * always as text on stderr): 0 done, 1 refused, 3 no supervisor.
+ */
+async function oneShot(args: ParsedArgs, request: { cmd: string; id?: string }): Promise<number> {
+  const dir = dirOf(args);
   const sock = path.join(dir, SOCKET);
   return new Promise<number>((resolve) => {
     const conn = net.createConnection(sock);
@@ -107,7 +120,8 @@ async function oneShot(dir: string, request: { cmd: string; id?: string }): Prom
         resolve(1);
         return;
       }
-      (reply.ok ? process.stdout : process.stderr).write(reply.text.endsWith('\n') ? reply.text : reply.text + '\n');
+      if (reply.ok && wantsJson(args)) printJson(reply.data ?? { text: reply.text });
+      else (reply.ok ? process.stdout : process.stderr).write(reply.text.endsWith('\n') ? reply.text : reply.text + '\n');
       resolve(reply.ok ? 0 : 1);
     });
   });
@@ -214,13 +228,32 @@ async function supervise(args: ParsedArgs): Promise<number> {
   const status = async (): Promise<Reply> => {
     const rows = await Promise.all(
       nodes.map(async (n) => {
-        const h = running(n) ? await health(n) : null;
-        const state = running(n) ? `running (pid ${n.proc!.pid})` : n.proc === null ? 'not started' : n.exit ?? 'stopped';
-        const role = h ? `${h.role ?? '?'}${h.status && h.status !== 'ok' ? ` ${h.status}` : ''}` : running(n) ? 'not answering' : '-';
-        return `  ${n.id.padEnd(4)} ${state.padEnd(26)} ${role.padEnd(10)} ${apiUrl(n)}  raft 127.0.0.1:${raftPort(n.slot)}${n.initial ? '' : ' (joined)'}  log ${logOf(n)}`;
+        const up = running(n);
+        const h = up ? await health(n) : null;
+        return {
+          id: n.id,
+          state: up ? 'running' : n.proc === null ? 'not started' : 'stopped',
+          pid: up ? n.proc!.pid ?? null : null,
+          exit: up ? null : n.exit, // 'exited with code N', 'killed by SIGNAL'
+          role: h ? h.role ?? null : null, // null: not running, or not answering /v1/health
+          health: h ? h.status ?? null : null,
+          api: apiUrl(n),
+          raft: `127.0.0.1:${raftPort(n.slot)}`,
+          joined: !n.initial,
+          log: logOf(n),
+        };
       }),
     );
-    return { ok: true, text: `  dev cluster in ${dir}; COFFER_ADDR=${apiUrl(printed)}\n${rows.join('\n')}` };
+    const text = rows.map((r) => {
+      const state = r.state === 'running' ? `running (pid ${r.pid})` : r.exit ?? r.state;
+      const role = r.role !== null ? `${r.role}${r.health && r.health !== 'ok' ? ` ${r.health}` : ''}` : r.state === 'running' ? 'not answering' : '-';
+      return `  ${r.id.padEnd(4)} ${state.padEnd(26)} ${role.padEnd(10)} ${r.api}  raft ${r.raft}${r.joined ? ' (joined)' : ''}  log ${r.log}`;
+    });
+    return {
+      ok: true,
+      text: `  dev cluster in ${dir}; COFFER_ADDR=${apiUrl(printed)}\n${text.join('\n')}`,
+      data: { dir, coffer_addr: apiUrl(printed), nodes: rows },
+    };
   };
 
   const restart = async (id: string | undefined): Promise<Reply> => {
@@ -230,7 +263,7 @@ async function supervise(args: ParsedArgs): Promise<number> {
     start(n);
     const up = await answering(n);
     return up
-      ? { ok: true, text: `  ${n.id} restarted (pid ${n.proc!.pid}), API ${apiUrl(n)}` }
+      ? { ok: true, text: `  ${n.id} restarted (pid ${n.proc!.pid}), API ${apiUrl(n)}`, data: { id: n.id, pid: n.proc!.pid, api: apiUrl(n) } }
       : { ok: false, text: `coffer dev-cluster: ${n.id} did not come up (${n.exit ?? 'not answering'}); see ${logOf(n)}` };
   };
 
@@ -245,12 +278,13 @@ async function supervise(args: ParsedArgs): Promise<number> {
     start(n);
     if (!(await answering(n))) return { ok: false, text: `coffer dev-cluster: ${n.id} did not come up (${n.exit ?? 'not answering'}); see ${logOf(n)}` };
     const members = nodes.map((m) => `${m.id}=127.0.0.1:${raftPort(m.slot)}`).join(' ');
+    const raft = `127.0.0.1:${raftPort(n.slot)}`;
+    const addPeer = `coffer cluster add-peer ${n.id} ${raft}`;
+    const membersSet = `coffer cluster members set ${members}`;
     return {
       ok: true,
-      text:
-        `  ${n.id} started (API ${apiUrl(n)}, Raft 127.0.0.1:${raftPort(n.slot)}, log ${logOf(n)}), waiting to be added. Either:\n` +
-        `    coffer cluster add-peer ${n.id} 127.0.0.1:${raftPort(n.slot)}\n` +
-        `    coffer cluster members set ${members}`,
+      text: `  ${n.id} started (API ${apiUrl(n)}, Raft ${raft}, log ${logOf(n)}), waiting to be added. Either:\n    ${addPeer}\n    ${membersSet}`,
+      data: { id: n.id, api: apiUrl(n), raft, log: logOf(n), add_peer: addPeer, members_set: membersSet },
     };
   };
 

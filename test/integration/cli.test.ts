@@ -228,6 +228,8 @@ describe('help', () => {
     [['cluster', 'add-peer', 'n 4', '10.0.0.4:8201'], 'cluster', /bad node id "n 4"/],
     [['cluster', 'members', 'set', 'n1=10.0.0.1:8201', 'n2=bad'], 'cluster', /bad address "bad" for n2/],
     [['cluster', 'members', 'set', 'n1=10.0.0.1:8201', 'n1=10.0.0.2:8201'], 'cluster', /node id n1 listed twice/],
+    [['dev-cluster', 'run', '--json'], 'dev-cluster', /run prints a running log/],
+    [['dev-cluster', '--json'], 'dev-cluster', /--json goes with status, restart and join/],
     [['frob'], null, /unknown command 'frob'/],
   ] as const)('usage error: coffer %j exits 2 with one line and a hint', async (args, where, message) => {
     // A closed port: a check that slipped through would exit 3, not 2.

@@ -116,6 +116,34 @@ describe('coffer dev-cluster', () => {
     for (const [i, id] of ['n1', 'n2', 'n3'].entries()) expect(r.stdout).toMatch(new RegExp(`${id} +running \\(pid \\d+\\) +(leader|follower) +${api(i)}`));
   });
 
+  it('status and restart --json print one JSON document; a refused restart or join --json prints none', async () => {
+    const r = await coffer(['dev-cluster', 'status', '--dir', dir, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const doc = JSON.parse(r.stdout) as { dir: string; coffer_addr: string; nodes: Array<Record<string, unknown>> };
+    expect(doc).toMatchObject({ dir, coffer_addr: api(0) });
+    expect(doc.nodes.map((n) => n.id)).toEqual(['n1', 'n2', 'n3']);
+    for (const [i, n] of doc.nodes.entries()) {
+      expect(n).toEqual({
+        id: `n${i + 1}`, state: 'running', pid: expect.any(Number), exit: null, role: expect.stringMatching(/^(leader|follower)$/), health: expect.any(String),
+        api: api(i), raft: `127.0.0.1:${base + 10 * i + 1}`, joined: false, log: path.join(dir, `n${i + 1}.log`),
+      });
+    }
+    const restarted = await coffer(['dev-cluster', 'restart', 'n2', '--dir', dir, '--json']);
+    expect(restarted.code, restarted.stderr).toBe(0);
+    const r2 = JSON.parse(restarted.stdout) as { id: string; pid: number; api: string };
+    expect(r2).toEqual({ id: 'n2', pid: expect.any(Number), api: api(1) });
+    expect(r2.pid).not.toBe(doc.nodes[1]!.pid);
+    const after = JSON.parse((await coffer(['dev-cluster', 'status', '--dir', dir, '--json'])).stdout) as typeof doc;
+    expect(after.nodes[1]).toMatchObject({ id: 'n2', state: 'running', pid: r2.pid });
+    // Refused by the supervisor: exit 1, the reason on stderr, nothing on stdout.
+    for (const args of [['restart', 'n9'], ['join', 'n1']]) {
+      const refused = await coffer(['dev-cluster', ...args, '--dir', dir, '--json']);
+      expect(refused.code, args.join(' ')).toBe(1);
+      expect(refused.stdout).toBe('');
+      expect(refused.stderr).toMatch(/no node n9|n1 exists/);
+    }
+  });
+
   it('its socket: a restart followed by more bytes answers once and leaves one process on the node\'s data, the one the reply names; a line that never ends is cut off at 4 KiB', async () => {
     const pidOf = async (id: string) => Number(new RegExp(`${id} +running \\(pid (\\d+)\\)`).exec((await coffer(['dev-cluster', 'status', '--dir', dir])).stdout)?.[1]);
     const before = await pidOf('n3');
