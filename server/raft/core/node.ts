@@ -233,6 +233,16 @@ export class RaftNode {
     if (lastApplied) log.appliedTo(lastApplied.index);
   }
 
+  /** Role and leader only: per-request checks use it instead of basicStatus(), which copies the membership. */
+  softState(): SoftState {
+    return this.raft.softState();
+  }
+
+  /** The voters, sorted; read-only and not copied (it changes only when membership does). */
+  voterIds(): readonly NodeId[] {
+    return this.raft.tracker.voterIds();
+  }
+
   basicStatus(): BasicStatus {
     const r = this.raft;
     return {

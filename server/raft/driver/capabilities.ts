@@ -35,9 +35,10 @@ export class CapabilityGate {
    * (never heard by it) does not stop writes.
    */
   holdout(cap: string): string | null {
-    const st = this.ctx.node.basicStatus();
+    // Asked on every linearizable read (the lease check): no copy of the membership.
+    const st = this.ctx.node.softState();
     const baseline = BASELINE_COMMANDS.has(cap);
-    for (const v of st.confState.voters) {
+    for (const v of this.ctx.node.voterIds()) {
       if (v === this.ctx.nodeId) {
         if (!this.own.includes(cap)) return v;
         continue;

@@ -7,7 +7,7 @@ import type { DriverContext } from '../../../server/raft/driver/context.js';
 import { capabilities } from '../../../server/store/commands.js';
 
 function gateOn(nodeId: string, status: { role: string; lead: string; voters: string[] }, own = capabilities()): CapabilityGate {
-  const node = { basicStatus: () => ({ role: status.role, lead: status.lead, confState: { voters: status.voters, learners: [] } }) };
+  const node = { softState: () => ({ role: status.role, lead: status.lead }), voterIds: () => status.voters };
   return new CapabilityGate({ nodeId, node } as unknown as DriverContext, own);
 }
 
