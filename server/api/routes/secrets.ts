@@ -1,6 +1,6 @@
 // Secret values: allowlisted reads, token-authorized writes, rotate, delete.
 import type { FastifyPluginAsync } from 'fastify';
-import { CHARSETS, DEFAULT_ROTATE_LENGTH, type Charset } from '../../secrets/random-value.js';
+import { CHARSETS, DEFAULT_ROTATE_LENGTH, ROTATE_LENGTH_MAX, ROTATE_LENGTH_MIN, type Charset } from '../../secrets/random-value.js';
 import { SECRET_OPERATIONS } from '../../secrets/operations.js';
 import { WriteModeError } from '../../secrets/service.js';
 import type { ApiDeps } from '../deps.js';
@@ -107,7 +107,7 @@ export const secretRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (app, {
           type: 'object',
           additionalProperties: false,
           properties: {
-            length: { type: 'integer', minimum: 8, maximum: 4096 },
+            length: { type: 'integer', minimum: ROTATE_LENGTH_MIN, maximum: ROTATE_LENGTH_MAX },
             charset: { type: 'string', enum: Object.keys(CHARSETS) },
           },
         },
