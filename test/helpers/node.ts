@@ -103,7 +103,9 @@ export async function spawnNode(env: Record<string, string>, args: string[] = ['
     proc.stdout!.on('data', check);
     void exited.then((code) => {
       clearTimeout(timer);
-      reject(new Error(`node exited with ${code}:\n${out}`));
+      // The CLI's one-line reason first: CI's summary keeps only an error's first line.
+      const reason = /^coffer server: .*$/m.exec(out)?.[0];
+      reject(new Error(`node exited with ${code}${reason ? ` (${reason})` : ''}:\n${out}`));
     });
   });
   return {
