@@ -223,6 +223,14 @@ describe('bodies', () => {
     await restoreBiX();
   });
 
+  it('refuses a peer address whose port no one can dial (0, above 65535), changing no membership', async () => {
+    for (const address of ['127.0.0.9:0', '127.0.0.9:65536', '127.0.0.9:99999', '127.0.0.9:00000']) {
+      const res = await send('POST', '/v1/admin/cluster/peers', { body: { id: 'n2', address } });
+      expect({ address, status: res.status }).toEqual({ address, status: 400 });
+      bad(res, 400, 'bad_request');
+    }
+  });
+
   it('refuses bad rotate bodies', async () => {
     for (const body of [{ length: 7 }, { length: 4097 }, { length: '32' }, { length: 32.5 }, { charset: 'emoji' }, { extra: 1 }, [], 'x']) {
       const res = await send('POST', '/v1/secrets/bi/x:rotate', { rawBody: JSON.stringify(body), headers: { 'content-type': 'application/json' } });

@@ -266,7 +266,7 @@ const ROUTES: Route[] = [
     body: (r, admin) =>
       json(r, () =>
         admin
-          ? r.pick([{ id: 'n 2', address: '127.0.0.9:1' }, { id: 'n2' }, { address: '127.0.0.9:1' }, { id: 'n2', address: 'nowhere' }, { id: '../x', address: '127.0.0.9:1' }])
+          ? r.pick([{ id: 'n 2', address: '127.0.0.9:1' }, { id: 'n2' }, { address: '127.0.0.9:1' }, { id: 'n2', address: 'nowhere' }, { id: 'n2', address: '127.0.0.9:99999' }, { id: '../x', address: '127.0.0.9:1' }])
           : { id: 'n2', address: '127.0.0.9:1' },
       ),
   },
