@@ -14,6 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { ConflictError, NotFoundError } from '../domain-errors.js';
+import { validAddress } from '../store/members.js';
 import { admitForwardedCommand, UnknownCommandError } from '../store/commands.js';
 import { AuthRefusal, COVERED_HEADERS, type ClusterAuth, type CoveredHeaders, type KeySlot, type RefusalReason, type RequestClaim } from './cluster-auth.js';
 import { BATCH_CONTENT_TYPE, decodeBatch, decodeMessages } from './codec.js';
@@ -194,6 +195,10 @@ export async function buildRaftListener(
     async (req, res) => {
       try {
         if (!rep.isLeader()) throw new NoLeaderError('not the leader');
+        // The forwarding node's admin route checked this too; a member's request is still input.
+        if (req.body.op === 'add' && !validAddress(req.body.address ?? '')) {
+          return res.code(400).send({ error: { code: 'bad_request', message: 'address: expected host:port with a port in 1-65535' } });
+        }
         if (req.body.op === 'add') await rep.addPeer(req.body.id, req.body.address ?? '');
         else await rep.removePeer(req.body.id);
         return { ok: true };

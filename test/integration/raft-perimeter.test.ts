@@ -170,6 +170,21 @@ describe('Raft listener perimeter (3-node cluster)', () => {
     expect(await view()).toEqual(before);
   });
 
+  it('refuses a signed membership add whose port no one can dial (400), membership unchanged', async () => {
+    const before = await view();
+    const lead = cluster.member(before.leader);
+    const follower = cluster.members.find((m) => m.id !== before.leader)!;
+    const asFollower = new ClusterAuth({ nodeId: follower.id, key: Buffer.from(cluster.clusterKey, 'base64') });
+    for (const address of ['127.0.0.99:0', '127.0.0.99:65536']) {
+      const add = JSON.stringify({ op: 'add', id: 'ghost', address });
+      const res = await request(raftUrl(lead), 'POST', RAFT_PATHS.membership, { rawBody: add, headers: signed(asFollower, RAFT_PATHS.membership, add) });
+      expect({ address, status: res.status, code: res.body?.error?.code }).toEqual({ address, status: 400, code: 'bad_request' });
+    }
+    const status = await request(lead.url, 'GET', '/v1/admin/cluster', { token: cluster.token });
+    expect(status.body.peers.map((p: { id: string }) => p.id).sort()).toEqual(['n1', 'n2', 'n3']);
+    expect(await view()).toEqual(before);
+  });
+
   it('accepts a correctly signed request once; the same bytes replayed, altered, stale or on another path are refused', async () => {
     const { leader } = await view();
     const lead = cluster.member(leader);
