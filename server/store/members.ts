@@ -31,8 +31,7 @@ export function memberListProblem(members: readonly DeclaredMember[]): string | 
   return null;
 }
 
-/** host:port with a port in 1-65535 (the pattern alone lets 0 and 99999 through). */
-export function validAddress(address: string): boolean {
+function validAddress(address: string): boolean {
   if (!ADDRESS_RE.test(address)) return false;
   const port = Number(address.slice(address.lastIndexOf(':') + 1));
   return port >= 1 && port <= 65535;
