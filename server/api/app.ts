@@ -51,6 +51,9 @@ const READ_SURFACE = new Set(['secret.read', 'secret.watch', 'health', 'ready', 
 /** Not audited (DESIGN §4): they carry no secret data and must answer while audit.db cannot be written. */
 const UNAUDITED = new Set(['health', 'ready', 'metrics.read']);
 
+/** Routes that never need a token caught up first: the unaudited and public ones, and value reads (which check their own). */
+const NO_TOKEN_CATCH_UP = new Set([...UNAUDITED, 'openapi', 'secret.read']);
+
 export type ApiSurface = 'all' | 'reads';
 
 export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: ApiSurface = 'all'): Promise<FastifyInstance> {
@@ -265,8 +268,7 @@ export async function buildApi(deps: ApiDeps, https?: HttpsOptions, surface: Api
     const action = (route.config as { action?: string } | undefined)?.action ?? '';
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     const hooks: preHandlerHookHandler[] = [];
-    // Public routes and reads (which check their own token) skip it.
-    if (!UNAUDITED.has(action) && action !== 'secret.read' && action !== 'openapi') hooks.push(catchUpOnUnknownToken);
+    if (!NO_TOKEN_CATCH_UP.has(action)) hooks.push(catchUpOnUnknownToken);
     if (!methods.every((m) => m === 'GET' || m === 'HEAD')) hooks.push(probeAudit);
     if (hooks.length === 0) return;
     const own = route.preHandler;
