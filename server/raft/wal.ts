@@ -51,6 +51,18 @@ export class WalSyncError extends Error {
  */
 const INLINE_WRITE_MAX_BYTES = 4096;
 
+/**
+ * One request at a time, a node's synced append is one small entry, and the
+ * thread pool round trips (write, then fdatasync: four hand-offs, each
+ * waiting for a core on a busy machine) cost more than the disk wait itself.
+ * Such an append, when the ones before it were lone too, is written and
+ * fdatasynced on the event loop. Under load appends carry batches and go to
+ * the pool, where a loop blocked on the disk would stall every other request
+ * (the audit fast path's rule, server/audit/fast-path.ts).
+ */
+const LONE_SYNC_MAX_BYTES = 2048;
+const LONE_IN_A_ROW = 3;
+
 function codeOf(err: unknown): string {
   return String((err as NodeJS.ErrnoException).code ?? (err as Error).message);
 }
@@ -120,6 +132,8 @@ export function readRecords(buf: Buffer): { entries: WalEntry[]; goodLength: num
 export class Wal {
   private fd: number;
   private size: number;
+  /** Synced appends of at most LONE_SYNC_MAX_BYTES in a row, this one excluded. */
+  private loneRow = 0;
 
   private constructor(readonly file: string, fd: number, size: number) {
     this.fd = fd;
@@ -152,8 +166,16 @@ export class Wal {
    */
   async append(entries: readonly WalEntry[], sync = true): Promise<void> {
     const buf = Buffer.concat(entries.map(encodeRecord));
+    let onLoop = !sync && buf.length <= INLINE_WRITE_MAX_BYTES;
+    if (sync) {
+      const lone = buf.length <= LONE_SYNC_MAX_BYTES;
+      onLoop = lone && this.loneRow >= LONE_IN_A_ROW;
+      this.loneRow = lone ? this.loneRow + 1 : 0;
+    }
+    // Let sends queued for this Ready (a microtask in the transport) leave before the loop blocks on the disk.
+    if (onLoop && sync) await null;
     try {
-      if (!sync && buf.length <= INLINE_WRITE_MAX_BYTES) writeAllNow(this.fd, buf, this.size);
+      if (onLoop) writeAllNow(this.fd, buf, this.size);
       else await writeAll(this.fd, buf, this.size);
     } catch (err) {
       try {
@@ -164,7 +186,13 @@ export class Wal {
       throw err;
     }
     this.size += buf.length;
-    if (sync) {
+    if (sync && onLoop) {
+      try {
+        fs.fdatasyncSync(this.fd);
+      } catch (err) {
+        throw new WalSyncError(`${codeOf(err)} on fdatasync`);
+      }
+    } else if (sync) {
       await new Promise<void>((resolve, reject) =>
         fs.fdatasync(this.fd, (err) => (err ? reject(new WalSyncError(`${codeOf(err)} on fdatasync`)) : resolve())),
       );

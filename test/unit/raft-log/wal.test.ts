@@ -133,6 +133,64 @@ describe('Wal', () => {
     expect(entries.map((e) => e.index)).toEqual([1, 2, 3]);
   });
 
+  it('a lone synced append after lone ones is written and fdatasynced on the event loop, after the sends queued before it', async () => {
+    const file = path.join(tmp(), 'log');
+    const { wal } = Wal.open(file);
+    for (let i = 1; i <= 3; i++) await wal.append([entry(i, `lone ${i}`)]);
+    const pooledWrite = vi.spyOn(fs, 'write');
+    const pooledSync = vi.spyOn(fs, 'fdatasync');
+    const order: string[] = [];
+    const realWrite = fs.writeSync;
+    vi.spyOn(fs, 'writeSync').mockImplementation(((...args: Parameters<typeof fs.writeSync>) => {
+      order.push('write');
+      return (realWrite as (...a: unknown[]) => number)(...args);
+    }) as typeof fs.writeSync);
+    const syncOnLoop = vi.spyOn(fs, 'fdatasyncSync');
+    queueMicrotask(() => order.push('send')); // what the transport does for this Ready's early sends
+    await wal.append([entry(4, 'lone 4')]);
+    expect(order).toEqual(['send', 'write']);
+    expect(syncOnLoop).toHaveBeenCalledTimes(1);
+    expect(pooledWrite).not.toHaveBeenCalled();
+    expect(pooledSync).not.toHaveBeenCalled();
+
+    // A batch (as under load) goes to the pool, and the row starts again.
+    await wal.append([entry(5, 'x'.repeat(4096))]);
+    await wal.append([entry(6, 'lone 6')]);
+    expect(pooledSync).toHaveBeenCalledTimes(2);
+    expect(syncOnLoop).toHaveBeenCalledTimes(1);
+    wal.close();
+    const { wal: again, entries } = Wal.open(file);
+    again.close();
+    expect(entries.map((e) => e.index)).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
+  it('on the event loop too, a full volume undoes the write and a failed fdatasync is a WalSyncError', async () => {
+    const file = path.join(tmp(), 'log');
+    const { wal } = Wal.open(file);
+    for (let i = 1; i <= 3; i++) await wal.append([entry(i, `lone ${i}`)]);
+    const before = fs.statSync(file).size;
+    const real = fs.writeSync;
+    let calls = 0;
+    const short = vi.spyOn(fs, 'writeSync').mockImplementation(((fd: number, buf: Buffer, off: number, len: number, pos: number) => {
+      calls++;
+      if (calls === 1) return real(fd, buf, off, Math.floor(len / 2), pos);
+      throw enospc();
+    }) as unknown as typeof fs.writeSync);
+    await expect(wal.append([entry(4, 'lone 4')])).rejects.toMatchObject({ code: 'ENOSPC' });
+    expect(calls).toBe(2);
+    expect(fs.statSync(file).size).toBe(before);
+    short.mockRestore();
+
+    vi.spyOn(fs, 'fdatasyncSync').mockImplementation(() => {
+      throw Object.assign(new Error('EIO: fdatasync'), { code: 'EIO' });
+    });
+    const err = await wal.append([entry(4, 'lone 4')]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WalSyncError);
+    expect((err as Error).message).toBe('EIO on fdatasync');
+    expect(isNoSpace(err)).toBe(false);
+    wal.close();
+  });
+
   it('reports a failed fdatasync as a WalSyncError, never as a full volume to retry', async () => {
     const { wal } = Wal.open(path.join(tmp(), 'log'));
     for (const code of ['EIO', 'ENOSPC']) {
