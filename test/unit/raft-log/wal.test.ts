@@ -21,6 +21,18 @@ const enospc = () => Object.assign(new Error('ENOSPC: no space left on device, w
 
 const entry = (index: number, text: string) => ({ index, term: 1, kind: ENTRY_NORMAL, data: new Uint8Array(Buffer.from(text)) });
 
+/** fs.writeSync writes half of the first call, then finds the volume full; `calls()` counts the calls. */
+function halfThenFull(): { calls: () => number; restore: () => void } {
+  const real = fs.writeSync;
+  let calls = 0;
+  const spy = vi.spyOn(fs, 'writeSync').mockImplementation(((fd: number, buf: Buffer, off: number, len: number, pos: number) => {
+    calls++;
+    if (calls === 1) return real(fd, buf, off, Math.floor(len / 2), pos);
+    throw enospc();
+  }) as unknown as typeof fs.writeSync);
+  return { calls: () => calls, restore: () => spy.mockRestore() };
+}
+
 describe('Wal', () => {
   it('reads back what it appended', async () => {
     const file = path.join(tmp(), 'log');
@@ -109,18 +121,12 @@ describe('Wal', () => {
     await wal.append([entry(1, 'one')]);
     const before = fs.statSync(file).size;
     const pooled = vi.spyOn(fs, 'write');
-    const real = fs.writeSync;
-    let calls = 0;
-    const onLoop = vi.spyOn(fs, 'writeSync').mockImplementation(((fd: number, buf: Buffer, off: number, len: number, pos: number) => {
-      calls++;
-      if (calls === 1) return real(fd, buf, off, Math.floor(len / 2), pos);
-      throw enospc();
-    }) as unknown as typeof fs.writeSync);
+    const onLoop = halfThenFull();
     const failed = wal.append([entry(2, 'two')], false);
     await expect(failed).rejects.toMatchObject({ code: 'ENOSPC' });
-    expect(calls).toBe(2);
+    expect(onLoop.calls()).toBe(2);
     expect(fs.statSync(file).size).toBe(before); // the half-written record is gone
-    onLoop.mockRestore();
+    onLoop.restore();
 
     await wal.append([entry(2, 'two')], false);
     expect(fs.statSync(file).size).toBeGreaterThan(before); // in the file as soon as append resolves
@@ -169,17 +175,11 @@ describe('Wal', () => {
     const { wal } = Wal.open(file);
     for (let i = 1; i <= 3; i++) await wal.append([entry(i, `lone ${i}`)]);
     const before = fs.statSync(file).size;
-    const real = fs.writeSync;
-    let calls = 0;
-    const short = vi.spyOn(fs, 'writeSync').mockImplementation(((fd: number, buf: Buffer, off: number, len: number, pos: number) => {
-      calls++;
-      if (calls === 1) return real(fd, buf, off, Math.floor(len / 2), pos);
-      throw enospc();
-    }) as unknown as typeof fs.writeSync);
+    const short = halfThenFull();
     await expect(wal.append([entry(4, 'lone 4')])).rejects.toMatchObject({ code: 'ENOSPC' });
-    expect(calls).toBe(2);
+    expect(short.calls()).toBe(2);
     expect(fs.statSync(file).size).toBe(before);
-    short.mockRestore();
+    short.restore();
 
     vi.spyOn(fs, 'fdatasyncSync').mockImplementation(() => {
       throw Object.assign(new Error('EIO: fdatasync'), { code: 'EIO' });
