@@ -358,12 +358,24 @@ export class AuditLog {
     this.queue = [];
     const rows = batch.map((p) => p.row);
     if (this.writeHere(batch, rows)) return;
+    this.toWorker(batch, rows);
+  }
+
+  private toWorker(batch: PendingRecord[], rows: AuditRow[]): void {
     this.fastStreak = 0;
     this.inflight = this.worker.call({ op: 'batch', rows: JSON.stringify(rows) }).then(
       (done) => {
         this.inflight = null;
         this.writerHealthy = true;
-        this.written(batch, done);
+        // What gathered meanwhile goes to the thread before this batch is answered: settling writes
+        // every response of the batch synchronously, and the thread would sit idle through that.
+        const keptQueued = this.queue.some((p) => p.keep);
+        if (this.queue.length > 0) {
+          const next = this.queue;
+          this.queue = [];
+          this.toWorker(next, next.map((p) => p.row));
+        }
+        this.written(batch, done, keptQueued);
       },
       (err: Error) => {
         this.inflight = null;
@@ -395,7 +407,7 @@ export class AuditLog {
   }
 
   /** A batch is durable: tell its waiters, the metrics and the exports, and send what gathered meanwhile. */
-  private written(batch: PendingRecord[], done: WorkerDone): void {
+  private written(batch: PendingRecord[], done: WorkerDone, keptHandedOver = false): void {
     this.lastId = Math.max(this.lastId, done.lastId);
     settle(batch, null);
     safely(() => this.opts.onFlush?.(done.seconds, batch.length));
@@ -407,7 +419,7 @@ export class AuditLog {
     }
     this.sincePrune += batch.length;
     if (this.sincePrune >= PRUNE_AFTER_RECORDS) this.prune();
-    this.held.written(() => this.queue.some((p) => p.keep));
+    this.held.written(() => keptHandedOver || this.queue.some((p) => p.keep));
     this.next();
   }
 

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { AuditLog, FAST_WRITE_AFTER_SINGLES } from '../../../server/audit/audit-log.js';
 import { FastPath } from '../../../server/audit/fast-path.js';
+import { AuditWorkerClient } from '../../../server/audit/worker-client.js';
 import { AuditUnavailableError, type AuditRecord } from '../../../server/audit/record.js';
 
 let dir: string;
@@ -71,6 +72,25 @@ describe('AuditLog', () => {
     expect(next_since).toBeNull();
     expect(batches.reduce((a, b) => a + b, 0)).toBe(n + 10);
     expect(batches).toEqual([n, 10]);
+  });
+
+  it('hands the records that gathered during a batch to the writer thread before telling that batch its records are durable', async () => {
+    const call = vi.spyOn(AuditWorkerClient.prototype, 'call');
+    const batchesSent = () => call.mock.calls.filter(([req]) => req.op === 'batch').map(([req]) => (JSON.parse((req as { rows: string }).rows) as unknown[]).length);
+    const log = make();
+    let sentWhenFirstTold: number[] = [];
+    const first = new Promise<void>((resolve, reject) =>
+      log.submit(rec(1), (err) => {
+        sentWhenFirstTold = batchesSent();
+        if (err) reject(err);
+        else resolve();
+      }),
+    );
+    await waitFor(() => batchesSent().length === 1); // the first batch is in the thread
+    const rest = Array.from({ length: 4 }, (_, i) => log.record(rec(2 + i)));
+    await Promise.all([first, ...rest]);
+    expect(sentWhenFirstTold).toEqual([1, 4]);
+    expect(log.query({ limit: 10 }).records.map((r) => r.request_id)).toEqual(['req-1', 'req-2', 'req-3', 'req-4', 'req-5']);
   });
 
   it('stores all fields, nulls included', async () => {
