@@ -369,13 +369,13 @@ export class AuditLog {
         this.writerHealthy = true;
         // What gathered meanwhile goes to the thread before this batch is answered: settling writes
         // every response of the batch synchronously, and the thread would sit idle through that.
-        const keptQueued = this.queue.some((p) => p.keep);
+        const keptHandedOver = this.queue.some((p) => p.keep);
         if (this.queue.length > 0) {
           const next = this.queue;
           this.queue = [];
           this.toWorker(next, next.map((p) => p.row));
         }
-        this.written(batch, done, keptQueued);
+        this.written(batch, done, keptHandedOver);
       },
       (err: Error) => {
         this.inflight = null;
