@@ -75,20 +75,25 @@ describe('AuditLog', () => {
   });
 
   it('hands the records that gathered during a batch to the writer thread before telling that batch its records are durable', async () => {
-    const call = vi.spyOn(AuditWorkerClient.prototype, 'call');
-    const batchesSent = () => call.mock.calls.filter(([req]) => req.op === 'batch').map(([req]) => (JSON.parse((req as { rows: string }).rows) as unknown[]).length);
     const log = make();
+    const original = AuditWorkerClient.prototype.call;
+    let rest: Promise<void>[] = [];
+    const call = vi.spyOn(AuditWorkerClient.prototype, 'call').mockImplementation(function (this: AuditWorkerClient, req) {
+      const sent = original.call(this, req);
+      // Right after the first batch is handed over (its answer cannot arrive before this turn ends), four more gather.
+      if (req.op === 'batch' && rest.length === 0) queueMicrotask(() => (rest = Array.from({ length: 4 }, (_, i) => log.record(rec(2 + i)))));
+      return sent;
+    });
+    const batchesSent = () => call.mock.calls.filter(([req]) => req.op === 'batch').map(([req]) => (JSON.parse((req as { rows: string }).rows) as unknown[]).length);
     let sentWhenFirstTold: number[] = [];
-    const first = new Promise<void>((resolve, reject) =>
+    await new Promise<void>((resolve, reject) =>
       log.submit(rec(1), (err) => {
         sentWhenFirstTold = batchesSent();
         if (err) reject(err);
         else resolve();
       }),
     );
-    await waitFor(() => batchesSent().length === 1); // the first batch is in the thread
-    const rest = Array.from({ length: 4 }, (_, i) => log.record(rec(2 + i)));
-    await Promise.all([first, ...rest]);
+    await Promise.all(rest);
     expect(sentWhenFirstTold).toEqual([1, 4]);
     expect(log.query({ limit: 10 }).records.map((r) => r.request_id)).toEqual(['req-1', 'req-2', 'req-3', 'req-4', 'req-5']);
   });
