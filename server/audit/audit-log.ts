@@ -354,14 +354,19 @@ export class AuditLog {
   private flush(): void {
     this.scheduled = false;
     if (this.inflight !== null || this.queue.length === 0) return;
-    const batch = this.queue;
-    this.queue = [];
+    const batch = this.takeQueue();
     const rows = batch.map((p) => p.row);
     if (this.writeHere(batch, rows)) return;
     this.toWorker(batch, rows);
   }
 
-  private toWorker(batch: PendingRecord[], rows: AuditRow[]): void {
+  private takeQueue(): PendingRecord[] {
+    const batch = this.queue;
+    this.queue = [];
+    return batch;
+  }
+
+  private toWorker(batch: PendingRecord[], rows = batch.map((p) => p.row)): void {
     this.fastStreak = 0;
     this.inflight = this.worker.call({ op: 'batch', rows: JSON.stringify(rows) }).then(
       (done) => {
@@ -370,11 +375,7 @@ export class AuditLog {
         // What gathered meanwhile goes to the thread before this batch is answered: settling writes
         // every response of the batch synchronously, and the thread would sit idle through that.
         const keptHandedOver = this.queue.some((p) => p.keep);
-        if (this.queue.length > 0) {
-          const next = this.queue;
-          this.queue = [];
-          this.toWorker(next, next.map((p) => p.row));
-        }
+        if (this.queue.length > 0) this.toWorker(this.takeQueue());
         this.written(batch, done, keptHandedOver);
       },
       (err: Error) => {
