@@ -67,6 +67,8 @@ function codeOf(err: unknown): string {
   return String((err as NodeJS.ErrnoException).code ?? (err as Error).message);
 }
 
+const syncFailed = (err: unknown) => new WalSyncError(`${codeOf(err)} on fdatasync`);
+
 /** writeAll on the event loop: for a small write with no fdatasync after it (a page-cache copy, no disk wait). */
 function writeAllNow(fd: number, buf: Buffer, position: number): void {
   for (let off = 0; off < buf.length; ) {
@@ -166,12 +168,7 @@ export class Wal {
    */
   async append(entries: readonly WalEntry[], sync = true): Promise<void> {
     const buf = Buffer.concat(entries.map(encodeRecord));
-    let onLoop = !sync && buf.length <= INLINE_WRITE_MAX_BYTES;
-    if (sync) {
-      const lone = buf.length <= LONE_SYNC_MAX_BYTES;
-      onLoop = lone && this.loneRow >= LONE_IN_A_ROW;
-      this.loneRow = lone ? this.loneRow + 1 : 0;
-    }
+    const onLoop = sync ? this.loneSyncedAppend(buf.length) : buf.length <= INLINE_WRITE_MAX_BYTES;
     // Let sends queued for this Ready (a microtask in the transport) leave before the loop blocks on the disk.
     if (onLoop && sync) await null;
     try {
@@ -186,17 +183,24 @@ export class Wal {
       throw err;
     }
     this.size += buf.length;
-    if (sync && onLoop) {
+    if (!sync) return;
+    if (onLoop) {
       try {
         fs.fdatasyncSync(this.fd);
       } catch (err) {
-        throw new WalSyncError(`${codeOf(err)} on fdatasync`);
+        throw syncFailed(err);
       }
-    } else if (sync) {
-      await new Promise<void>((resolve, reject) =>
-        fs.fdatasync(this.fd, (err) => (err ? reject(new WalSyncError(`${codeOf(err)} on fdatasync`)) : resolve())),
-      );
+    } else {
+      await new Promise<void>((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(syncFailed(err)) : resolve())));
     }
+  }
+
+  /** Counts a synced append of `bytes` into the row of lone ones; true when it is to be synced on the loop. */
+  private loneSyncedAppend(bytes: number): boolean {
+    const lone = bytes <= LONE_SYNC_MAX_BYTES;
+    const onLoop = lone && this.loneRow >= LONE_IN_A_ROW;
+    this.loneRow = lone ? this.loneRow + 1 : 0;
+    return onLoop;
   }
 
   /**
